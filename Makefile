@@ -1,0 +1,64 @@
+# covey: the entry point. CMake does the C++ build underneath.
+#   make          build everything into build/
+#   make test     install missing Debian packages, build, run every test tier
+#   make bench    run the benchmarks, print a table, write build/bench/*.json
+#   make fuzz     run the message decoder fuzzer (FUZZ_SECONDS, default 600)
+
+BUILD      ?= build
+SAN_BUILD  ?= build-san
+JOBS       ?= $(shell nproc)
+FUZZ_SECONDS ?= 600
+CMAKE_FLAGS ?=
+
+.PHONY: all build san deps test unit bench fuzz format clean
+
+all: build
+
+deps:
+	@./tools/install-deps.sh
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+
+build: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+# AddressSanitizer + UndefinedBehaviorSanitizer build with clang, which also
+# carries the libFuzzer targets.
+$(SAN_BUILD)/CMakeCache.txt:
+	CC=clang CXX=clang++ cmake -S . -B $(SAN_BUILD) -DCMAKE_BUILD_TYPE=Debug \
+	  -DCOVEY_SANITIZE=ON -DCOVEY_FUZZ=ON -DCOVEY_BENCH=OFF $(CMAKE_FLAGS)
+
+san: $(SAN_BUILD)/CMakeCache.txt
+	cmake --build $(SAN_BUILD) -j $(JOBS)
+
+# The sanitizer tier (unit tests and 60 s of fuzzing) runs first, so the
+# last line printed is the summary of the main build's ctest run.
+test: deps
+	$(MAKE) --no-print-directory build san
+	ctest --test-dir $(SAN_BUILD) --output-on-failure -j $(JOBS) -L 'unit|fuzz'
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+
+unit: build
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) -L unit
+
+bench: deps build
+	@mkdir -p $(BUILD)/bench
+	@for b in $(BUILD)/tests/bench/*_bench; do \
+	  echo "== $$(basename $$b)"; \
+	  $$b --benchmark_out=$(BUILD)/bench/$$(basename $$b).json --benchmark_out_format=json || exit 1; \
+	done
+	@python3 tools/bench-report.py $(BUILD)/bench
+
+fuzz: deps san
+	@mkdir -p $(SAN_BUILD)/tests/fuzz/corpus $(SAN_BUILD)/tests/fuzz/seeds
+	$(SAN_BUILD)/tests/fuzz/fuzz_seeds $(SAN_BUILD)/tests/fuzz/seeds
+	$(SAN_BUILD)/tests/fuzz/message_fuzz -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
+	  -print_final_stats=1 -artifact_prefix=$(SAN_BUILD)/tests/fuzz/ \
+	  $(SAN_BUILD)/tests/fuzz/corpus $(SAN_BUILD)/tests/fuzz/seeds
+
+format:
+	find userspace tools tests -name '*.h' -o -name '*.cpp' | xargs clang-format -i
+
+clean:
+	rm -rf $(BUILD) $(SAN_BUILD)

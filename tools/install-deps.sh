@@ -1,0 +1,28 @@
+#!/bin/sh
+# Installs the Debian 12 packages covey builds and tests with, and nothing
+# when all are present. Run as root (make test does it for you).
+set -eu
+
+PACKAGES="
+  build-essential cmake pkg-config clang llvm libclang-rt-14-dev
+  libssl-dev libgtest-dev libgmock-dev libbenchmark-dev
+  nlohmann-json3-dev libcli11-dev libpcap-dev
+  tshark python3
+"
+
+missing=""
+for p in $PACKAGES; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing="$missing $p"
+  fi
+done
+[ -z "$missing" ] && exit 0
+
+echo "covey: installing missing Debian packages:$missing"
+if [ "$(id -u)" != 0 ]; then
+  echo "covey: these packages are missing and installing them needs root: sudo apt-get install$missing" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends $missing
