@@ -1,0 +1,77 @@
+// Group policy and keys <-> GDOI payloads: the SA payload of GROUPKEY-PULL
+// message 2 and of every GROUPKEY-PUSH, and the KD payload of message 4
+// and pushes. Shared by the key server (encode) and the member (decode).
+//
+// How the ACL travels. Each ACL entry becomes one SA TEK payload per TEK,
+// in ACL order, carrying the entry's protocol, prefixes and single ports in
+// the standard SRC/DST ID fields, so any GDOI member (and tshark) reads the
+// selectors. What RFC 6407 has no field for goes in IPsec SA attributes of
+// the private range (RFC 2407 6.7: 32001-32767, "amongst cooperating
+// systems"), sent only to members that announced covey's Vendor ID:
+//   32001 COVEY_ACL_ACTION     B  1 encrypt (permit), 2 bypass (deny)
+//   32002 COVEY_PORT_RANGES    V  source first,last, destination first,last (4 x 16 bits)
+//   32003 COVEY_TBAR_WINDOW_MS V  32 bits; absent = time-based anti-replay off
+// and in GAP attributes of its private range (RFC 6407 5.4: 128-255):
+//   200   COVEY_FAIL_CLOSE_ACL V  the fail-close ACL, 44 octets an entry
+// A member without the extension sees only permit entries (deny entries
+// are not sent to it), which is the RFC's model: SA TEKs are traffic to protect.
+#pragma once
+
+#include <string>
+
+#include "common/address.h"
+#include "crypto/result.h"
+#include "gdoi/keys.h"
+#include "gdoi/policy.h"
+#include "wire/payloads.h"
+
+namespace covey::gdoi {
+
+namespace covey_attr {
+inline constexpr std::uint16_t AclAction = 32001, PortRanges = 32002, TbarWindowMs = 32003;
+inline constexpr std::uint16_t FailCloseAcl = 200;  // GAP
+inline constexpr std::uint16_t ActionEncrypt = 1, ActionBypass = 2;
+}  // namespace covey_attr
+
+// Who is on the other end, and so which encoding it gets.
+struct PeerTraits {
+  bool covey = false;  // sent covey's Vendor ID: private attributes understood
+};
+
+// Policy that a key server sends about a rekey SA.
+struct KekAnnouncement {
+  std::array<std::uint8_t, 16> spi{};
+  Address source;  // the key server's address, SRC ID of the SA KEK
+  std::uint32_t remaining_s = 0;
+};
+
+wire::GroupSaPayload encode_group_sa(const GroupPolicy& policy, const std::optional<KekAnnouncement>& kek,
+                                     const std::vector<Tek>& teks, bool with_gap, PeerTraits peer);
+
+// Keys for the SAs of the matching SA payload.
+wire::KeyDownloadPayload encode_key_download(const KeyMaterial& keys);
+
+// What a member learns from an SA payload: the policy it must enforce and
+// the SPIs and lifetimes it must expect keys for.
+struct ReceivedSa {
+  GroupPolicy policy;  // acl, tek transform, lifetimes, kek policy, delays, tbar, fail-close
+  std::optional<std::array<std::uint8_t, 16>> kek_spi;
+  std::vector<std::uint32_t> tek_spis;         // distinct, in order of appearance
+  std::vector<std::uint32_t> tek_remaining_s;  // parallel to tek_spis
+  std::uint32_t kek_remaining_s = 0;
+};
+
+// Validates as a member must (RFC 6407 3.3): every attribute understood,
+// a transform covey can install, one consistent policy across the TEKs.
+// Errors name the payload and field, and say why covey cannot use it.
+crypto::Result<ReceivedSa> decode_group_sa(const wire::GroupSaPayload& sa);
+
+// Matches key packets to the SPIs of the SA payload and checks key lengths
+// against the transform (RFC 6407 3.3, 5.6).
+crypto::Result<KeyMaterial> decode_key_download(const wire::KeyDownloadPayload& kd, const ReceivedSa& sa);
+
+// Key lengths the transform needs.
+std::size_t tek_encryption_key_size(TekTransform::Cipher c);
+std::size_t tek_integrity_key_size(TekTransform::Integrity i);
+
+}  // namespace covey::gdoi

@@ -1,0 +1,161 @@
+#include "ks/group.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "crypto/random.h"
+#include "gdoi/policy_codec.h"
+
+namespace covey::ks {
+
+using crypto::Error;
+using gdoi::GroupDirectory;
+
+bool prefix_contains(const gdoi::Prefix& p, const Address& a) {
+  if (p.family != a.family) return false;
+  unsigned full = p.length / 8, rest = p.length % 8;
+  if (!std::equal(p.address.begin(), p.address.begin() + full, a.bytes.begin())) return false;
+  if (rest == 0) return true;
+  auto mask = static_cast<std::uint8_t>(0xff00u >> rest);
+  return (p.address[full] & mask) == (a.bytes[full] & mask);
+}
+
+std::optional<std::string> Authorization::refuse(const Address& peer, const std::string& subject) const {
+  for (const auto& p : prefixes)
+    if (prefix_contains(p, peer)) return std::nullopt;
+  if (!subject.empty()) {
+    for (const auto& s : subjects) {
+      bool wild = !s.empty() && s.back() == '*';
+      if (wild ? subject.compare(0, s.size() - 1, s, 0, s.size() - 1) == 0 : subject == s) return std::nullopt;
+    }
+    return "GM " + peer.str() + " (" + subject + ") is not in the authorization list";
+  }
+  return "GM " + peer.str() + " is not in the authorization list";
+}
+
+crypto::Result<std::unique_ptr<Group>> Group::create(gdoi::GroupPolicy policy, Authorization auth,
+                                                     crypto::PrivateKey signing_key, Address ks_address,
+                                                     std::int64_t now) {
+  auto pub = signing_key.public_key();
+  if (!pub) return Error{"group " + policy.name + ": rekey signing key: " + pub.error()};
+  auto der = pub->to_der();
+  if (!der) return Error{"group " + policy.name + ": rekey signing key: " + der.error()};
+  std::unique_ptr<Group> g(new Group(std::move(policy), std::move(auth), std::move(signing_key), ks_address));
+  auto spi = crypto::random_bytes(16);
+  auto key = crypto::random_secret(crypto::block_size(g->policy_.kek.cipher) + crypto::key_size(g->policy_.kek.cipher));
+  if (!spi || !key) return Error{"group " + g->policy_.name + ": no randomness for the KEK"};
+  std::copy(spi->begin(), spi->end(), g->kek_.spi.begin());
+  g->kek_.algorithm_key = std::move(*key);
+  g->kek_.signature_public_key = std::move(*der);
+  g->kek_.lifetime_s = g->policy_.kek.lifetime_s;
+  g->kek_expires_at_ = now + g->policy_.kek.lifetime_s;
+  auto tek = g->new_tek(now);
+  if (!tek) return Error{tek.error()};
+  g->teks_.push_back(LiveTek{std::move(*tek), now, now + g->policy_.tek_lifetime_s});
+  return g;
+}
+
+crypto::Result<gdoi::Tek> Group::new_tek(std::int64_t) {
+  gdoi::Tek t;
+  // RFC 4303 2.1: SPIs 1-255 are reserved; 0 means none. An SPI is never
+  // reused within the group, so old captures cannot be confused with new.
+  for (int tries = 0;; ++tries) {
+    auto b = crypto::random_bytes(4);
+    if (!b) return Error{"group " + policy_.name + ": no randomness for an SPI"};
+    t.spi = static_cast<std::uint32_t>((*b)[0] << 24 | (*b)[1] << 16 | (*b)[2] << 8 | (*b)[3]);
+    if (t.spi > 255 && used_spis_.insert(t.spi).second) break;
+    if (tries > 64) return Error{"group " + policy_.name + ": could not find an unused SPI"};
+  }
+  auto ek = crypto::random_secret(gdoi::tek_encryption_key_size(policy_.tek.cipher));
+  auto ik = crypto::random_secret(gdoi::tek_integrity_key_size(policy_.tek.integrity));
+  if (!ek || !ik) return Error{"group " + policy_.name + ": no randomness for a TEK"};
+  t.encryption_key = std::move(*ek);
+  t.integrity_key = std::move(*ik);
+  t.lifetime_s = policy_.tek_lifetime_s;
+  return t;
+}
+
+GroupDirectory::Offer Group::offer(gdoi::PeerTraits peer, std::int64_t now) const {
+  GroupDirectory::Offer o;
+  o.group_id = policy_.identity;
+  std::vector<gdoi::Tek> teks;
+  for (const auto& lt : teks_) {
+    if (lt.expires_at <= now) continue;
+    gdoi::Tek t = lt.tek;
+    t.lifetime_s = static_cast<std::uint32_t>(lt.expires_at - now);
+    teks.push_back(std::move(t));
+  }
+  gdoi::KekAnnouncement ann;
+  ann.spi = kek_.spi;
+  ann.source = ks_address_;
+  ann.remaining_s = static_cast<std::uint32_t>(std::max<std::int64_t>(kek_expires_at_ - now, 0));
+  o.sa = gdoi::encode_group_sa(policy_, ann, teks, true, peer);
+  o.keys.teks = teks;
+  o.keys.kek = kek_;
+  o.keys.kek->lifetime_s = ann.remaining_s;
+  return o;
+}
+
+crypto::Result<GroupDirectory::Admission> Group::admit(const ike::Phase1Sa& member, std::uint16_t sid_request,
+                                                       std::int64_t now) {
+  GroupDirectory::Admission a;
+  // RFC 6407 3.5: new SIDs at every registration, never handed out twice.
+  unsigned n = std::max<unsigned>(1, sid_request);
+  if (n > 16) n = 16;  // a member asking for thousands is not helped by getting them
+  if (next_sid_ + n > 0xffff) return Error{"group " + policy_.name + ": SID space exhausted; rekey the group"};
+  for (unsigned i = 0; i < n; ++i) a.sids.push_back(next_sid_++);
+  a.seq = seq_;
+  Member& m = members_[member.peer.address];
+  m.address = member.peer.address;
+  m.identity = member.peer_subject.empty() ? member.peer.address.str() : member.peer_subject;
+  m.registered_at = now;
+  m.sids = a.sids;
+  ++m.registrations;
+  return a;
+}
+
+void Groups::add(std::unique_ptr<Group> g) {
+  std::uint32_t id = g->policy().identity;
+  groups_[id] = std::move(g);
+}
+
+Group* Groups::find(std::uint32_t identity) {
+  auto it = groups_.find(identity);
+  return it == groups_.end() ? nullptr : it->second.get();
+}
+
+Group* Groups::find(const std::string& name) {
+  for (auto& [id, g] : groups_)
+    if (g->policy().name == name) return g.get();
+  return nullptr;
+}
+
+std::variant<GroupDirectory::Offer, ike::Failure> Groups::offer(const wire::IdentificationPayload& id,
+                                                                  const ike::Phase1Sa& member) {
+  Group* g = nullptr;
+  std::string named;
+  if (auto gid = id.group_id()) {
+    g = find(*gid);
+    named = "group " + std::to_string(*gid);
+  } else {
+    named = "group ID of type " + std::to_string(id.type);
+  }
+  if (!g)
+    return ike::Failure{wire::NotifyType::InvalidIdInformation, "GM " + member.peer.address.str() + " asked for unknown " + named};
+  if (auto why = g->authorization().refuse(member.peer.address, member.peer_subject))
+    return ike::Failure{wire::NotifyType::AuthenticationFailed, "group " + g->policy().name + ": " + *why};
+  // covey's Vendor ID is not yet exchanged in phase 1, so every member
+  // gets covey's extensions; see docs/ARCHITECTURE.md.
+  return g->offer(gdoi::PeerTraits{true}, now_);
+}
+
+std::variant<GroupDirectory::Admission, ike::Failure> Groups::admit(const Offer& offer, const ike::Phase1Sa& member,
+                                                                      std::uint16_t sid_request) {
+  Group* g = find(offer.group_id);
+  if (!g) return ike::Failure{wire::NotifyType::InvalidIdInformation, "group " + std::to_string(offer.group_id) + " was removed"};
+  auto a = g->admit(member, sid_request, now_);
+  if (!a) return ike::Failure{wire::NotifyType::InvalidIdInformation, a.error()};
+  return std::move(*a);
+}
+
+}  // namespace covey::ks

@@ -1,0 +1,102 @@
+// A group as the key server keeps it: policy, the current keys, who may
+// join and who has, and the numbers that must never repeat (SPIs, SIDs,
+// SEQ). Pure: the caller passes the time.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "crypto/sign.h"
+#include "gdoi/pull.h"
+
+namespace covey::ks {
+
+// Who may register: addresses or prefixes, and certificate subjects when
+// certificates authenticate phase 1. Empty lists allow nobody.
+struct Authorization {
+  std::vector<gdoi::Prefix> prefixes;
+  std::vector<std::string> subjects;  // exact, or ending in '*' for a prefix match
+
+  // nullopt when allowed, else the reason ("10.1.99.9 is not in the authorization list").
+  std::optional<std::string> refuse(const Address& peer, const std::string& subject) const;
+};
+
+bool prefix_contains(const gdoi::Prefix& p, const Address& a);
+
+struct Member {
+  Address address;
+  std::string identity;  // ID payload or certificate subject, for logs
+  std::int64_t registered_at = 0;
+  std::vector<std::uint32_t> sids;
+  std::uint32_t registrations = 0;
+};
+
+class Group {
+ public:
+  // Generates the first KEK and TEK from the CSPRNG.
+  static crypto::Result<std::unique_ptr<Group>> create(gdoi::GroupPolicy policy, Authorization auth,
+                                                       crypto::PrivateKey signing_key, Address ks_address,
+                                                       std::int64_t now);
+
+  const gdoi::GroupPolicy& policy() const { return policy_; }
+  const std::map<Address, Member>& members() const { return members_; }
+  const gdoi::Kek& kek() const { return kek_; }
+  std::int64_t kek_expires_at() const { return kek_expires_at_; }
+  struct LiveTek {
+    gdoi::Tek tek;
+    std::int64_t created_at = 0, expires_at = 0;
+  };
+  const std::vector<LiveTek>& teks() const { return teks_; }
+  std::uint32_t seq() const { return seq_; }
+
+  // What message 2 and 4 carry for `peer`, with lifetimes as of `now`.
+  gdoi::GroupDirectory::Offer offer(gdoi::PeerTraits peer, std::int64_t now) const;
+  // Records the member and allocates its SIDs (at least one: TBAR needs it).
+  crypto::Result<gdoi::GroupDirectory::Admission> admit(const ike::Phase1Sa& member, std::uint16_t sid_request,
+                                                        std::int64_t now);
+  const Authorization& authorization() const { return auth_; }
+
+  // A new TEK with an SPI this group has never used.
+  crypto::Result<gdoi::Tek> new_tek(std::int64_t now);
+
+ private:
+  Group(gdoi::GroupPolicy policy, Authorization auth, crypto::PrivateKey key, Address ks_address)
+      : policy_(std::move(policy)), auth_(std::move(auth)), signing_key_(std::move(key)), ks_address_(ks_address) {}
+
+  gdoi::GroupPolicy policy_;
+  Authorization auth_;
+  crypto::PrivateKey signing_key_;
+  Address ks_address_;
+  gdoi::Kek kek_;
+  std::int64_t kek_expires_at_ = 0;
+  std::vector<LiveTek> teks_;
+  std::set<std::uint32_t> used_spis_;
+  std::uint32_t next_sid_ = 0;
+  std::uint32_t seq_ = 0;
+  std::map<Address, Member> members_;
+};
+
+// The key server's groups by identity, answering GROUPKEY-PULL.
+class Groups : public gdoi::GroupDirectory {
+ public:
+  void add(std::unique_ptr<Group> g);
+  Group* find(std::uint32_t identity);
+  Group* find(const std::string& name);
+  const std::map<std::uint32_t, std::unique_ptr<Group>>& all() const { return groups_; }
+  void set_clock(std::int64_t now) { now_ = now; }
+
+  std::variant<Offer, ike::Failure> offer(const wire::IdentificationPayload& id, const ike::Phase1Sa& member) override;
+  std::variant<Admission, ike::Failure> admit(const Offer& offer, const ike::Phase1Sa& member,
+                                              std::uint16_t sid_request) override;
+
+ private:
+  std::map<std::uint32_t, std::unique_ptr<Group>> groups_;
+  std::int64_t now_ = 0;
+};
+
+}  // namespace covey::ks
