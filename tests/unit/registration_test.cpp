@@ -1,0 +1,194 @@
+// The key server's dispatcher and the member's registrar, wired together
+// in memory: the whole registration as the daemons run it, minus sockets.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "gm/registrar.h"
+#include "ks/dispatcher.h"
+#include "samples.h"
+
+using namespace covey;
+
+namespace {
+
+gdoi::Prefix prefix(const char* a, std::uint8_t len) {
+  gdoi::Prefix p;
+  auto addr = *Address::parse(a);
+  p.family = addr.family;
+  p.address = addr.bytes;
+  p.length = len;
+  return p;
+}
+
+std::shared_ptr<ike::Credentials> psk(std::string key) {
+  auto c = std::make_shared<ike::Credentials>();
+  c->pre_shared_key = [key](const Address&) -> std::optional<crypto::SecretBytes> {
+    return crypto::SecretBytes(as_bytes(key));
+  };
+  return c;
+}
+
+struct World {
+  ks::Groups groups;
+  std::unique_ptr<ks::Dispatcher> ks;
+  Endpoint ks_ep{*Address::parse("10.1.12.1"), 848};
+
+  explicit World(std::size_t half_open_cap = 1024) {
+    gdoi::GroupPolicy p;
+    p.name = "GET_VPN";
+    p.identity = 134;
+    gdoi::AclEntry permit;
+    permit.source = prefix("192.168.0.0", 16);
+    permit.destination = prefix("192.168.0.0", 16);
+    p.acl = {permit};
+    auto key = crypto::PrivateKey::generate_ec(crypto::EcCurve::P256);
+    auto g = ks::Group::create(p, ks::Authorization{{prefix("10.1.0.0", 16)}, {}}, std::move(*key), ks_ep.address, 0);
+    groups.add(std::move(*g));
+    ks::DispatcherOptions o;
+    o.phase1 = {ike::Phase1Transform{}};
+    o.credentials = psk("lab");
+    o.half_open_cap = half_open_cap;
+    ks = std::make_unique<ks::Dispatcher>(o, groups, ks_ep.address);
+  }
+
+  gm::Registrar member(const char* addr, std::string key = "lab", std::uint32_t group = 134) {
+    gm::RegistrarOptions o;
+    o.group_id = group;
+    o.offers = {ike::Phase1Transform{}};
+    o.credentials = psk(key);
+    return gm::Registrar(o, ks_ep, *Address::parse(addr));
+  }
+
+  // Runs a registration to its end, carrying datagrams both ways.
+  void run(gm::Registrar& r, const char* addr, std::int64_t now = 10) {
+    Endpoint me{*Address::parse(addr), 848};
+    std::vector<Bytes> to_ks = r.start(now);
+    for (int i = 0; i < 10 && !to_ks.empty(); ++i) {
+      std::vector<Bytes> next;
+      for (const Bytes& d : to_ks)
+        for (const ks::Outgoing& o : ks->receive(me, ks_ep.address, d, now)) {
+          EXPECT_EQ(o.to, me);
+          for (Bytes& b : r.receive(o.datagram, now)) next.push_back(std::move(b));
+        }
+      to_ks = std::move(next);
+    }
+  }
+};
+
+std::string events(ks::Dispatcher& d) {
+  std::string s;
+  for (auto& e : d.take_events()) s += e.text + "\n";
+  return s;
+}
+
+}  // namespace
+
+TEST(Registration, TwoMembersHoldTheSameTek) {
+  World w;
+  auto a = w.member("10.1.23.3");
+  auto b = w.member("10.1.24.4");
+  w.run(a, "10.1.23.3");
+  w.run(b, "10.1.24.4");
+  ASSERT_TRUE(a.registration()) << a.failure().value_or("");
+  ASSERT_TRUE(b.registration()) << b.failure().value_or("");
+  EXPECT_EQ(a.registration()->keys.teks[0].spi, b.registration()->keys.teks[0].spi);
+  EXPECT_TRUE(crypto::equal_constant_time(a.registration()->keys.teks[0].encryption_key, b.registration()->keys.teks[0].encryption_key));
+  std::string log = events(*w.ks);
+  EXPECT_NE(log.find("Registration of GM 10.1.23.3 complete for group GET_VPN (134)"), std::string::npos) << log;
+  EXPECT_NE(log.find("Registration of GM 10.1.24.4 complete for group GET_VPN (134)"), std::string::npos) << log;
+  EXPECT_EQ(w.ks->counters().registrations, 2u);
+  EXPECT_EQ(w.ks->half_open(), 0u);
+  EXPECT_EQ(w.ks->established(), 2u);
+}
+
+TEST(Registration, WrongPreSharedKeyIsLoggedWithThePeer) {
+  World w;
+  auto a = w.member("10.1.23.3", "not-the-key");
+  w.run(a, "10.1.23.3");
+  EXPECT_FALSE(a.registration());
+  std::string log = events(*w.ks);
+  EXPECT_NE(log.find("Main Mode with 10.1.23.3:848 failed at message"), std::string::npos) << log;
+  EXPECT_NE(log.find("wrong pre-shared key"), std::string::npos) << log;
+  EXPECT_EQ(w.ks->counters().phase1_failed, 1u);
+}
+
+TEST(Registration, UnauthorizedMemberIsRefusedAndNamed) {
+  World w;
+  auto a = w.member("10.2.0.9");
+  w.run(a, "10.2.0.9");
+  EXPECT_FALSE(a.registration());
+  ASSERT_TRUE(a.failure());
+  EXPECT_NE(a.failure()->find("AUTHENTICATION-FAILED"), std::string::npos) << *a.failure();
+  std::string log = events(*w.ks);
+  EXPECT_NE(log.find("GM 10.2.0.9 is not in the authorization list"), std::string::npos) << log;
+}
+
+TEST(Registration, UnknownGroupIsRefusedAndNamed) {
+  World w;
+  auto a = w.member("10.1.23.3", "lab", 77);
+  w.run(a, "10.1.23.3");
+  ASSERT_TRUE(a.failure());
+  EXPECT_NE(a.failure()->find("INVALID-ID-INFORMATION"), std::string::npos) << *a.failure();
+  EXPECT_NE(events(*w.ks).find("unknown group 77"), std::string::npos);
+}
+
+TEST(Registration, HalfOpenExchangesAreCappedOldestFirst) {
+  World w(8);
+  Endpoint spoof{*Address::parse("10.9.9.9"), 500};
+  for (int i = 0; i < 100; ++i) {
+    auto r = w.member("10.9.9.9");
+    auto m1 = r.start(1);
+    w.ks->receive(spoof, w.ks_ep.address, m1[0], 1);
+  }
+  EXPECT_EQ(w.ks->half_open(), 8u);
+  EXPECT_EQ(w.ks->counters().half_open_evicted, 92u);
+  w.ks->expire(1 + 31);
+  EXPECT_EQ(w.ks->half_open(), 0u);
+  // And the server still registers a member afterwards.
+  auto a = w.member("10.1.23.3");
+  w.run(a, "10.1.23.3", 40);
+  EXPECT_TRUE(a.registration());
+}
+
+TEST(Registration, GarbageAndMutatedDatagramsLeaveTheServerServing) {
+  World w;
+  std::mt19937 rng(848);
+  Endpoint peer{*Address::parse("10.1.23.3"), 848};
+  std::vector<Bytes> seeds = samples::all_datagrams();
+  // A real exchange's messages too, so mutations reach deep states.
+  {
+    auto a = w.member("10.1.23.3");
+    auto m1 = a.start(0);
+    seeds.push_back(m1[0]);
+  }
+  for (int i = 0; i < 2000; ++i) {
+    Bytes d(rng() % 300);
+    for (auto& b : d) b = static_cast<std::uint8_t>(rng());
+    w.ks->receive(peer, w.ks_ep.address, d, 1);
+    Bytes m = seeds[rng() % seeds.size()];
+    switch (rng() % 3) {
+      case 0: m[rng() % m.size()] ^= static_cast<std::uint8_t>(1u << (rng() % 8)); break;
+      case 1: m.resize(rng() % m.size()); break;
+      default: m.resize(m.size() + rng() % 64, static_cast<std::uint8_t>(rng())); break;
+    }
+    w.ks->receive(peer, w.ks_ep.address, m, 1);
+  }
+  w.ks->take_events();
+  auto a = w.member("10.1.23.3");
+  w.run(a, "10.1.23.3", 100);
+  EXPECT_TRUE(a.registration()) << a.failure().value_or("");
+}
+
+TEST(Registration, RetransmissionRecoversALostMessage) {
+  World w;
+  auto a = w.member("10.1.23.3");
+  Endpoint me{*Address::parse("10.1.23.3"), 848};
+  auto m1 = a.start(0);
+  w.ks->receive(me, w.ks_ep.address, m1[0], 0);  // reply lost
+  auto again = a.tick(2);
+  ASSERT_EQ(again.size(), 1u);
+  auto replies = w.ks->receive(me, w.ks_ep.address, again[0], 2);
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(w.ks->half_open(), 1u);  // the same exchange, not a second one
+}

@@ -1,0 +1,240 @@
+#include "ks/dispatcher.h"
+
+#include <algorithm>
+#include <cstdio>
+
+namespace covey::ks {
+
+using namespace wire;
+
+namespace {
+
+std::string cookie_hex(const Cookie& c) { return to_hex(c); }
+
+bool is_zero(const Cookie& c) {
+  return std::all_of(c.begin(), c.end(), [](std::uint8_t b) { return b == 0; });
+}
+
+const char* notify_name(NotifyType n) {
+  switch (n) {
+    case NotifyType::NoProposalChosen: return "NO-PROPOSAL-CHOSEN";
+    case NotifyType::AuthenticationFailed: return "AUTHENTICATION-FAILED";
+    case NotifyType::InvalidIdInformation: return "INVALID-ID-INFORMATION";
+    case NotifyType::InvalidKeyInformation: return "INVALID-KEY-INFORMATION";
+    case NotifyType::InvalidCertificate: return "INVALID-CERTIFICATE";
+    case NotifyType::InvalidSignature: return "INVALID-SIGNATURE";
+    case NotifyType::PayloadMalformed: return "PAYLOAD-MALFORMED";
+    case NotifyType::InvalidHashInformation: return "INVALID-HASH-INFORMATION";
+    case NotifyType::AttributesNotSupported: return "ATTRIBUTES-NOT-SUPPORTED";
+    default: return "notification";
+  }
+}
+
+}  // namespace
+
+Dispatcher::Dispatcher(DispatcherOptions options, Groups& groups, Address local)
+    : options_(std::move(options)), groups_(groups), local_(local) {}
+
+std::vector<Outgoing> Dispatcher::receive(const Endpoint& from, const Address& local, ByteView datagram, std::int64_t now) {
+  ++counters_.datagrams;
+  auto h = decode_header(datagram);
+  if (!h) {
+    ++counters_.malformed;
+    log(Severity::Debug, "dropped datagram from " + from.str() + ": " + h.error().message());
+    return {};
+  }
+  switch (static_cast<ExchangeType>(h->exchange)) {
+    case ExchangeType::IdentityProtection:
+      return main_mode(*h, from, local, datagram, now);
+    case ExchangeType::GroupkeyPull:
+    case ExchangeType::Informational:
+      return phase2(*h, from, datagram, now);
+    default:
+      ++counters_.dropped;
+      log(Severity::Debug, "dropped " + std::string(exchange_name(h->exchange)) + " exchange (type " +
+                               std::to_string(h->exchange) + ") from " + from.str() + ": covey-ks answers Main Mode and GROUPKEY-PULL");
+      return {};
+  }
+}
+
+void Dispatcher::drop_half_open(std::map<CookiePair, HalfOpen>::iterator it) {
+  by_initiator_cookie_.erase(it->first.first);
+  ages_.erase(it->second.age);
+  half_open_.erase(it);
+}
+
+std::vector<Outgoing> Dispatcher::main_mode(const Header& h, const Endpoint& from, const Address& local,
+                                            ByteView datagram, std::int64_t now) {
+  std::map<CookiePair, HalfOpen>::iterator it;
+  if (is_zero(h.responder_cookie)) {
+    auto seen = by_initiator_cookie_.find(h.initiator_cookie);
+    if (seen != by_initiator_cookie_.end() && half_open_.count(seen->second) &&
+        half_open_.at(seen->second).exchange.peer() == from) {
+      it = half_open_.find(seen->second);  // a retransmitted message 1
+    } else {
+      // Bounded state: the oldest half-open exchange makes room.
+      while (half_open_.size() >= options_.half_open_cap && !ages_.empty()) {
+        ++counters_.half_open_evicted;
+        drop_half_open(half_open_.find(ages_.front()));
+      }
+      auto mm = ike::MainMode::responder(options_.phase1, options_.credentials, from, local);
+      ike::Step s = mm.receive(datagram, now);
+      if (s.failure) {
+        ++counters_.phase1_failed;
+        log(Severity::Warning, "Main Mode from " + from.str() + " refused, sending " + notify_name(s.failure->notify) + ": " + s.failure->reason);
+        if (s.send) return {Outgoing{from, *s.send}};
+        return {};
+      }
+      ++counters_.phase1_started;
+      CookiePair key{mm.initiator_cookie(), mm.responder_cookie()};
+      ages_.push_back(key);
+      auto age = std::prev(ages_.end());
+      half_open_.emplace(key, HalfOpen{std::move(mm), now, age});
+      by_initiator_cookie_[key.first] = key;
+      if (s.send) return {Outgoing{from, *s.send}};
+      return {};
+    }
+  } else {
+    CookiePair key{h.initiator_cookie, h.responder_cookie};
+    it = half_open_.find(key);
+    if (it == half_open_.end()) {
+      // Message 5 again after we completed: the finished exchange answers.
+      auto sa = sas_.find(key);
+      if (sa != sas_.end() && sa->second.finished) {
+        ike::Step s = sa->second.finished->receive(datagram, now);
+        if (s.send) return {Outgoing{from, *s.send}};
+      }
+      ++counters_.dropped;
+      log(Severity::Debug, "dropped Main Mode message from " + from.str() + ": no exchange with cookies " +
+                               cookie_hex(key.first) + "/" + cookie_hex(key.second));
+      return {};
+    }
+  }
+  HalfOpen& ho = it->second;
+  if (!(ho.exchange.peer() == from)) {
+    ++counters_.dropped;
+    log(Severity::Warning, "dropped Main Mode message for " + ho.exchange.peer().str() + " arriving from " + from.str());
+    return {};
+  }
+  ike::Step s = ho.exchange.receive(datagram, now);
+  std::vector<Outgoing> out;
+  if (s.send) out.push_back(Outgoing{from, *s.send});
+  if (s.failure) {
+    ++counters_.phase1_failed;
+    log(Severity::Warning, "Main Mode with " + from.str() + " failed at message " + std::to_string(ho.exchange.message_number() < 0 ? 0 : ho.exchange.message_number()) +
+                               ": " + s.failure->reason + " (sent " + notify_name(s.failure->notify) + ")");
+    drop_half_open(it);
+    return out;
+  }
+  if (s.established) {
+    ++counters_.phase1_completed;
+    ike::Phase1Sa& sa = *s.established;
+    std::string who = sa.peer_subject.empty() ? "" : " (" + sa.peer_subject + ")";
+    log(Severity::Info, "Phase 1 SA with GM " + from.str() + who + " established: " + sa.transform.str());
+    keylog_.push_back(KeylogEntry{sa.initiator_cookie, Bytes(sa.key.view().begin(), sa.key.view().end())});
+    // A member has one phase-1 SA with us at a time: a new one from the
+    // same address and port replaces the old (it restarted).
+    for (auto old = sas_.begin(); old != sas_.end();)
+      old = old->second.sa.peer == from ? sas_.erase(old) : std::next(old);
+    CookiePair key = it->first;
+    Sa entry{std::move(sa), std::move(ho.exchange), {}};
+    drop_half_open(it);
+    sas_.insert_or_assign(key, std::move(entry));
+  }
+  return out;
+}
+
+std::vector<Outgoing> Dispatcher::phase2(const Header& h, const Endpoint& from, ByteView datagram, std::int64_t now) {
+  CookiePair key{h.initiator_cookie, h.responder_cookie};
+  auto it = sas_.find(key);
+  if (it == sas_.end()) {
+    ++counters_.dropped;
+    log(Severity::Debug, "dropped " + std::string(exchange_name(h.exchange)) + " from " + from.str() + ": no ISAKMP SA with cookies " +
+                             cookie_hex(key.first) + "/" + cookie_hex(key.second));
+    return {};
+  }
+  Sa& s = it->second;
+  if (!(s.sa.peer == from)) {
+    ++counters_.dropped;
+    log(Severity::Warning, "dropped phase-2 message for the SA of " + s.sa.peer.str() + " arriving from " + from.str());
+    return {};
+  }
+  if (!h.encrypted()) {
+    ++counters_.dropped;
+    log(Severity::Warning, "dropped unencrypted " + std::string(exchange_name(h.exchange)) + " from " + from.str());
+    return {};
+  }
+  if (h.exchange == static_cast<std::uint8_t>(ExchangeType::Informational)) {
+    informational(s, h, datagram);
+    return {};
+  }
+  auto pull = s.pulls.find(h.message_id);
+  if (pull == s.pulls.end()) {
+    if (s.pulls.size() >= 4) {  // a member runs one registration at a time
+      ++counters_.dropped;
+      log(Severity::Warning, "dropped GROUPKEY-PULL from " + from.str() + ": too many exchanges in progress on its SA");
+      return {};
+    }
+    pull = s.pulls.emplace(h.message_id, std::make_pair(gdoi::PullResponder{}, now)).first;
+  }
+  groups_.set_clock(now);
+  gdoi::PullStep step = pull->second.first.receive(s.sa, h, datagram, groups_);
+  std::vector<Outgoing> out;
+  if (step.send) out.push_back(Outgoing{from, *step.send});
+  if (step.dropped) {
+    ++counters_.dropped;
+    log(Severity::Warning, "GM " + from.str() + ": dropped " + *step.dropped);
+  }
+  if (step.failure) {
+    ++counters_.registrations_refused;
+    log(Severity::Warning, "GM " + from.str() + " registration refused: " + step.failure->reason + " (sent " +
+                               notify_name(step.failure->notify) + ")");
+    s.pulls.erase(pull);
+  } else if (step.admitted) {
+    ++counters_.registrations;
+    const auto& offer = pull->second.first.offer();
+    Group* g = offer ? groups_.find(offer->group_id) : nullptr;
+    std::string group = g ? g->policy().name + " (" + std::to_string(g->policy().identity) + ")" : "?";
+    log(Severity::Info, "Registration of GM " + from.address.str() + " complete for group " + group);
+  }
+  return out;
+}
+
+void Dispatcher::informational(Sa& s, const Header& h, ByteView datagram) {
+  auto clear = s.sa.unprotect(h, datagram);
+  if (!clear) return;
+  auto chain = ike::decode_body(h, *clear);
+  if (!chain) {
+    ++counters_.dropped;
+    log(Severity::Warning, "GM " + s.sa.peer.str() + ": dropped Informational: " + chain.error().message());
+    return;
+  }
+  for (const auto& p : chain->payloads) {
+    if (const auto* n = std::get_if<NotificationPayload>(&p))
+      log(Severity::Warning, "GM " + s.sa.peer.str() + " sent " + notify_name(static_cast<NotifyType>(n->type)) + " (" +
+                                 std::to_string(n->type) + ")");
+  }
+  s.sa.forget(h.message_id);
+}
+
+void Dispatcher::expire(std::int64_t now) {
+  while (!ages_.empty()) {
+    auto it = half_open_.find(ages_.front());
+    if (it == half_open_.end() || now - it->second.started_at < options_.half_open_timeout_s) break;
+    drop_half_open(it);
+  }
+  for (auto it = sas_.begin(); it != sas_.end();) {
+    Sa& s = it->second;
+    for (auto p = s.pulls.begin(); p != s.pulls.end();)
+      p = now - p->second.second >= options_.exchange_timeout_s ? s.pulls.erase(p) : std::next(p);
+    if (s.finished && now - s.sa.established_at >= options_.half_open_timeout_s) s.finished.reset();
+    if (now - s.sa.established_at >= static_cast<std::int64_t>(s.sa.transform.lifetime_s)) {
+      log(Severity::Info, "Phase 1 SA with GM " + s.sa.peer.str() + " expired");
+      it = sas_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+}  // namespace covey::ks

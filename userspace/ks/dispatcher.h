@@ -1,0 +1,103 @@
+// The key server's protocol core: every datagram on UDP 848 goes in, the
+// datagrams to send and the events to log come out. No sockets, no clock
+// of its own; the event loop (server.cpp) owns those.
+//
+// Flood resistance (issue: registration): message 1 of Main Mode costs a
+// proposal check and a cookie, no Diffie-Hellman; half-open exchanges are
+// capped, the oldest dropped first, and expire after `half_open_timeout_s`.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ike/main_mode.h"
+#include "ks/group.h"
+
+namespace covey::ks {
+
+struct DispatcherOptions {
+  std::vector<ike::Phase1Transform> phase1;  // transforms accepted, lifetimes as maxima
+  std::shared_ptr<const ike::Credentials> credentials;
+  std::size_t half_open_cap = 1024;
+  std::int64_t half_open_timeout_s = 30;
+  std::int64_t exchange_timeout_s = 30;  // GROUPKEY-PULL exchanges
+};
+
+struct Outgoing {
+  Endpoint to;
+  Bytes datagram;
+};
+
+enum class Severity { Debug, Info, Warning, Error };
+
+struct Event {
+  Severity severity;
+  std::string text;  // "Registration of GM 10.1.23.3 complete for group GET_VPN (134)"
+};
+
+struct Counters {
+  std::uint64_t datagrams = 0, malformed = 0, dropped = 0;
+  std::uint64_t phase1_started = 0, phase1_completed = 0, phase1_failed = 0, half_open_evicted = 0;
+  std::uint64_t registrations = 0, registrations_refused = 0;
+};
+
+// A phase-1 SA's key material, for the keylog (Wireshark's IKEv1 table).
+struct KeylogEntry {
+  wire::Cookie initiator_cookie;
+  Bytes encryption_key;
+};
+
+class Dispatcher {
+ public:
+  Dispatcher(DispatcherOptions options, Groups& groups, Address local);
+
+  // `local`: the address the datagram arrived on (our phase-1 identity).
+  std::vector<Outgoing> receive(const Endpoint& from, const Address& local, ByteView datagram, std::int64_t now);
+  // Ends exchanges and SAs whose time is up.
+  void expire(std::int64_t now);
+
+  std::vector<Event> take_events() { return std::exchange(events_, {}); }
+  std::vector<KeylogEntry> take_keylog() { return std::exchange(keylog_, {}); }
+  const Counters& counters() const { return counters_; }
+  std::size_t half_open() const { return half_open_.size(); }
+  std::size_t established() const { return sas_.size(); }
+
+ private:
+  using CookiePair = std::pair<wire::Cookie, wire::Cookie>;
+  struct HalfOpen {
+    ike::MainMode exchange;
+    std::int64_t started_at;
+    std::list<CookiePair>::iterator age;
+  };
+  struct Sa {
+    ike::Phase1Sa sa;
+    std::optional<ike::MainMode> finished;  // answers a retransmitted message 5
+    std::map<std::uint32_t, std::pair<gdoi::PullResponder, std::int64_t>> pulls;
+  };
+
+  std::vector<Outgoing> main_mode(const wire::Header& h, const Endpoint& from, const Address& local,
+                                  ByteView datagram, std::int64_t now);
+  std::vector<Outgoing> phase2(const wire::Header& h, const Endpoint& from, ByteView datagram, std::int64_t now);
+  void informational(Sa& s, const wire::Header& h, ByteView datagram);
+  void log(Severity s, std::string text) { events_.push_back(Event{s, std::move(text)}); }
+  void drop_half_open(std::map<CookiePair, HalfOpen>::iterator it);
+
+  DispatcherOptions options_;
+  Groups& groups_;
+  Address local_;
+  std::map<CookiePair, HalfOpen> half_open_;  // responder cookie is ours, so the pair is unique
+  std::list<CookiePair> ages_;                 // oldest first
+  std::map<wire::Cookie, CookiePair> by_initiator_cookie_;  // retransmitted message 1
+  std::map<CookiePair, Sa> sas_;
+  std::vector<Event> events_;
+  std::vector<KeylogEntry> keylog_;
+  Counters counters_;
+};
+
+}  // namespace covey::ks
