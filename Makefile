@@ -3,6 +3,7 @@
 #   make test     install missing Debian packages, build, run every test tier
 #   make bench    run the benchmarks, print a table, write build/bench/*.json
 #   make fuzz     run the message decoder fuzzer (FUZZ_SECONDS, default 600)
+#   make lab      bring up the reference lab in network namespaces (make lab-down)
 
 BUILD      ?= build
 SAN_BUILD  ?= build-san
@@ -10,7 +11,7 @@ JOBS       ?= $(shell nproc)
 FUZZ_SECONDS ?= 600
 CMAKE_FLAGS ?=
 
-.PHONY: all build san deps test unit bench fuzz format clean
+.PHONY: all build san deps test unit bench fuzz format clean lab lab-down
 
 all: build
 
@@ -56,6 +57,16 @@ fuzz: deps san
 	$(SAN_BUILD)/tests/fuzz/message_fuzz -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
 	  -print_final_stats=1 -artifact_prefix=$(SAN_BUILD)/tests/fuzz/ \
 	  $(SAN_BUILD)/tests/fuzz/corpus $(SAN_BUILD)/tests/fuzz/seeds
+
+# The reference lab in network namespaces: KS, transit router, two members
+# and their LAN hosts. It stays up; `make lab-down` removes all of it.
+lab: deps build
+	./tools/lab/lab.sh up
+	./tools/lab/lab.sh wait
+	./tools/lab/lab.sh show
+
+lab-down:
+	./tools/lab/lab.sh down
 
 format:
 	find userspace tools tests -name '*.h' -o -name '*.cpp' | xargs clang-format -i

@@ -8,8 +8,10 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "common/address.h"
 #include "crypto/cipher.h"
 #include "crypto/hash.h"
 
@@ -24,6 +26,14 @@ struct Prefix {
 
   bool is_any() const { return length == 0; }
   std::string str() const;  // "192.168.0.0/16", "any"
+
+  // "192.168.0.0/16", "2001:db8::/32", a bare address (a host: /32 or /128)
+  // or "any". Bits set beyond the length are refused rather than masked, as
+  // "192.168.1.0/16" is more often a typo than a network; `why` (if given)
+  // says what is wrong and what was probably meant.
+  static std::optional<Prefix> parse(std::string_view text, std::string* why = nullptr);
+  static Prefix host(const Address& a);
+  bool contains(const Address& a) const;  // false across families, even for "any"
 };
 
 // A port match, Cisco style: eq is first == last; any is 0..65535.

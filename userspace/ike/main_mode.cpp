@@ -239,6 +239,10 @@ Step MainMode::on_sa_choice(const Message& m) {
   for (std::size_t i = 0; i < transforms_.size(); ++i)
     if (transforms_[i].to_wire(t.number).attributes == t.attributes) offered = true;
   if (!offered) return fail(NotifyType::NoProposalChosen, "responder chose a transform we did not offer: " + chosen->str(), false);
+  // As the responder checks before choosing: without these, message 5
+  // could not be signed nor message 6's certificate judged.
+  if (chosen->auth == AuthMethod::RsaSignature && (!creds_->signer || !creds_->verify_certificate))
+    return fail(NotifyType::NoProposalChosen, "responder chose " + chosen->str() + " but no certificate is configured", false);
   chosen_ = *chosen;
   auto msg = key_exchange_message();
   if (!msg) return fail(NotifyType::InvalidKeyInformation, msg.error(), false);
@@ -392,9 +396,13 @@ Step MainMode::on_authentication(const Header& h, ByteView datagram, std::int64_
   auto clear = crypto::cbc_decrypt(chosen_.cipher, enc_key_, iv_, body);
   if (!clear) return fail(NotifyType::PayloadMalformed, msg + clear.error(), tell);
   auto chain = decode_body(h, *clear);
+  // With signatures the encryption key comes from the DH exchange alone, so
+  // only a pre-shared key can be wrong here.
   if (!chain)
     return fail(NotifyType::AuthenticationFailed,
-                msg + "does not decrypt to valid payloads (" + chain.error().message() + "): wrong pre-shared key?", tell);
+                msg + "does not decrypt to valid payloads (" + chain.error().message() + ")" +
+                    (chosen_.auth == AuthMethod::PreSharedKey ? ": wrong pre-shared key?" : ""),
+                tell);
   const auto& ps = chain->payloads;
   const auto* id = first<IdentificationPayload>(ps);
   if (!id) return fail(NotifyType::PayloadMalformed, msg + "no ID payload", tell);

@@ -11,18 +11,9 @@ namespace covey::ks {
 using crypto::Error;
 using gdoi::GroupDirectory;
 
-bool prefix_contains(const gdoi::Prefix& p, const Address& a) {
-  if (p.family != a.family) return false;
-  unsigned full = p.length / 8, rest = p.length % 8;
-  if (!std::equal(p.address.begin(), p.address.begin() + full, a.bytes.begin())) return false;
-  if (rest == 0) return true;
-  auto mask = static_cast<std::uint8_t>(0xff00u >> rest);
-  return (p.address[full] & mask) == (a.bytes[full] & mask);
-}
-
 std::optional<std::string> Authorization::refuse(const Address& peer, const std::string& subject) const {
   for (const auto& p : prefixes)
-    if (prefix_contains(p, peer)) return std::nullopt;
+    if (p.contains(peer)) return std::nullopt;
   if (!subject.empty()) {
     for (const auto& s : subjects) {
       bool wild = !s.empty() && s.back() == '*';

@@ -26,8 +26,6 @@ struct Authorization {
   std::optional<std::string> refuse(const Address& peer, const std::string& subject) const;
 };
 
-bool prefix_contains(const gdoi::Prefix& p, const Address& a);
-
 struct Member {
   Address address;
   std::string identity;  // ID payload or certificate subject, for logs

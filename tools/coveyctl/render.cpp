@@ -1,0 +1,298 @@
+#include "coveyctl/render.h"
+
+#include <algorithm>
+#include <ctime>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+namespace covey::coveyctl {
+namespace {
+
+using Json = nlohmann::json;
+
+// Every lookup goes through these, never operator[] or get<>(), so a reply
+// of an unexpected shape prints "-" instead of throwing.
+const Json* field_of(const Json& j, const char* key) {
+  if (!j.is_object()) return nullptr;
+  auto it = j.find(key);
+  return it == j.end() ? nullptr : &*it;
+}
+
+std::optional<std::int64_t> integer(const Json& j, const char* key) {
+  const Json* v = field_of(j, key);
+  if (v == nullptr || !v->is_number_integer()) return std::nullopt;
+  return v->get<std::int64_t>();
+}
+
+std::string text(const Json& j, const char* key) {
+  const Json* v = field_of(j, key);
+  if (v == nullptr) return "-";
+  if (v->is_string()) return v->get<std::string>();
+  if (v->is_number_integer()) return std::to_string(v->get<std::int64_t>());
+  if (v->is_boolean()) return v->get<bool>() ? "yes" : "no";
+  return "-";
+}
+
+bool is_null(const Json& j, const char* key) {
+  const Json* v = field_of(j, key);
+  return v != nullptr && v->is_null();
+}
+
+const Json& array_of(const Json& j, const char* key) {
+  static const Json empty = Json::array();
+  const Json* v = field_of(j, key);
+  return v != nullptr && v->is_array() ? *v : empty;
+}
+
+std::string seconds(std::optional<std::int64_t> s) { return s ? std::to_string(*s) + " s" : "-"; }
+
+// "3412 s of 3600 s": what is left first, as an operator asks "how long until rekey".
+std::string lifetime(const Json& sa) {
+  auto remaining = integer(sa, "remaining_s");
+  auto total = integer(sa, "lifetime_s");
+  return (remaining ? std::to_string(*remaining) : std::string("-")) + " s of " +
+         (total ? std::to_string(*total) : std::string("-")) + " s";
+}
+
+// "2025-11-23 12:13:20 CET (188 s ago)", or "(in 3112 s)" for a time ahead.
+std::string when(std::int64_t t, const RenderContext& ctx) {
+  auto tt = static_cast<std::time_t>(t);
+  std::tm tm{};
+  if (ctx.utc ? gmtime_r(&tt, &tm) == nullptr : localtime_r(&tt, &tm) == nullptr) return std::to_string(t);
+  char buf[64];
+  std::strftime(buf, sizeof buf, ctx.utc ? "%Y-%m-%d %H:%M:%S UTC" : "%Y-%m-%d %H:%M:%S %Z", &tm);
+  std::int64_t delta = ctx.now - t;
+  std::string rel = delta > 0   ? std::to_string(delta) + " s ago"
+                    : delta < 0 ? "in " + std::to_string(-delta) + " s"
+                                : "now";
+  return std::string(buf) + " (" + rel + ")";
+}
+
+std::string joined(const Json& values, std::string_view separator) {
+  std::string out;
+  for (const Json& v : values) {
+    if (!out.empty()) out += separator;
+    out += v.is_string() ? v.get<std::string>() : v.dump();
+  }
+  return out;
+}
+
+// "Label : value" lines with every colon in one column, as IOS aligns them.
+class Page {
+ public:
+  void field(int indent, std::string_view label, std::string_view value) {
+    out_.append(static_cast<std::size_t>(indent), ' ');
+    out_ += label;
+    std::size_t used = static_cast<std::size_t>(indent) + label.size();
+    out_.append(used <= kColon ? kColon - used : 1, ' ');
+    out_ += ": ";
+    out_ += value;
+    out_ += '\n';
+  }
+  void line(int indent, std::string_view s) {
+    out_.append(static_cast<std::size_t>(indent), ' ');
+    out_ += s;
+    out_ += '\n';
+  }
+  void blank() { out_ += '\n'; }
+  std::string str() && { return std::move(out_); }
+
+ private:
+  static constexpr std::size_t kColon = 29;  // "    Rekey Retransmit Attempts: 2", as IOS prints it
+  std::string out_;
+};
+
+void acl_section(Page& page, std::string_view heading, const Json& entries) {
+  page.line(4, std::string(heading) + ":");
+  if (entries.empty()) page.line(6, "none");
+  for (const Json& e : entries) page.line(6, e.is_string() ? e.get<std::string>() : e.dump());
+}
+
+// Key material: only in the reply when coveyctl asked with --show-keys.
+void keys(Page& page, const Json& sa) {
+  const Json* k = field_of(sa, "keys");
+  if (k == nullptr || !k->is_object()) return;
+  for (const auto& [name, value] : k->items()) {
+    std::string label = name == "encryption"      ? "Encryption Key"
+                        : name == "integrity"     ? "Integrity Key"
+                        : name == "algorithm_key" ? "Algorithm Key"
+                                                  : name;
+    page.field(6, label, value.is_string() ? value.get<std::string>() : value.dump());
+  }
+}
+
+void kek_section(Page& page, const Json& group) {
+  const Json* kek = field_of(group, "kek");
+  if (kek == nullptr || kek->is_null()) {
+    // No KEK means no GROUPKEY-PUSH: members refresh TEKs by re-registering.
+    page.line(4, "KEK POLICY: none (no rekey SA)");
+    return;
+  }
+  page.line(4, "KEK POLICY:");
+  page.field(6, "SPI", text(*kek, "spi"));
+  page.field(6, "Encrypt Algorithm", text(*kek, "cipher"));
+  page.field(6, "Signature", text(*kek, "signature"));
+  page.field(6, "Remaining Lifetime", lifetime(*kek));
+  keys(page, *kek);
+}
+
+void tek_section(Page& page, const Json& group) {
+  const Json& teks = array_of(group, "tek");
+  if (teks.empty()) {
+    page.line(4, "TEK POLICY: none");
+    return;
+  }
+  page.line(4, "TEK POLICY:");
+  bool first = true;
+  for (const Json& tek : teks) {
+    if (!first) page.blank();
+    first = false;
+    page.field(6, "SPI", text(tek, "spi"));
+    page.field(6, "Transform", text(tek, "transform"));
+    page.field(6, "Remaining Lifetime", lifetime(tek));
+    if (field_of(tek, "state") != nullptr) page.field(6, "State", text(tek, "state"));
+    keys(page, tek);
+  }
+}
+
+std::string anti_replay(const Json& group) {
+  if (is_null(group, "tbar_window_ms")) return "off (counter-based replay window only)";
+  auto ms = integer(group, "tbar_window_ms");
+  return ms ? "time-based, " + std::to_string(*ms) + " ms window" : "-";
+}
+
+std::string rekey_transport(const Json& group) {
+  const Json* rekey = field_of(group, "rekey");
+  if (rekey == nullptr) return "-";
+  std::string mode = text(*rekey, "mode");
+  if (mode == "multicast") return "Multicast to " + text(*rekey, "address") + ", port " + text(*rekey, "port");
+  if (mode == "unicast") return "Unicast, port " + text(*rekey, "port");
+  return mode;
+}
+
+// Columns padded to their widest cell, two spaces apart.
+void table(Page& page, int indent, const std::vector<std::vector<std::string>>& rows) {
+  std::vector<std::size_t> width;
+  for (const auto& row : rows)
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      if (width.size() <= i) width.push_back(0);
+      width[i] = std::max(width[i], row[i].size());
+    }
+  for (const auto& row : rows) {
+    std::string line;
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line.append(width[i] - row[i].size() + 2, ' ');
+    }
+    page.line(indent, line);
+  }
+}
+
+}  // namespace
+
+std::string render_ks_groups(const Json& reply, const RenderContext&) {
+  const Json& groups = array_of(reply, "groups");
+  if (groups.empty()) return "No GDOI groups configured.\n";
+  Page page;
+  page.line(0, "GROUP INFORMATION");
+  for (const Json& g : groups) {
+    page.blank();
+    page.field(4, "Group Name", text(g, "name"));
+    page.field(4, "Group Identity", text(g, "identity"));
+    page.field(4, "Group Members", text(g, "members"));
+    page.field(4, "Rekey Transport", rekey_transport(g));
+    if (const Json* rekey = field_of(g, "rekey")) {
+      page.field(4, "Rekey Retransmit Period", seconds(integer(*rekey, "retransmit_period_s")));
+      page.field(4, "Rekey Retransmit Attempts", text(*rekey, "retransmit_count"));
+    }
+    page.field(4, "Rekey Sequence Number", text(g, "seq"));
+    page.field(4, "Anti-Replay", anti_replay(g));
+    page.blank();
+    acl_section(page, "ACL Configured", array_of(g, "acl"));
+    acl_section(page, "Fail-Close ACL", array_of(g, "fail_close_acl"));
+    page.blank();
+    kek_section(page, g);
+    page.blank();
+    tek_section(page, g);
+  }
+  return std::move(page).str();
+}
+
+std::string render_ks_members(const Json& reply, const RenderContext& ctx) {
+  const Json& groups = array_of(reply, "groups");
+  if (groups.empty()) return "No GDOI groups configured.\n";
+  Page page;
+  bool first = true;
+  for (const Json& g : groups) {
+    if (!first) page.blank();
+    first = false;
+    const Json& members = array_of(g, "members");
+    page.line(0, "Group " + text(g, "name") + " (identity " + text(g, "identity") + "): " +
+                     std::to_string(members.size()) + (members.size() == 1 ? " member" : " members"));
+    if (members.empty()) continue;
+    std::vector<std::vector<std::string>> rows{{"ADDRESS", "IDENTITY", "REGISTERED", "REGISTRATIONS", "SIDS"}};
+    for (const Json& m : members) {
+      auto at = integer(m, "registered_at");
+      rows.push_back({text(m, "address"), text(m, "identity"), at ? when(*at, ctx) : "-", text(m, "registrations"),
+                      field_of(m, "sids") != nullptr ? joined(array_of(m, "sids"), ",") : "-"});
+    }
+    table(page, 2, rows);
+  }
+  return std::move(page).str();
+}
+
+std::string render_gm_status(const Json& reply, const RenderContext& ctx) {
+  static const Json no_group = Json::object();
+  const Json* group = field_of(reply, "group");
+  const Json& g = group != nullptr ? *group : no_group;
+
+  std::string state = text(reply, "state");
+  std::string status = state == "registered"    ? "Registered"
+                       : state == "registering" ? "Registering"
+                       : state == "waiting"     ? "Waiting to retry registration"
+                                                : state;
+  std::string active_ks;
+  std::string servers;
+  for (const Json& ks : array_of(reply, "key_servers")) {
+    std::string address = text(ks, "address");
+    const Json* flag = field_of(ks, "active");
+    bool active = flag != nullptr && flag->is_boolean() && flag->get<bool>();
+    if (active) active_ks = address;
+    servers += (servers.empty() ? "" : ", ") + address + (active ? " (active)" : "");
+  }
+  auto registered = integer(reply, "registered_at");
+  auto reregister = integer(reply, "reregister_at");
+
+  Page page;
+  page.line(0, "GROUP INFORMATION");
+  page.blank();
+  page.field(4, "Group Name", text(g, "name"));
+  page.field(4, "Group Identity", text(g, "identity"));
+  page.field(4, "Group Server List", servers.empty() ? "-" : servers);
+  page.field(4, "Registration Status", status);
+  page.field(4, "Registered", registered ? when(*registered, ctx) : "never");
+  page.field(4, "Re-registers", reregister ? when(*reregister, ctx) : "not scheduled");
+  if (const Json* err = field_of(reply, "last_error"); err != nullptr && err->is_string())
+    page.field(4, "Last Error", err->get<std::string>());
+  page.field(4, "Rekeys Received", text(reply, "rekeys_received"));
+  page.field(4, "Rekey Sequence Number", text(reply, "seq"));
+  page.field(4, "Sender IDs", field_of(reply, "sids") != nullptr ? joined(array_of(reply, "sids"), ", ") : "-");
+  page.field(4, "Anti-Replay", anti_replay(reply));
+  page.blank();
+  acl_section(page, active_ks.empty() ? "ACL Downloaded From KS" : "ACL Downloaded From KS " + active_ks,
+              array_of(reply, "acl"));
+  acl_section(page, "Fail-Close ACL", array_of(reply, "fail_close_acl"));
+  page.blank();
+  kek_section(page, reply);
+  page.blank();
+  tek_section(page, reply);
+  return std::move(page).str();
+}
+
+std::string render_message(const Json& reply, const RenderContext&) {
+  const Json* message = field_of(reply, "message");
+  return (message != nullptr && message->is_string() ? message->get<std::string>() : std::string("done")) + "\n";
+}
+
+}  // namespace covey::coveyctl

@@ -1,0 +1,43 @@
+// UDP sockets that report which local address a datagram arrived on and
+// send the reply from that address (IP_PKTINFO / IPV6_PKTINFO). A key
+// server bound to 0.0.0.0 must answer from the address the member
+// contacted, because that address is its phase-1 identity.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "common/address.h"
+#include "common/bytes.h"
+
+namespace covey {
+
+class UdpSocket {
+ public:
+  // Binds `local` (family decides v4/v6; v6 sockets are v6-only). Errors
+  // name the address: "cannot bind UDP 10.1.12.1:848: Address already in use".
+  static std::optional<UdpSocket> bind(const Endpoint& local, std::string* error);
+  UdpSocket(UdpSocket&& o) noexcept : fd_(o.fd_), family_(o.family_) { o.fd_ = -1; }
+  UdpSocket& operator=(UdpSocket&& o) noexcept;
+  UdpSocket(const UdpSocket&) = delete;
+  ~UdpSocket();
+
+  int fd() const { return fd_; }
+
+  struct Received {
+    Endpoint from;
+    Address local;
+    std::size_t size = 0;
+  };
+  // Non-blocking; nullopt when nothing is waiting.
+  std::optional<Received> receive(Bytes& buffer);
+  // From `local` when given (else the kernel's choice). False on error.
+  bool send(const Endpoint& to, const std::optional<Address>& local, ByteView datagram);
+
+ private:
+  UdpSocket(int fd, std::uint8_t family) : fd_(fd), family_(family) {}
+  int fd_ = -1;
+  std::uint8_t family_ = 4;
+};
+
+}  // namespace covey

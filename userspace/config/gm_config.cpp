@@ -1,0 +1,156 @@
+#include "config/gm_config.h"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+
+#include "config/config_common.h"
+
+namespace covey::config {
+
+using detail::Diagnostics;
+using detail::TableReader;
+
+namespace {
+
+// Linux's own rule (dev_valid_name): under IFNAMSIZ, not "." or "..", no '/', ':' or space.
+bool valid_interface_name(const std::string& name) {
+  return !name.empty() && name.size() < 16 && name != "." && name != ".." &&
+         std::none_of(name.begin(), name.end(), [](char c) {
+           return c == '/' || c == ':' || std::isspace(static_cast<unsigned char>(c));
+         });
+}
+
+// "10.1.12.1", "10.1.12.1:848", "2001:db8::1", "[2001:db8::1]:848".
+std::optional<Endpoint> parse_endpoint(std::string_view text) {
+  Endpoint e;
+  e.port = 848;
+  std::string_view host = text, port;
+  if (!text.empty() && text.front() == '[') {
+    auto close = text.find(']');
+    if (close == std::string_view::npos) return std::nullopt;
+    host = text.substr(1, close - 1);
+    std::string_view rest = text.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') return std::nullopt;
+      port = rest.substr(1);
+      if (port.empty()) return std::nullopt;
+    }
+  } else if (std::count(text.begin(), text.end(), ':') == 1) {  // more than one: a bare IPv6 address
+    host = text.substr(0, text.find(':'));
+    port = text.substr(text.find(':') + 1);
+    if (port.empty()) return std::nullopt;
+  }
+  auto a = Address::parse(host);
+  if (!a) return std::nullopt;
+  e.address = *a;
+  if (!port.empty()) {
+    unsigned p = 0;
+    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+    if (ec != std::errc() || end != port.data() + port.size() || p == 0 || p > 65535) return std::nullopt;
+    e.port = static_cast<std::uint16_t>(p);
+  }
+  return e;
+}
+
+void read_member(const toml::table& t, const std::string& folder, Diagnostics& d, GmMemberConfig& m) {
+  TableReader r(t, "[member]", d);
+  m.local_address = detail::read_address(r, "local_address", "local_address = \"10.1.23.3\"");
+  if (auto wan = r.string("wan_interface", "wan_interface = \"wan0\"")) {
+    if (!valid_interface_name(*wan))
+      d.error(r.where("wan_interface"),
+              "[member] wan_interface \"" + *wan +
+                  "\" is not a Linux interface name (1-15 "
+                  "characters, no '/', ':' or spaces), e.g. wan_interface = \"eth0\"");
+    else
+      m.wan_interface = *wan;
+  } else if (!r.node("wan_interface")) {
+    r.missing("wan_interface", "wan_interface = \"eth0\" (the interface ESP leaves by) in [member]");
+  }
+  if (auto list = r.strings("lan_interfaces", "lan_interfaces = [\"lan0\"]")) {
+    for (const auto& item : *list) {
+      if (!valid_interface_name(item.value)) {
+        d.error(item.at, "[member] lan_interfaces \"" + item.value + "\" is not a Linux interface name");
+      } else if (item.value == m.wan_interface) {
+        d.error(item.at,
+                "[member] " + item.value + " is the WAN interface; a LAN interface must be another one");
+      } else if (std::find(m.lan_interfaces.begin(), m.lan_interfaces.end(), item.value) !=
+                 m.lan_interfaces.end()) {
+        d.error(item.at, "[member] lan_interfaces lists " + item.value + " twice");
+      } else {
+        m.lan_interfaces.push_back(item.value);
+      }
+    }
+  }
+  detail::read_daemon_files(r, folder, m.state_dir, m.control_socket, m.keylog, "gm");
+  r.finish();
+}
+
+void read_group(const toml::node* n, Diagnostics& d, GmGroupConfig& g) {
+  if (!n) {
+    d.error_at(1, 1, "no [group]: add [group] with identity = 134 and key_servers = [\"10.1.12.1\"]");
+    return;
+  }
+  const toml::table* t = n->as_table();
+  if (!t) {
+    d.error(n->source(), "write the group as [group] (single brackets): covey-gm joins one group per config");
+    return;
+  }
+  TableReader r(*t, "[group]", d);
+  if (auto name = r.string("name", "name = \"GET_VPN\"")) g.name = *name;
+  if (auto v = r.integer("identity", 1, 0xffffffff, "identity = 134"))
+    g.identity = static_cast<std::uint32_t>(*v);
+  else if (!r.node("identity"))
+    r.missing("identity", "identity = 134 (the key server's group identity)");
+
+  if (auto list = r.strings("key_servers", "key_servers = [\"10.1.12.1\"]")) {
+    for (const auto& item : *list) {
+      auto e = parse_endpoint(item.value);
+      if (!e) {
+        d.error(item.at, "[group] key_servers \"" + item.value +
+                             "\" is not an address[:port]; write e.g. "
+                             "\"10.1.12.1\", \"10.1.12.1:848\" or \"[2001:db8::1]:848\"");
+      } else if (std::find(g.key_servers.begin(), g.key_servers.end(), *e) != g.key_servers.end()) {
+        d.error(item.at, "[group] key_servers lists " + e->str() + " twice");
+      } else {
+        g.key_servers.push_back(*e);
+      }
+    }
+    if (list->empty()) d.error(r.where("key_servers"), "[group] key_servers is empty; write [\"10.1.12.1\"]");
+  } else if (!r.node("key_servers")) {
+    r.missing("key_servers", "key_servers = [\"10.1.12.1\"] (in order of preference)");
+  }
+  r.finish();
+}
+
+}  // namespace
+
+Parsed<GmConfig> parse_gm_config(std::string_view text, std::string_view source_name) {
+  Diagnostics d{std::string(source_name)};
+  Parsed<GmConfig> out;
+  if (auto doc = detail::parse_toml(text, d)) {
+    const std::string folder = detail::folder_of(source_name);
+    GmConfig c;
+    TableReader root(*doc, "the top level", d);
+    const toml::node* member = root.node("member");
+    if (!member) {
+      d.error_at(1, 1, "no [member]: add [member] with wan_interface = \"eth0\"");
+    } else if (!member->is_table()) {
+      d.error(member->source(), "write [member] (single brackets)");
+    } else {
+      read_member(*member->as_table(), folder, d, c.member);
+    }
+    read_group(root.node("group"), d, c.group);
+    c.isakmp = detail::read_isakmp(detail::table_or_empty(root, "isakmp", "[isakmp]"), folder, d);
+    root.finish();
+    if (!d.has_errors()) out.config = std::move(c);
+  }
+  out.problems = d.take();
+  return out;
+}
+
+Parsed<GmConfig> load_gm_config(const std::string& path) {
+  return detail::load_file<GmConfig>(path, parse_gm_config);
+}
+
+}  // namespace covey::config

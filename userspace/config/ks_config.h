@@ -1,0 +1,54 @@
+// covey-ks configuration (/etc/covey/ks.toml): the key server itself, phase
+// 1, and one [[group]] per GDOI group. The schema is in config/README.md.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/address.h"
+#include "config/phase1_config.h"
+#include "config/problem.h"
+#include "gdoi/policy.h"
+
+namespace covey::config {
+
+inline constexpr std::string_view kDefaultKsConfigPath = "/etc/covey/ks.toml";
+
+struct KsServerConfig {
+  std::vector<Address> listen{*Address::parse("0.0.0.0"), *Address::parse("::")};
+  std::uint16_t port = 848;
+  // The key server's own address: the source of rekeys and the SA KEK's
+  // source ID (Cisco: "address ipv4" under "server local"). nullopt: the
+  // daemon uses the local address a member registered to.
+  std::optional<Address> address;
+  // Main Mode exchanges in progress, past which new ones are refused: the
+  // bound on what a flood of spoofed first messages can make the KS hold.
+  std::uint32_t max_half_open = 1024;
+  std::string state_dir = "/var/lib/covey";
+  std::string control_socket = "/run/covey/ks.sock";
+  std::string keylog;  // empty: off
+};
+
+struct KsGroupConfig {
+  gdoi::GroupPolicy policy;
+  std::string signing_key;  // PEM private key that signs GROUPKEY-PUSH (checked against policy.kek)
+  // Who may register: ks::Authorization's two lists. Default: any address.
+  std::vector<gdoi::Prefix> authorization;
+  std::vector<std::string> authorization_subjects;  // exact, or ending in '*'
+};
+
+struct KsConfig {
+  KsServerConfig server;
+  Phase1Config isakmp;
+  std::vector<KsGroupConfig> groups;  // at least one; names and identities unique
+};
+
+// `source_name` names the text in problems; relative paths in the text are
+// resolved against its folder. Key and certificate files are read and checked.
+Parsed<KsConfig> parse_ks_config(std::string_view text, std::string_view source_name);
+Parsed<KsConfig> load_ks_config(const std::string& path);
+
+}  // namespace covey::config

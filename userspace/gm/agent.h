@@ -1,0 +1,70 @@
+// covey-gm's event loop: registers with the first key server that answers,
+// moving down the list with exponential backoff and jitter, and registers
+// again before the TEK it holds expires. Holds the group's policy and keys
+// (the data-path issue hands them to the kernel).
+#pragma once
+
+#include <utility>  // before Asio: Boost 1.74 uses std::exchange without it under C++20
+
+#include <boost/asio.hpp>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/udp.h"
+#include "gm/registrar.h"
+
+namespace covey::gm {
+
+struct AgentOptions {
+  std::string group_name;
+  RegistrarOptions registrar;
+  std::vector<Endpoint> key_servers;  // in preference order
+  Endpoint local;                     // address and port to send from (port 848 by default)
+  std::optional<std::string> keylog_path;
+  std::int64_t backoff_min_s = 1;
+  std::int64_t backoff_max_s = 60;
+};
+
+class Agent {
+ public:
+  Agent(boost::asio::io_context& io, AgentOptions options);
+  bool start(std::string* error);
+  nlohmann::json status(bool show_keys) const;
+
+ private:
+  enum class State { Registering, Waiting, Registered };
+  void begin_registration();
+  void on_readable();
+  void wait_readable();
+  void tick();
+  void finish_attempt();
+  void send(const std::vector<Bytes>& datagrams);
+  void flush_events();
+  static std::int64_t now();
+
+  boost::asio::io_context& io_;
+  AgentOptions options_;
+  std::optional<UdpSocket> socket_;
+  std::optional<boost::asio::posix::stream_descriptor> watch_;
+  boost::asio::steady_timer clock_;
+  std::ofstream keylog_;
+  Bytes buffer_;
+  std::mt19937_64 rng_;
+
+  State state_ = State::Waiting;
+  std::size_t ks_index_ = 0;
+  int failed_rounds_ = 0;
+  std::optional<Registrar> attempt_;
+  std::int64_t retry_at_ = 0;
+  std::optional<gdoi::Registration> registration_;
+  Endpoint registered_with_;
+  std::int64_t registered_at_ = 0;
+  std::int64_t reregister_at_ = 0;
+  std::optional<std::string> last_error_;
+};
+
+}  // namespace covey::gm

@@ -1,0 +1,105 @@
+#include "ks/status.h"
+
+#include <cstdio>
+
+namespace covey::ks {
+
+using nlohmann::json;
+
+namespace {
+
+std::string spi_hex(std::uint32_t spi) {
+  char b[16];
+  std::snprintf(b, sizeof b, "0x%08X", spi);
+  return b;
+}
+
+std::string signature_name(const gdoi::KekPolicy& k) {
+  std::string s = k.signature == gdoi::KekPolicy::Signature::Rsa         ? "RSA " + std::to_string(k.signature_key_bits)
+                  : k.signature == gdoi::KekPolicy::Signature::EcdsaP256 ? std::string("ECDSA P-256")
+                                                                         : std::string("ECDSA P-384");
+  return s + " " + std::string(crypto::name(k.signature_hash));
+}
+
+json acl_json(const std::vector<gdoi::AclEntry>& acl) {
+  json a = json::array();
+  for (const auto& e : acl) a.push_back(e.str());
+  return a;
+}
+
+bool selected(const Group& g, const std::optional<std::string>& name) {
+  return !name || g.policy().name == *name || std::to_string(g.policy().identity) == *name;
+}
+
+std::int64_t remaining(std::int64_t until, std::int64_t now) { return until > now ? until - now : 0; }
+
+}  // namespace
+
+json group_status(const Groups& groups, const std::optional<std::string>& name, bool show_keys, std::int64_t now) {
+  json out = json::array();
+  for (const auto& [id, g] : groups.all()) {
+    if (!selected(*g, name)) continue;
+    const gdoi::GroupPolicy& p = g->policy();
+    json j;
+    j["name"] = p.name;
+    j["identity"] = p.identity;
+    j["members"] = g->members().size();
+    j["seq"] = g->seq();
+    json rekey;
+    rekey["mode"] = p.rekey.mode == gdoi::RekeyTransport::Mode::Unicast ? "unicast" : "multicast";
+    if (p.rekey.mode == gdoi::RekeyTransport::Mode::Multicast) {
+      Address a;
+      a.family = p.rekey.multicast_address.family;
+      a.bytes = p.rekey.multicast_address.address;
+      rekey["address"] = a.str();
+    }
+    rekey["port"] = p.rekey.port;
+    rekey["retransmit_period_s"] = p.rekey.retransmit_period_s;
+    rekey["retransmit_count"] = p.rekey.retransmit_count;
+    j["rekey"] = rekey;
+    j["acl"] = acl_json(p.acl);
+    j["fail_close_acl"] = acl_json(p.fail_close_acl);
+    j["tbar_window_ms"] = p.tbar_window_ms ? json(*p.tbar_window_ms) : json(nullptr);
+    json teks = json::array();
+    for (const auto& t : g->teks()) {
+      json tj;
+      tj["spi"] = spi_hex(t.tek.spi);
+      tj["transform"] = p.tek.str();
+      tj["lifetime_s"] = t.expires_at - t.created_at;
+      tj["remaining_s"] = remaining(t.expires_at, now);
+      if (show_keys) tj["keys"] = {{"encryption", to_hex(t.tek.encryption_key)}, {"integrity", to_hex(t.tek.integrity_key)}};
+      teks.push_back(tj);
+    }
+    j["tek"] = teks;
+    json kek;
+    kek["spi"] = to_hex(g->kek().spi);
+    kek["cipher"] = std::string(crypto::name(p.kek.cipher));
+    kek["signature"] = signature_name(p.kek);
+    kek["lifetime_s"] = p.kek.lifetime_s;
+    kek["remaining_s"] = remaining(g->kek_expires_at(), now);
+    if (show_keys) kek["keys"] = {{"algorithm_key", to_hex(g->kek().algorithm_key)}};
+    j["kek"] = kek;
+    out.push_back(j);
+  }
+  if (name && out.empty()) return {{"ok", false}, {"error", "no group named " + *name}};
+  return {{"ok", true}, {"groups", out}};
+}
+
+json member_status(const Groups& groups, const std::optional<std::string>& name) {
+  json out = json::array();
+  for (const auto& [id, g] : groups.all()) {
+    if (!selected(*g, name)) continue;
+    json members = json::array();
+    for (const auto& [addr, m] : g->members())
+      members.push_back({{"address", addr.str()},
+                         {"identity", m.identity},
+                         {"registered_at", m.registered_at},
+                         {"registrations", m.registrations},
+                         {"sids", m.sids}});
+    out.push_back({{"name", g->policy().name}, {"identity", g->policy().identity}, {"members", members}});
+  }
+  if (name && out.empty()) return {{"ok", false}, {"error", "no group named " + *name}};
+  return {{"ok", true}, {"groups", out}};
+}
+
+}  // namespace covey::ks
