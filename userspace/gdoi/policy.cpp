@@ -131,4 +131,14 @@ std::string TekTransform::str() const {
   return s;
 }
 
+std::string KekPolicy::signature_str() const {
+  std::string s = signature == Signature::Rsa         ? "RSA"
+                  : signature == Signature::EcdsaP256 ? "ECDSA P-256"
+                                                      : "ECDSA P-384";
+  // A member learns the RSA size from SIG_KEY_LENGTH, which is optional.
+  // (append, not +: GCC 12's false -Wrestrict on "x" + std::string, bug 105651)
+  if (signature == Signature::Rsa && signature_key_bits) s.append(" ").append(std::to_string(signature_key_bits));
+  return s.append(" ").append(crypto::name(signature_hash));
+}
+
 }  // namespace covey::gdoi

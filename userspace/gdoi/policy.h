@@ -81,6 +81,8 @@ struct KekPolicy {
   crypto::HashAlgorithm signature_hash = crypto::HashAlgorithm::Sha256;
   std::uint16_t signature_key_bits = 2048;
   bool operator==(const KekPolicy&) const = default;
+
+  std::string signature_str() const;  // "RSA 2048 SHA-256", "ECDSA P-256 SHA-256"
 };
 
 // Where rekeys go. Unicast: to each member, acknowledged (RFC 8263).

@@ -188,8 +188,7 @@ json Agent::status(bool show_keys) const {
     if (r.keys.kek) {
       kek = {{"spi", to_hex(r.keys.kek->spi)},
              {"cipher", std::string(crypto::name(r.policy.kek.cipher))},
-             {"signature", std::string(r.policy.kek.signature == gdoi::KekPolicy::Signature::Rsa ? "RSA" : "ECDSA") + " " +
-                               std::string(crypto::name(r.policy.kek.signature_hash))},
+             {"signature", r.policy.kek.signature_str()},
              {"lifetime_s", r.keys.kek->lifetime_s},
              {"remaining_s", std::max<std::int64_t>(0, registered_at_ + r.keys.kek->lifetime_s - t)}};
       if (show_keys) kek["keys"] = {{"algorithm_key", to_hex(r.keys.kek->algorithm_key)}};

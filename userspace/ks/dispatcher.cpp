@@ -116,12 +116,14 @@ std::vector<Outgoing> Dispatcher::main_mode(const Header& h, const Endpoint& fro
     log(Severity::Warning, "dropped Main Mode message for " + ho.exchange.peer().str() + " arriving from " + from.str());
     return {};
   }
+  // Counted before receive(): a failed exchange no longer knows where it was.
+  const int received = ho.exchange.message_number() + 1;
   ike::Step s = ho.exchange.receive(datagram, now);
   std::vector<Outgoing> out;
   if (s.send) out.push_back(Outgoing{from, *s.send});
   if (s.failure) {
     ++counters_.phase1_failed;
-    log(Severity::Warning, "Main Mode with " + from.str() + " failed at message " + std::to_string(ho.exchange.message_number() < 0 ? 0 : ho.exchange.message_number()) +
+    log(Severity::Warning, "Main Mode with " + from.str() + " failed at message " + std::to_string(received) +
                                ": " + s.failure->reason + " (sent " + notify_name(s.failure->notify) + ")");
     drop_half_open(it);
     return out;

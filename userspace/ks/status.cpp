@@ -14,13 +14,6 @@ std::string spi_hex(std::uint32_t spi) {
   return b;
 }
 
-std::string signature_name(const gdoi::KekPolicy& k) {
-  std::string s = k.signature == gdoi::KekPolicy::Signature::Rsa         ? "RSA " + std::to_string(k.signature_key_bits)
-                  : k.signature == gdoi::KekPolicy::Signature::EcdsaP256 ? std::string("ECDSA P-256")
-                                                                         : std::string("ECDSA P-384");
-  return s + " " + std::string(crypto::name(k.signature_hash));
-}
-
 json acl_json(const std::vector<gdoi::AclEntry>& acl) {
   json a = json::array();
   for (const auto& e : acl) a.push_back(e.str());
@@ -74,7 +67,7 @@ json group_status(const Groups& groups, const std::optional<std::string>& name, 
     json kek;
     kek["spi"] = to_hex(g->kek().spi);
     kek["cipher"] = std::string(crypto::name(p.kek.cipher));
-    kek["signature"] = signature_name(p.kek);
+    kek["signature"] = p.kek.signature_str();
     kek["lifetime_s"] = p.kek.lifetime_s;
     kek["remaining_s"] = remaining(g->kek_expires_at(), now);
     if (show_keys) kek["keys"] = {{"algorithm_key", to_hex(g->kek().algorithm_key)}};
