@@ -41,9 +41,26 @@ std::string spi_hex(std::uint32_t spi) {
   return b;
 }
 
+GroupIdentity address_id(const Address& a, std::uint16_t port) {
+  GroupIdentity id;
+  id.type = static_cast<std::uint8_t>(a.family == 4 ? IdType::Ipv4Addr : IdType::Ipv6Addr);
+  id.port = port;
+  id.data.assign(a.bytes.begin(), a.bytes.begin() + static_cast<std::ptrdiff_t>(a.size()));
+  return id;
+}
+
 GroupIdentity prefix_id(const Prefix& p, std::uint16_t port) {
   GroupIdentity id;
   std::size_t n = p.family == 4 ? 4 : 16;
+  // A host goes as ID_IPV4_ADDR / ID_IPV6_ADDR (RFC 2407 4.6.2), the plain
+  // form for one address; members that take only an address as DST, as
+  // gdoid does (GDOI's multicast group address), can then read it.
+  if (p.length == n * 8) {
+    Address a;
+    a.family = p.family;
+    a.bytes = p.address;
+    return address_id(a, port);
+  }
   id.type = static_cast<std::uint8_t>(p.family == 4 ? IdType::Ipv4AddrSubnet : IdType::Ipv6AddrSubnet);
   id.port = port;
   id.data.assign(p.address.begin(), p.address.begin() + static_cast<std::ptrdiff_t>(n));
@@ -51,14 +68,6 @@ GroupIdentity prefix_id(const Prefix& p, std::uint16_t port) {
     unsigned bits = p.length > i * 8 ? std::min<unsigned>(8, p.length - static_cast<unsigned>(i * 8)) : 0;
     id.data.push_back(static_cast<std::uint8_t>(0xff00u >> bits));
   }
-  return id;
-}
-
-GroupIdentity address_id(const Address& a, std::uint16_t port) {
-  GroupIdentity id;
-  id.type = static_cast<std::uint8_t>(a.family == 4 ? IdType::Ipv4Addr : IdType::Ipv6Addr);
-  id.port = port;
-  id.data.assign(a.bytes.begin(), a.bytes.begin() + static_cast<std::ptrdiff_t>(a.size()));
   return id;
 }
 

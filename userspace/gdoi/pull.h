@@ -71,6 +71,7 @@ class GroupDirectory {
     std::uint32_t group_id = 0;
     wire::GroupSaPayload sa;  // message 2's policy
     KeyMaterial keys;         // the keys for exactly that policy (SIDs added at admission)
+    std::string interop_note;  // an interop quirk tolerated to find the group, for the log
   };
   // Message 1: the group the member named and whether it may join. Errors
   // carry the notification to send (INVALID-ID-INFORMATION for an unknown

@@ -84,6 +84,7 @@ void Agent::on_readable() {
       continue;
     }
     send(attempt_->receive(ByteView(buffer_).first(r->size), now()));
+    keylog_phase1();
     flush_events();
     if (attempt_->done()) finish_attempt();
   }
@@ -92,6 +93,14 @@ void Agent::on_readable() {
 void Agent::flush_events() {
   if (!attempt_) return;
   for (const std::string& e : attempt_->take_events()) log(LogLevel::Info, e);
+}
+
+// As soon as phase 1 is up, so that a GROUPKEY-PULL that fails can be
+// decrypted too (the key server's keylog works the same way).
+void Agent::keylog_phase1() {
+  if (!keylog_.is_open() || !attempt_ || !attempt_->phase1() || attempt_->phase1()->initiator_cookie == keylogged_) return;
+  keylogged_ = attempt_->phase1()->initiator_cookie;
+  keylog_ << to_hex(keylogged_) << ',' << to_hex(attempt_->phase1()->key) << std::endl;
 }
 
 void Agent::finish_attempt() {
@@ -103,8 +112,6 @@ void Agent::finish_attempt() {
     registered_at_ = t;
     failed_rounds_ = 0;
     last_error_.reset();
-    if (keylog_.is_open() && a.phase1())
-      keylog_ << to_hex(a.phase1()->initiator_cookie) << ',' << to_hex(a.phase1()->key) << std::endl;
     const gdoi::Registration& r = *registration_;
     log(LogLevel::Info, "Registration to KS " + registered_with_.address.str() + " complete for group " + options_.group_name);
     std::string teks;

@@ -44,6 +44,7 @@ class Agent {
   void finish_attempt();
   void send(const std::vector<Bytes>& datagrams);
   void flush_events();
+  void keylog_phase1();
   static std::int64_t now();
 
   boost::asio::io_context& io_;
@@ -52,6 +53,7 @@ class Agent {
   std::optional<boost::asio::posix::stream_descriptor> watch_;
   boost::asio::steady_timer clock_;
   std::ofstream keylog_;
+  wire::Cookie keylogged_{};  // initiator cookie of the last phase-1 SA written to the keylog
   Bytes buffer_;
   std::mt19937_64 rng_;
 

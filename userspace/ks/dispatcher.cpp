@@ -198,6 +198,7 @@ std::vector<Outgoing> Dispatcher::phase2(const Header& h, const Endpoint& from, 
     Group* g = offer ? groups_.find(offer->group_id) : nullptr;
     std::string group = g ? g->policy().name + " (" + std::to_string(g->policy().identity) + ")" : "?";
     log(Severity::Info, "Registration of GM " + from.address.str() + " complete for group " + group);
+    if (offer && !offer->interop_note.empty()) log(Severity::Warning, "GM " + from.address.str() + ": " + offer->interop_note);
   }
   return out;
 }

@@ -125,9 +125,18 @@ std::variant<GroupDirectory::Offer, ike::Failure> Groups::offer(const wire::Iden
                                                                   const ike::Phase1Sa& member) {
   Group* g = nullptr;
   std::string named;
+  std::string note;
   if (auto gid = id.group_id()) {
     g = find(*gid);
     named = "group " + std::to_string(*gid);
+    // Interop quirk "gdoid group ID": the reference implementation copies
+    // the group number in host order, so on x86-64 group 1234 arrives as
+    // d2 04 00 00. Only when the RFC reading names no group and the
+    // byte-swapped one does; an exact match always wins.
+    std::uint32_t swapped = __builtin_bswap32(*gid);
+    if (!g && swapped != *gid && (g = find(swapped)))
+      note = "GM named group " + std::to_string(swapped) + " little-endian (" + to_hex(id.data) +
+             "), as gdoid does; accepted";
   } else {
     named = "group ID of type " + std::to_string(id.type);
   }
@@ -137,7 +146,9 @@ std::variant<GroupDirectory::Offer, ike::Failure> Groups::offer(const wire::Iden
     return ike::Failure{wire::NotifyType::AuthenticationFailed, "group " + g->policy().name + ": " + *why};
   // covey's Vendor ID is not yet exchanged in phase 1, so every member
   // gets covey's extensions; see docs/ARCHITECTURE.md.
-  return g->offer(gdoi::PeerTraits{true}, now_);
+  auto offer = g->offer(gdoi::PeerTraits{true}, now_);
+  offer.interop_note = std::move(note);
+  return offer;
 }
 
 std::variant<GroupDirectory::Admission, ike::Failure> Groups::admit(const Offer& offer, const ike::Phase1Sa& member,

@@ -54,7 +54,10 @@ AttributeForm expected_form(AttributeSpace space, std::uint16_t type) {
           return (type >= 1 && type <= 15) ? F::Basic : F::Either;
       }
     case AttributeSpace::Kek:
-      if (type == kek_attr::KekKeyLifetime) return F::Variable;
+      // RFC 6407 5.3.3 makes KEK_KEY_LIFETIME variable, but a short lifetime
+      // sent basic is the IKE convention for lifetimes (RFC 2407 4.5), and
+      // what gdoid sends (80 04 00 19: 25 s); the value cannot be misread.
+      if (type == kek_attr::KekKeyLifetime) return F::Either;
       return (type >= 1 && type <= 9) ? F::Basic : F::Either;
     case AttributeSpace::Gap:
       return (type >= 1 && type <= 3) ? F::Basic : F::Either;

@@ -309,6 +309,15 @@ Result<Payload> decode_sa(Reader& r, const Ctx& ctx) {
       auto reserved2 = b.u32();
       if (!reserved2) return k.truncated(b, "RESERVED2");
       if (*reserved2 != 0) return k.err(r2, "RESERVED2 is " + std::to_string(*reserved2) + ", must be zero");
+      // Interop quirk "gdoid SA KEK": the reference implementation (stv0g/gdoid)
+      // writes RFC 3547's POP fields, 6 octets where RFC 6407 Figure 5 has
+      // RESERVED2 of 4. Two zero octets where an attribute starts would be a
+      // TLV of KEK class 0, which is reserved and never sent, so skipping
+      // them cannot misread an RFC 6407 SA KEK.
+      if (b.remaining() >= 2) {
+        Reader peek = b;
+        if (peek.u16() == 0) b.take(2);
+      }
       auto attrs = decode_attributes(b, AttributeSpace::Kek, "SA KEK");
       if (!attrs) return attrs.error();
       kek.attributes = std::move(*attrs);
