@@ -109,6 +109,7 @@ int main(int argc, char** argv) {
   options.dispatcher.credentials = creds;
   options.dispatcher.half_open_cap = cfg.server.max_half_open;
   if (!keylog.empty()) options.keylog_path = keylog;
+  options.dispatcher.keylog = !keylog.empty();
 
   boost::asio::io_context io;
   ks::Server server(io, options, groups);

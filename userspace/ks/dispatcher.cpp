@@ -133,12 +133,12 @@ std::vector<Outgoing> Dispatcher::main_mode(const Header& h, const Endpoint& fro
     ike::Phase1Sa& sa = *s.established;
     std::string who = sa.peer_subject.empty() ? "" : " (" + sa.peer_subject + ")";
     log(Severity::Info, "Phase 1 SA with GM " + from.str() + who + " established: " + sa.transform.str());
-    keylog_.push_back(KeylogEntry{sa.initiator_cookie, Bytes(sa.key.view().begin(), sa.key.view().end())});
+    if (options_.keylog) keylog_.push_back(KeylogEntry{sa.initiator_cookie, Bytes(sa.key.view().begin(), sa.key.view().end())});
     // A member has one phase-1 SA with us at a time: a new one from the
     // same address and port replaces the old (it restarted).
-    for (auto old = sas_.begin(); old != sas_.end();)
-      old = old->second.sa.peer == from ? sas_.erase(old) : std::next(old);
+    if (auto old = sa_by_peer_.find(from); old != sa_by_peer_.end()) sas_.erase(old->second);
     CookiePair key = it->first;
+    sa_by_peer_[from] = key;
     Sa entry{std::move(sa), std::move(ho.exchange), {}};
     drop_half_open(it);
     sas_.insert_or_assign(key, std::move(entry));
@@ -233,6 +233,7 @@ void Dispatcher::expire(std::int64_t now) {
     if (s.finished && now - s.sa.established_at >= options_.half_open_timeout_s) s.finished.reset();
     if (now - s.sa.established_at >= static_cast<std::int64_t>(s.sa.transform.lifetime_s)) {
       log(Severity::Info, "Phase 1 SA with GM " + s.sa.peer.str() + " expired");
+      if (auto p = sa_by_peer_.find(s.sa.peer); p != sa_by_peer_.end() && p->second == it->first) sa_by_peer_.erase(p);
       it = sas_.erase(it);
     } else {
       ++it;

@@ -27,6 +27,7 @@ struct DispatcherOptions {
   std::size_t half_open_cap = 1024;
   std::int64_t half_open_timeout_s = 30;
   std::int64_t exchange_timeout_s = 30;  // GROUPKEY-PULL exchanges
+  bool keylog = false;  // collect phase-1 keys for the keylog (off: no key is copied)
 };
 
 struct Outgoing {
@@ -95,6 +96,7 @@ class Dispatcher {
   std::list<CookiePair> ages_;                 // oldest first
   std::map<wire::Cookie, CookiePair> by_initiator_cookie_;  // retransmitted message 1
   std::map<CookiePair, Sa> sas_;
+  std::map<Endpoint, CookiePair> sa_by_peer_;  // a member has one SA with us at a time
   std::vector<Event> events_;
   std::vector<KeylogEntry> keylog_;
   Counters counters_;
