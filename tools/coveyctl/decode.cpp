@@ -460,6 +460,10 @@ struct Decoder::State {
     Bytes gxi, gxr;                                    // KE of messages 3 and 4
     Bytes last_block;  // IV for the next phase-1 message: last ciphertext block so far
     std::map<std::uint32_t, Bytes> phase2_iv;  // next IV per phase-2 Message ID
+    // The IV each chain's last message used: a retransmission ends in the
+    // same block as the message it repeats and was encrypted with that IV.
+    Bytes phase1_prev_iv;
+    std::map<std::uint32_t, Bytes> phase2_prev_iv;
   };
   std::map<Cookie, Phase1> phase1;
 
@@ -622,6 +626,13 @@ std::optional<Bytes> Decoder::State::decrypt_phase1_sa(const Header& h, ByteView
     }
     iv = std::move(*first);
   }
+  Bytes last = crypto::last_cipher_block(*cipher, ciphertext);
+  Bytes& prev = h.message_id == 0 ? p.phase1_prev_iv : p.phase2_prev_iv[h.message_id];
+  bool retransmission = !prev.empty() && last == iv;
+  if (retransmission) {
+    iv = prev;
+    how["retransmission"] = true;
+  }
   how["iv"] = to_hex(iv);
   if (ciphertext.empty() || ciphertext.size() % bs) {
     how["reason"] = "ciphertext of " + std::to_string(ciphertext.size()) + " octets is not a whole number of " +
@@ -633,9 +644,11 @@ std::optional<Bytes> Decoder::State::decrypt_phase1_sa(const Header& h, ByteView
     how["reason"] = plain.error();
     return std::nullopt;
   }
-  Bytes last = crypto::last_cipher_block(*cipher, ciphertext);
-  if (h.message_id == 0) p.last_block = last;
-  else p.phase2_iv[h.message_id] = last;
+  if (!retransmission) {
+    prev = iv;
+    if (h.message_id == 0) p.last_block = last;
+    else p.phase2_iv[h.message_id] = last;
+  }
   return std::move(*plain);
 }
 
