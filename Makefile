@@ -1,7 +1,8 @@
 # covey: the entry point. CMake does the C++ build underneath.
 #   make          build everything into build/
 #   make test     install missing Debian packages, build, run every test tier
-#   make bench    run the benchmarks, print a table, write build/bench/*.json
+#   make bench    run the benchmarks and the gm-swarm registration load, print a
+#                 table, write build/bench/*.json
 #   make fuzz     run the message decoder fuzzer (FUZZ_SECONDS, default 600)
 #   make lab      bring up the reference lab in network namespaces (make lab-down)
 
@@ -9,6 +10,8 @@ BUILD      ?= build
 SAN_BUILD  ?= build-san
 JOBS       ?= $(shell nproc)
 FUZZ_SECONDS ?= 600
+# e.g. "--members 2000 --settle 35" (see tests/bench/registration_bench.py --help)
+REGISTRATION_BENCH_FLAGS ?=
 CMAKE_FLAGS ?=
 
 .PHONY: all build san deps test unit bench fuzz format clean lab lab-down
@@ -49,6 +52,9 @@ bench: deps build
 	  echo "== $$(basename $$b)"; \
 	  $$b --benchmark_out=$(BUILD)/bench/$$(basename $$b).json --benchmark_out_format=json || exit 1; \
 	done
+	@echo "== registration (tools/gm-swarm against covey-ks)"
+	@python3 tests/bench/registration_bench.py --build $(BUILD) --out $(BUILD)/bench $(REGISTRATION_BENCH_FLAGS) || \
+	  echo "registration bench did not run; the table below lacks it"
 	@python3 tools/bench-report.py $(BUILD)/bench
 
 fuzz: deps san

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Prints one table of every benchmark result under a folder of Google
-Benchmark JSON files, with the project's targets beside them, and writes
-the same rows to summary.json there. Exit status is 0: benchmarks report,
-they do not fail the build (wall-clock numbers vary by machine)."""
+Benchmark JSON files, with the project's targets beside them, then the
+registration load results (registration.json, from
+tests/bench/registration_bench.py) against theirs, and writes the same
+rows to summary.json there. Exit status is 0: benchmarks report, they do
+not fail the build (wall-clock numbers vary by machine)."""
 import json
 import pathlib
 import sys
@@ -11,6 +13,66 @@ import sys
 TARGETS = {
     "BM_DecodeRegistrationMessage4": (2000.0, "issue 2: < 2 us"),
 }
+
+# registration.json metric -> (comparison, target, where the target comes from)
+REGISTRATION_TARGETS = {
+    "dh19_ratio_to_bound": (">=", 0.6, "issue gm-swarm: >= 60% of the raw-crypto rate"),
+    "ks_rss_mb_at_10000": ("<", 100.0, "issue gm-swarm: 10,000 members < 100 MB"),
+}
+
+
+def registration_rows(folder):
+    """(name, value, unit, note) from registration.json, targets applied."""
+    path = pathlib.Path(folder) / "registration.json"
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    out = []
+
+    def add(name, value, unit, note=""):
+        if value is not None:
+            out.append((name, value, unit, note))
+
+    for dh in ("19", "14"):
+        r, b = data.get(f"dh{dh}", {}), data.get("bound", {}).get(dh, {})
+        if not r:
+            continue
+        c = r.get("concurrency")
+        add(f"dh{dh}_registrations_per_s", r.get("registrations_per_s"), "/s",
+            f"{r.get('registered')} of {r.get('members')} members, {c} in flight")
+        add(f"dh{dh}_raw_crypto_bound_per_s", b.get("registrations_per_s_2_cores"), "/s",
+            f"2 cores; GM {b.get('gm_us', 0):.0f} us + KS {b.get('ks_us', 0):.0f} us")
+        add(f"dh{dh}_ratio_to_bound", r.get("ratio_to_bound"), "")
+        add(f"dh{dh}_ratio_uncontended", r.get("ratio_to_bound_uncontended"), "",
+            "from CPU time: the rate with a core each and no other load")
+        add(f"dh{dh}_latency_p50_ms", r.get("latency_ms", {}).get("p50"), "ms", f"{c} in flight")
+        add(f"dh{dh}_latency_p99_ms", r.get("latency_ms", {}).get("p99"), "ms", f"{c} in flight")
+        add(f"dh{dh}_ks_cpu_ms_per_registration", r.get("ks_cpu_ms_per_registration"), "ms")
+    lat = data.get("latency", {}).get("latency_ms")
+    if lat:
+        add("dh19_latency_p50_ms_unloaded", lat.get("p50"), "ms", "one in flight")
+        add("dh19_latency_p99_ms_unloaded", lat.get("p99"), "ms", "one in flight")
+    r = data.get("dh19", {})
+    if r.get("ks_rss_kb_per_1000") is not None:
+        add("ks_rss_mb_per_1000_members", r["ks_rss_kb_per_1000"] / 1024, "MB")
+    if r.get("registered") and r.get("ks_rss_kb_after"):
+        # Scaled to exactly 10,000 when the run registered another number.
+        base, per = r["ks_rss_kb_before"], (r["ks_rss_kb_after"] - r["ks_rss_kb_before"]) / r["registered"]
+        add("ks_rss_mb_at_10000", (base + per * 10000) / 1024, "MB",
+            f"measured with {r['registered']} members" + ("" if r["registered"] == 10000 else ", scaled"))
+    load = data.get("loadavg_1m_start")
+    if load is not None:
+        add("loadavg_1m_during_run", max(load, data.get("loadavg_1m_end", 0)), "", f"{data.get('cores')} cores")
+    return out
+
+
+def verdict(name, value):
+    t = REGISTRATION_TARGETS.get(name)
+    if not t:
+        return None, None, ""
+    op, target, note = t
+    meets = value >= target if op == ">=" else value < target
+    return f"{op} {target:g}", meets, note
 
 
 def main(folder):
@@ -38,6 +100,25 @@ def main(folder):
         t = f"{r['target_ns']:.0f} ns" if r["target_ns"] else "-"
         v = "" if r["meets_target"] is None else ("meets" if r["meets_target"] else "MISSES")
         print(f"{r['name']:44} {r['ns_per_op']:>9.0f} ns {t:>10}  {v} {r['note']}")
+    reg = registration_rows(folder)
+    if reg:
+        print()
+        print("registration: tools/gm-swarm against covey-ks (tests/bench/registration_bench.py)")
+        print(f"{'metric':44} {'value':>12} {'target':>10}  verdict")
+    for name, value, unit, note in reg:
+        target, meets, target_note = verdict(name, value)
+        v = "" if meets is None else ("meets" if meets else "MISSES")
+        shown = f"{value:.2f}" if abs(value) < 100 else f"{value:.0f}"
+        print(f"{name:44} {shown:>9} {unit:<2} {target or '-':>10}  {v} {target_note or note}")
+        rows.append({
+            "suite": "registration",
+            "name": name,
+            "value": value,
+            "unit": unit,
+            "target": target,
+            "meets_target": meets,
+            "note": target_note or note,
+        })
     (pathlib.Path(folder) / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
 
 

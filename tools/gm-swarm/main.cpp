@@ -1,0 +1,155 @@
+// gm-swarm: N group members registering to one covey-ks, from one process.
+//
+//   gm-swarm --ks 127.0.0.1:848 --group 134 --psk K --members 1000
+//            [--concurrency 64] [--dh 19|14] [--source-base 127.1.0.1] [--json out.json]
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "gm-swarm/swarm.h"
+
+using namespace covey;
+
+namespace {
+
+// "A", "A:port", "[v6]:port"; port 848 when absent.
+std::optional<Endpoint> parse_endpoint(const std::string& text) {
+  std::string host = text;
+  std::uint16_t port = 848;
+  auto colon = text.rfind(':');
+  bool bracketed = !text.empty() && text.front() == '[';
+  if (bracketed || (colon != std::string::npos && text.find(':') == colon)) {
+    auto close = bracketed ? text.find(']') : colon;
+    if (close == std::string::npos) return std::nullopt;
+    host = bracketed ? text.substr(1, close - 1) : text.substr(0, colon);
+    std::size_t port_at = bracketed ? close + 1 : colon;
+    if (port_at < text.size()) {
+      if (text[port_at] != ':') return std::nullopt;
+      try {
+        unsigned long p = std::stoul(text.substr(port_at + 1));
+        if (p == 0 || p > 65535) return std::nullopt;
+        port = static_cast<std::uint16_t>(p);
+      } catch (const std::exception&) {
+        return std::nullopt;
+      }
+    }
+  }
+  auto a = Address::parse(host);
+  if (!a) return std::nullopt;
+  return Endpoint{*a, port};
+}
+
+nlohmann::json to_json(const swarm::SwarmOptions& o, const swarm::SwarmResult& r) {
+  nlohmann::json failures = nlohmann::json::object();
+  for (const auto& [why, n] : r.failures) failures[why] = n;
+  return {
+      {"ks", o.ks.str()},
+      {"group", o.group_id},
+      {"dh_group", o.dh_group},
+      {"members", o.members},
+      {"concurrency", o.concurrency},
+      {"registered", r.registered},
+      {"failed", r.failed},
+      {"unfinished", r.unfinished},
+      {"timed_out", r.timed_out},
+      {"failures", failures},
+      {"elapsed_s", r.elapsed_s},
+      {"registrations_per_s", r.registrations_per_s},
+      {"latency_ms", {{"p50", r.latency.p50}, {"p90", r.latency.p90}, {"p99", r.latency.p99}, {"max", r.latency.max}, {"mean", r.latency.mean}}},
+      {"datagrams_sent", r.datagrams_sent},
+      {"datagrams_received", r.datagrams_received},
+      {"retransmissions", r.retransmissions},
+      {"gm_cpu_s", r.cpu_s},
+      {"gm_runqueue_wait_s", r.runqueue_wait_s},
+  };
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"gm-swarm: many GDOI group members from one process, to load a covey-ks (loopback only by default)"};
+  std::string ks = "127.0.0.1:848", source_base = "127.1.0.1", json_path;
+  swarm::SwarmOptions o;
+  double timeout_s = 60;
+  bool allow_nonlocal = false;
+  app.add_option("--ks", ks, "key server, A[:port] or [v6]:port")->capture_default_str();
+  app.add_option("--group", o.group_id, "group identity")->required();
+  app.add_option("--psk", o.pre_shared_key, "pre-shared key (Main Mode, every member)")->required();
+  app.add_option("--members", o.members, "members to register, each once")->required()->check(CLI::Range(1, 16'000'000));
+  app.add_option("--concurrency", o.concurrency, "registrations in flight at once")->capture_default_str()->check(CLI::Range(1, 10'000));
+  app.add_option("--dh", o.dh_group, "DH group offered in phase 1")->capture_default_str()->check(CLI::IsMember({19, 20, 14}));
+  app.add_option("--source-base", source_base, "member i sends from this address + i")->capture_default_str();
+  app.add_flag("--one-address", o.one_address, "every member from --source-base, each on its own port");
+  app.add_option("--timeout", timeout_s, "seconds; the run stops then, counting who had not finished")->capture_default_str()->check(CLI::Range(0.1, 86400.0));
+  app.add_option("--retransmit", o.retransmit_s, "seconds before a member retransmits")->capture_default_str()->check(CLI::Range(1, 60));
+  app.add_option("--retransmits", o.retransmits, "retransmissions before a member gives up")->capture_default_str()->check(CLI::Range(0, 100));
+  app.add_option("--json", json_path, "also write the results as JSON to this file");
+  app.add_flag("--allow-nonlocal", allow_nonlocal, "allow a key server and sources outside 127.0.0.0/8 and ::1");
+  app.add_flag("-v,--verbose", o.verbose, "print each member's registration steps");
+  CLI11_PARSE(app, argc, argv);
+
+  auto ep = parse_endpoint(ks);
+  if (!ep) {
+    std::cerr << "gm-swarm: --ks " << ks << ": not an address with an optional port (127.0.0.1:848, [::1]:848)\n";
+    return 2;
+  }
+  auto base = Address::parse(source_base);
+  if (!base) {
+    std::cerr << "gm-swarm: --source-base " << source_base << ": not an address\n";
+    return 2;
+  }
+  o.ks = *ep;
+  o.source_base = *base;
+  o.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(timeout_s * 1000));
+  Address last = o.one_address ? *base : swarm::nth_address(*base, static_cast<std::uint32_t>(o.members - 1));
+  if (!allow_nonlocal) {
+    // A load generator aimed at a production KS by a typo is a denial of service.
+    if (!swarm::is_loopback(o.ks.address)) {
+      std::cerr << "gm-swarm: KS " << o.ks.str() << " is not a loopback address; pass --allow-nonlocal to load it anyway\n";
+      return 2;
+    }
+    if (!swarm::is_loopback(*base) || !swarm::is_loopback(last) || (base->family == 4 && last.bytes[0] != 127)) {
+      std::cerr << "gm-swarm: sources " << base->str() << " to " << last.str()
+                << " leave 127.0.0.0/8; lower --members or --source-base, or pass --allow-nonlocal\n";
+      return 2;
+    }
+  }
+  if (base->family != o.ks.address.family) {
+    std::cerr << "gm-swarm: --source-base " << base->str() << " and KS " << o.ks.str() << " are of different families\n";
+    return 2;
+  }
+
+  swarm::SwarmResult r;
+  try {
+    r = swarm::run_swarm(o);
+  } catch (const std::exception& e) {
+    std::cerr << "gm-swarm: " << e.what() << '\n';
+    return 1;
+  }
+
+  std::printf("gm-swarm: %zu members to KS %s group %u, DH group %u, %zu in flight, sources %s..%s\n", o.members,
+              o.ks.str().c_str(), o.group_id, unsigned{o.dh_group}, std::min(o.concurrency, o.members), base->str().c_str(), last.str().c_str());
+  std::printf("  registered   %zu in %.2f s: %.1f registrations/s\n", r.registered, r.elapsed_s, r.registrations_per_s);
+  std::printf("  latency      p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms\n", r.latency.p50, r.latency.p90,
+              r.latency.p99, r.latency.max);
+  std::printf("  datagrams    %llu sent, %llu received, %llu retransmitted\n",
+              static_cast<unsigned long long>(r.datagrams_sent), static_cast<unsigned long long>(r.datagrams_received),
+              static_cast<unsigned long long>(r.retransmissions));
+  std::printf("  gm-swarm     %.2f s CPU, %.2f s waiting for a CPU (other load)\n", r.cpu_s, r.runqueue_wait_s);
+  std::printf("  failed       %zu\n", r.failed);
+  for (const auto& [why, n] : r.failures) std::printf("    %6zu  %s\n", n, why.c_str());
+  if (r.unfinished) std::printf("  unfinished   %zu (the %.1f s timeout passed)\n", r.unfinished, timeout_s);
+
+  if (!json_path.empty()) {
+    std::ofstream f(json_path);
+    f << to_json(o, r).dump(2) << '\n';
+    if (!f) {
+      std::cerr << "gm-swarm: cannot write " << json_path << '\n';
+      return 1;
+    }
+  }
+  return r.registered == o.members ? 0 : 3;
+}

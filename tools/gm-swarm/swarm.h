@@ -1,0 +1,67 @@
+// gm-swarm: many group members from one process, for load on a covey-ks.
+// Each member is a real gm::Registrar (Main Mode, then GROUPKEY-PULL, real
+// crypto) on its own UDP socket and source address; one epoll loop drives
+// at most `concurrency` of them at a time, and the run ends by itself
+// when every member has finished or `timeout` has passed.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/address.h"
+
+namespace covey::swarm {
+
+struct SwarmOptions {
+  Endpoint ks;
+  std::uint32_t group_id = 0;
+  std::string pre_shared_key;
+  std::uint16_t dh_group = 19;
+  std::size_t members = 1;
+  std::size_t concurrency = 64;
+  // Member i sends from source_base + i, so the KS sees N distinct members
+  // (its member table is keyed by address). With one_address, every member
+  // uses source_base and its own ephemeral port instead.
+  Address source_base;
+  bool one_address = false;
+  std::chrono::milliseconds timeout{60'000};
+  std::int64_t retransmit_s = 2;
+  int retransmits = 4;
+  bool verbose = false;  // print each member's registration steps
+};
+
+// Percentiles of the registrations that completed, in milliseconds.
+struct Latency {
+  double p50 = 0, p90 = 0, p99 = 0, max = 0, mean = 0;
+};
+
+struct SwarmResult {
+  std::size_t registered = 0;
+  std::size_t failed = 0;       // finished without keys (refused, no answer, bind error)
+  std::size_t unfinished = 0;   // still registering, or never started, when the timeout hit
+  std::map<std::string, std::size_t> failures;  // reason -> members
+  double elapsed_s = 0;         // first start to last completion
+  double registrations_per_s = 0;
+  Latency latency;
+  std::uint64_t datagrams_sent = 0, datagrams_received = 0, retransmissions = 0;
+  double cpu_s = 0;             // this process, user + system, during the run
+  double runqueue_wait_s = -1;  // runnable but not running (other load), -1 if unknown
+  bool timed_out = false;
+};
+
+// Fails only before the first member starts (bad options, no epoll); any
+// member's failure is counted in the result instead.
+SwarmResult run_swarm(const SwarmOptions& options);
+
+// The n-th address after `base` (IPv4: 32-bit arithmetic; IPv6: low 32 bits).
+Address nth_address(const Address& base, std::uint32_t n);
+// 127.0.0.0/8 or ::1: gm-swarm refuses other targets unless told otherwise.
+bool is_loopback(const Address& a);
+
+Latency latency_of(std::vector<double> ms);
+
+}  // namespace covey::swarm
