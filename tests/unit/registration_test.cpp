@@ -111,6 +111,12 @@ TEST(Registration, WrongPreSharedKeyIsLoggedWithThePeer) {
   EXPECT_NE(log.find("Main Mode with 10.1.23.3:848 failed at message"), std::string::npos) << log;
   EXPECT_NE(log.find("wrong pre-shared key"), std::string::npos) << log;
   EXPECT_EQ(w.ks->counters().phase1_failed, 1u);
+  // The member hears the key server's clear AUTHENTICATION-FAILED as a hint
+  // (unauthenticated, so it does not end the exchange by itself).
+  std::string gm_log;
+  for (auto& e : a.take_events()) gm_log += e + "\n";
+  EXPECT_NE(gm_log.find("AUTHENTICATION-FAILED: wrong pre-shared key?"), std::string::npos) << gm_log;
+  EXPECT_FALSE(a.done());
 }
 
 TEST(Registration, UnauthorizedMemberIsRefusedAndNamed) {

@@ -62,10 +62,8 @@ int main(int argc, char** argv) {
 
   boost::asio::io_context io;
   gm::Agent agent(io, options);
-  if (!agent.start(&error)) {
-    log(LogLevel::Error, "not starting: " + error);
-    return 1;
-  }
+  // The control socket first: a second covey-gm on the same socket must
+  // stop before it sends anything to a key server.
   std::unique_ptr<control::Server> control;
   try {
     control = std::make_unique<control::Server>(io, cfg.member.control_socket, [&](const nlohmann::json& req) -> nlohmann::json {
@@ -75,6 +73,10 @@ int main(int argc, char** argv) {
     });
   } catch (const std::exception& e) {
     log(LogLevel::Error, std::string("not starting: ") + e.what());
+    return 1;
+  }
+  if (!agent.start(&error)) {
+    log(LogLevel::Error, "not starting: " + error);
     return 1;
   }
   boost::asio::signal_set stop(io, SIGINT, SIGTERM);

@@ -64,6 +64,10 @@ std::vector<Bytes> Registrar::receive(ByteView datagram, std::int64_t now) {
   }
   if (!sa_) {
     ike::Step s = main_mode_.receive(datagram, now);
+    if (s.notice) {
+      notice_ = "KS " + ks_.address.str() + " " + *s.notice;
+      events_.push_back(*notice_);
+    }
     if (s.failure) {
       fail("Main Mode with KS " + ks_.address.str() + " failed: " + s.failure->reason);
       return s.send ? std::vector<Bytes>{*s.send} : std::vector<Bytes>{};
@@ -115,7 +119,8 @@ std::vector<Bytes> Registrar::receive(ByteView datagram, std::int64_t now) {
 std::vector<Bytes> Registrar::tick(std::int64_t now) {
   if (done() || last_sent_.empty() || now - last_sent_at_ < options_.retransmit_s) return {};
   if (retransmitted_ >= options_.retransmits) {
-    fail("KS " + ks_.str() + " did not answer (" + std::to_string(retransmitted_) + " retransmissions)");
+    fail("KS " + ks_.str() + " did not answer (" + std::to_string(retransmitted_) + " retransmissions)" +
+         (notice_ ? "; " + *notice_ : ""));
     return {};
   }
   ++retransmitted_;

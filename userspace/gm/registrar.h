@@ -56,6 +56,7 @@ class Registrar {
   Bytes last_sent_;
   std::int64_t last_sent_at_ = 0;
   int retransmitted_ = 0;
+  std::optional<std::string> notice_;  // the last unauthenticated word from the KS
   std::vector<std::string> events_;
 };
 

@@ -30,6 +30,12 @@ std::size_t count(const std::vector<Payload>& ps) {
   return static_cast<std::size_t>(std::count_if(ps.begin(), ps.end(), [](const Payload& p) { return std::holds_alternative<T>(p); }));
 }
 
+Step reply(Bytes d) {
+  Step s;
+  s.send = std::move(d);
+  return s;
+}
+
 bool nonce_size_ok(std::size_t n) { return n >= 8 && n <= 256; }  // RFC 2409 5
 
 }  // namespace
@@ -70,7 +76,7 @@ Header MainMode::header(ExchangeType ex) const {
 
 Step MainMode::sent(Bytes datagram) {
   last_sent_ = datagram;
-  return Step{std::move(datagram), std::nullopt, std::nullopt};
+  return reply(std::move(datagram));
 }
 
 Step MainMode::fail(NotifyType notify, std::string reason, bool tell_peer) {
@@ -109,7 +115,7 @@ Step MainMode::receive(ByteView datagram, std::int64_t now) {
   // The peer missed our reply (message 6 included: a finished exchange is
   // kept a while by its owner for exactly this).
   if (!last_received_.empty() && std::equal(datagram.begin(), datagram.end(), last_received_.begin(), last_received_.end()))
-    return Step{last_sent_, std::nullopt, std::nullopt};
+    return reply(last_sent_);
   if (state_ == State::Done || state_ == State::Failed) return Step{};
   auto h = decode_header(datagram);
   if (!h) return fail(NotifyType::PayloadMalformed, h.error().message(), false);
@@ -119,7 +125,14 @@ Step MainMode::receive(ByteView datagram, std::int64_t now) {
     // still waiting for the peer's first answer.
     auto m = decode_message(datagram);
     const NotificationPayload* n = m ? first<NotificationPayload>(m->payloads) : nullptr;
-    if (!n || !initiator_ || state_ != State::SentSa || h->initiator_cookie != icookie_) return Step{};
+    if (!n || !initiator_ || h->initiator_cookie != icookie_) return Step{};
+    if (state_ != State::SentSa) {
+      // Anyone could have sent it; the exchange goes on, the operator hears of it.
+      Step s;
+      s.notice = "peer sent an unauthenticated notification " + std::to_string(n->type) +
+                 (n->type == static_cast<std::uint16_t>(NotifyType::AuthenticationFailed) ? " (AUTHENTICATION-FAILED: wrong pre-shared key?)" : "");
+      return s;
+    }
     return fail(static_cast<NotifyType>(n->type), "peer answered with notification " + std::to_string(n->type), false);
   }
   if (h->exchange != kMain) return fail(NotifyType::InvalidExchangeType, "exchange type " + std::to_string(h->exchange) + " in Main Mode", false);
@@ -293,7 +306,7 @@ Step MainMode::on_key_exchange(const Message& m) {
   if (auto ok = derive_keys(); !ok) return fail(NotifyType::AuthenticationFailed, ok.error(), !initiator_);
   if (!initiator_) {
     state_ = State::SentKe;
-    return Step{last_sent_, std::nullopt, std::nullopt};
+    return reply(last_sent_);
   }
   auto msg = authentication_message();
   if (!msg) return fail(NotifyType::AuthenticationFailed, msg.error(), false);

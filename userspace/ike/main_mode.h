@@ -57,6 +57,9 @@ struct Step {
   std::optional<Bytes> send;            // datagram for the peer (a reply or a notification)
   std::optional<Phase1Sa> established;  // Main Mode completed
   std::optional<Failure> failure;       // the exchange is over and failed
+  // Worth telling the operator but not trusted enough to act on: e.g. an
+  // unauthenticated AUTHENTICATION-FAILED that arrived after message 4.
+  std::optional<std::string> notice;
 };
 
 class MainMode {

@@ -186,6 +186,12 @@ std::vector<Outgoing> Dispatcher::phase2(const Header& h, const Endpoint& from, 
   if (step.dropped) {
     ++counters_.dropped;
     log(Severity::Warning, "GM " + from.str() + ": dropped " + *step.dropped);
+    // An exchange whose first message did not authenticate never began: it
+    // must not hold one of the SA's few exchange slots.
+    if (!pull->second.first.offer()) {
+      s.pulls.erase(pull);
+      return out;
+    }
   }
   if (step.failure) {
     ++counters_.registrations_refused;
