@@ -1,0 +1,100 @@
+"""Reading and writing the lab's captures, and asking tshark and coveyctl
+decode about them."""
+
+import json
+import re
+import struct
+import subprocess
+from pathlib import Path
+
+from netns_lab import COVEYCTL
+
+LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_RAW = 1, 113, 101
+
+
+def udp_datagrams(pcap_path, port=848):
+    """(src, sport, dst, dport, payload) of every IPv4 UDP datagram to or from PORT in a
+    classic pcap (Ethernet, Linux cooked or raw IP), in capture order."""
+    data = Path(pcap_path).read_bytes()
+    endian = {b"\xd4\xc3\xb2\xa1": "<", b"\xa1\xb2\xc3\xd4": ">",
+              b"\x4d\x3c\xb2\xa1": "<", b"\xa1\xb2\x3c\x4d": ">"}.get(data[:4])
+    if not endian:
+        raise ValueError(f"{pcap_path}: not a classic pcap file")
+    linktype = struct.unpack(endian + "I", data[20:24])[0]
+    link_len = {LINKTYPE_ETHERNET: 14, LINKTYPE_LINUX_SLL: 16, LINKTYPE_RAW: 0}[linktype]
+    out, off = [], 24
+    while off + 16 <= len(data):
+        incl = struct.unpack(endian + "I", data[off + 8:off + 12])[0]
+        ip = data[off + 16 + link_len:off + 16 + incl]
+        off += 16 + incl
+        if len(ip) < 28 or ip[0] >> 4 != 4 or ip[9] != 17:
+            continue
+        ihl = (ip[0] & 15) * 4
+        sport, dport, ulen = struct.unpack("!HHH", ip[ihl:ihl + 6])
+        if port in (sport, dport):
+            out.append((_ip(ip[12:16]), sport, _ip(ip[16:20]), dport, bytes(ip[ihl + 8:ihl + ulen])))
+    return out
+
+
+def _ip(b):
+    return ".".join(map(str, b))
+
+
+def write_pcap(path, datagrams):
+    """A raw-IP pcap of (src, sport, dst, dport, payload) UDP datagrams (checksums zero)."""
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, LINKTYPE_RAW)]
+    for i, (src, sport, dst, dport, payload) in enumerate(datagrams):
+        udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), i, 0, 64, 17, 0,
+                         bytes(map(int, src.split("."))), bytes(map(int, dst.split("."))))
+        ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+        frame = ip + udp
+        out.append(struct.pack("<IIII", 1_700_000_000 + i, 0, len(frame), len(frame)) + frame)
+    Path(path).write_bytes(b"".join(out))
+    return path
+
+
+def _checksum(header):
+    s = sum(struct.unpack(f"!{len(header) // 2}H", header))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def decode(pcap, keylog):
+    """coveyctl decode --json; the parsed document."""
+    r = subprocess.run([str(COVEYCTL), "decode", "--pcap", str(pcap), "--keylog", str(keylog), "--json"],
+                       capture_output=True, text=True, timeout=60)
+    if r.returncode:
+        raise AssertionError(f"coveyctl decode exited {r.returncode}: {r.stderr}")
+    return json.loads(r.stdout)
+
+
+MAIN_MODE = "Exchange type: Identity Protection (Main Mode)"
+# What tshark prints for a field it could not dissect, and for its own error-level expert items.
+_PROBLEM = re.compile(r"Malformed|\[Expert Info \(Error")
+
+
+def tshark_frames(pcap):
+    """tshark -V over PCAP with UDP 848 as ISAKMP: {frame number: dissection text}."""
+    r = subprocess.run(["tshark", "-r", str(pcap), "-d", "udp.port==848,isakmp", "-V"],
+                       capture_output=True, text=True, timeout=60)
+    if r.returncode:
+        raise AssertionError(f"tshark exited {r.returncode}: {r.stderr}")
+    frames = {}
+    for block in re.split(r"(?m)^(?=Frame \d+:)", r.stdout):
+        m = re.match(r"Frame (\d+):", block)
+        if m:
+            frames[int(m.group(1))] = block
+    return frames
+
+
+def main_mode_problems(frames):
+    """Of tshark_frames' output: (numbers of the Main Mode frames, {frame: problem lines})."""
+    main_mode = sorted(n for n, text in frames.items() if MAIN_MODE in text)
+    problems = {}
+    for n in main_mode:
+        lines = [line.strip() for line in frames[n].splitlines() if _PROBLEM.search(line)]
+        if lines:
+            problems[n] = lines
+    return main_mode, problems
