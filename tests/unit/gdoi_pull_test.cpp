@@ -3,24 +3,20 @@
 // directory). The member must come out with exactly the key server's keys.
 #include <gtest/gtest.h>
 
+#include "fixtures.h"
+
 #include "gdoi/pull.h"
 #include "ks/group.h"
 
 using namespace covey;
+using covey::fixtures::prefix;
+using covey::fixtures::psk;
 using namespace covey::gdoi;
 using covey::crypto::CipherAlgorithm;
 using covey::crypto::HashAlgorithm;
 
 namespace {
 
-Prefix prefix(const char* a, std::uint8_t len) {
-  Prefix p;
-  auto addr = *Address::parse(a);
-  p.family = addr.family;
-  p.address = addr.bytes;
-  p.length = len;
-  return p;
-}
 
 GroupPolicy lab_policy() {
   GroupPolicy p;
@@ -48,13 +44,6 @@ GroupPolicy lab_policy() {
   return p;
 }
 
-std::shared_ptr<ike::Credentials> psk(std::string key) {
-  auto c = std::make_shared<ike::Credentials>();
-  c->pre_shared_key = [key](const Address&) -> std::optional<crypto::SecretBytes> {
-    return crypto::SecretBytes(as_bytes(key));
-  };
-  return c;
-}
 
 struct Lab {
   ks::Groups groups;

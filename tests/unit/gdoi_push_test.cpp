@@ -4,6 +4,8 @@
 // the member's rekey SA exactly as it was.
 #include <gtest/gtest.h>
 
+#include "fixtures.h"
+
 #include <cstdio>
 #include <map>
 #include <sstream>
@@ -14,6 +16,8 @@
 #include "wire/message.h"
 
 using namespace covey;
+using covey::fixtures::prefix;
+using covey::fixtures::psk;
 using namespace covey::gdoi;
 using covey::crypto::CipherAlgorithm;
 using covey::crypto::HashAlgorithm;
@@ -21,14 +25,6 @@ using R = PushRefused::Reason;
 
 namespace {
 
-Prefix prefix(const char* a, std::uint8_t len) {
-  Prefix p;
-  auto addr = *Address::parse(a);
-  p.family = addr.family;
-  p.address = addr.bytes;
-  p.length = len;
-  return p;
-}
 
 GroupPolicy lab_policy(KekPolicy::Signature sig) {
   GroupPolicy p;

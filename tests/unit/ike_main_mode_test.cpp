@@ -2,10 +2,14 @@
 // sides must derive the same ISAKMP SA, and every failure must be named.
 #include <gtest/gtest.h>
 
+#include "fixtures.h"
+
 #include "ike/main_mode.h"
 #include "wire/message.h"
 
 using namespace covey;
+using covey::fixtures::prefix;
+using covey::fixtures::psk;
 using namespace covey::ike;
 using covey::crypto::CipherAlgorithm;
 using covey::crypto::HashAlgorithm;
@@ -14,13 +18,6 @@ namespace {
 
 Endpoint ep(const char* a) { return Endpoint{*Address::parse(a), 848}; }
 
-std::shared_ptr<Credentials> psk(std::string key) {
-  auto c = std::make_shared<Credentials>();
-  c->pre_shared_key = [key](const Address&) -> std::optional<crypto::SecretBytes> {
-    return crypto::SecretBytes(as_bytes(key));
-  };
-  return c;
-}
 
 Phase1Transform tf(CipherAlgorithm c, HashAlgorithm h, std::uint16_t group) {
   Phase1Transform t;

@@ -2,6 +2,8 @@
 // in memory: the whole registration as the daemons run it, minus sockets.
 #include <gtest/gtest.h>
 
+#include "fixtures.h"
+
 #include <random>
 
 #include "gm/registrar.h"
@@ -9,25 +11,12 @@
 #include "samples.h"
 
 using namespace covey;
+using covey::fixtures::prefix;
+using covey::fixtures::psk;
 
 namespace {
 
-gdoi::Prefix prefix(const char* a, std::uint8_t len) {
-  gdoi::Prefix p;
-  auto addr = *Address::parse(a);
-  p.family = addr.family;
-  p.address = addr.bytes;
-  p.length = len;
-  return p;
-}
 
-std::shared_ptr<ike::Credentials> psk(std::string key) {
-  auto c = std::make_shared<ike::Credentials>();
-  c->pre_shared_key = [key](const Address&) -> std::optional<crypto::SecretBytes> {
-    return crypto::SecretBytes(as_bytes(key));
-  };
-  return c;
-}
 
 struct World {
   ks::Groups groups;

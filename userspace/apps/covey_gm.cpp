@@ -5,6 +5,7 @@
 #include <boost/asio.hpp>
 #include <iostream>
 
+#include "apps/daemon_cli.h"
 #include "apps/phase1_setup.h"
 #include "common/log.h"
 #include "config/gm_config.h"
@@ -15,28 +16,14 @@ using namespace covey;
 
 int main(int argc, char** argv) {
   CLI::App app{"covey-gm: GDOI group member agent (RFC 6407)"};
-  std::string config_path(config::kDefaultGmConfigPath);
-  bool check = false;
-  std::string keylog, level = "info";
-  app.add_option("-c,--config", config_path, "configuration file")->capture_default_str();
-  app.add_flag("--check", check, "validate the configuration, print every problem with its line, and exit");
-  app.add_option("--keylog", keylog, "append initiator-cookie,encryption-key per phase-1 SA (Wireshark's IKEv1 table)");
-  app.add_option("--log-level", level, "debug, info, warning or error")->capture_default_str();
+  apps::DaemonArgs args;
+  args.config_path = std::string(config::kDefaultGmConfigPath);
+  apps::add_daemon_options(app, args);
   CLI11_PARSE(app, argc, argv);
-  set_log_program("covey-gm");
-  set_log_level(level == "debug" ? LogLevel::Debug : level == "warning" ? LogLevel::Warning : level == "error" ? LogLevel::Error : LogLevel::Info);
+  apps::apply_log_options("covey-gm", args);
 
-  auto parsed = config::load_gm_config(config_path);
-  if (check) {
-    std::cout << config::format_problems(parsed.problems);
-    if (parsed.ok()) std::cout << config_path << ": OK\n";
-    return parsed.ok() ? 0 : 1;
-  }
-  for (const auto& p : parsed.problems) log(p.is_error() ? LogLevel::Error : LogLevel::Warning, p.str());
-  if (!parsed.ok()) {
-    log(LogLevel::Error, "not starting: " + config_path + " has errors (covey-gm --check --config " + config_path + ")");
-    return 1;
-  }
+  auto parsed = config::load_gm_config(args.config_path);
+  if (auto done = apps::report_config(parsed, args, "covey-gm")) return *done;
   const config::GmConfig& cfg = *parsed.config;
   std::string error;
   auto creds = apps::phase1_credentials(cfg.isakmp, &error);
@@ -57,7 +44,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   options.local = Endpoint{*local, 848};
-  if (keylog.empty()) keylog = cfg.member.keylog;
+  std::string keylog = args.keylog.empty() ? cfg.member.keylog : args.keylog;
   if (!keylog.empty()) options.keylog_path = keylog;
 
   boost::asio::io_context io;

@@ -3,28 +3,20 @@
 
 #include <CLI/CLI.hpp>
 #include <boost/asio.hpp>
-#include <fstream>
 #include <iostream>
-#include <sstream>
 
+#include "apps/daemon_cli.h"
 #include "apps/phase1_setup.h"
 #include "common/log.h"
 #include "config/ks_config.h"
 #include "control/server.h"
 #include "ks/server.h"
+#include "crypto/x509.h"
 #include "ks/status.h"
 
 using namespace covey;
 
 namespace {
-
-std::optional<std::string> read_file(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) return std::nullopt;
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 std::int64_t wall_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -34,34 +26,17 @@ std::int64_t wall_now() {
 
 int main(int argc, char** argv) {
   CLI::App app{"covey-ks: GDOI key server (RFC 6407) on UDP 848"};
-  std::string config_path(config::kDefaultKsConfigPath);
-  bool check = false;
-  std::string keylog, level = "info";
-  app.add_option("-c,--config", config_path, "configuration file")->capture_default_str();
-  app.add_flag("--check", check, "validate the configuration, print every problem with its line, and exit");
-  app.add_option("--keylog", keylog, "append initiator-cookie,encryption-key per phase-1 SA (Wireshark's IKEv1 table)");
-  app.add_option("--log-level", level, "debug, info, warning or error")->capture_default_str();
+  apps::DaemonArgs args;
+  args.config_path = std::string(config::kDefaultKsConfigPath);
+  apps::add_daemon_options(app, args);
   CLI11_PARSE(app, argc, argv);
-  set_log_program("covey-ks");
-  set_log_level(level == "debug" ? LogLevel::Debug : level == "warning" ? LogLevel::Warning : level == "error" ? LogLevel::Error : LogLevel::Info);
+  apps::apply_log_options("covey-ks", args);
 
-  auto parsed = config::load_ks_config(config_path);
-  if (check) {
-    std::cout << config::format_problems(parsed.problems);
-    if (parsed.ok()) std::cout << config_path << ": OK, " << parsed.config->groups.size() << " group(s)\n";
-    return parsed.ok() ? 0 : 1;
-  }
-  for (const auto& p : parsed.problems) log(p.is_error() ? LogLevel::Error : LogLevel::Warning, p.str());
-  if (!parsed.ok()) {
-    log(LogLevel::Error, "not starting: " + config_path + " has errors (covey-ks --check --config " + config_path + ")");
-    return 1;
-  }
+  auto parsed = config::load_ks_config(args.config_path);
+  if (auto done = apps::report_config(parsed, args, "covey-ks")) return *done;
   const config::KsConfig& cfg = *parsed.config;
-  if (!keylog.empty()) {
-    // The command line wins over the file.
-  } else {
-    keylog = cfg.server.keylog;
-  }
+  // The command line's keylog wins over the file's.
+  std::string keylog = args.keylog.empty() ? cfg.server.keylog : args.keylog;
 
   std::string error;
   auto creds = apps::phase1_credentials(cfg.isakmp, &error);
@@ -81,12 +56,13 @@ int main(int argc, char** argv) {
   ks::Groups groups;
   std::int64_t now = wall_now();
   for (const config::KsGroupConfig& g : cfg.groups) {
-    auto pem = read_file(g.signing_key);
+    // A key file is read into memory that wipes itself.
+    auto pem = crypto::read_pem_file(g.signing_key);
     if (!pem) {
-      log(LogLevel::Error, "not starting: group " + g.policy.name + ": cannot read rekey signing key " + g.signing_key);
+      log(LogLevel::Error, "not starting: group " + g.policy.name + ": rekey signing key: " + pem.error());
       return 1;
     }
-    auto key = crypto::PrivateKey::from_pem(*pem);
+    auto key = crypto::PrivateKey::from_pem(crypto::pem_text(*pem));
     if (!key) {
       log(LogLevel::Error, "not starting: group " + g.policy.name + ": rekey signing key " + g.signing_key + ": " + key.error());
       return 1;
