@@ -3,6 +3,8 @@
 // hashlib and hmac; plus IKEv1 padding and message encryption.
 #include <gtest/gtest.h>
 
+#include "python_kat.h"
+
 #include <cstdio>
 #include <map>
 #include <sstream>
@@ -14,54 +16,11 @@
 namespace covey::crypto {
 namespace {
 
-// name -> bytes, from the script's "name hex" lines.
-class PythonKat {
- public:
-  static const PythonKat& get() {
-    static const PythonKat kat;
-    return kat;
-  }
-  const std::string& error() const { return error_; }
-  Bytes operator[](const std::string& name) const {
-    auto it = values_.find(name);
-    if (it == values_.end()) {
-      ADD_FAILURE() << "ikev1_kat.py printed no value named " << name;
-      return {};
-    }
-    return it->second;
-  }
-
- private:
-  PythonKat() {
-    const std::string cmd = "python3 " COVEY_TEST_DATA "/crypto/ikev1_kat.py";
-    FILE* p = popen(cmd.c_str(), "r");
-    if (!p) {
-      error_ = "cannot run " + cmd;
-      return;
-    }
-    std::string out;
-    char buf[4096];
-    std::size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    if (int status = pclose(p); status != 0) {
-      error_ = cmd + " exited with status " + std::to_string(status);
-      return;
-    }
-    std::istringstream lines(out);
-    std::string name, hex;
-    while (lines >> name >> hex) {
-      Bytes b;
-      if (!from_hex(hex, b)) {
-        error_ = "bad hex for " + name;
-        return;
-      }
-      values_[name] = std::move(b);
-    }
-    if (values_.empty()) error_ = cmd + " printed nothing";
-  }
-  std::map<std::string, Bytes> values_;
-  std::string error_;
-};
+// Values computed by data/crypto/ikev1_kat.py with Python's hashlib and hmac.
+const fixtures::PythonKat& kat_values() {
+  static const fixtures::PythonKat kat(COVEY_TEST_DATA "/crypto/ikev1_kat.py");
+  return kat;
+}
 
 struct Algorithms {
   const char* name;
@@ -78,7 +37,7 @@ const Ciphers kCiphers[] = {{"aes128", CipherAlgorithm::Aes128Cbc},
                             {"aes256", CipherAlgorithm::Aes256Cbc},
                             {"3des", CipherAlgorithm::TripleDesCbc}};
 
-std::uint32_t m_id(const PythonKat& kat) {
+std::uint32_t m_id(const fixtures::PythonKat& kat) {
   const Bytes b = kat["in.m_id"];
   return b.size() == 4
              ? std::uint32_t{b[0]} << 24 | std::uint32_t{b[1]} << 16 | std::uint32_t{b[2]} << 8 | b[3]
@@ -88,7 +47,7 @@ std::uint32_t m_id(const PythonKat& kat) {
 class CryptoIkev1KatTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_EQ(kat.error(), "") << "the Python reference values are required"; }
-  const PythonKat& kat = PythonKat::get();
+  const fixtures::PythonKat& kat = kat_values();
 };
 
 TEST_F(CryptoIkev1KatTest, Skeyid) {

@@ -4,6 +4,8 @@
 // the member's rekey SA exactly as it was.
 #include <gtest/gtest.h>
 
+#include "python_kat.h"
+
 #include "fixtures.h"
 
 #include <cstdio>
@@ -450,58 +452,15 @@ TEST_P(Push, AckRoundTripAndTamperRefusal) {
 namespace {
 
 // Values computed by data/crypto/push_ack_kat.py with Python's hashlib and hmac.
-class PythonKat {
- public:
-  static const PythonKat& get() {
-    static const PythonKat kat;
-    return kat;
-  }
-  const std::string& error() const { return error_; }
-  Bytes operator[](const std::string& name) const {
-    auto it = values_.find(name);
-    if (it == values_.end()) {
-      ADD_FAILURE() << "push_ack_kat.py printed no value named " << name;
-      return {};
-    }
-    return it->second;
-  }
-
- private:
-  PythonKat() {
-    const std::string cmd = "python3 " COVEY_TEST_DATA "/crypto/push_ack_kat.py";
-    FILE* p = popen(cmd.c_str(), "r");
-    if (!p) {
-      error_ = "cannot run " + cmd;
-      return;
-    }
-    std::string out;
-    char buf[4096];
-    std::size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    if (int status = pclose(p); status != 0) {
-      error_ = cmd + " exited with status " + std::to_string(status);
-      return;
-    }
-    std::istringstream lines(out);
-    std::string name, hex;
-    while (lines >> name >> hex) {
-      Bytes b;
-      if (!from_hex(hex, b)) {
-        error_ = "bad hex for " + name;
-        return;
-      }
-      values_[name] = std::move(b);
-    }
-    if (values_.empty()) error_ = cmd + " printed nothing";
-  }
-  std::map<std::string, Bytes> values_;
-  std::string error_;
-};
+const fixtures::PythonKat& kat_values() {
+  static const fixtures::PythonKat kat(COVEY_TEST_DATA "/crypto/push_ack_kat.py");
+  return kat;
+}
 
 }  // namespace
 
 TEST(GroupkeyPushAck, MatchesAnIndependentReadingOfRfc8263) {
-  const PythonKat& kat = PythonKat::get();
+  const fixtures::PythonKat& kat = kat_values();
   ASSERT_TRUE(kat.error().empty()) << kat.error();
   Bytes spi = kat["in.spi"];
   Bytes seq_b = kat["in.seq"];
