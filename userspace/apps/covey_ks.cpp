@@ -12,7 +12,13 @@
 #include "control/server.h"
 #include "ks/server.h"
 #include "crypto/x509.h"
+#include "ks/state_store.h"
 #include "ks/status.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
 
 using namespace covey;
 
@@ -79,6 +85,40 @@ int main(int argc, char** argv) {
     groups.add(std::move(*group));
   }
 
+  // The groups carry on from the state file, or start afresh and write it
+  // before any key in it is sent. A file that cannot be read is the
+  // operator's to look at: replacing it would strand every member.
+  const std::string state_path = ks::state_file_path(cfg.server.state_dir);
+  struct stat state_stat {};
+  bool have_state = ::lstat(state_path.c_str(), &state_stat) == 0;
+  if (!have_state && errno != ENOENT) {
+    log(LogLevel::Error, "not starting: state file " + state_path + ": " + std::strerror(errno));
+    return 1;
+  }
+  if (have_state) {
+    if (auto restored = ks::restore_state(state_path, groups); !restored) {
+      log(LogLevel::Error, "not starting: " + restored.error());
+      return 1;
+    }
+    for (const auto& [id, g] : groups.all())
+      log(LogLevel::Info, "group " + g->policy().name + ": state restored from " + state_path + ": " +
+                              std::to_string(g->members().size()) + " members, SEQ " + std::to_string(g->seq()) +
+                              ", next SID " + std::to_string(g->next_sid()));
+  } else {
+    log(LogLevel::Info, "no state file " + state_path + ": groups start with new keys");
+  }
+  // Written even after a restore: the file then also holds what the
+  // running daemon will hand out first.
+  if (auto written = ks::save_state(state_path, groups); !written) {
+    log(LogLevel::Error, "not starting: " + written.error());
+    return 1;
+  }
+  groups.set_write_now([&]() -> crypto::Result<void> {
+    auto r = ks::save_state(state_path, groups);
+    if (r) groups.mark_state_written();
+    return r;
+  });
+
   ks::ServerOptions options;
   for (const Address& a : cfg.server.listen) options.listen.push_back(Endpoint{a, cfg.server.port});
   options.dispatcher.phase1 = apps::phase1_transforms(cfg.isakmp);
@@ -112,11 +152,31 @@ int main(int argc, char** argv) {
     return 1;
   }
   log(LogLevel::Info, "control socket " + cfg.server.control_socket);
+  // Members are written lazily (see ks/state_store.h): at most once a second.
+  boost::asio::steady_timer state_timer(io);
+  std::function<void()> arm_state_timer = [&] {
+    state_timer.expires_after(std::chrono::seconds(1));
+    state_timer.async_wait([&](const boost::system::error_code& ec) {
+      if (ec) return;
+      if (groups.state_dirty()) {
+        if (auto r = ks::save_state(state_path, groups); r)
+          groups.mark_state_written();
+        else
+          log(LogLevel::Error, "members not saved (retrying in 1 s): " + r.error());
+      }
+      arm_state_timer();
+    });
+  };
+  arm_state_timer();
   boost::asio::signal_set stop(io, SIGINT, SIGTERM);
   stop.async_wait([&](const boost::system::error_code&, int sig) {
     log(LogLevel::Info, std::string("stopping on ") + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
     io.stop();
   });
   io.run();
+  if (auto r = ks::save_state(state_path, groups); !r) {
+    log(LogLevel::Error, "state not saved at shutdown: " + r.error());
+    return 1;
+  }
   return 0;
 }

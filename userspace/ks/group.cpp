@@ -91,8 +91,7 @@ crypto::Result<GroupDirectory::Admission> Group::admit(const ike::Phase1Sa& memb
                                                        std::int64_t now) {
   GroupDirectory::Admission a;
   // RFC 6407 3.5: new SIDs at every registration, never handed out twice.
-  unsigned n = std::max<unsigned>(1, sid_request);
-  if (n > 16) n = 16;  // a member asking for thousands is not helped by getting them
+  unsigned n = sid_count(sid_request);
   if (next_sid_ + n > 0xffff) return Error{"group " + policy_.name + ": SID space exhausted; rekey the group"};
   for (unsigned i = 0; i < n; ++i) a.sids.push_back(next_sid_++);
   a.seq = seq_;
@@ -103,6 +102,65 @@ crypto::Result<GroupDirectory::Admission> Group::admit(const ike::Phase1Sa& memb
   m.sids = a.sids;
   ++m.registrations;
   return a;
+}
+
+unsigned Group::sid_count(std::uint16_t sid_request) {
+  unsigned n = std::max<unsigned>(1, sid_request);
+  return n > 16 ? 16 : n;  // a member asking for thousands is not helped by getting them
+}
+
+Group::State Group::export_state() const {
+  State s;
+  s.kek = kek_;
+  s.kek_expires_at = kek_expires_at_;
+  s.teks = teks_;
+  s.used_spis = used_spis_;
+  s.next_sid = std::max(sid_mark_, next_sid_);
+  s.seq = seq_;
+  s.pseudotime_epoch = pseudotime_epoch_;
+  s.members = members_;
+  return s;
+}
+
+std::optional<std::string> Group::refuse_state(const State& s) const {
+  std::size_t kek_size = crypto::block_size(policy_.kek.cipher) + crypto::key_size(policy_.kek.cipher);
+  if (s.kek.algorithm_key.size() != kek_size)
+    return "KEK key is " + std::to_string(s.kek.algorithm_key.size()) + " bytes, the configured KEK cipher " +
+           std::string(crypto::name(policy_.kek.cipher)) + " needs " + std::to_string(kek_size);
+  // Members verify rekeys with the key they were given; a new signing key
+  // in the config reaches them only by a rekey, which is not ours to send.
+  if (s.kek.signature_public_key != kek_.signature_public_key)
+    return "the KEK signature public key members hold is not that of the configured signing key";
+  for (const LiveTek& t : s.teks) {
+    char spi[16];
+    std::snprintf(spi, sizeof spi, "0x%08X", t.tek.spi);
+    if (t.tek.encryption_key.size() != gdoi::tek_encryption_key_size(policy_.tek.cipher) ||
+        t.tek.integrity_key.size() != gdoi::tek_integrity_key_size(policy_.tek.integrity))
+      return std::string("TEK ") + spi + " key sizes do not fit the configured transform " + policy_.tek.str();
+    if (!s.used_spis.count(t.tek.spi)) return std::string("TEK ") + spi + " is not among the used SPIs";
+  }
+  for (const auto& [addr, m] : s.members)
+    for (std::uint32_t sid : m.sids)
+      if (sid >= s.next_sid)
+        return "member " + addr.str() + " holds SID " + std::to_string(sid) + ", not below next_sid " +
+               std::to_string(s.next_sid);
+  if (s.next_sid > 0xffff) return "next_sid " + std::to_string(s.next_sid) + " is beyond the 16-bit SID space";
+  return std::nullopt;
+}
+
+crypto::Result<void> Group::restore_state(State s) {
+  if (auto why = refuse_state(s)) return Error{"group " + policy_.name + ": " + *why};
+  kek_ = std::move(s.kek);
+  kek_.lifetime_s = policy_.kek.lifetime_s;
+  kek_expires_at_ = s.kek_expires_at;
+  teks_ = std::move(s.teks);
+  used_spis_ = std::move(s.used_spis);
+  // Everything below the stored mark may have been handed out before the crash.
+  next_sid_ = sid_mark_ = s.next_sid;
+  seq_ = s.seq;
+  pseudotime_epoch_ = s.pseudotime_epoch;
+  members_ = std::move(s.members);
+  return {};
 }
 
 void Groups::add(std::unique_ptr<Group> g) {
@@ -155,7 +213,18 @@ std::variant<GroupDirectory::Admission, ike::Failure> Groups::admit(const Offer&
                                                                       std::uint16_t sid_request) {
   Group* g = find(offer.group_id);
   if (!g) return ike::Failure{wire::NotifyType::InvalidIdInformation, "group " + std::to_string(offer.group_id) + " was removed"};
+  if (write_now_ && !g->sids_reserved_for(sid_request)) {
+    std::uint32_t old = g->sid_mark();
+    g->set_sid_mark(std::min<std::uint32_t>(g->next_sid() + Group::sid_count(sid_request) + kSidBlock, 0xffff));
+    auto written = write_now_();
+    if (!written) {
+      g->set_sid_mark(old);
+      return ike::Failure{wire::NotifyType::InvalidIdInformation,
+                          "group " + g->policy().name + ": cannot reserve SIDs in the state file: " + written.error()};
+    }
+  }
   auto a = g->admit(member, sid_request, now_);
+  if (a) dirty_ = true;
   if (!a) return ike::Failure{wire::NotifyType::InvalidIdInformation, a.error()};
   return std::move(*a);
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -52,6 +53,35 @@ class Group {
   const std::vector<LiveTek>& teks() const { return teks_; }
   std::uint32_t seq() const { return seq_; }
 
+  // What the state file (ks/state_store.h) keeps of a group: everything
+  // that must survive a restart for members to carry on without
+  // registering again, and for no SPI, SID or SEQ to be used twice.
+  struct State {
+    gdoi::Kek kek;
+    std::int64_t kek_expires_at = 0;
+    std::vector<LiveTek> teks;
+    std::set<std::uint32_t> used_spis;
+    // No SID below this is ever handed out again: the reservation mark,
+    // not the next SID in memory (see Groups::admit).
+    std::uint32_t next_sid = 0;
+    std::uint32_t seq = 0;
+    std::int64_t pseudotime_epoch = 0;  // 0 until the group keeps pseudotime
+    std::map<Address, Member> members;
+  };
+  State export_state() const;
+  // nullopt when `s` can replace this group's keys and counters, else why
+  // not ("KEK signature public key differs from the configured signing key").
+  std::optional<std::string> refuse_state(const State& s) const;
+  crypto::Result<void> restore_state(State s);
+
+  // SIDs below the mark are covered by the state file; Groups::admit raises
+  // it (and writes the file) before handing out any SID at or above it.
+  bool sids_reserved_for(std::uint16_t sid_request) const { return next_sid_ + sid_count(sid_request) <= sid_mark_; }
+  std::uint32_t sid_mark() const { return sid_mark_; }
+  void set_sid_mark(std::uint32_t mark) { sid_mark_ = mark; }
+  std::uint32_t next_sid() const { return next_sid_; }
+  static unsigned sid_count(std::uint16_t sid_request);
+
   // What message 2 and 4 carry for `peer`, with lifetimes as of `now`.
   gdoi::GroupDirectory::Offer offer(gdoi::PeerTraits peer, std::int64_t now) const;
   // Records the member and allocates its SIDs (at least one: TBAR needs it).
@@ -75,7 +105,9 @@ class Group {
   std::vector<LiveTek> teks_;
   std::set<std::uint32_t> used_spis_;
   std::uint32_t next_sid_ = 0;
+  std::uint32_t sid_mark_ = 0;
   std::uint32_t seq_ = 0;
+  std::int64_t pseudotime_epoch_ = 0;
   std::map<Address, Member> members_;
 };
 
@@ -88,6 +120,19 @@ class Groups : public gdoi::GroupDirectory {
   const std::map<std::uint32_t, std::unique_ptr<Group>>& all() const { return groups_; }
   void set_clock(std::int64_t now) { now_ = now; }
 
+  // Durability (ks/state_store.h). `write_now` must write the state file
+  // and return only once it is on disk; admit() calls it before handing out
+  // a SID beyond the reserved mark, reserving kSidBlock more at a time, so
+  // an fsync is paid once per block, not per registration. A crash skips
+  // the rest of a block and never reuses a SID. Member records are only
+  // marked dirty: the caller writes them lazily (at most once a second and
+  // at shutdown), because a lost record only means that member misses
+  // unicast rekeys and registers again. Unset (tests): nothing is written.
+  static constexpr std::uint32_t kSidBlock = 1024;
+  void set_write_now(std::function<crypto::Result<void>()> write_now) { write_now_ = std::move(write_now); }
+  bool state_dirty() const { return dirty_; }
+  void mark_state_written() { dirty_ = false; }
+
   std::variant<Offer, ike::Failure> offer(const wire::IdentificationPayload& id, const ike::Phase1Sa& member) override;
   std::variant<Admission, ike::Failure> admit(const Offer& offer, const ike::Phase1Sa& member,
                                               std::uint16_t sid_request) override;
@@ -95,6 +140,8 @@ class Groups : public gdoi::GroupDirectory {
  private:
   std::map<std::uint32_t, std::unique_ptr<Group>> groups_;
   std::int64_t now_ = 0;
+  std::function<crypto::Result<void>()> write_now_;
+  bool dirty_ = false;
 };
 
 }  // namespace covey::ks

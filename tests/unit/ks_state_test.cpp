@@ -1,0 +1,358 @@
+// The key server's state file: a round trip keeps keys, SPIs, SIDs, SEQ and
+// members; every kind of bad file is refused by name; a failed write
+// leaves the old file as it was.
+#include <gtest/gtest.h>
+
+#include "fixtures.h"
+
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <sstream>
+
+#include "crypto/hash.h"
+#include "ks/state_store.h"
+
+using namespace covey;
+using covey::fixtures::prefix;
+
+namespace {
+
+namespace fs = std::filesystem;
+
+const crypto::PrivateKey& signing_key() {
+  static crypto::PrivateKey k = crypto::PrivateKey::generate_ec(crypto::EcCurve::P256).value();
+  return k;
+}
+
+crypto::PrivateKey clone(const crypto::PrivateKey& k) { return crypto::PrivateKey::from_pem(*k.to_pem()).value(); }
+
+gdoi::GroupPolicy policy(std::string name, std::uint32_t identity) {
+  gdoi::GroupPolicy p;
+  p.name = std::move(name);
+  p.identity = identity;
+  p.kek.signature = gdoi::KekPolicy::Signature::EcdsaP256;
+  p.kek.signature_key_bits = 256;
+  return p;
+}
+
+// The groups a config names, with fresh keys, as covey-ks makes them at startup.
+std::unique_ptr<ks::Groups> make_groups(std::vector<gdoi::GroupPolicy> policies,
+                                        const crypto::PrivateKey& key = signing_key()) {
+  auto groups = std::make_unique<ks::Groups>();
+  for (auto& p : policies) {
+    auto g = ks::Group::create(std::move(p), ks::Authorization{{prefix("10.1.0.0", 16)}, {}}, clone(key),
+                               *Address::parse("10.1.12.1"), 1000);
+    EXPECT_TRUE(g.ok()) << g.error();
+    groups->add(std::move(*g));
+  }
+  return groups;
+}
+
+std::vector<gdoi::GroupPolicy> lab_config() { return {policy("GET_VPN", 134), policy("VOICE", 200)}; }
+
+std::vector<std::uint32_t> admit(ks::Groups& groups, std::uint32_t group, const char* addr, std::uint16_t sids = 1) {
+  ike::Phase1Sa sa;
+  sa.peer = Endpoint{*Address::parse(addr), 848};
+  gdoi::GroupDirectory::Offer offer;
+  offer.group_id = group;
+  auto a = groups.admit(offer, sa, sids);
+  auto* admission = std::get_if<gdoi::GroupDirectory::Admission>(&a);
+  EXPECT_NE(admission, nullptr) << std::get<ike::Failure>(a).reason;
+  return admission ? admission->sids : std::vector<std::uint32_t>{};
+}
+
+std::string read(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+void write(const fs::path& p, const std::string& text) {
+  std::ofstream f(p, std::ios::binary | std::ios::trunc);
+  f << text;
+}
+
+// A file whose body was edited, with a SHA-256 line that fits again: what
+// a file from another configuration or another policy looks like.
+std::string reseal(const std::string& file, const std::function<void(std::string&)>& edit) {
+  std::size_t body_at = 0;
+  for (int i = 0; i < 3; ++i) body_at = file.find('\n', body_at) + 1;
+  std::string body = file.substr(body_at);
+  edit(body);
+  auto d = crypto::digest(crypto::HashAlgorithm::Sha256, {ByteView(reinterpret_cast<const std::uint8_t*>(body.data()), body.size())});
+  std::string head = file.substr(0, body_at);
+  std::size_t sha_at = head.find("sha256 ");
+  return head.substr(0, sha_at) + "sha256 " + to_hex(*d) + "\n" + body;
+}
+
+void replace_all(std::string& s, const std::string& from, const std::string& to) {
+  for (std::size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) s.replace(at, from.size(), to);
+}
+
+class KsState : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("covey-ks-state-" + std::to_string(::getpid()) + "-" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    path_ = ks::state_file_path((dir_ / "state").string());
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  fs::path dir_;
+  std::string path_;
+};
+
+bool same(ByteView a, ByteView b) { return crypto::equal_constant_time(a, b); }
+
+TEST_F(KsState, RoundTripKeepsKeysSpisSidsSeqAndMembers) {
+  auto before = make_groups(lab_config());
+  before->set_write_now([&] { return ks::save_state(path_, *before); });
+  ks::Group& g = *before->find(134);
+  // A SEQ that rekeys have raised (the rekey work raises it; here by hand).
+  ks::Group::State raised = g.export_state();
+  raised.seq = 41;
+  raised.pseudotime_epoch = 1700000000;
+  ASSERT_TRUE(g.restore_state(std::move(raised)));
+  std::uint32_t max_sid = 0;
+  for (const char* a : {"10.1.23.3", "10.1.24.4", "10.1.25.5"})
+    for (std::uint32_t sid : admit(*before, 134, a, 4)) max_sid = std::max(max_sid, sid);
+  admit(*before, 200, "10.1.23.3");
+  ASSERT_TRUE(g.new_tek(2000));  // an SPI used, e.g. by a rekey in progress
+  ASSERT_TRUE(ks::save_state(path_, *before));
+
+  auto after = make_groups(lab_config());
+  auto restored = ks::restore_state(path_, *after);
+  ASSERT_TRUE(restored) << restored.error();
+  const ks::Group& h = *after->find(134);
+  EXPECT_EQ(h.kek().spi, g.kek().spi);
+  EXPECT_TRUE(same(h.kek().algorithm_key, g.kek().algorithm_key));
+  EXPECT_EQ(h.kek_expires_at(), g.kek_expires_at());
+  ASSERT_EQ(h.teks().size(), g.teks().size());
+  for (std::size_t i = 0; i < g.teks().size(); ++i) {
+    EXPECT_EQ(h.teks()[i].tek.spi, g.teks()[i].tek.spi);
+    EXPECT_TRUE(same(h.teks()[i].tek.encryption_key, g.teks()[i].tek.encryption_key));
+    EXPECT_TRUE(same(h.teks()[i].tek.integrity_key, g.teks()[i].tek.integrity_key));
+    EXPECT_EQ(h.teks()[i].expires_at, g.teks()[i].expires_at);
+  }
+  EXPECT_EQ(h.seq(), 41u);
+  EXPECT_EQ(h.export_state().pseudotime_epoch, 1700000000);
+  EXPECT_EQ(h.export_state().used_spis, g.export_state().used_spis);
+  EXPECT_EQ(h.export_state().used_spis.size(), 2u);
+  ASSERT_EQ(h.members().size(), 3u);
+  for (const auto& [addr, m] : g.members()) {
+    const ks::Member& r = h.members().at(addr);
+    EXPECT_EQ(r.identity, m.identity);
+    EXPECT_EQ(r.registered_at, m.registered_at);
+    EXPECT_EQ(r.sids, m.sids);
+    EXPECT_EQ(r.registrations, m.registrations);
+  }
+  EXPECT_EQ(after->find(200)->members().size(), 1u);
+  EXPECT_TRUE(same(after->find(200)->teks()[0].tek.encryption_key, before->find(200)->teks()[0].tek.encryption_key));
+
+  // Nothing used before the restart is used again after it.
+  auto used = g.export_state().used_spis;
+  for (int i = 0; i < 200; ++i) {
+    auto t = after->find(134)->new_tek(3000);
+    ASSERT_TRUE(t);
+    EXPECT_FALSE(used.count(t->spi)) << t->spi;
+  }
+  for (std::uint32_t sid : admit(*after, 134, "10.1.26.6")) EXPECT_GT(sid, max_sid);
+}
+
+// kill -9 between lazy member writes: members admitted since the last
+// write are lost (they register again), but their SIDs are not reused.
+TEST_F(KsState, SidsAreReservedInBlocksAndNeverReusedAfterACrash) {
+  auto before = make_groups(lab_config());
+  ASSERT_TRUE(ks::save_state(path_, *before));
+  int writes = 0;
+  before->set_write_now([&] {
+    ++writes;
+    return ks::save_state(path_, *before);
+  });
+  std::uint32_t max_sid = 0;
+  for (int i = 0; i < 300; ++i) {
+    std::string a = "10.1." + std::to_string(30 + i / 250) + "." + std::to_string(i % 250);
+    for (std::uint32_t sid : admit(*before, 134, a.c_str(), 4)) max_sid = std::max(max_sid, sid);
+  }
+  EXPECT_EQ(writes, 2);  // 1200 SIDs: two blocks of 1024, not 300 fsyncs
+  EXPECT_TRUE(before->state_dirty());
+
+  auto after = make_groups(lab_config());  // "crash": the lazy write never happened
+  ASSERT_TRUE(ks::restore_state(path_, *after));
+  EXPECT_LT(after->find(134)->members().size(), before->find(134)->members().size());
+  for (std::uint32_t sid : admit(*after, 134, "10.1.31.1", 16)) EXPECT_GT(sid, max_sid);
+}
+
+TEST_F(KsState, FailedSidReservationRefusesTheAdmission) {
+  auto groups = make_groups(lab_config());
+  groups->set_write_now([]() -> crypto::Result<void> { return crypto::Error{"disk full"}; });
+  ike::Phase1Sa sa;
+  sa.peer = Endpoint{*Address::parse("10.1.23.3"), 848};
+  gdoi::GroupDirectory::Offer offer;
+  offer.group_id = 134;
+  auto a = groups->admit(offer, sa, 1);
+  ASSERT_TRUE(std::holds_alternative<ike::Failure>(a));
+  EXPECT_NE(std::get<ike::Failure>(a).reason.find("disk full"), std::string::npos);
+  EXPECT_TRUE(groups->find(134)->members().empty());
+}
+
+// Each row: a file made bad one way, and the words the refusal must hold.
+struct BadFile {
+  const char* description;
+  std::function<std::string(const std::string& good)> make;
+  std::vector<gdoi::GroupPolicy> config;
+  const char* expected;
+};
+
+TEST_F(KsState, BadFilesAreRefusedByName) {
+  auto alt_tek = lab_config();
+  alt_tek[0].tek.cipher = gdoi::TekTransform::Cipher::Aes128Cbc;
+  auto renamed = lab_config();
+  renamed[1].name = "VIDEO";
+  auto other_identity = lab_config();
+  other_identity[1].identity = 201;
+  auto more = lab_config();
+  more.push_back(policy("DATA", 300));
+  auto fewer = lab_config();
+  fewer.pop_back();
+  const std::vector<BadFile> rows = {
+      {"truncated", [](const std::string& s) { return s.substr(0, s.size() - 20); }, lab_config(),
+       "does not match its SHA-256 (truncated or corrupt)"},
+      {"truncated in the header", [](const std::string& s) { return s.substr(0, 20); }, lab_config(),
+       "truncated after the first line"},
+      {"empty", [](const std::string&) { return std::string(); }, lab_config(), "not a covey-ks state file"},
+      {"flipped byte",
+       [](std::string s) {
+         s[s.size() / 2] ^= 0x01;
+         return s;
+       },
+       lab_config(), "does not match its SHA-256"},
+      {"wrong magic",
+       [](std::string s) {
+         s.replace(0, 5, "cozey");
+         return s;
+       },
+       lab_config(), "not a covey-ks state file"},
+      {"wrong version",
+       [](std::string s) {
+         replace_all(s, "\nversion 1\n", "\nversion 2\n");
+         return s;
+       },
+       lab_config(), "format version 2, this covey-ks reads version 1"},
+      {"foreign: another identity", [](const std::string& s) { return s; }, other_identity,
+       "group VOICE (200) is not configured"},
+      {"foreign: another name", [](const std::string& s) { return s; }, renamed,
+       "group VOICE (200) is named \"VIDEO\" in the config"},
+      {"missing group", [](const std::string& s) { return s; }, more,
+       "configured group DATA (300) is not in the file"},
+      {"extra group", [](const std::string& s) { return s; }, fewer, "group VOICE (200) is not configured"},
+      {"TEK transform changed", [](const std::string& s) { return s; }, alt_tek,
+       "group GET_VPN (134): tek_transform is \"esp-aes-256 esp-sha256-hmac\" in the file but \"esp-aes-128 esp-sha256-hmac\""},
+      {"field missing",
+       [](const std::string& s) {
+         return reseal(s, [](std::string& b) { replace_all(b, "\"next_sid\"", "\"next_sad\""); });
+       },
+       lab_config(), "group GET_VPN (134): no field \"next_sid\""},
+      {"not JSON",
+       [](const std::string& s) { return reseal(s, [](std::string& b) { b.resize(b.size() / 2); }); },
+       lab_config(), "not JSON"},
+      {"TEK SPI not recorded as used",
+       [](const std::string& s) {
+         return reseal(s, [](std::string& b) {
+           auto at = b.find("\"used_spis\"");
+           auto open = b.find('[', at), close = b.find(']', at);
+           b.replace(open, close - open + 1, "[]");
+         });
+       },
+       lab_config(), "is not among the used SPIs"},
+  };
+  auto good_groups = make_groups(lab_config());
+  ASSERT_TRUE(ks::save_state(path_, *good_groups));
+  const std::string good = read(path_);
+  for (const BadFile& row : rows) {
+    SCOPED_TRACE(row.description);
+    write(path_, row.make(good));
+    auto groups = make_groups(row.config);
+    auto kek_before = groups->find(134) ? groups->find(134)->kek().spi : std::array<std::uint8_t, 16>{};
+    auto r = ks::restore_state(path_, *groups);
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().find("state file " + path_ + ": "), std::string::npos) << r.error();
+    EXPECT_NE(r.error().find(row.expected), std::string::npos) << r.error();
+    if (groups->find(134)) {
+      EXPECT_EQ(groups->find(134)->kek().spi, kek_before) << "a refused file changed a group";
+    }
+  }
+}
+
+TEST_F(KsState, ANewSigningKeyIsRefused) {
+  auto before = make_groups(lab_config());
+  ASSERT_TRUE(ks::save_state(path_, *before));
+  auto other_key = crypto::PrivateKey::generate_ec(crypto::EcCurve::P256).value();
+  auto after = make_groups(lab_config(), other_key);
+  auto r = ks::restore_state(path_, *after);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().find("not that of the configured signing key"), std::string::npos) << r.error();
+}
+
+TEST_F(KsState, FileIsRootsAloneInADirectoryCreatedForIt) {
+  auto groups = make_groups(lab_config());
+  ::mode_t old = ::umask(0);
+  auto r = ks::save_state(path_, *groups);
+  ::umask(old);
+  ASSERT_TRUE(r) << r.error();
+  struct stat st {};
+  ASSERT_EQ(::stat(path_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  ASSERT_EQ(::stat((dir_ / "state").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+  const std::string text = read(path_);
+  EXPECT_EQ(text.rfind("covey-ks-state\nversion 1\nsha256 ", 0), 0u);
+  EXPECT_FALSE(fs::exists(path_ + ".tmp"));
+}
+
+// A write that fails halfway (the file size limit stops it after 200
+// bytes, as a full disk would) leaves the previous file whole.
+TEST_F(KsState, AFailedWriteLeavesTheOldFileIntact) {
+  auto groups = make_groups(lab_config());
+  ASSERT_TRUE(ks::save_state(path_, *groups));
+  const std::string old = read(path_);
+  admit(*groups, 134, "10.1.23.3");
+
+  struct rlimit saved {};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &saved), 0);
+  auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+  struct rlimit tight = saved;
+  tight.rlim_cur = 200;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &tight), 0);
+  auto r = ks::save_state(path_, *groups);
+  ::setrlimit(RLIMIT_FSIZE, &saved);
+  std::signal(SIGXFSZ, old_handler);
+
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().find("cannot write"), std::string::npos) << r.error();
+  EXPECT_NE(r.error().find("previous state file, if any, is unchanged"), std::string::npos) << r.error();
+  EXPECT_EQ(read(path_), old);
+  EXPECT_FALSE(fs::exists(path_ + ".tmp"));
+  auto again = make_groups(lab_config());
+  EXPECT_TRUE(ks::restore_state(path_, *again));
+}
+
+TEST_F(KsState, AnUnwritableDirectoryIsAnError) {
+  fs::create_directories(dir_);
+  write(dir_ / "state", "a file where the state directory should be");
+  auto groups = make_groups(lab_config());
+  auto r = ks::save_state(path_, *groups);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().find(path_), std::string::npos) << r.error();
+  EXPECT_EQ(read(dir_ / "state"), "a file where the state directory should be");
+}
+
+}  // namespace
