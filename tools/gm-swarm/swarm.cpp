@@ -113,7 +113,7 @@ class Swarm {
 
   void send(Slot& s, const std::vector<Bytes>& datagrams) {
     for (const Bytes& d : datagrams) {
-      if (s.socket->send(o_.ks, std::nullopt, d)) ++result_.datagrams_sent;
+      if (s.socket->send(d)) ++result_.datagrams_sent;
     }
   }
 
@@ -130,7 +130,9 @@ class Swarm {
       s.member = next_member_++;
       Address local = o_.one_address ? o_.source_base : nth_address(o_.source_base, static_cast<std::uint32_t>(s.member));
       std::string error;
-      s.socket = UdpSocket::bind(Endpoint{local, 0}, &error);
+      // Connected, without IP_PKTINFO: the kernel keeps the route, and
+      // only the KS's datagrams reach the member.
+      s.socket = UdpSocket::connect(Endpoint{local, 0}, o_.ks, &error);
       if (!s.socket) {
         record_failure(error);
         continue;
@@ -179,16 +181,17 @@ class Swarm {
   void readable(std::size_t i) {
     Slot& s = slots_[i];
     if (!s.registrar) return;
-    while (auto r = s.socket->receive(buffer_)) {
-      ++result_.datagrams_received;
-      if (!(r->from == o_.ks)) continue;
-      send(s, s.registrar->receive(ByteView(buffer_).first(r->size), seconds(Clock::now())));
-      log_events(s);
-      if (s.registrar->done()) {
-        finish(i);
-        return;
-      }
-    }
+    // One datagram per readiness event: a member has one message in
+    // flight, and the epoll set is level-triggered, so anything else
+    // waiting reports itself on the next epoll_wait (no recvmsg that ends
+    // in EAGAIN per datagram).
+    auto r = s.socket->receive(buffer_);
+    if (!r) return;
+    ++result_.datagrams_received;
+    if (!(r->from == o_.ks)) return;
+    send(s, s.registrar->receive(ByteView(buffer_).first(r->size), seconds(Clock::now())));
+    log_events(s);
+    if (s.registrar->done()) finish(i);
   }
 
   void tick(std::size_t i) {

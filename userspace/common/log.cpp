@@ -14,6 +14,7 @@ std::mutex g_mu;
 }  // namespace
 
 void set_log_level(LogLevel min) { g_min = min; }
+LogLevel log_level() { return g_min; }
 void set_log_program(std::string_view name) { g_program = name; }
 
 void log(LogLevel level, std::string_view text) {

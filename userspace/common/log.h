@@ -10,6 +10,7 @@ namespace covey {
 enum class LogLevel { Debug, Info, Warning, Error };
 
 void set_log_level(LogLevel min);
+LogLevel log_level();
 void set_log_program(std::string_view name);  // "covey-ks"
 void log(LogLevel level, std::string_view text);
 

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -44,6 +45,48 @@ Endpoint from_sockaddr(const sockaddr_storage& ss) {
   return e;
 }
 
+void parse_pktinfo(msghdr& msg, Address& local) {
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+      in_pktinfo pi;
+      std::memcpy(&pi, CMSG_DATA(c), sizeof pi);
+      std::memcpy(local.bytes.data(), &pi.ipi_addr, 4);
+    } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+      in6_pktinfo pi;
+      std::memcpy(&pi, CMSG_DATA(c), sizeof pi);
+      std::memcpy(local.bytes.data(), &pi.ipi6_addr, 16);
+    }
+  }
+}
+
+// Fills msg_control (at least CMSG_SPACE(sizeof(in6_pktinfo)) bytes, zeroed)
+// with the source address to send from.
+void set_pktinfo(msghdr& msg, char* control, std::uint8_t family, const Address& local) {
+  msg.msg_control = control;
+  if (family == 4) {
+    msg.msg_controllen = CMSG_SPACE(sizeof(in_pktinfo));
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = IPPROTO_IP;
+    c->cmsg_type = IP_PKTINFO;
+    c->cmsg_len = CMSG_LEN(sizeof(in_pktinfo));
+    in_pktinfo pi{};
+    std::memcpy(&pi.ipi_spec_dst, local.bytes.data(), 4);
+    std::memcpy(CMSG_DATA(c), &pi, sizeof pi);
+  } else {
+    msg.msg_controllen = CMSG_SPACE(sizeof(in6_pktinfo));
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = IPPROTO_IPV6;
+    c->cmsg_type = IPV6_PKTINFO;
+    c->cmsg_len = CMSG_LEN(sizeof(in6_pktinfo));
+    in6_pktinfo pi{};
+    std::memcpy(&pi.ipi6_addr, local.bytes.data(), 16);
+    std::memcpy(CMSG_DATA(c), &pi, sizeof pi);
+  }
+}
+
+constexpr std::size_t kControl = 64;  // >= CMSG_SPACE(sizeof(in6_pktinfo))
+constexpr std::size_t kBatch = 64;    // datagrams per recvmmsg/sendmmsg call at most
+
 }  // namespace
 
 std::optional<UdpSocket> UdpSocket::bind(const Endpoint& local, std::string* error) {
@@ -67,6 +110,31 @@ std::optional<UdpSocket> UdpSocket::bind(const Endpoint& local, std::string* err
   socklen_t len = to_sockaddr(local, ss);
   if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) return fail("cannot bind");
   return UdpSocket(fd, local.address.family);
+}
+
+std::optional<UdpSocket> UdpSocket::connect(const Endpoint& local, const Endpoint& remote, std::string* error) {
+  int family = local.address.family == 4 ? AF_INET : AF_INET6;
+  int fd = ::socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  auto fail = [&](const char* what, const Endpoint& e) {
+    if (error) *error = std::string(what) + " UDP " + e.str() + ": " + std::strerror(errno);
+    if (fd >= 0) ::close(fd);
+    return std::nullopt;
+  };
+  if (fd < 0) return fail("cannot open a socket for", local);
+  if (family == AF_INET6) {
+    int on = 1;
+    ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
+  }
+  sockaddr_storage ss;
+  socklen_t len = to_sockaddr(local, ss);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) return fail("cannot bind", local);
+  len = to_sockaddr(remote, ss);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) return fail("cannot connect to", remote);
+  return UdpSocket(fd, local.address.family);
+}
+
+bool UdpSocket::send(ByteView datagram) {
+  return ::send(fd_, datagram.data(), datagram.size(), 0) == static_cast<ssize_t>(datagram.size());
 }
 
 UdpSocket& UdpSocket::operator=(UdpSocket&& o) noexcept {
@@ -101,52 +169,98 @@ std::optional<UdpSocket::Received> UdpSocket::receive(Bytes& buffer) {
   r.from = from_sockaddr(from);
   r.size = static_cast<std::size_t>(n);
   r.local.family = family_;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
-      in_pktinfo pi;
-      std::memcpy(&pi, CMSG_DATA(c), sizeof pi);
-      std::memcpy(r.local.bytes.data(), &pi.ipi_addr, 4);
-    } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
-      in6_pktinfo pi;
-      std::memcpy(&pi, CMSG_DATA(c), sizeof pi);
-      std::memcpy(r.local.bytes.data(), &pi.ipi6_addr, 16);
-    }
-  }
+  parse_pktinfo(msg, r.local);
   return r;
+}
+
+std::size_t UdpSocket::receive_many(std::vector<Bytes>& buffers, std::vector<Received>& out) {
+  out.clear();
+  const std::size_t n = std::min(buffers.size(), kBatch);
+  if (n == 0) return 0;
+  sockaddr_storage from[kBatch];
+  iovec iov[kBatch];
+  alignas(cmsghdr) char control[kBatch][256];
+  mmsghdr msgs[kBatch];
+  std::memset(msgs, 0, sizeof(mmsghdr) * n);
+  for (std::size_t k = 0; k < n; ++k) {
+    buffers[k].resize(65536);
+    iov[k] = iovec{buffers[k].data(), buffers[k].size()};
+    msghdr& m = msgs[k].msg_hdr;
+    m.msg_name = &from[k];
+    m.msg_namelen = sizeof from[k];
+    m.msg_iov = &iov[k];
+    m.msg_iovlen = 1;
+    m.msg_control = control[k];
+    m.msg_controllen = sizeof control[k];
+  }
+  int got = ::recvmmsg(fd_, msgs, static_cast<unsigned>(n), MSG_DONTWAIT, nullptr);
+  if (got <= 0) return 0;
+  out.resize(static_cast<std::size_t>(got));
+  for (std::size_t k = 0; k < out.size(); ++k) {
+    Received& r = out[k];
+    r.from = from_sockaddr(from[k]);
+    r.size = msgs[k].msg_len;
+    r.local = Address{};
+    r.local.family = family_;
+    parse_pktinfo(msgs[k].msg_hdr, r.local);
+  }
+  return out.size();
+}
+
+std::size_t UdpSocket::send_many(std::span<const Outbound> datagrams, std::vector<std::size_t>* failed) {
+  std::size_t sent = 0;
+  std::size_t next = 0;
+  while (next < datagrams.size()) {
+    const std::size_t n = std::min(datagrams.size() - next, kBatch);
+    sockaddr_storage to[kBatch];
+    iovec iov[kBatch];
+    alignas(cmsghdr) char control[kBatch][kControl];
+    mmsghdr msgs[kBatch];
+    std::memset(msgs, 0, sizeof(mmsghdr) * n);
+    for (std::size_t k = 0; k < n; ++k) {
+      const Outbound& d = datagrams[next + k];
+      msghdr& m = msgs[k].msg_hdr;
+      m.msg_name = &to[k];
+      m.msg_namelen = to_sockaddr(d.to, to[k]);
+      iov[k] = iovec{const_cast<std::uint8_t*>(d.datagram.data()), d.datagram.size()};
+      m.msg_iov = &iov[k];
+      m.msg_iovlen = 1;
+      if (d.local) {
+        std::memset(control[k], 0, kControl);
+        set_pktinfo(m, control[k], family_, *d.local);
+      }
+    }
+    int done = ::sendmmsg(fd_, msgs, static_cast<unsigned>(n), 0);
+    if (done <= 0) {
+      // The first one failed: count it and go on with the rest, as send() would.
+      if (failed) failed->push_back(next);
+      ++next;
+      continue;
+    }
+    for (int k = 0; k < done; ++k) {
+      const std::size_t i = next + static_cast<std::size_t>(k);
+      if (msgs[k].msg_len == datagrams[i].datagram.size()) {
+        ++sent;
+      } else if (failed) {
+        failed->push_back(i);
+      }
+    }
+    next += static_cast<std::size_t>(done);
+  }
+  return sent;
 }
 
 bool UdpSocket::send(const Endpoint& to, const std::optional<Address>& local, ByteView datagram) {
   sockaddr_storage ss;
   socklen_t len = to_sockaddr(to, ss);
   iovec iov{const_cast<std::uint8_t*>(datagram.data()), datagram.size()};
-  alignas(cmsghdr) char control[64] = {};
+  alignas(cmsghdr) char control[kControl] = {};
   msghdr msg{};
   msg.msg_name = &ss;
   msg.msg_namelen = len;
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  if (local) {
-    msg.msg_control = control;
-    if (family_ == 4) {
-      msg.msg_controllen = CMSG_SPACE(sizeof(in_pktinfo));
-      cmsghdr* c = CMSG_FIRSTHDR(&msg);
-      c->cmsg_level = IPPROTO_IP;
-      c->cmsg_type = IP_PKTINFO;
-      c->cmsg_len = CMSG_LEN(sizeof(in_pktinfo));
-      in_pktinfo pi{};
-      std::memcpy(&pi.ipi_spec_dst, local->bytes.data(), 4);
-      std::memcpy(CMSG_DATA(c), &pi, sizeof pi);
-    } else {
-      msg.msg_controllen = CMSG_SPACE(sizeof(in6_pktinfo));
-      cmsghdr* c = CMSG_FIRSTHDR(&msg);
-      c->cmsg_level = IPPROTO_IPV6;
-      c->cmsg_type = IPV6_PKTINFO;
-      c->cmsg_len = CMSG_LEN(sizeof(in6_pktinfo));
-      in6_pktinfo pi{};
-      std::memcpy(&pi.ipi6_addr, local->bytes.data(), 16);
-      std::memcpy(CMSG_DATA(c), &pi, sizeof pi);
-    }
-  }
+  if (local) set_pktinfo(msg, control, family_, *local);
   return ::sendmsg(fd_, &msg, 0) == static_cast<ssize_t>(datagram.size());
 }
 

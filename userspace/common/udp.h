@@ -5,7 +5,9 @@
 #pragma once
 
 #include <optional>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "common/address.h"
 #include "common/bytes.h"
@@ -17,6 +19,10 @@ class UdpSocket {
   // Binds `local` (family decides v4/v6; v6 sockets are v6-only). Errors
   // name the address: "cannot bind UDP 10.1.12.1:848: Address already in use".
   static std::optional<UdpSocket> bind(const Endpoint& local, std::string* error);
+  // A client socket: bound to `local` (port 0: any), connected to
+  // `remote`, without IP_PKTINFO (it only ever talks to `remote`; the
+  // kernel drops datagrams from anyone else). Use send(ByteView).
+  static std::optional<UdpSocket> connect(const Endpoint& local, const Endpoint& remote, std::string* error);
   UdpSocket(UdpSocket&& o) noexcept : fd_(o.fd_), family_(o.family_) { o.fd_ = -1; }
   UdpSocket& operator=(UdpSocket&& o) noexcept;
   UdpSocket(const UdpSocket&) = delete;
@@ -33,6 +39,23 @@ class UdpSocket {
   std::optional<Received> receive(Bytes& buffer);
   // From `local` when given (else the kernel's choice). False on error.
   bool send(const Endpoint& to, const std::optional<Address>& local, ByteView datagram);
+  // On a connected socket: to its peer. False on error.
+  bool send(ByteView datagram);
+
+  // Batched forms (recvmmsg / sendmmsg), same semantics per datagram.
+  // receive_many: up to buffers.size() datagrams, datagram k in buffers[k]
+  // (each resized to 64 KiB); fills `out` and returns how many. Fewer than
+  // buffers.size() means nothing more was waiting.
+  std::size_t receive_many(std::vector<Bytes>& buffers, std::vector<Received>& out);
+  struct Outbound {
+    Endpoint to;
+    std::optional<Address> local;
+    ByteView datagram;
+  };
+  // Sends every datagram in order, as many per system call as the kernel
+  // takes; `failed` (if given) gets the index of each one that could not
+  // be sent. Returns how many were sent.
+  std::size_t send_many(std::span<const Outbound> datagrams, std::vector<std::size_t>* failed = nullptr);
 
  private:
   UdpSocket(int fd, std::uint8_t family) : fd_(fd), family_(family) {}

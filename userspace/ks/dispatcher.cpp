@@ -40,7 +40,7 @@ std::vector<Outgoing> Dispatcher::receive(const Endpoint& from, const Address& l
   auto h = decode_header(datagram);
   if (!h) {
     ++counters_.malformed;
-    log(Severity::Debug, "dropped datagram from " + from.str() + ": " + h.error().message());
+    if (logs(Severity::Debug)) log(Severity::Debug, "dropped datagram from " + from.str() + ": " + h.error().message());
     return {};
   }
   switch (static_cast<ExchangeType>(h->exchange)) {
@@ -51,7 +51,7 @@ std::vector<Outgoing> Dispatcher::receive(const Endpoint& from, const Address& l
       return phase2(*h, from, datagram, now);
     default:
       ++counters_.dropped;
-      log(Severity::Debug, "dropped " + std::string(exchange_name(h->exchange)) + " exchange (type " +
+      if (logs(Severity::Debug)) log(Severity::Debug, "dropped " + std::string(exchange_name(h->exchange)) + " exchange (type " +
                                std::to_string(h->exchange) + ") from " + from.str() + ": covey-ks answers Main Mode and GROUPKEY-PULL");
       return {};
   }
@@ -105,7 +105,7 @@ std::vector<Outgoing> Dispatcher::main_mode(const Header& h, const Endpoint& fro
         if (s.send) return {Outgoing{from, *s.send}};
       }
       ++counters_.dropped;
-      log(Severity::Debug, "dropped Main Mode message from " + from.str() + ": no exchange with cookies " +
+      if (logs(Severity::Debug)) log(Severity::Debug, "dropped Main Mode message from " + from.str() + ": no exchange with cookies " +
                                cookie_hex(key.first) + "/" + cookie_hex(key.second));
       return {};
     }
@@ -131,8 +131,10 @@ std::vector<Outgoing> Dispatcher::main_mode(const Header& h, const Endpoint& fro
   if (s.established) {
     ++counters_.phase1_completed;
     ike::Phase1Sa& sa = *s.established;
-    std::string who = sa.peer_subject.empty() ? "" : " (" + sa.peer_subject + ")";
-    log(Severity::Info, "Phase 1 SA with GM " + from.str() + who + " established: " + sa.transform.str());
+    if (logs(Severity::Info)) {
+      std::string who = sa.peer_subject.empty() ? "" : " (" + sa.peer_subject + ")";
+      log(Severity::Info, "Phase 1 SA with GM " + from.str() + who + " established: " + sa.transform.str());
+    }
     if (options_.keylog) keylog_.push_back(KeylogEntry{sa.initiator_cookie, Bytes(sa.key.view().begin(), sa.key.view().end())});
     // A member has one phase-1 SA with us at a time: a new one from the
     // same address and port replaces the old (it restarted).
@@ -151,7 +153,7 @@ std::vector<Outgoing> Dispatcher::phase2(const Header& h, const Endpoint& from, 
   auto it = sas_.find(key);
   if (it == sas_.end()) {
     ++counters_.dropped;
-    log(Severity::Debug, "dropped " + std::string(exchange_name(h.exchange)) + " from " + from.str() + ": no ISAKMP SA with cookies " +
+    if (logs(Severity::Debug)) log(Severity::Debug, "dropped " + std::string(exchange_name(h.exchange)) + " from " + from.str() + ": no ISAKMP SA with cookies " +
                              cookie_hex(key.first) + "/" + cookie_hex(key.second));
     return {};
   }
@@ -201,9 +203,11 @@ std::vector<Outgoing> Dispatcher::phase2(const Header& h, const Endpoint& from, 
   } else if (step.admitted) {
     ++counters_.registrations;
     const auto& offer = pull->second.first.offer();
-    Group* g = offer ? groups_.find(offer->group_id) : nullptr;
-    std::string group = g ? g->policy().name + " (" + std::to_string(g->policy().identity) + ")" : "?";
-    log(Severity::Info, "Registration of GM " + from.address.str() + " complete for group " + group);
+    if (logs(Severity::Info)) {
+      Group* g = offer ? groups_.find(offer->group_id) : nullptr;
+      std::string group = g ? g->policy().name + " (" + std::to_string(g->policy().identity) + ")" : "?";
+      log(Severity::Info, "Registration of GM " + from.address.str() + " complete for group " + group);
+    }
     if (offer && !offer->interop_note.empty()) log(Severity::Warning, "GM " + from.address.str() + ": " + offer->interop_note);
   }
   return out;
@@ -238,7 +242,7 @@ void Dispatcher::expire(std::int64_t now) {
       p = now - p->second.second >= options_.exchange_timeout_s ? s.pulls.erase(p) : std::next(p);
     if (s.finished && now - s.sa.established_at >= options_.half_open_timeout_s) s.finished.reset();
     if (now - s.sa.established_at >= static_cast<std::int64_t>(s.sa.transform.lifetime_s)) {
-      log(Severity::Info, "Phase 1 SA with GM " + s.sa.peer.str() + " expired");
+      if (logs(Severity::Info)) log(Severity::Info, "Phase 1 SA with GM " + s.sa.peer.str() + " expired");
       if (auto p = sa_by_peer_.find(s.sa.peer); p != sa_by_peer_.end() && p->second == it->first) sa_by_peer_.erase(p);
       it = sas_.erase(it);
     } else {

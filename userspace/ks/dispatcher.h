@@ -66,6 +66,9 @@ class Dispatcher {
   std::vector<Event> take_events() { return std::exchange(events_, {}); }
   std::vector<KeylogEntry> take_keylog() { return std::exchange(keylog_, {}); }
   const Counters& counters() const { return counters_; }
+  // Events below `min` are not even built (the daemon's log level would
+  // discard them); Debug, the default, keeps every event.
+  void set_min_severity(Severity min) { min_severity_ = min; }
   std::size_t half_open() const { return half_open_.size(); }
   std::size_t established() const { return sas_.size(); }
 
@@ -86,7 +89,10 @@ class Dispatcher {
                                   ByteView datagram, std::int64_t now);
   std::vector<Outgoing> phase2(const wire::Header& h, const Endpoint& from, ByteView datagram, std::int64_t now);
   void informational(Sa& s, const wire::Header& h, ByteView datagram);
-  void log(Severity s, std::string text) { events_.push_back(Event{s, std::move(text)}); }
+  bool logs(Severity s) const { return s >= min_severity_; }
+  void log(Severity s, std::string text) {
+    if (logs(s)) events_.push_back(Event{s, std::move(text)});
+  }
   void drop_half_open(std::map<CookiePair, HalfOpen>::iterator it);
 
   DispatcherOptions options_;
@@ -100,6 +106,7 @@ class Dispatcher {
   std::vector<Event> events_;
   std::vector<KeylogEntry> keylog_;
   Counters counters_;
+  Severity min_severity_ = Severity::Debug;
 };
 
 }  // namespace covey::ks

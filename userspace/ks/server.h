@@ -46,7 +46,13 @@ class Server {
   std::vector<std::unique_ptr<Listener>> listeners_;
   boost::asio::steady_timer clock_;
   std::ofstream keylog_;
-  Bytes buffer_;
+  // One recvmmsg batch: a 64 KiB buffer per datagram, allocated up front.
+  std::vector<Bytes> buffers_;
+  std::vector<UdpSocket::Received> received_;
+  std::vector<Outgoing> replies_;
+  std::vector<std::optional<Address>> reply_from_;
+  std::vector<UdpSocket::Outbound> outbound_;
+  std::vector<std::size_t> failed_;
 };
 
 }  // namespace covey::ks
