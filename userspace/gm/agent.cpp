@@ -1,7 +1,5 @@
 #include "gm/agent.h"
 
-#include <sys/stat.h>
-
 #include <chrono>
 #include <cstdio>
 
@@ -33,16 +31,7 @@ bool Agent::start(std::string* error) {
     if (error) *error = "no key servers configured";
     return false;
   }
-  if (options_.keylog_path) {
-    ::umask(077);
-    keylog_.open(*options_.keylog_path, std::ios::app);
-    if (!keylog_) {
-      if (error) *error = "cannot open keylog " + *options_.keylog_path;
-      return false;
-    }
-    log(LogLevel::Warning, "keylog is ON: phase-1 encryption keys are written to " + *options_.keylog_path +
-                               " so captures can be decrypted; turn it off outside a lab");
-  }
+  if (options_.keylog_path && !keylog_.open(*options_.keylog_path, error)) return false;
   socket_ = UdpSocket::bind(options_.local, error);
   if (!socket_) return false;
   watch_.emplace(io_, ::dup(socket_->fd()));
@@ -100,7 +89,7 @@ void Agent::flush_events() {
 void Agent::keylog_phase1() {
   if (!keylog_.is_open() || !attempt_ || !attempt_->phase1() || attempt_->phase1()->initiator_cookie == keylogged_) return;
   keylogged_ = attempt_->phase1()->initiator_cookie;
-  keylog_ << to_hex(keylogged_) << ',' << to_hex(attempt_->phase1()->key) << std::endl;
+  keylog_.write(keylogged_, attempt_->phase1()->key);
 }
 
 void Agent::finish_attempt() {

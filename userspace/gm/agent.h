@@ -7,13 +7,13 @@
 #include <utility>  // before Asio: Boost 1.74 uses std::exchange without it under C++20
 
 #include <boost/asio.hpp>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "common/keylog.h"
 #include "common/udp.h"
 #include "gm/registrar.h"
 
@@ -52,7 +52,7 @@ class Agent {
   std::optional<UdpSocket> socket_;
   std::optional<boost::asio::posix::stream_descriptor> watch_;
   boost::asio::steady_timer clock_;
-  std::ofstream keylog_;
+  Keylog keylog_;
   wire::Cookie keylogged_{};  // initiator cookie of the last phase-1 SA written to the keylog
   Bytes buffer_;
   std::mt19937_64 rng_;

@@ -1,7 +1,5 @@
 #include "ks/server.h"
 
-#include <sys/stat.h>
-
 #include <chrono>
 
 #include "common/log.h"
@@ -43,17 +41,7 @@ std::int64_t Server::now() {
 bool Server::start(std::string* error) {
   // Events the log would discard are not built at all.
   dispatcher_.set_min_severity(severity(log_level()));
-  if (options_.keylog_path) {
-    // Key material on disk: owner-only, and said out loud.
-    ::umask(077);
-    keylog_.open(*options_.keylog_path, std::ios::app);
-    if (!keylog_) {
-      if (error) *error = "cannot open keylog " + *options_.keylog_path;
-      return false;
-    }
-    log(LogLevel::Warning, "keylog is ON: phase-1 encryption keys are written to " + *options_.keylog_path +
-                               " so captures can be decrypted; turn it off outside a lab");
-  }
+  if (options_.keylog_path && !keylog_.open(*options_.keylog_path, error)) return false;
   for (const Endpoint& e : options_.listen) {
     auto s = UdpSocket::bind(e, error);
     if (!s) return false;
@@ -106,7 +94,7 @@ void Server::drain(Listener& l) {
 void Server::flush_events() {
   for (const Event& e : dispatcher_.take_events()) log(level(e.severity), e.text);
   for (const KeylogEntry& k : dispatcher_.take_keylog()) {
-    if (keylog_.is_open()) keylog_ << to_hex(k.initiator_cookie) << ',' << to_hex(k.encryption_key) << std::endl;
+    keylog_.write(k.initiator_cookie, k.encryption_key);
   }
 }
 

@@ -5,12 +5,12 @@
 #include <utility>  // before Asio: Boost 1.74 uses std::exchange without it under C++20
 
 #include <boost/asio.hpp>
-#include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "common/keylog.h"
 #include "common/udp.h"
 #include "ks/dispatcher.h"
 
@@ -45,7 +45,7 @@ class Server {
   Dispatcher dispatcher_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   boost::asio::steady_timer clock_;
-  std::ofstream keylog_;
+  Keylog keylog_;
   // One recvmmsg batch: a 64 KiB buffer per datagram, allocated up front.
   std::vector<Bytes> buffers_;
   std::vector<UdpSocket::Received> received_;
