@@ -1,64 +1,25 @@
 #include "config/key_files.h"
 
-#include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
 #include <sys/stat.h>
 
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <memory>
-#include <sstream>
+
+#include "crypto/sign.h"
+#include "crypto/x509.h"
 
 namespace covey::config::detail {
 
 namespace {
 
-template <auto Free>
-struct Deleter {
-  template <class P>
-  void operator()(P* p) const {
-    Free(p);
-  }
-};
-using BioPtr = std::unique_ptr<BIO, Deleter<BIO_free>>;
-using PkeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY_free>>;
-using X509Ptr = std::unique_ptr<X509, Deleter<X509_free>>;
-
-// No passphrase prompt: a daemon cannot answer one, so an encrypted key fails to load.
-int no_passphrase(char*, int, int, void*) {
-  return -1;
-}
-
-// OpenSSL's last reason, for the message, leaving its queue empty.
-std::string openssl_reason() {
-  unsigned long e = ERR_peek_last_error();
-  std::string reason =
-      e ? ERR_reason_error_string(e) ? ERR_reason_error_string(e) : "unknown error" : "no PEM data";
-  ERR_clear_error();
-  return reason;
-}
-
-// The file's bytes in `text`, or why it cannot be read.
-std::optional<std::string> read_text(const std::string& path, std::string& text) {
-  if (auto why = unreadable(path)) return why;
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  text = out.str();
-  return std::nullopt;
-}
-
-PkeyPtr parse_private_key(const std::string& pem) {
-  BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-  return PkeyPtr(PEM_read_bio_PrivateKey(bio.get(), nullptr, no_passphrase, nullptr));
-}
-
-X509Ptr parse_certificate(const std::string& pem) {
-  BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-  return X509Ptr(PEM_read_bio_X509(bio.get(), nullptr, no_passphrase, nullptr));
+// The file's bytes, held in memory that wipes itself, or why not.
+std::variant<crypto::SecretBytes, std::string> read_pem(const std::string& path) {
+  if (auto why = unreadable(path)) return *why;
+  auto pem = crypto::read_pem_file(path);
+  if (!pem) return pem.error();
+  return std::move(*pem);
 }
 
 // "RSA", "EC", or OpenSSL's own name for anything else ("ED25519", "DSA").
@@ -84,55 +45,49 @@ std::optional<std::string> unreadable(const std::string& path) {
 }
 
 std::variant<KeyInfo, std::string> read_private_key(const std::string& path) {
-  std::string pem;
-  if (auto why = read_text(path, pem)) return *why;
-  if (pem.find("ENCRYPTED") != std::string::npos)
+  auto pem = read_pem(path);
+  if (auto* why = std::get_if<std::string>(&pem)) return *why;
+  std::string_view text = crypto::pem_text(std::get<crypto::SecretBytes>(pem));
+  if (text.find("ENCRYPTED") != std::string_view::npos)
     return std::string(
         "is passphrase-protected; covey runs unattended: decrypt it with "
         "\"openssl pkey -in KEY -out KEY.plain\" and keep it mode 600");
-  PkeyPtr key = parse_private_key(pem);
-  if (!key) return "is not a PEM private key (" + openssl_reason() + ")";
+  auto key = crypto::PrivateKey::from_pem(text);
+  if (!key) return "is not a PEM private key (" + key.error() + ")";
 
   KeyInfo info;
-  info.type = key_type(key.get());
-  info.bits = static_cast<unsigned>(EVP_PKEY_get_bits(key.get()));
+  info.type = key_type(key->get());
+  info.bits = static_cast<unsigned>(EVP_PKEY_get_bits(key->get()));
   char curve[64] = {};
   std::size_t curve_len = 0;
-  if (info.type == "EC" && EVP_PKEY_get_group_name(key.get(), curve, sizeof curve, &curve_len) == 1)
+  if (info.type == "EC" && EVP_PKEY_get_group_name(key->get(), curve, sizeof curve, &curve_len) == 1)
     info.curve.assign(curve, curve_len);
   struct stat st {};
   info.others_can_read = ::stat(path.c_str(), &st) == 0 && (st.st_mode & S_IROTH) != 0;
-  ERR_clear_error();
   return info;
 }
 
 std::optional<std::string> check_certificate(const std::string& cert_path, const std::string& key_path,
                                              KeyInfo& cert_key) {
-  std::string pem;
-  if (auto why = read_text(cert_path, pem)) return "certificate " + cert_path + ": " + *why;
-  X509Ptr cert = parse_certificate(pem);
-  if (!cert) return "certificate " + cert_path + " is not a PEM certificate (" + openssl_reason() + ")";
-  EVP_PKEY* pub = X509_get0_pubkey(cert.get());
-  if (!pub) return "certificate " + cert_path + " has no usable public key (" + openssl_reason() + ")";
-  cert_key.type = key_type(pub);
-  cert_key.bits = static_cast<unsigned>(EVP_PKEY_get_bits(pub));
+  auto cert_pem = read_pem(cert_path);
+  if (auto* why = std::get_if<std::string>(&cert_pem)) return "certificate " + cert_path + ": " + *why;
+  auto cert = crypto::Certificate::from_pem(crypto::pem_text(std::get<crypto::SecretBytes>(cert_pem)));
+  if (!cert) return "certificate " + cert_path + " is not a PEM certificate (" + cert.error() + ")";
+  cert_key.type = cert->key_type();
+  cert_key.bits = cert->key_bits();
 
-  std::string key_pem;
-  if (auto why = read_text(key_path, key_pem)) return "private_key " + key_path + ": " + *why;
-  PkeyPtr key = parse_private_key(key_pem);
-  if (!key)
-    return "private_key " + key_path + " is not an unencrypted PEM private key (" + openssl_reason() + ")";
-  if (X509_check_private_key(cert.get(), key.get()) != 1) {
-    ERR_clear_error();
-    return "private_key " + key_path + " does not belong to certificate " + cert_path;
-  }
+  auto key_pem = read_pem(key_path);
+  if (auto* why = std::get_if<std::string>(&key_pem)) return "private_key " + key_path + ": " + *why;
+  auto key = crypto::PrivateKey::from_pem(crypto::pem_text(std::get<crypto::SecretBytes>(key_pem)));
+  if (!key) return "private_key " + key_path + " is not an unencrypted PEM private key (" + key.error() + ")";
+  if (!cert->matches(*key)) return "private_key " + key_path + " does not belong to certificate " + cert_path;
   return std::nullopt;
 }
 
 std::optional<std::string> check_ca_file(const std::string& path) {
-  std::string pem;
-  if (auto why = read_text(path, pem)) return "ca " + path + ": " + *why;
-  if (!parse_certificate(pem)) return "ca " + path + " holds no PEM certificate (" + openssl_reason() + ")";
+  if (auto why = unreadable(path)) return "ca " + path + ": " + *why;
+  auto ca = crypto::CertificateAuthority::load(path);
+  if (!ca) return "ca " + path + " holds no usable PEM certificate (" + ca.error() + ")";
   return std::nullopt;
 }
 
