@@ -1,6 +1,6 @@
 #include "gm-swarm/swarm.h"
 
-#include <sys/epoll.h>
+#include <poll.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -13,6 +13,7 @@
 #include <memory>
 #include <numeric>
 #include <optional>
+#include <unordered_map>
 #include <stdexcept>
 
 #include "common/udp.h"
@@ -42,18 +43,33 @@ double runqueue_wait_seconds() {
   return n == 2 ? static_cast<double>(waiting) / 1e9 : -1;
 }
 
-// One member in flight: its socket and its registration attempt.
+// One member in flight: where it sends from and its registration attempt.
 struct Slot {
   std::size_t member = 0;
-  std::optional<UdpSocket> socket;
+  std::size_t socket = 0;  // index into Swarm::sockets_
+  Address local;
   std::unique_ptr<gm::Registrar> registrar;
   Clock::time_point started;
 };
 
+struct AddressHash {
+  std::size_t operator()(const Address& a) const {
+    std::size_t h = a.family;
+    for (std::uint8_t b : a.bytes) h = h * 131 + b;
+    return h;
+  }
+};
+
+// Members share sockets: by default one socket bound to the wildcard
+// address sends each member's datagrams from that member's own source
+// address (IP_PKTINFO) and tells replies apart by the address they came
+// to, so the kernel work is a few batched system calls per loop rather
+// than a socket, a bind, a connect and an epoll registration per member.
+// With --one-address every slot has its own socket (its own port), reused
+// by the members that run in it one after another.
 class Swarm {
  public:
-  explicit Swarm(const SwarmOptions& o) : o_(o), epoll_(::epoll_create1(EPOLL_CLOEXEC)) {
-    if (epoll_ < 0) throw std::runtime_error(std::string("epoll_create1: ") + std::strerror(errno));
+  explicit Swarm(const SwarmOptions& o) : o_(o) {
     auto creds = std::make_shared<ike::Credentials>();
     crypto::SecretBytes psk(as_bytes(o.pre_shared_key));
     creds->pre_shared_key = [psk](const Address&) -> std::optional<crypto::SecretBytes> { return psk; };
@@ -65,10 +81,18 @@ class Swarm {
     registrar_.retransmit_s = o.retransmit_s;
     registrar_.retransmits = o.retransmits;
     slots_.resize(std::max<std::size_t>(1, std::min(o.concurrency, o.members)));
+    Address any;
+    any.family = o.ks.address.family;
+    const std::size_t sockets = o.one_address ? slots_.size() : 1;
+    for (std::size_t i = 0; i < sockets; ++i) {
+      std::string error;
+      auto s = UdpSocket::bind(Endpoint{o.one_address ? o.source_base : any, 0}, &error);
+      if (!s) throw std::runtime_error(error);
+      pollfds_.push_back(pollfd{s->fd(), POLLIN, 0});
+      sockets_.push_back(std::move(*s));
+    }
+    buffers_.resize(64);
   }
-  ~Swarm() { ::close(epoll_); }
-  Swarm(const Swarm&) = delete;
-  Swarm& operator=(const Swarm&) = delete;
 
   SwarmResult run() {
     const double cpu0 = cpu_seconds();
@@ -78,8 +102,8 @@ class Swarm {
     first_start_ = t0;
     last_done_ = t0;
     for (std::size_t i = 0; i < slots_.size(); ++i) refill(i);
+    flush();
     Clock::time_point last_tick = t0;
-    std::vector<epoll_event> events(slots_.size());
     while (in_flight_ > 0) {
       Clock::time_point now = Clock::now();
       if (now >= deadline) {
@@ -87,15 +111,17 @@ class Swarm {
         break;
       }
       auto wait_ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count();
-      int n = ::epoll_wait(epoll_, events.data(), static_cast<int>(events.size()),
-                           static_cast<int>(std::min<std::int64_t>(wait_ms + 1, 100)));
-      if (n < 0 && errno != EINTR) throw std::runtime_error(std::string("epoll_wait: ") + std::strerror(errno));
-      for (int e = 0; e < n; ++e) readable(static_cast<std::size_t>(events[static_cast<std::size_t>(e)].data.u64));
+      int n = ::poll(pollfds_.data(), pollfds_.size(), static_cast<int>(std::min<std::int64_t>(wait_ms + 1, 100)));
+      if (n < 0 && errno != EINTR) throw std::runtime_error(std::string("poll: ") + std::strerror(errno));
+      for (std::size_t k = 0; n > 0 && k < pollfds_.size(); ++k) {
+        if (pollfds_[k].revents & POLLIN) drain(k);
+      }
       now = Clock::now();
       if (now - last_tick >= std::chrono::milliseconds(200)) {
         last_tick = now;
         for (std::size_t i = 0; i < slots_.size(); ++i) tick(i);
       }
+      flush();
     }
     result_.unfinished = o_.members - result_.registered - result_.failed;
     result_.elapsed_s = std::chrono::duration<double>(last_done_ - first_start_).count();
@@ -111,9 +137,19 @@ class Swarm {
     return std::chrono::duration_cast<std::chrono::seconds>(t - first_start_).count();
   }
 
-  void send(Slot& s, const std::vector<Bytes>& datagrams) {
-    for (const Bytes& d : datagrams) {
-      if (s.socket->send(d)) ++result_.datagrams_sent;
+  // Queued, and sent in batches by flush(): the Registrar hands out
+  // datagrams it keeps, so they are copied here.
+  void send(const Slot& s, std::vector<Bytes> datagrams) {
+    for (Bytes& d : datagrams) pending_[s.socket].push_back(Pending{s.local, std::move(d)});
+  }
+
+  void flush() {
+    for (auto& [socket, queue] : pending_) {
+      if (queue.empty()) continue;
+      outbound_.clear();
+      for (const Pending& p : queue) outbound_.push_back(UdpSocket::Outbound{o_.ks, p.from, p.datagram});
+      result_.datagrams_sent += sockets_[socket].send_many(outbound_);
+      queue.clear();
     }
   }
 
@@ -125,35 +161,18 @@ class Swarm {
 
   // Starts the next member in slot i, if any are left.
   void refill(std::size_t i) {
-    while (next_member_ < o_.members) {
-      Slot& s = slots_[i];
-      s.member = next_member_++;
-      Address local = o_.one_address ? o_.source_base : nth_address(o_.source_base, static_cast<std::uint32_t>(s.member));
-      std::string error;
-      // Connected, without IP_PKTINFO: the kernel keeps the route, and
-      // only the KS's datagrams reach the member.
-      s.socket = UdpSocket::connect(Endpoint{local, 0}, o_.ks, &error);
-      if (!s.socket) {
-        record_failure(error);
-        continue;
-      }
-      epoll_event ev{};
-      ev.events = EPOLLIN;
-      ev.data.u64 = i;
-      if (::epoll_ctl(epoll_, EPOLL_CTL_ADD, s.socket->fd(), &ev) != 0) {
-        record_failure(std::string("epoll_ctl: ") + std::strerror(errno));
-        s.socket.reset();
-        continue;
-      }
-      s.started = Clock::now();
-      s.registrar = std::make_unique<gm::Registrar>(registrar_, o_.ks, local);
-      ++in_flight_;
-      auto out = s.registrar->start(seconds(s.started));
-      send(s, out);
-      log_events(s);
-      if (s.registrar->done()) finish(i);  // could not even start
-      return;
-    }
+    if (next_member_ >= o_.members) return;
+    Slot& s = slots_[i];
+    s.member = next_member_++;
+    s.socket = o_.one_address ? i : 0;
+    s.local = o_.one_address ? o_.source_base : nth_address(o_.source_base, static_cast<std::uint32_t>(s.member));
+    if (!o_.one_address) by_local_[s.local] = i;
+    s.started = Clock::now();
+    s.registrar = std::make_unique<gm::Registrar>(registrar_, o_.ks, s.local);
+    ++in_flight_;
+    send(s, s.registrar->start(seconds(s.started)));
+    log_events(s);
+    if (s.registrar->done()) finish(i);  // could not even start
   }
 
   void record_failure(const std::string& why) {
@@ -173,25 +192,33 @@ class Swarm {
       record_failure(s.registrar->failure().value_or("ended without keys or a reason"));
     }
     s.registrar.reset();
-    s.socket.reset();  // close() takes it out of the epoll set
+    if (!o_.one_address) by_local_.erase(s.local);
     --in_flight_;
     refill(i);
   }
 
-  void readable(std::size_t i) {
-    Slot& s = slots_[i];
-    if (!s.registrar) return;
-    // One datagram per readiness event: a member has one message in
-    // flight, and the epoll set is level-triggered, so anything else
-    // waiting reports itself on the next epoll_wait (no recvmsg that ends
-    // in EAGAIN per datagram).
-    auto r = s.socket->receive(buffer_);
-    if (!r) return;
-    ++result_.datagrams_received;
-    if (!(r->from == o_.ks)) return;
-    send(s, s.registrar->receive(ByteView(buffer_).first(r->size), seconds(Clock::now())));
-    log_events(s);
-    if (s.registrar->done()) finish(i);
+  // Everything waiting on socket k, a batch at a time.
+  void drain(std::size_t k) {
+    for (;;) {
+      std::size_t got = sockets_[k].receive_many(buffers_, received_);
+      for (std::size_t j = 0; j < got; ++j) {
+        const UdpSocket::Received& r = received_[j];
+        ++result_.datagrams_received;
+        if (!(r.from == o_.ks)) continue;
+        std::size_t slot = k;
+        if (!o_.one_address) {
+          auto it = by_local_.find(r.local);
+          if (it == by_local_.end()) continue;  // a late answer to a member that has finished
+          slot = it->second;
+        }
+        Slot& s = slots_[slot];
+        if (!s.registrar) continue;
+        send(s, s.registrar->receive(ByteView(buffers_[j]).first(r.size), seconds(Clock::now())));
+        log_events(s);
+        if (s.registrar->done()) finish(slot);
+      }
+      if (got < buffers_.size()) return;
+    }
   }
 
   void tick(std::size_t i) {
@@ -199,16 +226,26 @@ class Swarm {
     if (!s.registrar) return;
     auto out = s.registrar->tick(seconds(Clock::now()));
     result_.retransmissions += out.size();
-    send(s, out);
+    send(s, std::move(out));
     if (s.registrar->done()) finish(i);
   }
 
+  struct Pending {
+    Address from;
+    Bytes datagram;
+  };
+
   const SwarmOptions& o_;
-  int epoll_;
   gm::RegistrarOptions registrar_;
+  std::vector<UdpSocket> sockets_;
+  std::vector<pollfd> pollfds_;
   std::vector<Slot> slots_;
+  std::unordered_map<Address, std::size_t, AddressHash> by_local_;  // member's source address -> slot
+  std::map<std::size_t, std::vector<Pending>> pending_;  // socket -> datagrams to send
+  std::vector<UdpSocket::Outbound> outbound_;
+  std::vector<Bytes> buffers_;
+  std::vector<UdpSocket::Received> received_;
   std::size_t next_member_ = 0, in_flight_ = 0;
-  Bytes buffer_;
   std::vector<double> latencies_ms_;
   Clock::time_point first_start_, last_done_;
   SwarmResult result_;

@@ -1,8 +1,9 @@
 // gm-swarm: many group members from one process, for load on a covey-ks.
 // Each member is a real gm::Registrar (Main Mode, then GROUPKEY-PULL, real
-// crypto) on its own UDP socket and source address; one epoll loop drives
-// at most `concurrency` of them at a time, and the run ends by itself
-// when every member has finished or `timeout` has passed.
+// crypto) with its own source address, all sharing one UDP socket (see
+// swarm.cpp); one loop drives at most `concurrency` of them at a time, and
+// the run ends by itself when every member has finished or `timeout` has
+// passed.
 #pragma once
 
 #include <chrono>
