@@ -8,7 +8,12 @@ PACKAGES="
   libssl-dev libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libcli11-dev libpcap-dev libtomlplusplus-dev libboost-dev
   tshark tcpdump python3 iproute2 openssl
+  qemu-system-x86 busybox-static iputils-ping bpftool
+  python3-cryptography
 "
+# qemu..bpftool: the VM tier (tests/vm/): qemu boots Debian's kernel, which
+# tests/vm/run-in-vm fetches itself with apt-get download into the build tree.
+# python3-cryptography: tests/netns/pushes.py forges a push as a KEK holder could.
 
 missing=""
 for p in $PACKAGES; do
