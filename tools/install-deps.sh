@@ -4,16 +4,17 @@
 set -eu
 
 PACKAGES="
-  build-essential cmake pkg-config clang llvm libclang-rt-14-dev
+  build-essential cmake pkg-config clang llvm libclang-rt-14-dev libbpf-dev bpftool
   libssl-dev libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libcli11-dev libpcap-dev libtomlplusplus-dev libboost-dev
   tshark tcpdump python3 iproute2 openssl
   qemu-system-x86 busybox-static iputils-ping bpftool
-  python3-cryptography
+  python3-cryptography nftables
 "
 # qemu..bpftool: the VM tier (tests/vm/): qemu boots Debian's kernel, which
 # tests/vm/run-in-vm fetches itself with apt-get download into the build tree.
-# python3-cryptography: tests/netns/pushes.py forges a push as a KEK holder could.
+# python3-cryptography: tests/netns/pushes.py forges a push as a KEK holder could;
+# nftables: the netns rekey tests drop a member's inbound pushes.
 
 missing=""
 for p in $PACKAGES; do

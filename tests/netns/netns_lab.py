@@ -52,7 +52,9 @@ for _s in (signal.SIGTERM, signal.SIGALRM):
     signal.signal(_s, _on_signal)
 
 
-def ks_config(lab, *, name="ks", address="10.1.12.1", listen=None, authorization=None, pki=None, psk=PSK):
+def ks_config(lab, *, name="ks", address="10.1.12.1", listen=None, authorization=None, pki=None, psk=PSK,
+              lifetime=3600, rekey=()):
+    """REKEY: extra [group.rekey] lines, e.g. ['retransmit_period = 1']."""
     lines = ["[server]", f'address = "{address}"']
     if listen:
         lines.append("listen = [" + ", ".join(f'"{a}"' for a in listen) + "]")
@@ -60,15 +62,17 @@ def ks_config(lab, *, name="ks", address="10.1.12.1", listen=None, authorization
     lines += _isakmp(psk, pki, "ks")
     lines += ["", "[[group]]", 'name = "GET_VPN"', "identity = 134",
               'acl = ["deny udp any eq 848 any eq 848", "permit ip 192.168.0.0/16 192.168.0.0/16"]',
-              "lifetime = 3600"]
+              f"lifetime = {lifetime}"]
     if authorization is not None:
         lines.append("authorization = [" + ", ".join(f'"{a}"' for a in authorization) + "]")
-    lines += ["", "[group.rekey]", 'transport = "unicast"', f'signing_key = "{lab.rekey_key}"']
+    lines += ["", "[group.rekey]", f'signing_key = "{lab.rekey_key}"', *rekey]
+    if not any(r.startswith("transport") for r in rekey):
+        lines.append('transport = "unicast"')
     return "\n".join(lines) + "\n"
 
 
-def gm_config(lab, node, *, name=None, key_servers=("10.1.12.1",), pki=None, psk=PSK):
-    lines = ["[member]", f'local_address = "{GM_ADDRESS[node]}"', 'wan_interface = "wan0"',
+def gm_config(lab, node, *, name=None, key_servers=("10.1.12.1",), pki=None, psk=PSK, local_address=None):
+    lines = ["[member]", f'local_address = "{local_address or GM_ADDRESS[node]}"', 'wan_interface = "wan0"',
              'lan_interfaces = ["lan0"]', f'state_dir = "{lab.run}/{name or node}-state"',
              f'control_socket = "{lab.socket(name or node)}"', "", "[group]", 'name = "GET_VPN"', "identity = 134",
              "key_servers = [" + ", ".join(f'"{k}"' for k in key_servers) + "]", "", "[isakmp]"]

@@ -446,7 +446,7 @@ TEST_F(KsConfigTest, EachMistakeIsReportedOnItsLine) {
       {"tbar window zero", "lifetime = 3600", "tbar_window = 0", "tbar_window", "1..100"},
       {"activation delay past the lifetime", "lifetime = 3600", "lifetime = 3600\nactivation_delay = 3600",
        "activation_delay", "shorter than the TEK lifetime"},
-      {"lifetime too short", "lifetime = 3600", "lifetime = 10", "lifetime", "out of range 30.."},
+      {"lifetime too short", "lifetime = 3600", "lifetime = 10", "lifetime", "out of range 20.."},
       {"bad transform", "lifetime = 3600", "transform = \"esp-aes 256\"", "transform", "add esp-sha256-hmac"},
       {"multicast without address", rekey_key, rekey_key + "\ntransport = \"multicast\"", "[group.rekey]",
        "has no address"},

@@ -126,6 +126,12 @@ TEST_F(KsState, RoundTripKeepsKeysSpisSidsSeqAndMembers) {
     for (std::uint32_t sid : admit(*before, 134, a, 4)) max_sid = std::max(max_sid, sid);
   admit(*before, 200, "10.1.23.3");
   ASSERT_TRUE(g.new_tek(2000));  // an SPI used, e.g. by a rekey in progress
+  // Where rekeys go and how they fared.
+  ks::Member& delivered = *g.find_member(*Address::parse("10.1.24.4"));
+  delivered.port = 40000;
+  delivered.registered_to = *Address::parse("10.1.12.1");
+  delivered.last_acked_seq = 40;
+  delivered.missed_rekeys = 2;
   ASSERT_TRUE(ks::save_state(path_, *before));
 
   auto after = make_groups(lab_config());
@@ -153,7 +159,14 @@ TEST_F(KsState, RoundTripKeepsKeysSpisSidsSeqAndMembers) {
     EXPECT_EQ(r.registered_at, m.registered_at);
     EXPECT_EQ(r.sids, m.sids);
     EXPECT_EQ(r.registrations, m.registrations);
+    EXPECT_EQ(r.port, m.port);
+    EXPECT_EQ(r.registered_to, m.registered_to);
+    EXPECT_EQ(r.last_acked_seq, m.last_acked_seq);
+    EXPECT_EQ(r.missed_rekeys, m.missed_rekeys);
   }
+  EXPECT_EQ(h.members().at(*Address::parse("10.1.24.4")).port, 40000);
+  EXPECT_EQ(h.members().at(*Address::parse("10.1.24.4")).last_acked_seq, 40u);
+  EXPECT_FALSE(h.members().at(*Address::parse("10.1.23.3")).last_acked_seq);
   EXPECT_EQ(after->find(200)->members().size(), 1u);
   EXPECT_TRUE(same(after->find(200)->teks()[0].tek.encryption_key, before->find(200)->teks()[0].tek.encryption_key));
 
@@ -165,6 +178,32 @@ TEST_F(KsState, RoundTripKeepsKeysSpisSidsSeqAndMembers) {
     EXPECT_FALSE(used.count(t->spi)) << t->spi;
   }
   for (std::uint32_t sid : admit(*after, 134, "10.1.26.6")) EXPECT_GT(sid, max_sid);
+}
+
+// A file from a covey-ks before rekeys were sent has no delivery fields:
+// its members are rekeyed at the GDOI port until they register again.
+TEST_F(KsState, MembersWithoutDeliveryFieldsLoad) {
+  auto before = make_groups(lab_config());
+  admit(*before, 134, "10.1.23.3");
+  ASSERT_TRUE(ks::save_state(path_, *before));
+  std::string old = reseal(read(path_), [](std::string& body) {
+    for (const char* field : {"port", "registered_to", "last_acked_seq", "missed_rekeys"}) {
+      std::size_t at = body.find(std::string("\"") + field + "\"");
+      ASSERT_NE(at, std::string::npos) << field;
+      std::size_t line_start = body.rfind('\n', at);
+      std::size_t line_end = body.find('\n', at);
+      body.erase(line_start, line_end - line_start);
+    }
+  });
+  write(path_, old);
+  auto after = make_groups(lab_config());
+  auto restored = ks::restore_state(path_, *after);
+  ASSERT_TRUE(restored) << restored.error() << "\n" << old;
+  const ks::Member& m = after->find(134)->members().at(*Address::parse("10.1.23.3"));
+  EXPECT_EQ(m.port, 848);
+  EXPECT_FALSE(m.registered_to);
+  EXPECT_FALSE(m.last_acked_seq);
+  EXPECT_EQ(m.missed_rekeys, 0u);
 }
 
 // kill -9 between lazy member writes: members admitted since the last

@@ -93,12 +93,24 @@ void add_ks_command(CLI::App& app, ControlOptions& o, int& exit_code) {
   add_socket_option(reload, o);
   reload->callback([&o, &exit_code] { exit_code = ask("ks reload", o, {{"cmd", "ks.reload"}}, render_message); });
 
-  CLI::App* rekey = ks->add_subcommand("rekey", "Make new TEKs for a group now and push them to its members");
-  rekey->add_option("GROUP", o.group, "the group to rekey")->required();
+  CLI::App* rekey = ks->add_subcommand("rekey", "Make a new TEK for a group now and push it to its members");
+  rekey->add_option("GROUP", o.group, "the group to rekey (name or identity)")->required();
   add_json_flag(rekey, o);
   add_socket_option(rekey, o);
   rekey->callback([&o, &exit_code] {
     exit_code = ask("ks rekey", o, {{"cmd", "ks.rekey"}, {"group", o.group}}, render_message);
+  });
+
+  CLI::App* remove = ks->add_subcommand(
+      "remove-member", "Remove a group member and rekey KEK and TEK by unicast to the others, so it cannot follow");
+  remove->add_option("ADDRESS", o.address, "the member's address, as `coveyctl ks members` shows it")->required();
+  remove->add_option("--group", o.group, "the member's group (needed when it is in more than one)");
+  add_json_flag(remove, o);
+  add_socket_option(remove, o);
+  remove->callback([&o, &exit_code] {
+    Json request{{"cmd", "ks.remove-member"}, {"address", o.address}};
+    if (!o.group.empty()) request["group"] = o.group;
+    exit_code = ask("ks remove-member", o, request, render_message);
   });
 }
 

@@ -10,7 +10,8 @@ namespace covey::coveyctl {
 
 struct ControlOptions {
   std::string socket;
-  std::string group;  // ks group/members: optional; ks rekey: required
+  std::string group;  // ks group/members/remove-member: optional; ks rekey: required
+  std::string address;  // ks remove-member
   bool json = false;
   bool show_keys = false;
 };

@@ -189,9 +189,29 @@ void table(Page& page, int indent, const std::vector<std::vector<std::string>>& 
   }
 }
 
+// The key server's rekeys: how many, the last one (as GET VPN's "Last
+// rekey ... Acknowledged by" lines), and when the next is due.
+void rekey_history(Page& page, const Json& group, const RenderContext& ctx) {
+  page.field(4, "Rekeys Sent", text(group, "rekeys_sent"));
+  const Json* last = field_of(group, "last_rekey");
+  if (last == nullptr || !last->is_object()) {
+    page.field(4, "Last Rekey", is_null(group, "last_rekey") ? "none since covey-ks started" : "-");
+  } else {
+    auto at = integer(*last, "at");
+    std::string transport = text(*last, "transport");
+    std::string line = "SEQ " + text(*last, "seq") + ", " + text(*last, "reason") + ", " + (at ? when(*at, ctx) : "-");
+    page.field(4, "Last Rekey", line);
+    std::string sent = text(*last, "members") + " members (" + transport + ")";
+    if (transport == "unicast") sent += ", acknowledged by " + text(*last, "acked");
+    page.field(4, "Last Rekey Sent To", sent);
+  }
+  auto next = integer(group, "next_rekey_at");
+  page.field(4, "Next Rekey", next ? when(*next, ctx) : "-");
+}
+
 }  // namespace
 
-std::string render_ks_groups(const Json& reply, const RenderContext&) {
+std::string render_ks_groups(const Json& reply, const RenderContext& ctx) {
   const Json& groups = array_of(reply, "groups");
   if (groups.empty()) return "No GDOI groups configured.\n";
   Page page;
@@ -207,6 +227,7 @@ std::string render_ks_groups(const Json& reply, const RenderContext&) {
       page.field(4, "Rekey Retransmit Attempts", text(*rekey, "retransmit_count"));
     }
     page.field(4, "Rekey Sequence Number", text(g, "seq"));
+    if (field_of(g, "rekeys_sent") != nullptr) rekey_history(page, g, ctx);
     page.field(4, "Anti-Replay", anti_replay(g));
     page.blank();
     acl_section(page, "ACL Configured", array_of(g, "acl"));
@@ -231,16 +252,91 @@ std::string render_ks_members(const Json& reply, const RenderContext& ctx) {
     page.line(0, "Group " + text(g, "name") + " (identity " + text(g, "identity") + "): " +
                      std::to_string(members.size()) + (members.size() == 1 ? " member" : " members"));
     if (members.empty()) continue;
+    // Rekey delivery columns only from a key server that sends rekeys.
+    const bool rekeys = std::any_of(members.begin(), members.end(),
+                                    [](const Json& m) { return field_of(m, "missed_rekeys") != nullptr; });
     std::vector<std::vector<std::string>> rows{{"ADDRESS", "IDENTITY", "REGISTERED", "REGISTRATIONS", "SIDS"}};
+    if (rekeys) {
+      rows[0].push_back("LAST ACK");
+      rows[0].push_back("MISSED");
+    }
     for (const Json& m : members) {
       auto at = integer(m, "registered_at");
       rows.push_back({text(m, "address"), text(m, "identity"), at ? when(*at, ctx) : "-", text(m, "registrations"),
                       field_of(m, "sids") != nullptr ? joined(array_of(m, "sids"), ",") : "-"});
+      if (rekeys) {
+        rows.back().push_back(is_null(m, "last_acked_seq") ? "none" : text(m, "last_acked_seq"));
+        rows.back().push_back(text(m, "missed_rekeys"));
+      }
     }
     table(page, 2, rows);
   }
   return std::move(page).str();
 }
+
+namespace {
+
+// The member's TEKs: the shared fields, then where each stands in its
+// rollover (covey-gm sends activates_at/deactivates_at with every TEK).
+void gm_tek_section(Page& page, const Json& reply, const RenderContext& ctx) {
+  const Json& teks = array_of(reply, "tek");
+  if (teks.empty()) {
+    page.line(4, "TEK POLICY: none");
+    return;
+  }
+  page.line(4, "TEK POLICY:");
+  bool first = true;
+  for (const Json& tek : teks) {
+    if (!first) page.blank();
+    first = false;
+    page.field(6, "SPI", text(tek, "spi"));
+    page.field(6, "Transform", text(tek, "transform"));
+    page.field(6, "Remaining Lifetime", lifetime(tek));
+    if (field_of(tek, "state") != nullptr) page.field(6, "State", text(tek, "state"));
+    if (auto at = integer(tek, "activates_at")) page.field(6, "Activates", when(*at, ctx));
+    if (auto at = integer(tek, "deactivates_at")) page.field(6, "Deactivates", when(*at, ctx));
+    keys(page, tek);
+  }
+}
+
+// "3 (1 since registration)", or the bare count from an older covey-gm.
+std::string rekeys_received(const Json& reply) {
+  std::string all = text(reply, "rekeys_received");
+  const Json* since = field_of(reply, "rekeys_since_registration");
+  return since == nullptr ? all : all + " (" + text(reply, "rekeys_since_registration") + " since registration)";
+}
+
+// "2 (replay 1, bad signature 1)": the total, then every reason that counted.
+std::string pushes_refused(const Json& refused) {
+  std::int64_t total = 0;
+  std::string parts;
+  for (const char* reason : {"unknown_kek", "undecryptable", "malformed", "replay", "bad_signature"}) {
+    auto n = integer(refused, reason);
+    if (!n || *n == 0) continue;
+    total += *n;
+    std::string label = reason;
+    std::replace(label.begin(), label.end(), '_', ' ');
+    parts += (parts.empty() ? "" : ", ") + label + " " + std::to_string(*n);
+  }
+  return parts.empty() ? "0" : std::to_string(total) + " (" + parts + ")";
+}
+
+std::string gm_rekey_transport(const Json& rekey) {
+  std::string mode = text(rekey, "mode");
+  if (mode == "multicast") {
+    const Json* joined = field_of(rekey, "joined");
+    bool in = joined != nullptr && joined->is_boolean() && joined->get<bool>();
+    return "Multicast to " + text(rekey, "address") + ", port " + text(rekey, "port") + (in ? " (joined)" : " (not joined)");
+  }
+  if (mode == "unicast") {
+    const Json* acked = field_of(rekey, "acknowledged");
+    bool ack = acked != nullptr && acked->is_boolean() && acked->get<bool>();
+    return "Unicast" + std::string(ack ? " with ACK" : "") + ", port " + text(rekey, "port");
+  }
+  return mode;
+}
+
+}  // namespace
 
 std::string render_gm_status(const Json& reply, const RenderContext& ctx) {
   static const Json no_group = Json::object();
@@ -275,8 +371,17 @@ std::string render_gm_status(const Json& reply, const RenderContext& ctx) {
   page.field(4, "Re-registers", reregister ? when(*reregister, ctx) : "not scheduled");
   if (const Json* err = field_of(reply, "last_error"); err != nullptr && err->is_string())
     page.field(4, "Last Error", err->get<std::string>());
-  page.field(4, "Rekeys Received", text(reply, "rekeys_received"));
-  page.field(4, "Rekey Sequence Number", text(reply, "seq"));
+  if (const Json* rekey = field_of(reply, "rekey"); rekey != nullptr && rekey->is_object())
+    page.field(4, "Rekey Transport", gm_rekey_transport(*rekey));
+  page.field(4, "Rekeys Received", rekeys_received(reply));
+  if (field_of(reply, "acks_sent") != nullptr) page.field(4, "Rekey ACKs Sent", text(reply, "acks_sent"));
+  if (const Json* refused = field_of(reply, "pushes_refused"); refused != nullptr && refused->is_object())
+    page.field(4, "Rekeys Refused", pushes_refused(*refused));
+  page.field(4, "Rekey Sequence Number", text(reply, field_of(reply, "last_seq") != nullptr ? "last_seq" : "seq"));
+  if (field_of(reply, "next_rekey_expected_by") != nullptr) {
+    auto by = integer(reply, "next_rekey_expected_by");
+    page.field(4, "Next Rekey Expected By", by ? when(*by, ctx) : "-");
+  }
   page.field(4, "Sender IDs", field_of(reply, "sids") != nullptr ? joined(array_of(reply, "sids"), ", ") : "-");
   page.field(4, "Anti-Replay", anti_replay(reply));
   page.blank();
@@ -286,7 +391,7 @@ std::string render_gm_status(const Json& reply, const RenderContext& ctx) {
   page.blank();
   kek_section(page, reply);
   page.blank();
-  tek_section(page, reply);
+  gm_tek_section(page, reply, ctx);
   return std::move(page).str();
 }
 

@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "apps/daemon_cli.h"
+#include "apps/ks_reload.h"
 #include "apps/phase1_setup.h"
 #include "common/log.h"
 #include "config/ks_config.h"
@@ -40,7 +41,8 @@ int main(int argc, char** argv) {
 
   auto parsed = config::load_ks_config(args.config_path);
   if (auto done = apps::report_config(parsed, args, "covey-ks")) return *done;
-  const config::KsConfig& cfg = *parsed.config;
+  // Replaced by a successful reload; [server] never changes while running.
+  config::KsConfig cfg = std::move(*parsed.config);
   // The command line's keylog wins over the file's.
   std::string keylog = args.keylog.empty() ? cfg.server.keylog : args.keylog;
 
@@ -126,23 +128,100 @@ int main(int argc, char** argv) {
   options.dispatcher.half_open_cap = cfg.server.max_half_open;
   if (!keylog.empty()) options.keylog_path = keylog;
   options.dispatcher.keylog = !keylog.empty();
+  options.address = ks_address;
 
   boost::asio::io_context io;
   ks::Server server(io, options, groups);
+  // Before start(): its first tick already rekeys what is due.
+  for (const config::KsGroupConfig& g : cfg.groups)
+    server.rekeyer().set_margins(g.policy.identity, ks::RekeyMargins{g.tek_margin_s, g.kek_margin_s});
   if (!server.start(&error)) {
     log(LogLevel::Error, "not starting: " + error);
     return 1;
   }
+  for (const auto& [id, g] : groups.all())
+    log(LogLevel::Info, "group " + g->policy().name + ": next rekey in " +
+                            std::to_string(std::max<std::int64_t>(server.rekeyer().next_rekey_at(*g) - wall_now(), 0)) +
+                            " s (TEK margin " + std::to_string(ks::tek_margin(server.rekeyer().margins(*g), g->policy())) +
+                            " s, KEK margin " + std::to_string(ks::kek_margin(server.rekeyer().margins(*g), g->policy())) +
+                            " s)");
+
+  // SIGHUP and ks.reload: the file again, all of it applied or none.
+  auto do_reload = [&]() -> nlohmann::json {
+    auto next = config::load_ks_config(args.config_path);
+    std::vector<std::string> problems;
+    for (const auto& p : next.problems)
+      if (p.is_error()) problems.push_back(p.str());
+    apps::KsReload r;
+    if (next.ok()) r = apps::reload(cfg, std::move(*next.config), groups, server.dispatcher(), server.rekeyer(), wall_now());
+    for (auto& p : r.problems) problems.push_back(std::move(p));
+    server.flush();
+    if (!problems.empty()) {
+      std::string text;
+      for (const auto& p : problems) text += (text.empty() ? "" : "; ") + p;
+      log(LogLevel::Error, "reload of " + args.config_path + " refused, nothing changed: " + text);
+      return {{"ok", false}, {"error", "reload refused, nothing changed: " + text}, {"problems", problems}};
+    }
+    for (const auto& p : next.problems) log(LogLevel::Warning, p.str());
+    std::string message = r.rekeyed.empty() ? "configuration reloaded; no group's member-visible policy changed"
+                                            : "configuration reloaded; rekeyed for the policy change:";
+    for (const auto& g : r.rekeyed) message += " " + g;
+    log(LogLevel::Info, message);
+    nlohmann::json reply = {{"ok", r.errors.empty()}, {"rekeyed", r.rekeyed}, {"message", message}};
+    if (!r.errors.empty()) {
+      std::string text;
+      for (const auto& e : r.errors) text += (text.empty() ? "" : "; ") + e;
+      reply["error"] = "configuration reloaded, but " + text;
+      reply["problems"] = r.errors;
+    }
+    return reply;
+  };
+  auto find_group = [&](const std::string& name) -> ks::Group* {
+    if (ks::Group* g = groups.find(name)) return g;
+    for (const auto& [id, g] : groups.all())
+      if (std::to_string(id) == name) return g.get();
+    return nullptr;
+  };
   auto handler = [&](const nlohmann::json& req) -> nlohmann::json {
     std::string cmd = req.value("cmd", "");
     std::optional<std::string> group;
     if (req.contains("group") && req["group"].is_string()) group = req["group"].get<std::string>();
-    if (cmd == "ks.group") return ks::group_status(groups, group, req.value("show_keys", false), wall_now());
+    if (cmd == "ks.group")
+      return ks::group_status(groups, &server.rekeyer(), group, req.value("show_keys", false), wall_now());
     if (cmd == "ks.members") return ks::member_status(groups, group);
-    if (cmd == "ks.reload" || cmd == "ks.rekey")
-      return {{"ok", false}, {"error", cmd + " is not available yet: policy changes reach members only by GROUPKEY-PUSH, "
-                                            "which arrives with the rekey work; restart covey-ks to change policy"}};
-    return {{"ok", false}, {"error", "unknown command \"" + cmd + "\" (covey-ks answers ks.group, ks.members)"}};
+    if (cmd == "ks.reload") return do_reload();
+    if (cmd == "ks.rekey") {
+      if (!group) return {{"ok", false}, {"error", "ks.rekey needs \"group\", e.g. {\"cmd\":\"ks.rekey\",\"group\":\"GET_VPN\"}"}};
+      ks::Group* g = find_group(*group);
+      if (!g) return {{"ok", false}, {"error", "no group named " + *group}};
+      auto seq = server.rekeyer().rekey(*g, ks::RekeyReason::Operator, wall_now());
+      server.flush();
+      if (!seq) return {{"ok", false}, {"error", seq.error()}};
+      auto last = server.rekeyer().last_rekey(*g);
+      return {{"ok", true},
+              {"seq", *seq},
+              {"message", "group " + g->policy().name + ": rekey SEQ " + std::to_string(*seq) + " sent to " +
+                              std::to_string(last ? last->members : 0) + " members"}};
+    }
+    if (cmd == "ks.remove-member") {
+      std::string text = req.contains("address") && req["address"].is_string() ? req["address"].get<std::string>() : "";
+      auto address = Address::parse(text);
+      if (!address)
+        return {{"ok", false},
+                {"error", "ks.remove-member needs \"address\", the member's IP address, e.g. "
+                          "{\"cmd\":\"ks.remove-member\",\"address\":\"10.1.24.4\"}"}};
+      auto seq = server.rekeyer().remove_member(*address, group, wall_now());
+      server.flush();
+      if (!seq) return {{"ok", false}, {"error", seq.error()}};
+      return {{"ok", true},
+              {"seq", *seq},
+              {"message", "GM " + address->str() + " removed; rekey SEQ " + std::to_string(*seq) +
+                              " (new KEK and TEK) sent by unicast to the remaining members. It may register again "
+                              "unless the group's authorization excludes it"}};
+    }
+    return {{"ok", false},
+            {"error", "unknown command \"" + cmd +
+                          "\" (covey-ks answers ks.group, ks.members, ks.reload, ks.rekey, ks.remove-member)"}};
   };
   std::unique_ptr<control::Server> control;
   try {
@@ -168,6 +247,16 @@ int main(int argc, char** argv) {
     });
   };
   arm_state_timer();
+  boost::asio::signal_set hangup(io, SIGHUP);
+  std::function<void()> arm_hangup = [&] {
+    hangup.async_wait([&](const boost::system::error_code& ec, int) {
+      if (ec) return;
+      log(LogLevel::Info, "SIGHUP: reloading " + args.config_path);
+      do_reload();
+      arm_hangup();
+    });
+  };
+  arm_hangup();
   boost::asio::signal_set stop(io, SIGINT, SIGTERM);
   stop.async_wait([&](const boost::system::error_code&, int sig) {
     log(LogLevel::Info, std::string("stopping on ") + (sig == SIGINT ? "SIGINT" : "SIGTERM"));

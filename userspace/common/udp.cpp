@@ -1,6 +1,8 @@
 #include "common/udp.h"
 
 #include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -131,6 +133,90 @@ std::optional<UdpSocket> UdpSocket::connect(const Endpoint& local, const Endpoin
   len = to_sockaddr(remote, ss);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) return fail("cannot connect to", remote);
   return UdpSocket(fd, local.address.family);
+}
+
+namespace {
+
+// The index of the interface that holds `a`, or 0 when none does.
+unsigned interface_index_of(const Address& a) {
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) return 0;
+  unsigned index = 0;
+  for (ifaddrs* i = list; i && index == 0; i = i->ifa_next) {
+    if (!i->ifa_addr || !i->ifa_name) continue;
+    const bool match =
+        (a.family == 4 && i->ifa_addr->sa_family == AF_INET &&
+         std::memcmp(&reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr, a.bytes.data(), 4) == 0) ||
+        (a.family == 6 && i->ifa_addr->sa_family == AF_INET6 &&
+         std::memcmp(&reinterpret_cast<const sockaddr_in6*>(i->ifa_addr)->sin6_addr, a.bytes.data(), 16) == 0);
+    if (match) index = ::if_nametoindex(i->ifa_name);
+  }
+  ::freeifaddrs(list);
+  return index;
+}
+
+}  // namespace
+
+std::optional<UdpSocket> UdpSocket::join_multicast(const Endpoint& group, const Address& interface_address,
+                                                   std::string* error) {
+  const std::string what = "multicast group " + group.str() + " on the interface of " + interface_address.str();
+  if (group.address.family != interface_address.family) {
+    if (error) *error = "cannot join " + what + ": the addresses are of different families";
+    return std::nullopt;
+  }
+  const bool v4 = group.address.family == 4;
+  if (v4 ? (group.address.bytes[0] & 0xf0) != 0xe0 : group.address.bytes[0] != 0xff) {
+    if (error) *error = "cannot join " + what + ": not a multicast address";
+    return std::nullopt;
+  }
+  int fd = ::socket(v4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  auto fail = [&](const char* step) {
+    if (error) *error = std::string("cannot ") + step + " " + what + ": " + std::strerror(errno);
+    if (fd >= 0) ::close(fd);
+    return std::nullopt;
+  };
+  if (fd < 0) return fail("open a socket for");
+  // IPv6 needs the interface by index; IPv4 takes either, and the index
+  // holds when the address moves. An address on no interface is an error
+  // worth naming rather than a join on whichever interface the route picks.
+  const unsigned ifindex = interface_index_of(interface_address);
+  if (ifindex == 0) {
+    errno = EADDRNOTAVAIL;
+    return fail("join");
+  }
+  int on = 1, off = 0;
+  // Another socket (this member's registration socket, another daemon)
+  // may hold the same port on another address.
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+  if (v4) {
+    // Linux otherwise delivers every group any socket on the host joined
+    // to a socket bound to this port.
+    ::setsockopt(fd, IPPROTO_IP, IP_MULTICAST_ALL, &off, sizeof off);
+    ::setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof on);
+  } else {
+    ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
+    ::setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof on);
+#ifdef IPV6_MULTICAST_ALL
+    ::setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_ALL, &off, sizeof off);
+#endif
+  }
+  sockaddr_storage ss;
+  socklen_t len = to_sockaddr(group, ss);
+  if (!v4) reinterpret_cast<sockaddr_in6*>(&ss)->sin6_scope_id = ifindex;  // link-local groups need it
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) return fail("bind");
+  if (v4) {
+    ip_mreqn m{};
+    std::memcpy(&m.imr_multiaddr, group.address.bytes.data(), 4);
+    std::memcpy(&m.imr_address, interface_address.bytes.data(), 4);
+    m.imr_ifindex = static_cast<int>(ifindex);
+    if (::setsockopt(fd, IPPROTO_IP, IP_ADD_MEMBERSHIP, &m, sizeof m) != 0) return fail("join");
+  } else {
+    ipv6_mreq m{};
+    std::memcpy(&m.ipv6mr_multiaddr, group.address.bytes.data(), 16);
+    m.ipv6mr_interface = ifindex;
+    if (::setsockopt(fd, IPPROTO_IPV6, IPV6_JOIN_GROUP, &m, sizeof m) != 0) return fail("join");
+  }
+  return UdpSocket(fd, group.address.family);
 }
 
 bool UdpSocket::send(ByteView datagram) {

@@ -23,6 +23,14 @@ class UdpSocket {
   // `remote`, without IP_PKTINFO (it only ever talks to `remote`; the
   // kernel drops datagrams from anyone else). Use send(ByteView).
   static std::optional<UdpSocket> connect(const Endpoint& local, const Endpoint& remote, std::string* error);
+  // A socket that receives what is sent to the multicast group `group`
+  // (address and port): bound to the group address, so that nothing else
+  // sent to that port arrives on it, and joined (IP_ADD_MEMBERSHIP /
+  // IPV6_JOIN_GROUP) on the interface that holds `interface_address`, so
+  // the membership reports leave where the rekeys come in. Errors name the
+  // group and the interface address.
+  static std::optional<UdpSocket> join_multicast(const Endpoint& group, const Address& interface_address,
+                                                 std::string* error);
   UdpSocket(UdpSocket&& o) noexcept : fd_(o.fd_), family_(o.family_) { o.fd_ = -1; }
   UdpSocket& operator=(UdpSocket&& o) noexcept;
   UdpSocket(const UdpSocket&) = delete;

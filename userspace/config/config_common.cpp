@@ -35,8 +35,9 @@ const toml::table& table_or_empty(TableReader& parent, std::string_view key, std
   return t ? *t : empty;
 }
 
-std::optional<std::uint32_t> read_lifetime(TableReader& r, std::string_view key, std::string_view example) {
-  auto v = r.integer(key, 30, 0xffffffff, example);
+std::optional<std::uint32_t> read_lifetime(TableReader& r, std::string_view key, std::string_view example,
+                                           std::int64_t minimum) {
+  auto v = r.integer(key, minimum, 0xffffffff, example);
   if (!v) return std::nullopt;
   if (*v < 300) {
     r.diagnostics().warning(r.where(key),

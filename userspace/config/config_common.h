@@ -27,10 +27,11 @@ std::string resolve_path(const std::string& folder, const std::string& path);
 // A table if present, else an empty one (every key then takes its default).
 const toml::table& table_or_empty(TableReader& parent, std::string_view key, std::string_view example);
 
-// A lifetime in seconds: below 30 s an error (keys would expire before
+// A lifetime in seconds: below `minimum` an error (keys would expire before
 // members installed them), below 300 s a warning (a rekey to every member
 // that often).
-std::optional<std::uint32_t> read_lifetime(TableReader& r, std::string_view key, std::string_view example);
+std::optional<std::uint32_t> read_lifetime(TableReader& r, std::string_view key, std::string_view example,
+                                           std::int64_t minimum = 30);
 
 std::optional<Address> read_address(TableReader& r, std::string_view key, std::string_view example);
 

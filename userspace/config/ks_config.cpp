@@ -183,6 +183,36 @@ void read_signing_key(TableReader& r, const std::string& folder, KsGroupConfig& 
     d.warning(r.where("signing_key"), field + " is readable by every user; chmod 600 it");
 }
 
+// When rekeys are pushed: this long before the TEK (KEK) expires.
+void read_margins(TableReader& r, KsGroupConfig& g) {
+  Diagnostics& d = r.diagnostics();
+  const gdoi::GroupPolicy& p = g.policy;
+  if (auto v = r.integer("tek_margin", 1, 0xffffffff, "tek_margin = 90")) {
+    if (*v >= p.tek_lifetime_s) {
+      d.error(r.where("tek_margin"), r.name() + " tek_margin = " + std::to_string(*v) +
+                                         " s must be shorter than the TEK lifetime (" +
+                                         std::to_string(p.tek_lifetime_s) + " s); the default is min(90, lifetime / 4)");
+    } else {
+      g.tek_margin_s = static_cast<std::uint32_t>(*v);
+      if (p.activation_delay_s >= *v)
+        d.warning(r.where("tek_margin"), r.name() + " tek_margin = " + std::to_string(*v) +
+                                             " s is not longer than activation_delay = " +
+                                             std::to_string(p.activation_delay_s) +
+                                             " s: members would have no TEK to send on between the old one's "
+                                             "expiry and the new one's activation");
+    }
+  }
+  if (auto v = r.integer("kek_margin", 1, 0xffffffff, "kek_margin = 300")) {
+    if (*v >= p.kek.lifetime_s) {
+      d.error(r.where("kek_margin"), r.name() + " kek_margin = " + std::to_string(*v) +
+                                         " s must be shorter than the KEK lifetime (" +
+                                         std::to_string(p.kek.lifetime_s) + " s); the default is min(300, lifetime / 4)");
+    } else {
+      g.kek_margin_s = static_cast<std::uint32_t>(*v);
+    }
+  }
+}
+
 // [group.rekey]: the KEK and how GROUPKEY-PUSH messages travel.
 void read_rekey(const toml::table& t, const std::string& group, const std::string& folder, Diagnostics& d,
                 KsGroupConfig& g) {
@@ -250,6 +280,7 @@ void read_rekey(const toml::table& t, const std::string& group, const std::strin
     rekey.retransmit_period_s = static_cast<std::uint32_t>(*v);
   if (auto v = r.integer("retransmit_count", 0, 10, "retransmit_count = 2"))
     rekey.retransmit_count = static_cast<std::uint32_t>(*v);
+  read_margins(r, g);
   r.finish();
 }
 
@@ -342,7 +373,9 @@ KsGroupConfig read_group(const toml::table& t, std::size_t index, const std::str
   }
 
   read_transform(r, policy.tek);
-  if (auto v = detail::read_lifetime(r, "lifetime", "lifetime = 3600")) policy.tek_lifetime_s = *v;
+  // 20 s: the shortest TEK whose scheduled rekey (a quarter of the lifetime
+  // before its end, by default) still leaves members 5 s to take the push.
+  if (auto v = detail::read_lifetime(r, "lifetime", "lifetime = 3600", 20)) policy.tek_lifetime_s = *v;
   read_tbar(r, policy.tbar_window_ms);
   if (auto acl = read_acl(r, "fail_close")) policy.fail_close_acl = std::move(*acl);
 

@@ -144,6 +144,9 @@ PullStep PullInitiator::receive(ike::Phase1Sa& sa, const Header& h, ByteView dat
     if (!received) return fail(sa, NotifyType::AttributesNotSupported, at + "policy refused: " + received.error());
     if (received->tek_spis.empty() && !received->kek_spi) return fail(sa, NotifyType::PayloadMalformed, at + "SA holds no TEK and no KEK");
     sa_ = std::move(*received);
+    kek_ack_requested_ = gsa->kek && std::any_of(gsa->kek->attributes.begin(), gsa->kek->attributes.end(), [](const Attribute& a) {
+                           return a.type == kek_attr::KekAckRequested;
+                         });
     nr_b_ = nr->data;
     std::vector<Payload> rest;
     if (sid_request_ > 1) rest.push_back(GapPayload{{Attribute::tv(gap_attr::SenderIdRequest, sid_request_)}});
@@ -168,6 +171,7 @@ PullStep PullInitiator::receive(ike::Phase1Sa& sa, const Header& h, ByteView dat
   r.group_id = group_id_;
   r.policy = sa_->policy;
   r.keys = std::move(*keys);
+  r.kek_ack_requested = kek_ack_requested_;
   if (const auto* seq = first<SequenceNumberPayload>(ps)) r.seq = seq->number;
   state_ = 5;
   sa.forget(mid_);

@@ -25,6 +25,10 @@ struct Registration {
   GroupPolicy policy;
   KeyMaterial keys;
   std::optional<std::uint32_t> seq;
+  // The SA KEK carried KEK_ACK_REQUESTED (RFC 8263 4): the member
+  // acknowledges the pushes of this rekey SA. Not part of GroupPolicy,
+  // which describes what the key server is configured with.
+  bool kek_ack_requested = false;
 };
 
 struct PullStep {
@@ -57,6 +61,7 @@ class PullInitiator {
   int state_ = 0;  // 1: sent message 1, 3: sent message 3, 5: done
   Bytes ni_b_, nr_b_;
   std::optional<ReceivedSa> sa_;
+  bool kek_ack_requested_ = false;  // message 2's SA KEK asked for acks (RFC 8263)
   Bytes last_sent_;
 };
 

@@ -363,6 +363,7 @@ PushResult PushReceiver::receive(ByteView datagram) {
     }
     out.sa = std::move(*sa);
     out.keys = std::move(*keys);
+    out.gap = gsa->gap.has_value();
   }
 
   // RFC 6407 4.4: the SEQ before the (costlier) signature.

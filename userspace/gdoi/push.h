@@ -91,6 +91,10 @@ struct PushAccepted {
   std::optional<ReceivedSa> sa;  // the policy of the new SAs
   KeyMaterial keys;              // their keys (kek set when the push carried one)
   bool kek_replaced = false;     // a new KEK: the next push comes under it, SEQ from 1
+  // The SA carried a GAP payload. Without one, the activation and
+  // deactivation delays and the fail-close ACL in `sa` are defaults, not
+  // the key server's word, and a member keeps the ones it holds.
+  bool gap = false;
   // RFC 8263: whether to acknowledge, and the key of the KEK this push was
   // decrypted with (the old one, even when the push replaced it).
   bool ack_requested = false;

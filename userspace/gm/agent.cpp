@@ -4,6 +4,8 @@
 #include <cstdio>
 
 #include "common/log.h"
+#include "gm/status.h"
+#include "wire/message.h"
 
 namespace covey::gm {
 
@@ -11,16 +13,22 @@ using nlohmann::json;
 
 namespace {
 
-std::string spi_hex(std::uint32_t spi) {
-  char b[16];
-  std::snprintf(b, sizeof b, "0x%08X", spi);
-  return b;
+RekeyOptions rekey_options(const AgentOptions& o) {
+  RekeyOptions r;
+  r.group_name = o.group_name;
+  r.member = o.local.address;
+  return r;
+}
+
+bool is_push(ByteView datagram) {
+  auto h = wire::decode_header(datagram);
+  return h && h->exchange == static_cast<std::uint8_t>(wire::ExchangeType::GroupkeyPush);
 }
 
 }  // namespace
 
 Agent::Agent(boost::asio::io_context& io, AgentOptions options)
-    : io_(io), options_(std::move(options)), clock_(io), rng_(std::random_device{}()) {}
+    : io_(io), options_(std::move(options)), clock_(io), rng_(std::random_device{}()), keys_(rekey_options(options_)) {}
 
 std::int64_t Agent::now() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -68,6 +76,13 @@ void Agent::on_readable() {
   for (int i = 0; i < 64; ++i) {
     auto r = socket_->receive(buffer_);
     if (!r) break;
+    // Unicast rekeys come to the socket this member registered from, from
+    // the key server's GDOI socket, while registration replies come from
+    // the same endpoint: the exchange type tells them apart.
+    if (is_push(ByteView(buffer_).first(r->size))) {
+      on_push(ByteView(buffer_).first(r->size), r->from, PushVia::Unicast);
+      continue;
+    }
     if (!attempt_ || !(r->from == attempt_->key_server())) {
       log(LogLevel::Debug, "dropped datagram from " + r->from.str() + ": not the key server being registered with");
       continue;
@@ -95,13 +110,13 @@ void Agent::keylog_phase1() {
 void Agent::finish_attempt() {
   Registrar& a = *attempt_;
   std::int64_t t = now();
-  if (a.registration()) {
-    registration_ = a.registration();
+  crypto::Result<void> taken;
+  if (a.registration()) taken = keys_.registered(*a.registration(), t);
+  if (a.registration() && taken) {
     registered_with_ = a.key_server();
-    registered_at_ = t;
     failed_rounds_ = 0;
     last_error_.reset();
-    const gdoi::Registration& r = *registration_;
+    const gdoi::Registration& r = *a.registration();
     log(LogLevel::Info, "Registration to KS " + registered_with_.address.str() + " complete for group " + options_.group_name);
     std::string teks;
     std::uint32_t lifetime = 0;
@@ -111,13 +126,17 @@ void Agent::finish_attempt() {
     }
     log(LogLevel::Info, "Received policy: " + std::to_string(r.policy.acl.size()) + " ACL entries, TEK SPI " + teks + " " +
                             r.policy.tek.str() + ", lifetime " + std::to_string(lifetime) + " s");
-    // Register again before the TEK runs out: a tenth of its life early,
-    // at least a minute when it is long enough, never later than halfway.
-    std::int64_t margin = std::max<std::int64_t>(lifetime / 10, std::min<std::int64_t>(60, lifetime / 2));
-    reregister_at_ = t + std::max<std::int64_t>(lifetime - margin, 1);
+    if (r.keys.kek) {
+      const auto group = multicast_group(r.policy);
+      log(LogLevel::Info, "Received rekey SA for group " + options_.group_name + ": KEK SPI " + to_hex(r.keys.kek->spi) + ", " +
+                              (group ? "multicast to " + group->str()
+                                     : std::string("unicast") + (r.kek_ack_requested ? ", acknowledged" : "")) +
+                              ", SEQ " + std::to_string(r.seq.value_or(0)));
+    }
+    update_multicast();
     state_ = State::Registered;
   } else {
-    last_error_ = a.failure();
+    last_error_ = a.registration() ? "KS " + a.key_server().address.str() + ": " + taken.error() : a.failure();
     log(LogLevel::Warning, *last_error_);
     // The next key server at once; after a full round, back off.
     ks_index_ = (ks_index_ + 1) % options_.key_servers.size();
@@ -131,13 +150,85 @@ void Agent::finish_attempt() {
     std::uniform_real_distribution<double> jitter(0.5, 1.0);
     retry_at_ = t + std::max<std::int64_t>(1, static_cast<std::int64_t>(static_cast<double>(base) * jitter(rng_)));
     log(LogLevel::Info, "all key servers failed; retrying in " + std::to_string(retry_at_ - t) + " s");
-    state_ = registration_ ? State::Registered : State::Waiting;
+    state_ = keys_.is_registered() ? State::Registered : State::Waiting;
   }
   attempt_.reset();
 }
 
+void Agent::on_push(ByteView datagram, const Endpoint& from, PushVia via) {
+  PushOutcome out = keys_.receive_push(datagram, from, via, now());
+  for (const LogEvent& e : out.log) log(e.level, e.text);
+  if (out.ack) {
+    // RFC 8263 3: to the key server endpoint the push came from, from the
+    // socket (and so the address) this member registered with.
+    const std::string seq = keys_.last_seq() ? std::to_string(*keys_.last_seq()) : "?";
+    if (socket_->send(from, std::nullopt, *out.ack)) {
+      keys_.ack_sent();
+      log(LogLevel::Debug, "Sent ACK for rekey SEQ " + seq + " of group " + options_.group_name + " to KS " + from.str());
+    } else {
+      log(LogLevel::Warning, "could not send the ACK for rekey SEQ " + seq + " of group " + options_.group_name + " to KS " + from.str());
+    }
+  }
+  if (out.transport_changed) update_multicast();
+  if (out.reregister && !attempt_) {
+    retry_at_ = 0;
+    log(LogLevel::Info, "Registering again with KS " + options_.key_servers[ks_index_].address.str() + " for group " +
+                            options_.group_name);
+    begin_registration();
+  }
+}
+
+void Agent::update_multicast() {
+  std::optional<Endpoint> want;
+  if (keys_.is_registered() && keys_.receiver()) want = multicast_group(keys_.policy());
+  if (want == multicast_group_ && (multicast_ || !want)) return;
+  ++multicast_generation_;
+  multicast_watch_.reset();  // cancels its wait; the socket closes with it
+  multicast_.reset();
+  if (multicast_group_ && multicast_group_ != want)
+    log(LogLevel::Info, "Left multicast group " + multicast_group_->str() + " of group " + options_.group_name);
+  multicast_group_ = want;
+  if (!want) return;
+  std::string error;
+  multicast_ = UdpSocket::join_multicast(*want, options_.local.address, &error);
+  if (!multicast_) {
+    // Rekeys will not arrive; the member registers again before its TEK
+    // ends (next_rekey_expected_by), and tries to join again then.
+    log(LogLevel::Error, "Group " + options_.group_name + ": " + error + "; multicast rekeys will be missed");
+    return;
+  }
+  multicast_watch_.emplace(io_, ::dup(multicast_->fd()));
+  log(LogLevel::Info, "Joined multicast group " + want->str() + " for rekeys of group " + options_.group_name +
+                          " on the interface of " + options_.local.address.str());
+  wait_multicast();
+}
+
+void Agent::wait_multicast() {
+  const std::uint64_t generation = multicast_generation_;
+  multicast_watch_->async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                               [this, generation](const boost::system::error_code& ec) {
+                                 if (ec || generation != multicast_generation_ || !multicast_) return;
+                                 on_multicast_readable();
+                                 if (generation == multicast_generation_ && multicast_watch_) wait_multicast();
+                               });
+}
+
+void Agent::on_multicast_readable() {
+  const std::uint64_t generation = multicast_generation_;
+  for (int i = 0; i < 64 && generation == multicast_generation_ && multicast_; ++i) {
+    auto r = multicast_->receive(buffer_);
+    if (!r) break;
+    if (!is_push(ByteView(buffer_).first(r->size))) {
+      log(LogLevel::Debug, "dropped datagram from " + r->from.str() + " on the rekey multicast group: not a GROUPKEY-PUSH");
+      continue;
+    }
+    on_push(ByteView(buffer_).first(r->size), r->from, PushVia::Multicast);  // may rejoin: the loop checks
+  }
+}
+
 void Agent::tick() {
   std::int64_t t = now();
+  for (const LogEvent& e : keys_.tick(t)) log(e.level, e.text);
   if (attempt_) {
     send(attempt_->tick(t));
     flush_events();
@@ -145,8 +236,9 @@ void Agent::tick() {
   } else if (retry_at_ && t >= retry_at_) {
     retry_at_ = 0;
     begin_registration();
-  } else if (state_ == State::Registered && !retry_at_ && t >= reregister_at_) {
-    log(LogLevel::Info, "TEK lifetime ending: registering again with KS " + options_.key_servers[ks_index_].address.str());
+  } else if (state_ == State::Registered && !retry_at_ && t >= keys_.next_rekey_expected_by().value_or(t)) {
+    log(LogLevel::Info, "No rekey for group " + options_.group_name + " before the TEK ends: registering again with KS " +
+                            options_.key_servers[ks_index_].address.str());
     begin_registration();
   }
   clock_.expires_after(std::chrono::milliseconds(500));
@@ -157,51 +249,20 @@ void Agent::tick() {
 
 json Agent::status(bool show_keys) const {
   std::int64_t t = now();
+  const bool registered = keys_.is_registered();
   json j;
   j["ok"] = true;
   j["group"] = {{"name", options_.group_name}, {"identity", options_.registrar.group_id}};
-  j["state"] = attempt_ ? "registering" : (registration_ ? "registered" : "waiting");
+  j["state"] = attempt_ ? "registering" : (registered ? "registered" : "waiting");
   json kss = json::array();
   for (std::size_t i = 0; i < options_.key_servers.size(); ++i)
-    kss.push_back({{"address", options_.key_servers[i].str()}, {"active", registration_ && options_.key_servers[i] == registered_with_}});
+    kss.push_back({{"address", options_.key_servers[i].str()}, {"active", registered && options_.key_servers[i] == registered_with_}});
   j["key_servers"] = kss;
-  j["registered_at"] = registration_ ? json(registered_at_) : json(nullptr);
-  j["reregister_at"] = registration_ ? json(reregister_at_) : json(nullptr);
+  j["registered_at"] = registered ? json(*keys_.registered_at()) : json(nullptr);
+  const auto expected_by = keys_.next_rekey_expected_by();
+  j["reregister_at"] = retry_at_ ? json(retry_at_) : registered && expected_by ? json(*expected_by) : json(nullptr);
   j["last_error"] = last_error_ ? json(*last_error_) : json(nullptr);
-  json acl = json::array(), fc = json::array(), teks = json::array();
-  json kek = nullptr;
-  if (registration_) {
-    const gdoi::Registration& r = *registration_;
-    for (const auto& e : r.policy.acl) acl.push_back(e.str());
-    for (const auto& e : r.policy.fail_close_acl) fc.push_back(e.str());
-    for (const auto& tek : r.keys.teks) {
-      std::int64_t left = std::max<std::int64_t>(0, registered_at_ + tek.lifetime_s - t);
-      json tj = {{"spi", spi_hex(tek.spi)}, {"transform", r.policy.tek.str()}, {"lifetime_s", tek.lifetime_s},
-                 {"remaining_s", left}, {"state", left > 0 ? "active" : "expired"}};
-      if (show_keys) tj["keys"] = {{"encryption", to_hex(tek.encryption_key)}, {"integrity", to_hex(tek.integrity_key)}};
-      teks.push_back(tj);
-    }
-    if (r.keys.kek) {
-      kek = {{"spi", to_hex(r.keys.kek->spi)},
-             {"cipher", std::string(crypto::name(r.policy.kek.cipher))},
-             {"signature", r.policy.kek.signature_str()},
-             {"lifetime_s", r.keys.kek->lifetime_s},
-             {"remaining_s", std::max<std::int64_t>(0, registered_at_ + r.keys.kek->lifetime_s - t)}};
-      if (show_keys) kek["keys"] = {{"algorithm_key", to_hex(r.keys.kek->algorithm_key)}};
-    }
-    j["tbar_window_ms"] = r.policy.tbar_window_ms ? json(*r.policy.tbar_window_ms) : json(nullptr);
-    j["seq"] = r.seq ? json(*r.seq) : json(nullptr);
-    j["sids"] = r.keys.sids;
-  } else {
-    j["tbar_window_ms"] = nullptr;
-    j["seq"] = nullptr;
-    j["sids"] = json::array();
-  }
-  j["acl"] = acl;
-  j["fail_close_acl"] = fc;
-  j["tek"] = teks;
-  j["kek"] = kek;
-  j["rekeys_received"] = 0;  // GROUPKEY-PUSH handling arrives with the rekey issue
+  j.update(key_status(keys_, t, show_keys, multicast_.has_value()));
   return j;
 }
 

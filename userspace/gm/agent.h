@@ -1,7 +1,10 @@
 // covey-gm's event loop: registers with the first key server that answers,
-// moving down the list with exponential backoff and jitter, and registers
-// again before the TEK it holds expires. Holds the group's policy and keys
-// (the data-path issue hands them to the kernel).
+// moving down the list with exponential backoff and jitter; follows
+// GROUPKEY-PUSH rekeys on its registration socket (unicast, acknowledged)
+// and on the rekey multicast group; registers again when no rekey came
+// before its newest TEK ends, or when pushes come under a KEK it missed.
+// The keys and their lifecycle are gm/rekey_state.h's (the data-path issue
+// hands them to the kernel).
 #pragma once
 
 #include <utility>  // before Asio: Boost 1.74 uses std::exchange without it under C++20
@@ -16,6 +19,7 @@
 #include "common/keylog.h"
 #include "common/udp.h"
 #include "gm/registrar.h"
+#include "gm/rekey_state.h"
 
 namespace covey::gm {
 
@@ -40,6 +44,10 @@ class Agent {
   void begin_registration();
   void on_readable();
   void wait_readable();
+  void on_push(ByteView datagram, const Endpoint& from, PushVia via);
+  void update_multicast();
+  void wait_multicast();
+  void on_multicast_readable();
   void tick();
   void finish_attempt();
   void send(const std::vector<Bytes>& datagrams);
@@ -62,11 +70,15 @@ class Agent {
   int failed_rounds_ = 0;
   std::optional<Registrar> attempt_;
   std::int64_t retry_at_ = 0;
-  std::optional<gdoi::Registration> registration_;
   Endpoint registered_with_;
-  std::int64_t registered_at_ = 0;
-  std::int64_t reregister_at_ = 0;
   std::optional<std::string> last_error_;
+  RekeyState keys_;
+
+  // The rekey multicast group, joined while the policy says multicast.
+  std::optional<UdpSocket> multicast_;
+  std::optional<boost::asio::posix::stream_descriptor> multicast_watch_;
+  std::optional<Endpoint> multicast_group_;
+  std::uint64_t multicast_generation_ = 0;  // a wait of a replaced socket must not rearm
 };
 
 }  // namespace covey::gm

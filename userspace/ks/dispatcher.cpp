@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "ks/rekey.h"
+
 namespace covey::ks {
 
 using namespace wire;
@@ -35,6 +37,11 @@ const char* notify_name(NotifyType n) {
 Dispatcher::Dispatcher(DispatcherOptions options, Groups& groups, Address local)
     : options_(std::move(options)), groups_(groups), local_(local) {}
 
+void Dispatcher::set_phase1(std::vector<ike::Phase1Transform> phase1, std::shared_ptr<const ike::Credentials> credentials) {
+  options_.phase1 = std::move(phase1);
+  options_.credentials = std::move(credentials);
+}
+
 std::vector<Outgoing> Dispatcher::receive(const Endpoint& from, const Address& local, ByteView datagram, std::int64_t now) {
   ++counters_.datagrams;
   auto h = decode_header(datagram);
@@ -49,10 +56,18 @@ std::vector<Outgoing> Dispatcher::receive(const Endpoint& from, const Address& l
     case ExchangeType::GroupkeyPull:
     case ExchangeType::Informational:
       return phase2(*h, from, datagram, now);
+    case ExchangeType::GroupkeyPushAck:
+      // Under the KEK's cookies, not a phase-1 SA's: the rekeyer knows them.
+      if (rekeyer_) {
+        ++counters_.push_acks;
+        rekeyer_->receive_ack(from, datagram, now);
+        return {};
+      }
+      [[fallthrough]];
     default:
       ++counters_.dropped;
       if (logs(Severity::Debug)) log(Severity::Debug, "dropped " + std::string(exchange_name(h->exchange)) + " exchange (type " +
-                               std::to_string(h->exchange) + ") from " + from.str() + ": covey-ks answers Main Mode and GROUPKEY-PULL");
+                               std::to_string(h->exchange) + ") from " + from.str() + ": covey-ks answers Main Mode, GROUPKEY-PULL and GROUPKEY-PUSH acknowledgements");
       return {};
   }
 }
@@ -141,7 +156,7 @@ std::vector<Outgoing> Dispatcher::main_mode(const Header& h, const Endpoint& fro
     if (auto old = sa_by_peer_.find(from); old != sa_by_peer_.end()) sas_.erase(old->second);
     CookiePair key = it->first;
     sa_by_peer_[from] = key;
-    Sa entry{std::move(sa), std::move(ho.exchange), {}};
+    Sa entry{std::move(sa), local, std::move(ho.exchange), {}};
     drop_half_open(it);
     sas_.insert_or_assign(key, std::move(entry));
   }
@@ -182,6 +197,7 @@ std::vector<Outgoing> Dispatcher::phase2(const Header& h, const Endpoint& from, 
     pull = s.pulls.emplace(h.message_id, std::make_pair(gdoi::PullResponder{}, now)).first;
   }
   groups_.set_clock(now);
+  groups_.set_local(s.local);
   gdoi::PullStep step = pull->second.first.receive(s.sa, h, datagram, groups_);
   std::vector<Outgoing> out;
   if (step.send) out.push_back(Outgoing{from, *step.send});

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "ike/main_mode.h"
+#include "ks/event.h"
 #include "ks/group.h"
 
 namespace covey::ks {
@@ -35,17 +36,11 @@ struct Outgoing {
   Bytes datagram;
 };
 
-enum class Severity { Debug, Info, Warning, Error };
-
-struct Event {
-  Severity severity;
-  std::string text;  // "Registration of GM 10.1.23.3 complete for group GET_VPN (134)"
-};
-
 struct Counters {
   std::uint64_t datagrams = 0, malformed = 0, dropped = 0;
   std::uint64_t phase1_started = 0, phase1_completed = 0, phase1_failed = 0, half_open_evicted = 0;
   std::uint64_t registrations = 0, registrations_refused = 0;
+  std::uint64_t push_acks = 0;  // exchange 35 datagrams handed to the rekeyer
 };
 
 // A phase-1 SA's key material, for the keylog (Wireshark's IKEv1 table).
@@ -54,9 +49,18 @@ struct KeylogEntry {
   Bytes encryption_key;
 };
 
+class Rekeyer;
+
 class Dispatcher {
  public:
   Dispatcher(DispatcherOptions options, Groups& groups, Address local);
+
+  // GROUPKEY-PUSH acknowledgements (exchange 35, RFC 8263) go to `rekeyer`;
+  // without one they are dropped.
+  void set_rekeyer(Rekeyer* rekeyer) { rekeyer_ = rekeyer; }
+  // A reload: new phase-1 transforms and credentials for exchanges that
+  // begin from now on (those in progress finish with what they began with).
+  void set_phase1(std::vector<ike::Phase1Transform> phase1, std::shared_ptr<const ike::Credentials> credentials);
 
   // `local`: the address the datagram arrived on (our phase-1 identity).
   std::vector<Outgoing> receive(const Endpoint& from, const Address& local, ByteView datagram, std::int64_t now);
@@ -81,6 +85,7 @@ class Dispatcher {
   };
   struct Sa {
     ike::Phase1Sa sa;
+    Address local;  // the key server address the member contacted
     std::optional<ike::MainMode> finished;  // answers a retransmitted message 5
     std::map<std::uint32_t, std::pair<gdoi::PullResponder, std::int64_t>> pulls;
   };
@@ -107,6 +112,7 @@ class Dispatcher {
   std::vector<KeylogEntry> keylog_;
   Counters counters_;
   Severity min_severity_ = Severity::Debug;
+  Rekeyer* rekeyer_ = nullptr;
 };
 
 }  // namespace covey::ks

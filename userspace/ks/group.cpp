@@ -32,13 +32,10 @@ crypto::Result<std::unique_ptr<Group>> Group::create(gdoi::GroupPolicy policy, A
   auto der = pub->to_der();
   if (!der) return Error{"group " + policy.name + ": rekey signing key: " + der.error()};
   std::unique_ptr<Group> g(new Group(std::move(policy), std::move(auth), std::move(signing_key), ks_address));
-  auto spi = crypto::random_bytes(16);
-  auto key = crypto::random_secret(crypto::block_size(g->policy_.kek.cipher) + crypto::key_size(g->policy_.kek.cipher));
-  if (!spi || !key) return Error{"group " + g->policy_.name + ": no randomness for the KEK"};
-  std::copy(spi->begin(), spi->end(), g->kek_.spi.begin());
-  g->kek_.algorithm_key = std::move(*key);
   g->kek_.signature_public_key = std::move(*der);
-  g->kek_.lifetime_s = g->policy_.kek.lifetime_s;
+  auto kek = g->new_kek();
+  if (!kek) return Error{kek.error()};
+  g->kek_ = std::move(*kek);
   g->kek_expires_at_ = now + g->policy_.kek.lifetime_s;
   auto tek = g->new_tek(now);
   if (!tek) return Error{tek.error()};
@@ -66,6 +63,69 @@ crypto::Result<gdoi::Tek> Group::new_tek(std::int64_t) {
   return t;
 }
 
+crypto::Result<gdoi::Kek> Group::new_kek() const {
+  gdoi::Kek k;
+  // RFC 6407 4: a new KEK comes with a new cookie pair. 128 random bits
+  // cannot repeat in practice, so KEK SPIs are not recorded as TEK SPIs are.
+  auto spi = crypto::random_bytes(16);
+  auto key = crypto::random_secret(crypto::block_size(policy_.kek.cipher) + crypto::key_size(policy_.kek.cipher));
+  if (!spi || !key) return Error{"group " + policy_.name + ": no randomness for the KEK"};
+  std::copy(spi->begin(), spi->end(), k.spi.begin());
+  if (k.spi == kek_.spi) return Error{"group " + policy_.name + ": the CSPRNG repeated a KEK SPI"};
+  k.algorithm_key = std::move(*key);
+  k.signature_public_key = kek_.signature_public_key;
+  k.lifetime_s = policy_.kek.lifetime_s;
+  return k;
+}
+
+Member* Group::find_member(const Address& a) {
+  auto it = members_.find(a);
+  return it == members_.end() ? nullptr : &it->second;
+}
+
+bool Group::remove_member(const Address& a) { return members_.erase(a) > 0; }
+
+void Group::set_policy(gdoi::GroupPolicy policy) {
+  policy.name = policy_.name;
+  policy.identity = policy_.identity;
+  policy_ = std::move(policy);
+}
+
+void Group::install_kek(gdoi::Kek kek, std::int64_t expires_at) {
+  kek_ = std::move(kek);
+  kek_.lifetime_s = policy_.kek.lifetime_s;
+  kek_expires_at_ = expires_at;
+}
+
+void Group::set_tek_expiry(std::uint32_t spi, std::int64_t expires_at) {
+  for (LiveTek& t : teks_)
+    if (t.tek.spi == spi) t.expires_at = expires_at;
+}
+
+void Group::keep_only_tek(std::uint32_t spi) {
+  std::erase_if(teks_, [&](const LiveTek& t) { return t.tek.spi != spi; });
+}
+
+std::size_t Group::prune_teks(std::int64_t now) {
+  return std::erase_if(teks_, [&](const LiveTek& t) { return t.expires_at <= now; });
+}
+
+void Group::restore_keys(Keys k) {
+  policy_ = std::move(k.policy);
+  kek_ = std::move(k.kek);
+  kek_expires_at_ = k.kek_expires_at;
+  teks_ = std::move(k.teks);
+  seq_ = k.seq;
+}
+
+bool Group::offer_current(const GroupDirectory::Offer& offer) const {
+  if (offer.keys.kek && offer.keys.kek->spi != kek_.spi) return false;
+  // Every rekey adds a TEK: the newest one must be among those offered.
+  if (teks_.empty() || offer.keys.teks.empty()) return true;
+  const std::uint32_t newest = teks_.back().tek.spi;
+  return std::any_of(offer.keys.teks.begin(), offer.keys.teks.end(), [&](const gdoi::Tek& t) { return t.spi == newest; });
+}
+
 GroupDirectory::Offer Group::offer(gdoi::PeerTraits peer, std::int64_t now) const {
   GroupDirectory::Offer o;
   o.group_id = policy_.identity;
@@ -88,7 +148,7 @@ GroupDirectory::Offer Group::offer(gdoi::PeerTraits peer, std::int64_t now) cons
 }
 
 crypto::Result<GroupDirectory::Admission> Group::admit(const ike::Phase1Sa& member, std::uint16_t sid_request,
-                                                       std::int64_t now) {
+                                                       std::int64_t now, const std::optional<Address>& registered_to) {
   GroupDirectory::Admission a;
   // RFC 6407 3.5: new SIDs at every registration, never handed out twice.
   unsigned n = sid_count(sid_request);
@@ -101,6 +161,11 @@ crypto::Result<GroupDirectory::Admission> Group::admit(const ike::Phase1Sa& memb
   m.registered_at = now;
   m.sids = a.sids;
   ++m.registrations;
+  m.port = member.peer.port;
+  m.registered_to = registered_to;
+  // A registration hands out the current keys: what it missed before is moot.
+  m.missed_rekeys = 0;
+  m.registered_seq = seq_;
   return a;
 }
 
@@ -163,6 +228,11 @@ crypto::Result<void> Group::restore_state(State s) {
   return {};
 }
 
+crypto::Result<void> Groups::write_now() {
+  if (!write_now_) return {};
+  return write_now_();
+}
+
 void Groups::add(std::unique_ptr<Group> g) {
   std::uint32_t id = g->policy().identity;
   groups_[id] = std::move(g);
@@ -223,7 +293,14 @@ std::variant<GroupDirectory::Admission, ike::Failure> Groups::admit(const Offer&
                           "group " + g->policy().name + ": cannot reserve SIDs in the state file: " + written.error()};
     }
   }
-  auto a = g->admit(member, sid_request, now_);
+  // A rekey between message 1 (which fixed the keys offered) and now would
+  // admit the member with keys older than the SEQ message 4 gives it, so
+  // that it would ignore the push carrying the new ones. It registers again.
+  if (!g->offer_current(offer))
+    return ike::Failure{wire::NotifyType::InvalidIdInformation,
+                        "group " + g->policy().name + " was rekeyed during the registration of GM " +
+                            member.peer.address.str() + "; it must register again"};
+  auto a = g->admit(member, sid_request, now_, local_);
   if (a) dirty_ = true;
   if (!a) return ike::Failure{wire::NotifyType::InvalidIdInformation, a.error()};
   return std::move(*a);

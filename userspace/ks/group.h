@@ -33,6 +33,20 @@ struct Member {
   std::int64_t registered_at = 0;
   std::vector<std::uint32_t> sids;
   std::uint32_t registrations = 0;
+  // Where unicast rekeys go: the UDP port the member registered from (its
+  // address is `address`), and the key server address it registered to,
+  // which the push must come from: a member's socket may be connected to it.
+  std::uint16_t port = 848;
+  std::optional<Address> registered_to;
+  // Delivery of unicast rekeys (RFC 8263): the last SEQ it acknowledged,
+  // and how many rekeys in a row it did not (three drop it, as GET VPN does).
+  std::optional<std::uint32_t> last_acked_seq;
+  std::uint32_t missed_rekeys = 0;
+  // The SEQ its registration's message 4 carried: a push at or below it
+  // brought nothing the registration did not. Memory only.
+  std::uint32_t registered_seq = 0;
+
+  Endpoint endpoint() const { return Endpoint{address, port}; }
 };
 
 class Group {
@@ -84,13 +98,51 @@ class Group {
 
   // What message 2 and 4 carry for `peer`, with lifetimes as of `now`.
   gdoi::GroupDirectory::Offer offer(gdoi::PeerTraits peer, std::int64_t now) const;
+  // False when a rekey replaced the keys of `offer` since it was made: the
+  // member would be admitted with keys older than the SEQ it is given.
+  bool offer_current(const gdoi::GroupDirectory::Offer& offer) const;
   // Records the member and allocates its SIDs (at least one: TBAR needs it).
+  // `registered_to`: the key server address the member registered to.
   crypto::Result<gdoi::GroupDirectory::Admission> admit(const ike::Phase1Sa& member, std::uint16_t sid_request,
-                                                        std::int64_t now);
+                                                        std::int64_t now,
+                                                        const std::optional<Address>& registered_to = std::nullopt);
   const Authorization& authorization() const { return auth_; }
+  void set_authorization(Authorization auth) { auth_ = std::move(auth); }
 
   // A new TEK with an SPI this group has never used.
   crypto::Result<gdoi::Tek> new_tek(std::int64_t now);
+  // A new KEK: new SPI (cookie pair) and key for the configured KEK cipher;
+  // the signature key stays (members verify with the one they hold).
+  crypto::Result<gdoi::Kek> new_kek() const;
+
+  // ----------------------------------------------------- rekeys (ks/rekey.h)
+  const crypto::PrivateKey& signing_key() const { return signing_key_; }
+  const Address& ks_address() const { return ks_address_; }
+  Member* find_member(const Address& a);
+  bool remove_member(const Address& a);
+  void put_member(Member m) { members_[m.address] = std::move(m); }
+  // A new policy from a reload; name and identity never change.
+  void set_policy(gdoi::GroupPolicy policy);
+  void install_tek(LiveTek tek) { teks_.push_back(std::move(tek)); }
+  void install_kek(gdoi::Kek kek, std::int64_t expires_at);
+  void set_seq(std::uint32_t seq) { seq_ = seq; }
+  void set_tek_expiry(std::uint32_t spi, std::int64_t expires_at);
+  // Forgets every TEK but `spi` (members keep theirs until deactivation):
+  // after a transform change the old ones cannot be offered under the new one.
+  void keep_only_tek(std::uint32_t spi);
+  // Forgets TEKs past their lifetime; returns how many.
+  std::size_t prune_teks(std::int64_t now);
+  // What a rekey changes, so that one whose state cannot be saved is undone
+  // (SPIs it drew stay used: never handing them out is harmless).
+  struct Keys {
+    gdoi::GroupPolicy policy;
+    gdoi::Kek kek;
+    std::int64_t kek_expires_at = 0;
+    std::vector<LiveTek> teks;
+    std::uint32_t seq = 0;
+  };
+  Keys keys() const { return Keys{policy_, kek_, kek_expires_at_, teks_, seq_}; }
+  void restore_keys(Keys k);
 
  private:
   Group(gdoi::GroupPolicy policy, Authorization auth, crypto::PrivateKey key, Address ks_address)
@@ -119,6 +171,9 @@ class Groups : public gdoi::GroupDirectory {
   Group* find(const std::string& name);
   const std::map<std::uint32_t, std::unique_ptr<Group>>& all() const { return groups_; }
   void set_clock(std::int64_t now) { now_ = now; }
+  // The key server address the exchange being answered arrived on: admit()
+  // records it as where the member's rekeys must come from.
+  void set_local(const Address& local) { local_ = local; }
 
   // Durability (ks/state_store.h). `write_now` must write the state file
   // and return only once it is on disk; admit() calls it before handing out
@@ -132,6 +187,10 @@ class Groups : public gdoi::GroupDirectory {
   void set_write_now(std::function<crypto::Result<void>()> write_now) { write_now_ = std::move(write_now); }
   bool state_dirty() const { return dirty_; }
   void mark_state_written() { dirty_ = false; }
+  void mark_state_dirty() { dirty_ = true; }
+  // Writes the state file now (rekeys: before the push carrying a new key,
+  // SPI or SEQ is sent). Without a writer (tests), nothing is written.
+  crypto::Result<void> write_now();
 
   std::variant<Offer, ike::Failure> offer(const wire::IdentificationPayload& id, const ike::Phase1Sa& member) override;
   std::variant<Admission, ike::Failure> admit(const Offer& offer, const ike::Phase1Sa& member,
@@ -140,6 +199,7 @@ class Groups : public gdoi::GroupDirectory {
  private:
   std::map<std::uint32_t, std::unique_ptr<Group>> groups_;
   std::int64_t now_ = 0;
+  std::optional<Address> local_;
   std::function<crypto::Result<void>()> write_now_;
   bool dirty_ = false;
 };

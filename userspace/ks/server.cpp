@@ -1,6 +1,15 @@
 #include "ks/server.h"
 
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <map>
 
 #include "common/log.h"
 
@@ -25,14 +34,50 @@ Severity severity(LogLevel l) {
   }
   return Severity::Debug;
 }
+bool unspecified(const Address& a) {
+  return std::all_of(a.bytes.begin(), a.bytes.begin() + static_cast<std::ptrdiff_t>(a.size()),
+                     [](std::uint8_t b) { return b == 0; });
+}
+
+// The index of the interface that holds `a` (IPV6_MULTICAST_IF takes one), 0 if none does.
+unsigned interface_of(const Address& a) {
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) return 0;
+  unsigned index = 0;
+  for (ifaddrs* i = list; i && !index; i = i->ifa_next) {
+    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET6 || a.family != 6) continue;
+    const auto* s6 = reinterpret_cast<const sockaddr_in6*>(i->ifa_addr);
+    if (std::memcmp(&s6->sin6_addr, a.bytes.data(), 16) == 0) index = ::if_nametoindex(i->ifa_name);
+  }
+  ::freeifaddrs(list);
+  return index;
+}
+
+// Multicast rekeys leave by the key server's own address, not wherever the
+// routing table would send a multicast group.
+void set_multicast_interface(int fd, const Address& a) {
+  if (a.family == 4) {
+    in_addr addr{};
+    std::memcpy(&addr, a.bytes.data(), 4);
+    if (::setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &addr, sizeof addr) != 0)
+      log(LogLevel::Warning, "IP_MULTICAST_IF " + a.str() + ": " + std::strerror(errno) + "; multicast rekeys leave by the route");
+  } else if (unsigned index = interface_of(a)) {
+    if (::setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, &index, sizeof index) != 0)
+      log(LogLevel::Warning, "IPV6_MULTICAST_IF " + a.str() + ": " + std::strerror(errno) + "; multicast rekeys leave by the route");
+  }
+}
+
 }  // namespace
 
 Server::Server(boost::asio::io_context& io, ServerOptions options, Groups& groups)
     : io_(io),
       options_(std::move(options)),
       dispatcher_(options_.dispatcher, groups, Address{}),
+      rekeyer_(groups),
       clock_(io),
-      buffers_(16, Bytes(65536)) {}
+      buffers_(16, Bytes(65536)) {
+  dispatcher_.set_rekeyer(&rekeyer_);
+}
 
 std::int64_t Server::now() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -41,12 +86,16 @@ std::int64_t Server::now() {
 bool Server::start(std::string* error) {
   // Events the log would discard are not built at all.
   dispatcher_.set_min_severity(severity(log_level()));
+  rekeyer_.set_min_severity(severity(log_level()));
   if (options_.keylog_path && !keylog_.open(*options_.keylog_path, error)) return false;
   for (const Endpoint& e : options_.listen) {
     auto s = UdpSocket::bind(e, error);
     if (!s) return false;
     int fd = s->fd();
-    auto l = std::make_unique<Listener>(Listener{std::move(*s), boost::asio::posix::stream_descriptor(io_, ::dup(fd))});
+    auto l = std::make_unique<Listener>(
+        Listener{std::move(*s), boost::asio::posix::stream_descriptor(io_, ::dup(fd)), e, std::nullopt});
+    if (options_.address && !unspecified(*options_.address) && options_.address->family == e.address.family)
+      set_multicast_interface(fd, *options_.address);
     log(LogLevel::Info, "listening on UDP " + e.str());
     wait(*l);
     listeners_.push_back(std::move(l));
@@ -88,19 +137,93 @@ void Server::drain(Listener& l) {
     for (std::size_t k : failed_) log(LogLevel::Warning, "could not send to " + replies_[k].to.str());
     if (n < buffers_.size()) break;  // the socket is empty
   }
+  flush();
+}
+
+void Server::flush() {
+  send_pushes();
   flush_events();
+}
+
+Server::Listener* Server::listener_for(const PushDatagram& d) {
+  // The socket bound to the address the push must come from, else a
+  // wildcard one of the family (IP_PKTINFO picks the source), else any of it.
+  Listener* wildcard = nullptr;
+  Listener* any = nullptr;
+  for (auto& l : listeners_) {
+    if (l->bound.address.family != d.to.address.family) continue;
+    if (d.from && l->bound.address == *d.from) return l.get();
+    if (!wildcard && unspecified(l->bound.address)) wildcard = l.get();
+    if (!any) any = l.get();
+  }
+  return wildcard ? wildcard : any;
+}
+
+bool Server::set_multicast_ttl(Listener& l, std::uint8_t ttl) {
+  if (l.multicast_ttl == ttl) return true;
+  int v = ttl;
+  int rc = l.bound.address.family == 4 ? ::setsockopt(l.socket.fd(), IPPROTO_IP, IP_MULTICAST_TTL, &v, sizeof v)
+                                       : ::setsockopt(l.socket.fd(), IPPROTO_IPV6, IPV6_MULTICAST_HOPS, &v, sizeof v);
+  if (rc != 0) {
+    log(LogLevel::Error, "cannot set the multicast TTL " + std::to_string(ttl) + " on UDP " + l.bound.str() + ": " +
+                             std::strerror(errno));
+    return false;
+  }
+  l.multicast_ttl = ttl;
+  return true;
+}
+
+void Server::send_pushes() {
+  pushes_ = rekeyer_.take_outgoing();
+  if (pushes_.empty()) return;
+  // One sendmmsg batch per socket: a rekey of thousands of members is a
+  // few dozen system calls. Multicast datagrams are one per rekey and go
+  // on their own, after the socket's TTL is set.
+  std::map<Listener*, std::vector<std::size_t>> batches;
+  std::size_t unsendable = 0;
+  for (std::size_t k = 0; k < pushes_.size(); ++k) {
+    const PushDatagram& d = pushes_[k];
+    Listener* l = listener_for(d);
+    if (!l) {
+      if (++unsendable == 1)
+        log(LogLevel::Error, "no IPv" + std::to_string(d.to.address.family) + " socket to send the rekey to " + d.to.str() +
+                                 " from; add an address of that family to [server] listen");
+      continue;
+    }
+    if (d.multicast_ttl) {
+      if (set_multicast_ttl(*l, *d.multicast_ttl) && !l->socket.send(d.to, d.from, *d.datagram))
+        log(LogLevel::Error, "could not send the rekey to multicast group " + d.to.str() + ": " + std::strerror(errno));
+      continue;
+    }
+    batches[l].push_back(k);
+  }
+  for (auto& [l, indices] : batches) {
+    outbound_.clear();
+    for (std::size_t k : indices) outbound_.push_back(UdpSocket::Outbound{pushes_[k].to, pushes_[k].from, *pushes_[k].datagram});
+    failed_.clear();
+    l->socket.send_many(outbound_, &failed_);
+    // Thousands of members behind one broken route would be thousands of
+    // lines: the first, then the count. Retransmission covers the rest.
+    if (!failed_.empty())
+      log(LogLevel::Warning, "could not send the rekey to " + outbound_[failed_.front()].to.str() +
+                                 (failed_.size() > 1 ? " and " + std::to_string(failed_.size() - 1) + " other members" : ""));
+  }
+  pushes_.clear();
 }
 
 void Server::flush_events() {
   for (const Event& e : dispatcher_.take_events()) log(level(e.severity), e.text);
+  for (const Event& e : rekeyer_.take_events()) log(level(e.severity), e.text);
   for (const KeylogEntry& k : dispatcher_.take_keylog()) {
     keylog_.write(k.initiator_cookie, k.encryption_key);
   }
 }
 
 void Server::tick() {
-  dispatcher_.expire(now());
-  flush_events();
+  const std::int64_t t = now();
+  dispatcher_.expire(t);
+  rekeyer_.tick(t);
+  flush();
   clock_.expires_after(std::chrono::seconds(1));
   clock_.async_wait([this](const boost::system::error_code& ec) {
     if (!ec) tick();

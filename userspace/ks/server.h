@@ -1,5 +1,6 @@
 // covey-ks's event loop: UDP sockets, the one-second clock, the keylog and
-// the log, around the pure Dispatcher. One thread, one io_context.
+// the log, around the pure Dispatcher and Rekeyer. One thread, one
+// io_context.
 #pragma once
 
 #include <utility>  // before Asio: Boost 1.74 uses std::exchange without it under C++20
@@ -13,6 +14,7 @@
 #include "common/keylog.h"
 #include "common/udp.h"
 #include "ks/dispatcher.h"
+#include "ks/rekey.h"
 
 namespace covey::ks {
 
@@ -20,6 +22,9 @@ struct ServerOptions {
   std::vector<Endpoint> listen;  // e.g. 0.0.0.0:848 and [::]:848
   DispatcherOptions dispatcher;
   std::optional<std::string> keylog_path;
+  // The key server's own address: the interface multicast rekeys leave by
+  // (IP_MULTICAST_IF). Unset or unspecified: the kernel's choice.
+  std::optional<Address> address;
 };
 
 class Server {
@@ -28,21 +33,33 @@ class Server {
   // Binds every listen address; false (with `error`) if any fails.
   bool start(std::string* error);
   const Dispatcher& dispatcher() const { return dispatcher_; }
+  Dispatcher& dispatcher() { return dispatcher_; }
+  Rekeyer& rekeyer() { return rekeyer_; }
+  const Rekeyer& rekeyer() const { return rekeyer_; }
+  // Sends what the rekeyer handed out and logs what both cores said; the
+  // control handlers call it after asking the rekeyer for a rekey.
+  void flush();
+  static std::int64_t now();
 
  private:
   struct Listener {
     UdpSocket socket;
     boost::asio::posix::stream_descriptor watch;
+    Endpoint bound;
+    std::optional<std::uint8_t> multicast_ttl;  // the socket's IP_MULTICAST_TTL, once set
   };
   void wait(Listener& l);
   void drain(Listener& l);
   void tick();
   void flush_events();
-  static std::int64_t now();
+  void send_pushes();
+  Listener* listener_for(const PushDatagram& d);
+  bool set_multicast_ttl(Listener& l, std::uint8_t ttl);
 
   boost::asio::io_context& io_;
   ServerOptions options_;
   Dispatcher dispatcher_;
+  Rekeyer rekeyer_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   boost::asio::steady_timer clock_;
   Keylog keylog_;
@@ -53,6 +70,7 @@ class Server {
   std::vector<std::optional<Address>> reply_from_;
   std::vector<UdpSocket::Outbound> outbound_;
   std::vector<std::size_t> failed_;
+  std::vector<PushDatagram> pushes_;
 };
 
 }  // namespace covey::ks

@@ -84,12 +84,18 @@ json group_json(const Group& g) {
   j["seq"] = s.seq;
   j["pseudotime_epoch"] = s.pseudotime_epoch;
   json members = json::array();
-  for (const auto& [addr, m] : s.members)
-    members.push_back({{"address", addr.str()},
-                       {"identity", m.identity},
-                       {"registered_at", m.registered_at},
-                       {"sids", m.sids},
-                       {"registrations", m.registrations}});
+  for (const auto& [addr, m] : s.members) {
+    json mj = {{"address", addr.str()},
+               {"identity", m.identity},
+               {"registered_at", m.registered_at},
+               {"sids", m.sids},
+               {"registrations", m.registrations},
+               {"port", m.port},
+               {"missed_rekeys", m.missed_rekeys}};
+    mj["registered_to"] = m.registered_to ? json(m.registered_to->str()) : json(nullptr);
+    mj["last_acked_seq"] = m.last_acked_seq ? json(*m.last_acked_seq) : json(nullptr);
+    members.push_back(std::move(mj));
+  }
   j["members"] = std::move(members);
   return j;
 }
@@ -191,6 +197,18 @@ Group::State parse_group(const json& j, const std::string& where) {
       m.sids.push_back(v.get<std::uint32_t>());
     }
     m.registrations = number<std::uint32_t>(members[i], "registrations", mw);
+    // Written since rekeys are sent; a file from before has none of them,
+    // and its members are rekeyed at the GDOI port until they register again.
+    if (members[i].contains("port")) m.port = number<std::uint16_t>(members[i], "port", mw);
+    if (members[i].contains("missed_rekeys")) m.missed_rekeys = number<std::uint32_t>(members[i], "missed_rekeys", mw);
+    if (members[i].contains("last_acked_seq") && !members[i]["last_acked_seq"].is_null())
+      m.last_acked_seq = number<std::uint32_t>(members[i], "last_acked_seq", mw);
+    if (members[i].contains("registered_to") && !members[i]["registered_to"].is_null()) {
+      std::string to = text(members[i], "registered_to", mw);
+      auto local = Address::parse(to);
+      if (!local) throw FieldError{mw + ".registered_to \"" + to + "\" is not an IP address"};
+      m.registered_to = *local;
+    }
     s.members[m.address] = std::move(m);
   }
   return s;
@@ -210,8 +228,9 @@ std::optional<std::string> policy_mismatch(const json& j, const gdoi::GroupPolic
     std::string stored = text(pj, c.field, pw);
     if (stored != c.configured)
       return std::string(c.field) + " is \"" + stored + "\" in the file but \"" + c.configured +
-             "\" in the config; the stored keys belong to the old policy (rekeying to a new policy is not "
-             "available yet: restore the old policy, or remove the file and let every member register again)";
+             "\" in the config; the stored keys belong to the old policy (start with the old policy and "
+             "change it with `coveyctl ks reload`, which rekeys the members to the new one, or remove the file "
+             "and let every member register again)";
   }
   return std::nullopt;
 }

@@ -19,8 +19,8 @@
 //
 // When it is written:
 // - before any key, SPI or SEQ in it is sent (they are rare: startup and
-//   rekeys). The rekey work must save after raising SEQ or making a TEK or
-//   KEK and before sending the message that carries it.
+//   rekeys). ks/rekey.cpp saves after raising SEQ and making the TEK and
+//   KEK, and sends nothing when the save fails.
 // - SIDs are reserved in blocks (Groups::kSidBlock): the file holds a mark
 //   above every SID handed out, written before the first SID past the old
 //   mark is sent. One fsync per block, not per registration; a crash skips
@@ -28,16 +28,18 @@
 // - members lazily, at most once a second and at clean shutdown: a member
 //   whose record is lost misses unicast rekeys and registers again, which
 //   is a nuisance, not a security fault, and not worth an fsync per
-//   registration at thousands of registrations a second.
+//   registration at thousands of registrations a second. The same holds
+//   for each member's rekey delivery record (port, last acknowledged SEQ,
+//   consecutive misses).
 //
 // Policy: the file must name exactly the configured groups (identity and
 // name), and each group's TEK transform, KEK cipher and KEK signature
 // algorithm and key must be those configured, since the stored keys are
 // only usable with them; changing them needs a rekey to the new policy
-// (the rekey work) or removing the file, which makes every member register
-// again. Other policy (ACL, lifetimes, rekey transport) may change across
-// a restart: new registrations get it, existing members when they next
-// register or are rekeyed.
+// (`coveyctl ks reload` on the running key server) or removing the file,
+// which makes every member register again. Other policy (ACL, lifetimes,
+// rekey transport) may change across a restart: new registrations get it,
+// existing members when they next register or are rekeyed.
 #pragma once
 
 #include <string>

@@ -1,5 +1,6 @@
 #include "ks/status.h"
 
+#include <algorithm>
 #include <cstdio>
 
 namespace covey::ks {
@@ -28,7 +29,25 @@ std::int64_t remaining(std::int64_t until, std::int64_t now) { return until > no
 
 }  // namespace
 
-json group_status(const Groups& groups, const std::optional<std::string>& name, bool show_keys, std::int64_t now) {
+json rekey_status(const Group& g, const Rekeyer& rekeyer, std::int64_t now) {
+  json j;
+  j["rekeys_sent"] = rekeyer.rekeys_sent(g);
+  if (auto last = rekeyer.last_rekey(g))
+    j["last_rekey"] = {{"seq", last->seq},
+                       {"at", last->at},
+                       {"reason", reason_name(last->reason)},
+                       {"members", last->members},
+                       {"acked", last->acked},
+                       {"transport", last->unicast ? "unicast" : "multicast"}};
+  else
+    j["last_rekey"] = nullptr;
+  // Due already (a rekey that could not be saved waits for its retry): now.
+  j["next_rekey_at"] = std::max(rekeyer.next_rekey_at(g), now);
+  return j;
+}
+
+json group_status(const Groups& groups, const Rekeyer* rekeyer, const std::optional<std::string>& name, bool show_keys,
+                  std::int64_t now) {
   json out = json::array();
   for (const auto& [id, g] : groups.all()) {
     if (!selected(*g, name)) continue;
@@ -38,6 +57,7 @@ json group_status(const Groups& groups, const std::optional<std::string>& name, 
     j["identity"] = p.identity;
     j["members"] = g->members().size();
     j["seq"] = g->seq();
+    if (rekeyer) j.update(rekey_status(*g, *rekeyer, now));
     json rekey;
     rekey["mode"] = p.rekey.mode == gdoi::RekeyTransport::Mode::Unicast ? "unicast" : "multicast";
     if (p.rekey.mode == gdoi::RekeyTransport::Mode::Multicast) {
@@ -88,7 +108,9 @@ json member_status(const Groups& groups, const std::optional<std::string>& name)
                          {"identity", m.identity},
                          {"registered_at", m.registered_at},
                          {"registrations", m.registrations},
-                         {"sids", m.sids}});
+                         {"sids", m.sids},
+                         {"last_acked_seq", m.last_acked_seq ? json(*m.last_acked_seq) : json(nullptr)},
+                         {"missed_rekeys", m.missed_rekeys}});
     out.push_back({{"name", g->policy().name}, {"identity", g->policy().identity}, {"members", members}});
   }
   if (name && out.empty()) return {{"ok", false}, {"error", "no group named " + *name}};

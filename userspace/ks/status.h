@@ -7,11 +7,15 @@
 #include <string>
 
 #include "ks/group.h"
+#include "ks/rekey.h"
 
 namespace covey::ks {
 
-nlohmann::json group_status(const Groups& groups, const std::optional<std::string>& name, bool show_keys,
-                            std::int64_t now);
+// `rekeyer` (may be null) adds rekeys_sent, last_rekey and next_rekey_at.
+nlohmann::json group_status(const Groups& groups, const Rekeyer* rekeyer, const std::optional<std::string>& name,
+                            bool show_keys, std::int64_t now);
 nlohmann::json member_status(const Groups& groups, const std::optional<std::string>& name);
+// {"rekeys_sent":..,"last_rekey":..,"next_rekey_at":..} of one group.
+nlohmann::json rekey_status(const Group& g, const Rekeyer& rekeyer, std::int64_t now);
 
 }  // namespace covey::ks

@@ -1,0 +1,106 @@
+#include "apps/ks_reload.h"
+
+#include <set>
+
+#include "apps/phase1_setup.h"
+#include "crypto/x509.h"
+
+namespace covey::apps {
+
+namespace {
+
+std::string addresses(const std::vector<Address>& list) {
+  std::string out;
+  for (const Address& a : list) out += (out.empty() ? "" : ", ") + a.str();
+  return out;
+}
+
+std::string or_none(const std::optional<Address>& a) { return a ? a->str() : std::string("none"); }
+
+// The DER public key of the PEM private key at `path`.
+crypto::Result<Bytes> public_key_der(const std::string& path) {
+  auto pem = crypto::read_pem_file(path);
+  if (!pem) return crypto::Error{pem.error()};
+  auto key = crypto::PrivateKey::from_pem(crypto::pem_text(*pem));
+  if (!key) return crypto::Error{key.error()};
+  auto pub = key->public_key();
+  if (!pub) return crypto::Error{pub.error()};
+  return pub->to_der();
+}
+
+}  // namespace
+
+std::vector<std::string> reload_problems(const config::KsConfig& running, const config::KsConfig& next,
+                                         const ks::Groups& groups) {
+  std::vector<std::string> problems;
+  const auto& a = running.server;
+  const auto& b = next.server;
+  auto server = [&](const std::string& key, const std::string& was, const std::string& now) {
+    if (was != now)
+      problems.push_back("[server] " + key + " changed from " + was + " to " + now + ": restart covey-ks to apply it");
+  };
+  server("listen", addresses(a.listen), addresses(b.listen));
+  server("port", std::to_string(a.port), std::to_string(b.port));
+  server("address", or_none(a.address), or_none(b.address));
+  server("max_half_open", std::to_string(a.max_half_open), std::to_string(b.max_half_open));
+  server("state_dir", a.state_dir, b.state_dir);
+  server("control_socket", a.control_socket, b.control_socket);
+  server("keylog", a.keylog.empty() ? "off" : a.keylog, b.keylog.empty() ? "off" : b.keylog);
+
+  std::set<std::string> names;
+  for (const config::KsGroupConfig& g : next.groups) {
+    names.insert(g.policy.name);
+    const ks::Group* running_group = nullptr;
+    for (const auto& [id, owned] : groups.all())
+      if (owned->policy().name == g.policy.name) running_group = owned.get();
+    if (!running_group) {
+      problems.push_back("group " + g.policy.name + " (" + std::to_string(g.policy.identity) +
+                         ") is new: adding a group needs a restart of covey-ks");
+      continue;
+    }
+    if (running_group->policy().identity != g.policy.identity)
+      problems.push_back("group " + g.policy.name + " identity changed from " +
+                         std::to_string(running_group->policy().identity) + " to " + std::to_string(g.policy.identity) +
+                         ": members ask for it by number; restart covey-ks (they register again)");
+    // Members verify every push with the public key registration gave them.
+    auto der = public_key_der(g.signing_key);
+    if (!der)
+      problems.push_back("group " + g.policy.name + " signing_key " + g.signing_key + ": " + der.error());
+    else if (*der != running_group->kek().signature_public_key)
+      problems.push_back("group " + g.policy.name + " signing_key " + g.signing_key +
+                         " is not the key members verify rekeys with; a new signing key needs a restart of covey-ks "
+                         "without its state file (every member registers again)");
+  }
+  for (const auto& [id, owned] : groups.all())
+    if (!names.count(owned->policy().name))
+      problems.push_back("group " + owned->policy().name + " (" + std::to_string(id) +
+                         ") is no longer configured: removing a group needs a restart of covey-ks");
+  return problems;
+}
+
+KsReload reload(config::KsConfig& running, config::KsConfig next, ks::Groups& groups, ks::Dispatcher& dispatcher,
+                ks::Rekeyer& rekeyer, std::int64_t now) {
+  KsReload out;
+  out.problems = reload_problems(running, next, groups);
+  std::string error;
+  auto credentials = phase1_credentials(next.isakmp, &error);
+  if (!credentials) out.problems.push_back(error);
+  if (!out.problems.empty()) return out;
+
+  out.ok = true;
+  dispatcher.set_phase1(phase1_transforms(next.isakmp), std::move(credentials));
+  for (const config::KsGroupConfig& gc : next.groups) {
+    ks::Group* g = groups.find(gc.policy.name);
+    g->set_authorization(ks::Authorization{gc.authorization, gc.authorization_subjects});
+    rekeyer.set_margins(gc.policy.identity, ks::RekeyMargins{gc.tek_margin_s, gc.kek_margin_s});
+    auto seq = rekeyer.change_policy(*g, gc.policy, now);
+    if (!seq)
+      out.errors.push_back(seq.error());
+    else if (*seq)
+      out.rekeyed.push_back(gc.policy.name);
+  }
+  running = std::move(next);
+  return out;
+}
+
+}  // namespace covey::apps

@@ -1,0 +1,539 @@
+#include "ks/rekey.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+
+#include "gdoi/policy_codec.h"
+#include "wire/message.h"
+
+namespace covey::ks {
+
+using crypto::Error;
+
+namespace {
+
+// GET VPN drops a member after three rekeys in a row it did not acknowledge.
+constexpr std::uint32_t kMissesBeforeDrop = 3;
+// Pushes an acknowledgement may name: far more than can be outstanding,
+// since a new rekey ends the previous one's delivery.
+constexpr std::size_t kRecentPushes = 16;
+// A scheduled rekey that could not be made (state file not writable) is
+// tried again this much later, not every second.
+constexpr std::int64_t kRetryAfterFailure_s = 10;
+
+std::string label(const Group& g) { return g.policy().name + " (" + std::to_string(g.policy().identity) + ")"; }
+
+std::string spi_hex(std::uint32_t spi) {
+  char b[16];
+  std::snprintf(b, sizeof b, "0x%08X", spi);
+  return b;
+}
+
+bool specified(const Address& a) {
+  return std::any_of(a.bytes.begin(), a.bytes.begin() + static_cast<std::ptrdiff_t>(a.size()),
+                     [](std::uint8_t b) { return b != 0; });
+}
+
+Address multicast_group(const gdoi::RekeyTransport& t) {
+  Address a;
+  a.family = t.multicast_address.family;
+  a.bytes = t.multicast_address.address;
+  return a;
+}
+
+gdoi::KekSpi cookies(const wire::Header& h) {
+  gdoi::KekSpi spi;
+  std::copy(h.initiator_cookie.begin(), h.initiator_cookie.end(), spi.begin());
+  std::copy(h.responder_cookie.begin(), h.responder_cookie.end(), spi.begin() + 8);
+  return spi;
+}
+
+void request_ack(wire::SaKekPayload& kek) {
+  for (const auto& a : kek.attributes)
+    if (a.type == wire::kek_attr::KekAckRequested) return;
+  kek.attributes.push_back(wire::Attribute::tv(wire::kek_attr::KekAckRequested, wire::kek_value::RekeyAckKekSha256));
+}
+
+}  // namespace
+
+const char* reason_name(RekeyReason r) {
+  switch (r) {
+    case RekeyReason::TekLifetime: return "tek-lifetime";
+    case RekeyReason::KekLifetime: return "kek-lifetime";
+    case RekeyReason::PolicyChange: return "policy-change";
+    case RekeyReason::Operator: return "operator";
+    case RekeyReason::MemberRemoved: return "member-removed";
+  }
+  return "operator";
+}
+
+std::uint32_t tek_margin(const RekeyMargins& m, const gdoi::GroupPolicy& p) {
+  return m.tek_s ? *m.tek_s : std::min<std::uint32_t>(90, p.tek_lifetime_s / 4);
+}
+
+std::uint32_t kek_margin(const RekeyMargins& m, const gdoi::GroupPolicy& p) {
+  return m.kek_s ? *m.kek_s : std::min<std::uint32_t>(300, p.kek.lifetime_s / 4);
+}
+
+std::uint32_t shortened_lifetime(std::int64_t remaining_s, const gdoi::GroupPolicy& p) {
+  if (remaining_s <= 0) return 0;
+  std::int64_t slt = std::max<std::int64_t>(90, std::min<std::int64_t>(p.tek_lifetime_s / 20, 3600));
+  slt = std::max<std::int64_t>(slt, p.activation_delay_s);
+  return static_cast<std::uint32_t>(std::min(remaining_s, slt));
+}
+
+bool member_visible_change(const gdoi::GroupPolicy& a, const gdoi::GroupPolicy& b) {
+  // Not here: name and identity (a reload refuses changes to them), and
+  // the retransmission settings and multicast TTL, which only the key
+  // server uses.
+  return a.acl != b.acl || !(a.tek == b.tek) || a.tek_lifetime_s != b.tek_lifetime_s || !(a.kek == b.kek) ||
+         a.rekey.mode != b.rekey.mode || a.rekey.multicast_address != b.rekey.multicast_address ||
+         a.rekey.port != b.rekey.port || a.tbar_window_ms != b.tbar_window_ms || a.fail_close_acl != b.fail_close_acl ||
+         a.activation_delay_s != b.activation_delay_s || a.deactivation_delay_s != b.deactivation_delay_s;
+}
+
+// ------------------------------------------------------------- schedule
+
+const Rekeyer::GroupState* Rekeyer::find_state(std::uint32_t identity) const {
+  auto it = states_.find(identity);
+  return it == states_.end() ? nullptr : &it->second;
+}
+
+RekeyMargins Rekeyer::margins(const Group& g) const {
+  const GroupState* st = find_state(g.policy().identity);
+  return st ? st->margins : RekeyMargins{};
+}
+
+std::int64_t Rekeyer::tek_rekey_at(const Group& g) const {
+  // The newest TEK is the one whose successor is due; none at all (the key
+  // server was down past every lifetime) is due at once.
+  if (g.teks().empty()) return std::numeric_limits<std::int64_t>::min();
+  std::int64_t newest = g.teks().front().expires_at;
+  for (const auto& t : g.teks()) newest = std::max(newest, t.expires_at);
+  return newest - tek_margin(margins(g), g.policy());
+}
+
+std::int64_t Rekeyer::kek_rekey_at(const Group& g) const {
+  return g.kek_expires_at() - kek_margin(margins(g), g.policy());
+}
+
+std::int64_t Rekeyer::next_rekey_at(const Group& g) const { return std::min(tek_rekey_at(g), kek_rekey_at(g)); }
+
+void Rekeyer::tick(std::int64_t now) {
+  for (const auto& [id, owned] : groups_.all()) {
+    Group& g = *owned;
+    GroupState& st = state(id);
+    if (g.prune_teks(now) > 0) groups_.mark_state_dirty();
+    retransmit(g, st, now);
+    if (now < st.retry_at) continue;
+    const bool kek_due = now >= kek_rekey_at(g);
+    const bool tek_due = now >= tek_rekey_at(g);
+    if (!kek_due && !tek_due) continue;
+    // A KEK rekey carries a new TEK too: every push has the same form
+    // (SA KEK, GAP, SA TEK), which members handle in one way.
+    Plan plan;
+    plan.reason = kek_due ? RekeyReason::KekLifetime : RekeyReason::TekLifetime;
+    plan.new_kek = kek_due;
+    if (!run(g, plan, now)) st.retry_at = now + kRetryAfterFailure_s;
+  }
+}
+
+// ---------------------------------------------------------------- rekeys
+
+crypto::Result<std::uint32_t> Rekeyer::rekey(Group& g, RekeyReason reason, std::int64_t now) {
+  Plan plan;
+  plan.reason = reason;
+  plan.new_kek = reason == RekeyReason::KekLifetime;
+  // GET VPN shortens the replaced TEKs on a triggered rekey only; on a
+  // lifetime rekey they are about to end anyway.
+  plan.shorten_old = reason == RekeyReason::Operator;
+  return run(g, plan, now);
+}
+
+crypto::Result<std::optional<std::uint32_t>> Rekeyer::change_policy(Group& g, gdoi::GroupPolicy policy,
+                                                                    std::int64_t now) {
+  if (!member_visible_change(g.policy(), policy)) {
+    g.set_policy(std::move(policy));
+    return std::optional<std::uint32_t>{};
+  }
+  Plan plan;
+  plan.reason = RekeyReason::PolicyChange;
+  // A KEK of another cipher has another size; a new lifetime is a new KEK's.
+  plan.new_kek = !(g.policy().kek == policy.kek);
+  plan.shorten_old = true;
+  plan.policy = std::move(policy);
+  auto seq = run(g, plan, now);
+  if (!seq) return Error{seq.error()};
+  return std::optional<std::uint32_t>{*seq};
+}
+
+crypto::Result<std::uint32_t> Rekeyer::remove_member(const Address& member, const std::optional<std::string>& group,
+                                                     std::int64_t now) {
+  Group* g = nullptr;
+  if (group) {
+    g = groups_.find(*group);
+    if (!g) {
+      char* end = nullptr;
+      unsigned long id = std::strtoul(group->c_str(), &end, 10);
+      if (!group->empty() && *end == '\0' && id <= 0xffffffffUL) g = groups_.find(static_cast<std::uint32_t>(id));
+    }
+    if (!g) return Error{"no group named " + *group};
+    if (!g->find_member(member)) return Error{"GM " + member.str() + " is not a member of group " + label(*g)};
+  } else {
+    std::vector<Group*> have;
+    for (const auto& [id, owned] : groups_.all())
+      if (owned->find_member(member)) have.push_back(owned.get());
+    if (have.empty()) return Error{"GM " + member.str() + " is not a member of any group"};
+    if (have.size() > 1) {
+      std::string names;
+      for (const Group* h : have) names += (names.empty() ? "" : ", ") + h->policy().name;
+      return Error{"GM " + member.str() + " is a member of groups " + names + "; name one (--group NAME)"};
+    }
+    g = have.front();
+  }
+  GroupState& st = state(g->policy().identity);
+  Member removed = *g->find_member(member);
+  g->remove_member(member);
+  auto delivery = st.deliveries.find(member);
+  std::optional<Delivery> kept;
+  if (delivery != st.deliveries.end()) {
+    kept = std::move(delivery->second);
+    st.deliveries.erase(delivery);
+  }
+  // The member must not follow: a new KEK it does not hold encrypts every
+  // later push, and new TEKs reach only the others. It still holds the
+  // current TEKs; they are shortened as GET VPN shortens them.
+  Plan plan;
+  plan.reason = RekeyReason::MemberRemoved;
+  plan.new_kek = true;
+  plan.shorten_old = true;
+  plan.force_unicast = true;
+  auto seq = run(*g, plan, now);
+  if (!seq) {
+    // Nothing was sent: the member is as it was, so the operator can retry.
+    g->put_member(std::move(removed));
+    if (kept) st.deliveries.emplace(member, std::move(*kept));
+    return Error{seq.error()};
+  }
+  groups_.mark_state_dirty();
+  log(Severity::Info, "GM " + member.str() + " removed from group " + label(*g) + " by the operator; rekey SEQ " +
+                          std::to_string(*seq) + " excludes it");
+  return *seq;
+}
+
+crypto::Result<std::uint32_t> Rekeyer::run(Group& g, const Plan& plan, std::int64_t now) {
+  GroupState& st = state(g.policy().identity);
+  const std::string name = label(g);
+  Group::Keys before = g.keys();
+  // The push is encrypted under the KEK members hold now, with that KEK's
+  // policy, and travels the way they listen now (a policy change that
+  // moves the transport takes effect with the next push).
+  const gdoi::Kek current_kek = g.kek();
+  const gdoi::KekPolicy current_kek_policy = g.policy().kek;
+  const gdoi::RekeyTransport transport = g.policy().rekey;
+  const bool unicast = plan.force_unicast || transport.mode == gdoi::RekeyTransport::Mode::Unicast;
+  auto undo = [&](const std::string& why) -> crypto::Result<std::uint32_t> {
+    g.restore_keys(std::move(before));
+    log(Severity::Error, "Rekey of group " + name + " (" + reason_name(plan.reason) + ") not sent: " + why);
+    return Error{"group " + g.policy().name + ": rekey not sent: " + why};
+  };
+  if (g.seq() == std::numeric_limits<std::uint32_t>::max())
+    return undo("SEQ would wrap past 4294967295; remove the state file and let every member register again");
+
+  if (plan.policy) g.set_policy(*plan.policy);
+  const gdoi::GroupPolicy& p = g.policy();
+  auto tek = g.new_tek(now);
+  if (!tek) return undo(tek.error());
+  tek->lifetime_s = p.tek_lifetime_s;
+  std::optional<gdoi::Kek> kek;
+  if (plan.new_kek) {
+    auto k = g.new_kek();
+    if (!k) return undo(k.error());
+    kek = std::move(*k);
+  }
+
+  // How long members keep the TEKs this rekey replaces. RFC 6407 5.4.1's
+  // DEACTIVATION_TIME_DELAY says it: "how long after receiving new SAs
+  // [a member] SHOULD deactivate SAs that are destroyed by the rekey
+  // event", so a triggered rekey sends the shortened lifetime there and
+  // the key server shortens its own copies to match (registrations from
+  // now on get the short lifetime). The alternatives RFC 6407 does not
+  // support as well: sending the old TEK again in SA/KD with a shorter
+  // lifetime (an SA TEK announces a NEW Data-Security SA, RFC 6407 4 and
+  // 4.3), or a DELETE (RFC 5.9), which takes effect on receipt, so it
+  // would cut off traffic still on the old TEK unless sent in a second
+  // push after the delay, one more delivery round that a member which
+  // got this push does not need.
+  std::uint32_t deactivation = p.deactivation_delay_s;
+  if (plan.shorten_old) {
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> shortened;  // SPI, seconds left
+    for (const auto& t : g.teks())
+      if (t.expires_at > now) shortened.emplace_back(t.tek.spi, shortened_lifetime(t.expires_at - now, p));
+    if (!shortened.empty()) {
+      deactivation = 0;
+      for (const auto& [spi, left] : shortened) {
+        g.set_tek_expiry(spi, now + left);
+        deactivation = std::max(deactivation, left);
+      }
+    }
+  }
+
+  const std::uint32_t seq = g.seq() + 1;
+  const std::int64_t kek_expires_at = kek ? now + p.kek.lifetime_s : g.kek_expires_at();
+  gdoi::Kek announced = kek ? *kek : current_kek;
+  announced.lifetime_s = static_cast<std::uint32_t>(std::max<std::int64_t>(kek_expires_at - now, 0));
+  gdoi::GroupPolicy sa_policy = p;
+  sa_policy.deactivation_delay_s = deactivation;
+  gdoi::PushContent content;
+  content.seq = seq;
+  // Every push carries the SA KEK (with the KEK in KD, new or current):
+  // members learn the KEK's remaining lifetime and whether to acknowledge
+  // from each push, and a policy change of the KEK or transport reaches
+  // them at once. Every member, as at registration, gets covey's extensions
+  // (docs/ARCHITECTURE.md: the Vendor ID is not exchanged yet).
+  content.sa = gdoi::encode_group_sa(sa_policy, gdoi::KekAnnouncement{announced.spi, g.ks_address(), announced.lifetime_s},
+                                     {*tek}, true, gdoi::PeerTraits{true});
+  // Unicast is acknowledged (RFC 8263), also the unicast push of a member
+  // removal in a multicast group.
+  if (unicast) request_ack(*content.sa->kek);
+  content.keys.teks = {*tek};
+  content.keys.kek = announced;
+  auto datagram = gdoi::build_push(content, current_kek, current_kek_policy, g.signing_key());
+  if (!datagram) return undo(datagram.error());
+  auto ack_key = gdoi::derive_ack_key(current_kek, current_kek_policy.cipher);
+  if (!ack_key) return undo(ack_key.error());
+
+  const bool transform_changed = !(before.policy.tek == p.tek);
+  g.install_tek(Group::LiveTek{*tek, now, now + p.tek_lifetime_s});
+  if (kek) g.install_kek(std::move(*kek), kek_expires_at);
+  g.set_seq(seq);
+  if (transform_changed) g.keep_only_tek(tek->spi);
+  // Durable before anyone sees it: after a crash the next SEQ must be
+  // higher and neither SPI may be handed out again.
+  if (auto saved = groups_.write_now(); !saved) return undo(saved.error());
+
+  auto push = std::make_shared<SentPush>();
+  push->record = RekeyRecord{g.policy().identity, seq, now, plan.reason, unicast, 0, 0};
+  push->datagram = std::make_shared<const Bytes>(std::move(*datagram));
+  push->ack_key = std::move(*ack_key);
+  push->retransmit_period_s = std::max<std::uint32_t>(p.rekey.retransmit_period_s, 1);
+  push->retransmit_count = p.rekey.retransmit_count;
+  st.recent.push_back(push);
+  while (st.recent.size() > kRecentPushes) st.recent.pop_front();
+  ++st.rekeys_sent;
+  st.retry_at = 0;
+  deliver(g, st, push, transport, unicast, now);
+
+  if (logs(Severity::Info)) {
+    std::string how = unicast ? "unicast" : "multicast";
+    std::string detail = std::string(reason_name(plan.reason)) + ", TEK SPI " + spi_hex(tek->spi);
+    if (plan.new_kek) detail += ", new KEK " + to_hex(g.kek().spi);
+    if (!unicast)
+      detail += ", to " + Endpoint{multicast_group(transport), transport.port}.str() + " TTL " + std::to_string(transport.ttl);
+    log(Severity::Info, "Sending rekey SEQ " + std::to_string(seq) + " for group " + name + " to " +
+                            std::to_string(push->record.members) + " members (" + how + "): " + detail);
+  }
+  return seq;
+}
+
+// -------------------------------------------------------------- delivery
+
+void Rekeyer::deliver(Group& g, GroupState& st, const std::shared_ptr<SentPush>& push,
+                      const gdoi::RekeyTransport& transport, bool unicast, std::int64_t now) {
+  const std::optional<Address> ks = specified(g.ks_address()) ? std::optional<Address>(g.ks_address()) : std::nullopt;
+  if (!unicast) {
+    outgoing_.push_back(PushDatagram{Endpoint{multicast_group(transport), transport.port}, ks, push->datagram, transport.ttl});
+    push->record.members = g.members().size();
+    return;
+  }
+  std::vector<Address> members;
+  members.reserve(g.members().size());
+  for (const auto& [addr, m] : g.members()) members.push_back(addr);
+  std::size_t sent = 0;
+  for (const Address& addr : members) {
+    auto older = st.deliveries.find(addr);
+    if (older != st.deliveries.end() && older->second.outstanding) {
+      // Replaced before it was acknowledged: the older push is a miss.
+      older->second.outstanding = false;
+      if (miss(g, st, addr, older->second.push->record.seq)) continue;
+    }
+    const Member* m = g.find_member(addr);
+    Delivery d;
+    d.push = push;
+    d.sent = 1;
+    d.next_at = now + push->retransmit_period_s;
+    d.outstanding = true;
+    d.to = m->endpoint();
+    d.from = m->registered_to ? m->registered_to : ks;
+    outgoing_.push_back(PushDatagram{d.to, d.from, push->datagram, std::nullopt});
+    st.deliveries.insert_or_assign(addr, std::move(d));
+    ++sent;
+  }
+  push->record.members = sent;
+}
+
+void Rekeyer::retransmit(Group& g, GroupState& st, std::int64_t now) {
+  std::vector<std::pair<Address, std::uint32_t>> missed;
+  std::map<std::uint32_t, std::size_t> resent;  // SEQ -> members, for one log line each
+  for (auto it = st.deliveries.begin(); it != st.deliveries.end();) {
+    Delivery& d = it->second;
+    if (!d.outstanding || now < d.next_at) {
+      ++it;
+      continue;
+    }
+    const Member* m = g.find_member(it->first);
+    if (!m) {  // removed or dropped meanwhile
+      it = st.deliveries.erase(it);
+      continue;
+    }
+    // A registration since the push gave it the same keys and a SEQ at
+    // least as high: nothing is missing.
+    if (m->registered_seq >= d.push->record.seq) {
+      d.outstanding = false;
+      ++it;
+      continue;
+    }
+    if (d.sent <= d.push->retransmit_count) {
+      outgoing_.push_back(PushDatagram{d.to, d.from, d.push->datagram, std::nullopt});
+      ++d.sent;
+      d.next_at = now + d.push->retransmit_period_s;
+      ++counters_.retransmissions;
+      ++resent[d.push->record.seq];
+    } else {
+      d.outstanding = false;
+      missed.emplace_back(it->first, d.push->record.seq);
+    }
+    ++it;
+  }
+  if (logs(Severity::Info))
+    for (const auto& [seq, n] : resent)
+      log(Severity::Info, "Retransmitting rekey SEQ " + std::to_string(seq) + " for group " + label(g) + " to " +
+                              std::to_string(n) + (n == 1 ? " member" : " members") + " that did not acknowledge it");
+  for (const auto& [addr, seq] : missed) miss(g, st, addr, seq);
+}
+
+bool Rekeyer::miss(Group& g, GroupState& st, const Address& member, std::uint32_t seq) {
+  Member* m = g.find_member(member);
+  if (!m) return false;
+  ++m->missed_rekeys;
+  ++counters_.misses;
+  groups_.mark_state_dirty();
+  if (m->missed_rekeys >= kMissesBeforeDrop) {
+    log(Severity::Warning, "GM " + member.str() + " removed from group " + g.policy().name + ": " +
+                               std::to_string(m->missed_rekeys) + " consecutive rekeys not acknowledged");
+    g.remove_member(member);
+    st.deliveries.erase(member);
+    ++counters_.dropped_members;
+    return true;
+  }
+  log(Severity::Warning, "GM " + member.str() + " did not acknowledge rekey SEQ " + std::to_string(seq) + " of group " +
+                             g.policy().name + " (" + std::to_string(m->missed_rekeys) + " in a row)");
+  return false;
+}
+
+void Rekeyer::receive_ack(const Endpoint& from, ByteView datagram, std::int64_t now) {
+  (void)now;
+  // Until the HASH checks out, anyone who saw a push's cookies on the wire
+  // can make these: counted, but logged only at debug, so that a flood of
+  // them cannot flood the log. After it, only a KEK holder can.
+  bool authenticated = false;
+  auto refuse = [&](const std::string& group, const std::string& why) {
+    ++counters_.acks_refused;
+    const Severity s = authenticated ? Severity::Warning : Severity::Debug;
+    if (logs(s))
+      log(s, "Refused GROUPKEY-PUSH ACK from " + from.str() + (group.empty() ? "" : " for group " + group) + ": " + why);
+  };
+  auto h = wire::decode_header(datagram);
+  if (!h) return refuse("", h.error().message());
+  // The cookies name the KEK the acknowledged push was encrypted under;
+  // its ack key (RFC 8263 3.2) checks the HASH.
+  const gdoi::KekSpi spi = cookies(*h);
+  Group* g = nullptr;
+  GroupState* st = nullptr;
+  const SentPush* keyed = nullptr;
+  for (auto& [id, s] : states_) {
+    for (const auto& p : s.recent)
+      if (p->ack_key.spi == spi) keyed = p.get();
+    if (keyed) {
+      g = groups_.find(id);
+      st = &s;
+      break;
+    }
+  }
+  if (!keyed || !g) return refuse("", "cookies " + to_hex(spi) + " name no KEK a recent rekey was encrypted under");
+  const std::string name = g->policy().name;
+  auto ack = gdoi::verify_ack(keyed->ack_key, datagram);
+  if (!ack) return refuse(name, ack.error());
+  authenticated = true;
+  // RFC 8263 3.4: the ID is the address of the member's last GROUPKEY-PULL,
+  // and the acknowledgement comes from it (members send it from the socket
+  // they registered with).
+  if (ack->member != from.address)
+    return refuse(name, "its ID names " + ack->member.str() + ", not the address it came from");
+  Member* m = g->find_member(ack->member);
+  if (!m) return refuse(name, ack->member.str() + " is not a registered member (RFC 8263 3.4)");
+  const SentPush* acked = nullptr;
+  for (const auto& p : st->recent)
+    if (p->record.seq == ack->seq && p->ack_key.spi == spi) acked = p.get();
+  if (!acked)
+    return refuse(name, "SEQ " + std::to_string(ack->seq) + " is not a rekey of this group encrypted under KEK " + to_hex(spi));
+  const std::string who = "GM " + ack->member.str();
+  if (!acked->record.unicast) {
+    if (logs(Severity::Debug))
+      log(Severity::Debug, who + " acknowledged multicast rekey SEQ " + std::to_string(ack->seq) + " of group " + name +
+                               ", which asked for no acknowledgement; ignored");
+    return;
+  }
+  auto d = st->deliveries.find(ack->member);
+  if (d == st->deliveries.end() || !d->second.push) return refuse(name, "SEQ " + std::to_string(ack->seq) + " was not sent to it");
+  Delivery& dl = d->second;
+  if (dl.push->record.seq != ack->seq) {
+    if (ack->seq < dl.push->record.seq) {
+      ++counters_.acks_late;
+      log(Severity::Info, who + " acknowledged rekey SEQ " + std::to_string(ack->seq) + " of group " + name +
+                              " after SEQ " + std::to_string(dl.push->record.seq) + " replaced it; ignored");
+      return;
+    }
+    return refuse(name, "SEQ " + std::to_string(ack->seq) + " was not sent to it (last sent: SEQ " +
+                            std::to_string(dl.push->record.seq) + ")");
+  }
+  if (!dl.outstanding) {
+    // A second acknowledgement of a retransmission, or one after the miss
+    // was counted: the member holds the keys, the count stands.
+    ++counters_.acks_late;
+    if (logs(Severity::Debug))
+      log(Severity::Debug, who + " acknowledged rekey SEQ " + std::to_string(ack->seq) + " of group " + name + " again");
+    return;
+  }
+  dl.outstanding = false;
+  ++dl.push->record.acked;
+  m->last_acked_seq = ack->seq;
+  m->missed_rekeys = 0;
+  groups_.mark_state_dirty();
+  ++counters_.acks;
+  log(Severity::Info, who + " acknowledged rekey SEQ " + std::to_string(ack->seq) + " of group " + name);
+}
+
+// ---------------------------------------------------------------- status
+
+std::uint64_t Rekeyer::rekeys_sent(const Group& g) const {
+  const GroupState* st = find_state(g.policy().identity);
+  return st ? st->rekeys_sent : 0;
+}
+
+std::optional<RekeyRecord> Rekeyer::last_rekey(const Group& g) const {
+  const GroupState* st = find_state(g.policy().identity);
+  if (!st || st->recent.empty()) return std::nullopt;
+  return st->recent.back()->record;
+}
+
+std::size_t Rekeyer::pending(const Group& g) const {
+  const GroupState* st = find_state(g.policy().identity);
+  if (!st) return 0;
+  return static_cast<std::size_t>(
+      std::count_if(st->deliveries.begin(), st->deliveries.end(), [](const auto& d) { return d.second.outstanding; }));
+}
+
+}  // namespace covey::ks

@@ -1,0 +1,187 @@
+// The key server's side of GROUPKEY-PUSH (RFC 6407 4.3) and of its
+// acknowledgement (RFC 8263): when each group is rekeyed, what a rekey
+// changes, and how the push reaches the members. Pure: the caller passes
+// the time, sends the datagrams handed out (take_outgoing) and feeds back
+// the acknowledgements that arrive on UDP 848.
+//
+// A rekey, whatever its reason:
+//   1. a new TEK (an SPI the group never used) and, when due or when the
+//      membership shrank, a new KEK (new cookie pair and key; the signature
+//      key stays, since members verify with the one they hold);
+//   2. SEQ + 1 (never reset, also not when the KEK changes);
+//   3. the push, SEQ, SA (SA KEK, GAP, SA TEK), KD (the TEK, and the KEK
+//      the next pushes come under), built and signed ONCE under the current
+//      KEK: every member gets the same datagram;
+//   4. the group takes the new keys and the state file is written; only
+//      then is the datagram handed out. A failed write undoes 1-4 and
+//      sends nothing.
+//
+// Delivery. Unicast: each member gets the datagram at the address and port
+// it registered from, is retransmitted the same bytes every
+// retransmit_period_s up to retransmit_count times, and acknowledges it
+// (RFC 8263: ID = its registered address, SEQ = a push sent to it, HASH
+// under the ack key of the KEK that encrypted the push). A push never
+// acknowledged is a miss; a member that misses three in a row is dropped,
+// as GET VPN does. A rekey while an older one is unacknowledged replaces it
+// and counts the older as missed. Multicast: one datagram to the group's
+// address and port, no acknowledgement.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "crypto/result.h"
+#include "gdoi/push.h"
+#include "ks/event.h"
+#include "ks/group.h"
+
+namespace covey::ks {
+
+enum class RekeyReason : std::uint8_t { TekLifetime, KekLifetime, PolicyChange, Operator, MemberRemoved };
+// "tek-lifetime", "kek-lifetime", "policy-change", "operator", "member-removed"
+const char* reason_name(RekeyReason r);
+
+// How long before a TEK (KEK) expires its successor is pushed. nullopt:
+// min(90 s, lifetime / 4) for the TEK, min(300 s, lifetime / 4) for the KEK.
+struct RekeyMargins {
+  std::optional<std::uint32_t> tek_s, kek_s;
+};
+std::uint32_t tek_margin(const RekeyMargins& m, const gdoi::GroupPolicy& p);
+std::uint32_t kek_margin(const RekeyMargins& m, const gdoi::GroupPolicy& p);
+
+// The lifetime left to the TEKs a triggered rekey (operator, policy change,
+// member removal) replaces, as GET VPN computes it ("GET VPN GM Removal and
+// Policy Trigger": TEK_SLT = MIN(TEK_RLT, MAX(90 s, MIN(5% of TEK_CLT,
+// 3600 s)))), but never below the activation delay, so that members keep a
+// TEK to send on until the new one activates.
+std::uint32_t shortened_lifetime(std::int64_t remaining_s, const gdoi::GroupPolicy& p);
+
+// Whether two policies differ in what members hold (ACL, transform,
+// lifetimes, KEK policy, rekey transport, TBAR window, fail-close ACL,
+// activation and deactivation delays), so that a reload must rekey.
+bool member_visible_change(const gdoi::GroupPolicy& a, const gdoi::GroupPolicy& b);
+
+// One datagram to send. All datagrams of one rekey share the same bytes.
+struct PushDatagram {
+  Endpoint to;
+  std::optional<Address> from;  // the key server address to send from
+  std::shared_ptr<const Bytes> datagram;
+  std::optional<std::uint8_t> multicast_ttl;  // set: `to` is a multicast group
+};
+
+// What `coveyctl ks group` shows of a group's last rekey.
+struct RekeyRecord {
+  std::uint32_t group = 0;
+  std::uint32_t seq = 0;
+  std::int64_t at = 0;
+  RekeyReason reason = RekeyReason::Operator;
+  bool unicast = true;
+  std::size_t members = 0;  // sent to
+  std::size_t acked = 0;
+};
+
+class Rekeyer {
+ public:
+  explicit Rekeyer(Groups& groups) : groups_(groups) {}
+
+  void set_margins(std::uint32_t group_identity, RekeyMargins m) { state(group_identity).margins = m; }
+  RekeyMargins margins(const Group& g) const;
+
+  // When the next scheduled rekey of `g` is due: the newest TEK's expiry
+  // minus the TEK margin, or the KEK's minus the KEK margin, the earlier.
+  std::int64_t tek_rekey_at(const Group& g) const;
+  std::int64_t kek_rekey_at(const Group& g) const;
+  std::int64_t next_rekey_at(const Group& g) const;
+
+  // The clock: expired TEKs forgotten, scheduled rekeys that are due,
+  // retransmissions, and the misses of pushes never acknowledged.
+  void tick(std::int64_t now);
+
+  // Rekeys now (reasons Operator, TekLifetime, KekLifetime); the new SEQ.
+  crypto::Result<std::uint32_t> rekey(Group& g, RekeyReason reason, std::int64_t now);
+  // Reload: `policy` replaces the group's. When members would see the
+  // change, rekeys (new TEK; new KEK when the KEK policy changed) and
+  // returns the SEQ; otherwise applies it quietly and returns nullopt.
+  // The push goes by the transport members use now, the old one.
+  crypto::Result<std::optional<std::uint32_t>> change_policy(Group& g, gdoi::GroupPolicy policy, std::int64_t now);
+  // Removes the member and rekeys KEK and TEK by unicast to the rest (also
+  // in a multicast group, as GET VPN does), the old TEKs shortened. Without
+  // `group`, the one group that has the member. Returns the SEQ.
+  crypto::Result<std::uint32_t> remove_member(const Address& member, const std::optional<std::string>& group,
+                                              std::int64_t now);
+
+  // An RFC 8263 acknowledgement (exchange 35) that arrived from `from`.
+  void receive_ack(const Endpoint& from, ByteView datagram, std::int64_t now);
+
+  std::vector<PushDatagram> take_outgoing() { return std::exchange(outgoing_, {}); }
+  std::vector<Event> take_events() { return std::exchange(events_, {}); }
+  void set_min_severity(Severity min) { min_severity_ = min; }
+
+  std::uint64_t rekeys_sent(const Group& g) const;
+  std::optional<RekeyRecord> last_rekey(const Group& g) const;
+  struct Counters {
+    std::uint64_t acks = 0, acks_refused = 0, acks_late = 0, retransmissions = 0, misses = 0, dropped_members = 0;
+  };
+  const Counters& counters() const { return counters_; }
+  // Members with a push outstanding (sent, neither acknowledged nor missed).
+  std::size_t pending(const Group& g) const;
+
+ private:
+  struct SentPush {
+    RekeyRecord record;
+    std::shared_ptr<const Bytes> datagram;
+    gdoi::AckKey ack_key;  // of the KEK that encrypted it
+    std::uint32_t retransmit_period_s = 0, retransmit_count = 0;
+  };
+  struct Delivery {
+    std::shared_ptr<SentPush> push;  // the latest sent to this member
+    std::uint32_t sent = 0;          // times sent
+    std::int64_t next_at = 0;        // retransmit (or count the miss) then
+    bool outstanding = false;        // neither acknowledged nor missed yet
+    Endpoint to;
+    std::optional<Address> from;
+  };
+  struct GroupState {
+    RekeyMargins margins;
+    std::uint64_t rekeys_sent = 0;
+    std::int64_t retry_at = 0;  // after a scheduled rekey failed
+    // Recent pushes, newest last: an acknowledgement must name one.
+    std::deque<std::shared_ptr<SentPush>> recent;
+    std::map<Address, Delivery> deliveries;
+  };
+  struct Plan {
+    RekeyReason reason = RekeyReason::Operator;
+    bool new_kek = false;
+    bool shorten_old = false;        // triggered rekeys
+    bool force_unicast = false;      // member removal
+    std::optional<gdoi::GroupPolicy> policy;
+  };
+
+  GroupState& state(std::uint32_t identity) { return states_[identity]; }
+  const GroupState* find_state(std::uint32_t identity) const;
+  crypto::Result<std::uint32_t> run(Group& g, const Plan& plan, std::int64_t now);
+  void deliver(Group& g, GroupState& st, const std::shared_ptr<SentPush>& push, const gdoi::RekeyTransport& transport,
+               bool unicast, std::int64_t now);
+  void retransmit(Group& g, GroupState& st, std::int64_t now);
+  // Counts a miss; true when that dropped the member from the group.
+  bool miss(Group& g, GroupState& st, const Address& member, std::uint32_t seq);
+  bool logs(Severity s) const { return s >= min_severity_; }
+  void log(Severity s, std::string text) {
+    if (logs(s)) events_.push_back(Event{s, std::move(text)});
+  }
+
+  Groups& groups_;
+  std::map<std::uint32_t, GroupState> states_;
+  std::vector<PushDatagram> outgoing_;
+  std::vector<Event> events_;
+  Counters counters_;
+  Severity min_severity_ = Severity::Debug;
+};
+
+}  // namespace covey::ks
