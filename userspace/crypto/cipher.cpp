@@ -8,15 +8,6 @@ namespace covey::crypto {
 
 namespace {
 
-const char* openssl_name(CipherAlgorithm cipher) {
-  switch (cipher) {
-    case CipherAlgorithm::Aes128Cbc: return "AES-128-CBC";
-    case CipherAlgorithm::Aes256Cbc: return "AES-256-CBC";
-    case CipherAlgorithm::TripleDesCbc: return "DES-EDE3-CBC";
-  }
-  return "";
-}
-
 Result<Bytes> cbc(CipherAlgorithm cipher, ByteView key, ByteView iv, ByteView in, bool encrypt) {
   const std::string op = std::string(encrypt ? "encrypt " : "decrypt ") + std::string(name(cipher));
   if (key.size() != key_size(cipher))
@@ -30,10 +21,10 @@ Result<Bytes> cbc(CipherAlgorithm cipher, ByteView key, ByteView iv, ByteView in
                  " is not a multiple of the " + std::to_string(block_size(cipher)) + "-byte block"};
   if (in.size() > INT_MAX) return Error{op + ": input too long"};
 
-  detail::CipherPtr evp(EVP_CIPHER_fetch(nullptr, openssl_name(cipher), nullptr));
+  const EVP_CIPHER* evp = detail::fetched_cipher(cipher);
   detail::CipherCtxPtr ctx(EVP_CIPHER_CTX_new());
   if (!evp || !ctx ||
-      EVP_CipherInit_ex2(ctx.get(), evp.get(), key.data(), iv.data(), encrypt ? 1 : 0, nullptr) != 1 ||
+      EVP_CipherInit_ex2(ctx.get(), evp, key.data(), iv.data(), encrypt ? 1 : 0, nullptr) != 1 ||
       EVP_CIPHER_CTX_set_padding(ctx.get(), 0) != 1)
     return detail::openssl_error(op + ": init failed");
 

@@ -1,21 +1,10 @@
 #include "crypto/hash.h"
 
-#include <openssl/core_names.h>
-
 #include "crypto/openssl_util.h"
 
 namespace covey::crypto {
 
 namespace {
-
-const char* openssl_name(HashAlgorithm hash) {
-  switch (hash) {
-    case HashAlgorithm::Sha1: return "SHA1";
-    case HashAlgorithm::Sha256: return "SHA256";
-    case HashAlgorithm::Sha384: return "SHA384";
-  }
-  return "";
-}
 
 std::string what(std::string_view operation, HashAlgorithm hash, std::string_view defect) {
   std::string s(operation);
@@ -47,9 +36,9 @@ std::string_view name(HashAlgorithm hash) {
 }
 
 Result<Bytes> digest(HashAlgorithm hash, std::initializer_list<ByteView> parts) {
-  detail::MdPtr md(EVP_MD_fetch(nullptr, openssl_name(hash), nullptr));
+  const EVP_MD* md = detail::fetched_md(hash);
   detail::MdCtxPtr ctx(EVP_MD_CTX_new());
-  if (!md || !ctx || EVP_DigestInit_ex2(ctx.get(), md.get(), nullptr) != 1)
+  if (!md || !ctx || EVP_DigestInit_ex2(ctx.get(), md, nullptr) != 1)
     return detail::openssl_error(what("digest", hash, "init failed"));
   for (ByteView part : parts)
     if (EVP_DigestUpdate(ctx.get(), part.data(), part.size()) != 1)
@@ -62,18 +51,14 @@ Result<Bytes> digest(HashAlgorithm hash, std::initializer_list<ByteView> parts) 
 }
 
 Result<SecretBytes> prf(HashAlgorithm hash, ByteView key, std::initializer_list<ByteView> parts) {
-  detail::MacPtr mac(EVP_MAC_fetch(nullptr, "HMAC", nullptr));
-  detail::MacCtxPtr ctx(mac ? EVP_MAC_CTX_new(mac.get()) : nullptr);
+  const EVP_MAC_CTX* hmac = detail::hmac_template(hash);
+  detail::MacCtxPtr ctx(hmac ? EVP_MAC_CTX_dup(hmac) : nullptr);
   if (!ctx) return detail::openssl_error(what("prf HMAC", hash, "cannot create context"));
-  OSSL_PARAM params[] = {
-      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, const_cast<char*>(openssl_name(hash)), 0),
-      OSSL_PARAM_construct_end(),
-  };
   // A null key means "reuse the previous key" to EVP_MAC_init; an empty key is
   // legal HMAC, so point it at a real (unused) byte.
   static const std::uint8_t no_key = 0;
   const std::uint8_t* key_data = key.empty() ? &no_key : key.data();
-  if (EVP_MAC_init(ctx.get(), key_data, key.size(), params) != 1)
+  if (EVP_MAC_init(ctx.get(), key_data, key.size(), nullptr) != 1)
     return detail::openssl_error(what("prf HMAC", hash, "init failed"));
   for (ByteView part : parts)
     if (EVP_MAC_update(ctx.get(), part.data(), part.size()) != 1)

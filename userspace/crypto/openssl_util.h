@@ -11,6 +11,8 @@
 #include <string>
 #include <string_view>
 
+#include "crypto/cipher.h"
+#include "crypto/hash.h"
 #include "crypto/pkey_handle.h"
 #include "crypto/result.h"
 
@@ -47,5 +49,15 @@ Error openssl_error(std::string_view what);
 // Empties the error queue after a failure that covey reports in its own words
 // (OpenSSL's reason for an off-curve point is an internal detail).
 void drop_openssl_errors();
+
+// Algorithms fetched once per process. A fetch by name is a provider
+// lookup (locks, name compares, allocations) that cost more than the
+// operation itself for a short HMAC, digest or CBC block, and a rekey to
+// 10,000 members or a registration storm runs thousands of them. nullptr
+// when the provider lacks the algorithm; the objects live until exit.
+const EVP_MD* fetched_md(HashAlgorithm hash);
+const EVP_CIPHER* fetched_cipher(CipherAlgorithm cipher);
+// An HMAC context with its digest set and no key, to EVP_MAC_CTX_dup from.
+const EVP_MAC_CTX* hmac_template(HashAlgorithm hash);
 
 }  // namespace covey::crypto::detail

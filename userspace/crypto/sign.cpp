@@ -21,15 +21,6 @@ using detail::openssl_error;
 using detail::PkeyCtxPtr;
 using detail::PkeyPtr;
 
-const char* openssl_md_name(HashAlgorithm hash) {
-  switch (hash) {
-    case HashAlgorithm::Sha1: return "SHA1";
-    case HashAlgorithm::Sha256: return "SHA256";
-    case HashAlgorithm::Sha384: return "SHA384";
-  }
-  return "";
-}
-
 bool is_ecdsa(SignatureScheme scheme) {
   return scheme == SignatureScheme::EcdsaP256 || scheme == SignatureScheme::EcdsaP384;
 }
@@ -73,7 +64,7 @@ Result<PkeyCtxPtr> make_context(EVP_PKEY* key, SignatureScheme scheme, HashAlgor
   PkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key, nullptr));
   if (!ctx || (signing ? EVP_PKEY_sign_init(ctx.get()) : EVP_PKEY_verify_init(ctx.get())) != 1)
     return openssl_error(op + ": cannot create context");
-  MdPtr md(EVP_MD_fetch(nullptr, openssl_md_name(hash_algorithm), nullptr));
+  const EVP_MD* md = detail::fetched_md(hash_algorithm);
   if (!md) return openssl_error(op + ": cannot fetch " + std::string(name(hash_algorithm)));
   bool ok = true;
   switch (scheme) {
@@ -83,12 +74,12 @@ Result<PkeyCtxPtr> make_context(EVP_PKEY* key, SignatureScheme scheme, HashAlgor
       break;
     case SignatureScheme::RsaPss:
       ok = EVP_PKEY_CTX_set_rsa_padding(ctx.get(), RSA_PKCS1_PSS_PADDING) == 1 &&
-           EVP_PKEY_CTX_set_signature_md(ctx.get(), md.get()) == 1 &&
-           EVP_PKEY_CTX_set_rsa_mgf1_md(ctx.get(), md.get()) == 1 &&
+           EVP_PKEY_CTX_set_signature_md(ctx.get(), md) == 1 &&
+           EVP_PKEY_CTX_set_rsa_mgf1_md(ctx.get(), md) == 1 &&
            EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx.get(), RSA_PSS_SALTLEN_DIGEST) == 1;
       break;
     case SignatureScheme::EcdsaP256:
-    case SignatureScheme::EcdsaP384: ok = EVP_PKEY_CTX_set_signature_md(ctx.get(), md.get()) == 1; break;
+    case SignatureScheme::EcdsaP384: ok = EVP_PKEY_CTX_set_signature_md(ctx.get(), md) == 1; break;
   }
   if (!ok) return openssl_error(op + ": cannot set parameters");
   return ctx;
