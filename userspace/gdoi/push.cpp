@@ -357,9 +357,14 @@ PushResult PushReceiver::receive(ByteView datagram) {
       if (keys->kek->spi == kek_.spi &&
           !crypto::equal_constant_time(keys->kek->algorithm_key, kek_.algorithm_key))
         return refuse(R::Malformed, at + "a new KEK under the current cookies (RFC 6407 4: a new cookie pair)");
-      auto k = crypto::PublicKey::from_der(keys->kek->signature_public_key);
-      if (!k) return refuse(R::Malformed, at + "KD SIG_ALGORITHM_KEY: " + k.error());
-      new_key = std::move(*k);
+      // The key server re-sends its signature key with every KEK; parse it
+      // only when it changed (decoding a SubjectPublicKeyInfo costs more
+      // than verifying the signature).
+      if (keys->kek->signature_public_key != kek_.signature_public_key) {
+        auto k = crypto::PublicKey::from_der(keys->kek->signature_public_key);
+        if (!k) return refuse(R::Malformed, at + "KD SIG_ALGORITHM_KEY: " + k.error());
+        new_key = std::move(*k);
+      }
     }
     out.sa = std::move(*sa);
     out.keys = std::move(*keys);
@@ -393,7 +398,7 @@ PushResult PushReceiver::receive(ByteView datagram) {
     if (out.kek_replaced) seq_ = 0;
     kek_ = *out.keys.kek;
     policy_ = out.sa->policy.kek;
-    key_ = std::move(*new_key);
+    if (new_key) key_ = std::move(*new_key);
   }
   return out;
 }
