@@ -157,6 +157,15 @@ unsigned interface_index_of(const Address& a) {
 
 }  // namespace
 
+int UdpSocket::set_receive_buffer(int bytes) {
+  if (::setsockopt(fd_, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) != 0)
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
+  int granted = 0;
+  socklen_t len = sizeof granted;
+  ::getsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &granted, &len);
+  return granted / 2;  // the kernel doubles the request for its bookkeeping and reports that
+}
+
 std::optional<UdpSocket> UdpSocket::join_multicast(const Endpoint& group, const Address& interface_address,
                                                    std::string* error) {
   const std::string what = "multicast group " + group.str() + " on the interface of " + interface_address.str();

@@ -38,6 +38,13 @@ class UdpSocket {
 
   int fd() const { return fd_; }
 
+  // Raises the receive buffer to `bytes` (SO_RCVBUFFORCE as root, else
+  // SO_RCVBUF up to net.core.rmem_max) and returns what the kernel
+  // granted. UDP has no flow control: a burst larger than the buffer is
+  // dropped, and a rekey to thousands of members comes back as a burst of
+  // thousands of acknowledgements.
+  int set_receive_buffer(int bytes);
+
   struct Received {
     Endpoint from;
     Address local;

@@ -91,6 +91,12 @@ bool Server::start(std::string* error) {
   for (const Endpoint& e : options_.listen) {
     auto s = UdpSocket::bind(e, error);
     if (!s) return false;
+    // Room for the acknowledgements of a rekey to every member at once
+    // (~1 KiB of kernel memory each): 16 MiB holds 10,000 and more.
+    if (int granted = s->set_receive_buffer(16 << 20); granted < (16 << 20))
+      log(LogLevel::Warning, "UDP " + e.str() + ": receive buffer " + std::to_string(granted >> 10) +
+                                 " KiB, not 16 MiB (net.core.rmem_max); a rekey's acknowledgements may be dropped "
+                                 "and retransmissions cover them");
     int fd = s->fd();
     auto l = std::make_unique<Listener>(
         Listener{std::move(*s), boost::asio::posix::stream_descriptor(io_, ::dup(fd)), e, std::nullopt});
