@@ -10,6 +10,9 @@ writes registration.json beside the Google Benchmark files:
             and after (per 1,000 members, and in total at N)
   dh14      fewer members with DH group 14 (MODP-2048 costs ~8x more)
   latency   DH group 19, one registration in flight: latency unloaded
+  rekey_unicast  N members (default 10,000) register and follow one
+            operator rekey (`ks.rekey`): first push received to last ack
+            sent, push size and bytes per member (issue: rekey, < 2 s)
   bound     registrations/s the machine's raw crypto allows: the member's
             and the KS's crypto for one registration, from
             registration_crypto_bench (the op list is in its header), run
@@ -24,6 +27,7 @@ import argparse
 import json
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
@@ -114,7 +118,9 @@ class KeyServer:
 
     def __enter__(self):
         cfg = self.dir / "ks.toml"
-        (self.dir / "state").mkdir(exist_ok=True)
+        # A fresh KS each run: no members (or keys) restored from the last one.
+        shutil.rmtree(self.dir / "state", ignore_errors=True)
+        (self.dir / "state").mkdir()
         cfg.write_text(KS_TOML.format(port=self.port, dir=self.dir, psk=PSK, group=GROUP))
         sock = self.dir / "ks.sock"
         if sock.exists():
@@ -196,6 +202,68 @@ def run(ks_bin, swarm_bin, workdir, port, name, dh, members, concurrency, timeou
     return r
 
 
+def control(sock_path, request):
+    """One JSON-lines request to the KS's control socket; the parsed reply."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+        c.settimeout(30)
+        c.connect(str(sock_path))
+        c.sendall((json.dumps(request) + "\n").encode())
+        reply = b""
+        while not reply.endswith(b"\n"):
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    return json.loads(reply)
+
+
+def run_rekey(ks_bin, swarm_bin, workdir, port, members, concurrency, timeout_s):
+    """Unicast rekey of MEMBERS gm-swarm members: each registers, then follows one
+    operator rekey; the time from the first push a member received to the last
+    ack sent, and the bytes per member, as gm-swarm measured them."""
+    print(f"== rekey unicast: {members} members (DH group 19 registration first), one operator rekey")
+    out_json = pathlib.Path(workdir) / "swarm-rekey.json"
+    with KeyServer(ks_bin, workdir, port) as ks:
+        cmd = [swarm_bin, "--ks", f"127.0.0.1:{port}", "--group", str(GROUP), "--psk", PSK,
+               "--members", str(members), "--concurrency", str(concurrency), "--dh", "19",
+               "--source-base", "127.1.0.1", "--timeout", str(timeout_s), "--json", str(out_json),
+               "--follow-rekeys", "1"]
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        for line in p.stdout:
+            sys.stdout.write(line)
+            if "following" in line:
+                break
+        else:
+            p.wait()
+            raise RuntimeError(f"gm-swarm ended before its members were registered (exit {p.returncode})")
+        cpu0 = proc_cpu_s(ks.pid)
+        reply = control(ks.dir / "ks.sock", {"cmd": "ks.rekey", "group": "SWARM"})
+        if not reply.get("ok"):
+            p.kill()
+            raise RuntimeError(f"ks.rekey refused: {reply}")
+        sys.stdout.write(p.stdout.read())
+        p.wait(timeout=timeout_s)
+        ks_cpu = proc_cpu_s(ks.pid) - cpu0
+        group = control(ks.dir / "ks.sock", {"cmd": "ks.group", "group": "SWARM"})["groups"][0]
+    r = json.loads(out_json.read_text())
+    k = (r.get("rekeys") or [{}])[0]
+    last = group.get("last_rekey") or {}
+    result = {
+        "members": r["registered"],
+        "seq": k.get("seq"),
+        "members_acked": k.get("members_acked"),
+        "ks_recorded_acks": last.get("acked"),
+        "first_push_to_last_ack_s": k.get("first_push_to_last_ack_s"),
+        "push_bytes": k.get("push_bytes"),
+        "bytes_per_member": (k.get("bytes_received", 0) / r["registered"]) if r["registered"] else None,
+        "ks_cpu_s_for_rekey": ks_cpu,
+    }
+    print(f"   SEQ {result['seq']}: {result['members_acked']} members acked ({result['ks_recorded_acks']} recorded by "
+          f"the KS), first push to last ack {result['first_push_to_last_ack_s'] or 0:.3f} s, "
+          f"{result['push_bytes']}-byte push, KS CPU {ks_cpu:.2f} s")
+    return result
+
+
 def crypto_bound(build, out):
     """us per registration on each side, from registration_crypto_bench."""
     path = pathlib.Path(out) / "registration_crypto_bench.json"
@@ -235,6 +303,7 @@ def main():
     ap.add_argument("--members", type=int, default=10000, help="DH group 19 run (and the memory figure)")
     ap.add_argument("--members-14", type=int, default=1000, help="DH group 14 run")
     ap.add_argument("--latency-members", type=int, default=300, help="one-in-flight latency run")
+    ap.add_argument("--rekey-members", type=int, default=10000, help="unicast rekey run (0: skip)")
     # The KS and gm-swarm share two cores and hand each exchange back and
     # forth; with 32 in flight both sat idle ~18% of the run waiting on the
     # other, which measures the ping-pong, not the KS. 128 keeps both busy
@@ -274,6 +343,9 @@ def main():
                                  args.timeout)
             result["latency"] = run(ks_bin, swarm_bin, workdir, port, "latency", 19, args.latency_members, 1,
                                     args.timeout)
+            if args.rekey_members:
+                result["rekey_unicast"] = run_rekey(ks_bin, swarm_bin, workdir, port, args.rekey_members,
+                                                    args.concurrency, args.timeout)
     except (RuntimeError, subprocess.CalledProcessError, OSError) as e:
         print(f"registration bench could not run: {e}", file=sys.stderr)
         return 1

@@ -43,6 +43,11 @@ std::optional<Endpoint> parse_endpoint(const std::string& text) {
 }
 
 nlohmann::json to_json(const swarm::SwarmOptions& o, const swarm::SwarmResult& r) {
+  nlohmann::json rekeys = nlohmann::json::array();
+  for (const auto& k : r.rekeys)
+    rekeys.push_back({{"seq", k.seq}, {"members_acked", k.members_acked}, {"members_refused", k.members_refused},
+                      {"first_push_to_last_ack_s", k.first_push_to_last_ack_s}, {"push_bytes", k.push_bytes},
+                      {"bytes_received", k.bytes_received}});
   nlohmann::json failures = nlohmann::json::object();
   for (const auto& [why, n] : r.failures) failures[why] = n;
   return {
@@ -64,6 +69,7 @@ nlohmann::json to_json(const swarm::SwarmOptions& o, const swarm::SwarmResult& r
       {"retransmissions", r.retransmissions},
       {"gm_cpu_s", r.cpu_s},
       {"gm_runqueue_wait_s", r.runqueue_wait_s},
+      {"rekeys", rekeys},
   };
 }
 
@@ -89,6 +95,9 @@ int main(int argc, char** argv) {
   app.add_option("--json", json_path, "also write the results as JSON to this file");
   app.add_flag("--allow-nonlocal", allow_nonlocal, "allow a key server and sources outside 127.0.0.0/8 and ::1");
   app.add_flag("-v,--verbose", o.verbose, "print each member's registration steps");
+  app.add_option("--follow-rekeys", o.follow_rekeys,
+                 "after registering, every member follows and acknowledges this many rekeys")
+      ->excludes("--one-address");
   CLI11_PARSE(app, argc, argv);
 
   auto ep = parse_endpoint(ks);
@@ -141,6 +150,9 @@ int main(int argc, char** argv) {
   std::printf("  gm-swarm     %.2f s CPU, %.2f s waiting for a CPU (other load)\n", r.cpu_s, r.runqueue_wait_s);
   std::printf("  failed       %zu\n", r.failed);
   for (const auto& [why, n] : r.failures) std::printf("    %6zu  %s\n", n, why.c_str());
+  for (const auto& k : r.rekeys)
+    std::printf("  rekey SEQ %u  %zu members acked, %zu refused, first push to last ack %.3f s, %zu-byte push\n", k.seq,
+                k.members_acked, k.members_refused, k.first_push_to_last_ack_s, k.push_bytes);
   if (r.unfinished) std::printf("  unfinished   %zu (the %.1f s timeout passed)\n", r.unfinished, timeout_s);
 
   if (!json_path.empty()) {
@@ -151,5 +163,7 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  return r.registered == o.members ? 0 : 3;
+  bool followed = r.rekeys.size() >= o.follow_rekeys;
+  for (const auto& k : r.rekeys) followed = followed && k.members_acked == r.registered;
+  return r.registered == o.members && followed ? 0 : 3;
 }

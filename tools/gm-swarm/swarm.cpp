@@ -18,6 +18,7 @@
 
 #include "common/udp.h"
 #include "gm/registrar.h"
+#include "gm/rekey_state.h"
 
 namespace covey::swarm {
 
@@ -88,6 +89,10 @@ class Swarm {
       std::string error;
       auto s = UdpSocket::bind(Endpoint{o.one_address ? o.source_base : any, 0}, &error);
       if (!s) throw std::runtime_error(error);
+      // Every member's push arrives at this one socket at once; real
+      // members each have their own buffer. ~2.3 KiB of kernel memory per
+      // datagram on loopback: 64 MiB holds a rekey of 20,000 members.
+      if (!o.one_address) s->set_receive_buffer(64 << 20);
       pollfds_.push_back(pollfd{s->fd(), POLLIN, 0});
       sockets_.push_back(std::move(*s));
     }
@@ -104,7 +109,14 @@ class Swarm {
     for (std::size_t i = 0; i < slots_.size(); ++i) refill(i);
     flush();
     Clock::time_point last_tick = t0;
-    while (in_flight_ > 0) {
+    bool announced = false;
+    while (in_flight_ > 0 || following()) {
+      if (in_flight_ == 0 && !announced) {
+        announced = true;
+        // The bench waits for this line before it asks the KS to rekey.
+        std::printf("gm-swarm: %zu members registered; following %zu rekeys\n", followers_.size(), o_.follow_rekeys);
+        std::fflush(stdout);
+      }
       Clock::time_point now = Clock::now();
       if (now >= deadline) {
         result_.timed_out = true;
@@ -123,6 +135,7 @@ class Swarm {
       }
       flush();
     }
+    for (const auto& [seq, p] : rekeys_) result_.rekeys.push_back(p.result);
     result_.unfinished = o_.members - result_.registered - result_.failed;
     result_.elapsed_s = std::chrono::duration<double>(last_done_ - first_start_).count();
     if (result_.elapsed_s > 0) result_.registrations_per_s = static_cast<double>(result_.registered) / result_.elapsed_s;
@@ -140,14 +153,14 @@ class Swarm {
   // Queued, and sent in batches by flush(): the Registrar hands out
   // datagrams it keeps, so they are copied here.
   void send(const Slot& s, std::vector<Bytes> datagrams) {
-    for (Bytes& d : datagrams) pending_[s.socket].push_back(Pending{s.local, std::move(d)});
+    for (Bytes& d : datagrams) pending_[s.socket].push_back(Pending{o_.ks, s.local, std::move(d)});
   }
 
   void flush() {
     for (auto& [socket, queue] : pending_) {
       if (queue.empty()) continue;
       outbound_.clear();
-      for (const Pending& p : queue) outbound_.push_back(UdpSocket::Outbound{o_.ks, p.from, p.datagram});
+      for (const Pending& p : queue) outbound_.push_back(UdpSocket::Outbound{p.to, p.from, p.datagram});
       result_.datagrams_sent += sockets_[socket].send_many(outbound_);
       queue.clear();
     }
@@ -186,6 +199,7 @@ class Swarm {
     Clock::time_point now = Clock::now();
     if (s.registrar->registration()) {
       ++result_.registered;
+      if (o_.follow_rekeys) follow(s, *s.registrar->registration());
       latencies_ms_.push_back(std::chrono::duration<double, std::milli>(now - s.started).count());
       last_done_ = now;
     } else {
@@ -208,7 +222,12 @@ class Swarm {
         std::size_t slot = k;
         if (!o_.one_address) {
           auto it = by_local_.find(r.local);
-          if (it == by_local_.end()) continue;  // a late answer to a member that has finished
+          if (it == by_local_.end()) {
+            auto f = follower_by_local_.find(r.local);
+            if (f != follower_by_local_.end() && r.size > 18 && buffers_[j][18] == kGroupkeyPush)
+              receive_push(*followers_[f->second], r, ByteView(buffers_[j]).first(r.size));
+            continue;  // else a late answer to a member that has finished
+          }
           slot = it->second;
         }
         Slot& s = slots_[slot];
@@ -231,9 +250,81 @@ class Swarm {
   }
 
   struct Pending {
+    Endpoint to;
     Address from;
     Bytes datagram;
   };
+
+  // A registered member that stays to follow rekeys.
+  struct Follower {
+    Address local;
+    std::size_t socket = 0;
+    gm::RekeyState state;
+  };
+
+  bool following() const { return o_.follow_rekeys > 0 && !followers_.empty() && rekeys_done_ < o_.follow_rekeys; }
+
+  void follow(const Slot& s, const gdoi::Registration& r) {
+    auto f = std::make_unique<Follower>(Follower{s.local, s.socket, gm::RekeyState(gm::RekeyOptions{"swarm", s.local})});
+    if (auto ok = f->state.registered(r, seconds(Clock::now())); !ok) {
+      record_failure("cannot follow rekeys: " + ok.error());
+      return;
+    }
+    if (!o_.one_address) follower_by_local_[s.local] = followers_.size();
+    followers_.push_back(std::move(f));
+  }
+
+  void receive_push(Follower& f, const UdpSocket::Received& r, ByteView datagram) {
+    const Clock::time_point now = Clock::now();
+    auto out = f.state.receive_push(datagram, r.from, gm::PushVia::Unicast, seconds(now));
+    if (out.kind == gm::PushOutcome::Kind::Retransmission) {
+      ++result_.retransmissions;
+    } else if (auto seq = f.state.last_seq(); out.kind == gm::PushOutcome::Kind::Applied && seq) {
+      RekeyProgress& p = progress(*seq, now, datagram.size());
+      ++p.result.members_acked;
+      p.last_ack = now;
+      done_if_complete(p);
+    } else {
+      ++result_.failures["rekey refused: " + out.refused.value_or("?")];
+      // Counted against the oldest rekey still open: a refused push has no SEQ one can trust.
+      for (auto& entry : rekeys_) {
+        if (entry.second.complete) continue;
+        ++entry.second.result.members_refused;
+        done_if_complete(entry.second);
+        break;
+      }
+    }
+    if (out.ack) {
+      pending_[f.socket].push_back(Pending{r.from, f.local, std::move(*out.ack)});
+      f.state.ack_sent();
+    }
+    for (auto& entry : rekeys_) {
+      if (!entry.second.complete) entry.second.result.bytes_received += datagram.size();
+    }
+  }
+
+  struct RekeyProgress {
+    RekeyResult result;
+    Clock::time_point first_push, last_ack;
+    bool complete = false;
+  };
+
+  RekeyProgress& progress(std::uint32_t seq, Clock::time_point now, std::size_t bytes) {
+    auto [it, fresh] = rekeys_.try_emplace(seq);
+    if (fresh) {
+      it->second.result.seq = seq;
+      it->second.result.push_bytes = bytes;
+      it->second.first_push = now;
+    }
+    return it->second;
+  }
+
+  void done_if_complete(RekeyProgress& p) {
+    if (p.complete || p.result.members_acked + p.result.members_refused < followers_.size()) return;
+    p.complete = true;
+    p.result.first_push_to_last_ack_s = std::chrono::duration<double>(p.last_ack - p.first_push).count();
+    ++rekeys_done_;
+  }
 
   const SwarmOptions& o_;
   gm::RegistrarOptions registrar_;
@@ -246,6 +337,11 @@ class Swarm {
   std::vector<Bytes> buffers_;
   std::vector<UdpSocket::Received> received_;
   std::size_t next_member_ = 0, in_flight_ = 0;
+  std::vector<std::unique_ptr<Follower>> followers_;
+  std::unordered_map<Address, std::size_t, AddressHash> follower_by_local_;
+  std::map<std::uint32_t, RekeyProgress> rekeys_;  // by SEQ
+  std::size_t rekeys_done_ = 0;
+  static constexpr std::uint8_t kGroupkeyPush = 33;  // RFC 6407 4: exchange type, octet 18 of the header
   std::vector<double> latencies_ms_;
   Clock::time_point first_start_, last_done_;
   SwarmResult result_;

@@ -33,6 +33,22 @@ struct SwarmOptions {
   std::int64_t retransmit_s = 2;
   int retransmits = 4;
   bool verbose = false;  // print each member's registration steps
+  // After registering, every member stays and follows this many rekeys:
+  // each push is received, decrypted and verified by every member's own
+  // gm::RekeyState and acknowledged from its own address (RFC 8263). When
+  // all members are registered gm-swarm prints "following N rekeys" on a
+  // line of its own and waits for the key server to rekey.
+  std::size_t follow_rekeys = 0;
+};
+
+// One rekey as the members saw it.
+struct RekeyResult {
+  std::uint32_t seq = 0;
+  std::size_t members_acked = 0;     // members that accepted it and sent an ack
+  std::size_t members_refused = 0;   // members that refused it (reason in SwarmResult::failures)
+  double first_push_to_last_ack_s = 0;
+  std::size_t push_bytes = 0;        // one datagram (UDP payload)
+  std::uint64_t bytes_received = 0;  // pushes to all members, retransmissions included
 };
 
 // Percentiles of the registrations that completed, in milliseconds.
@@ -52,6 +68,7 @@ struct SwarmResult {
   double cpu_s = 0;             // this process, user + system, during the run
   double runqueue_wait_s = -1;  // runnable but not running (other load), -1 if unknown
   bool timed_out = false;
+  std::vector<RekeyResult> rekeys;  // follow_rekeys
 };
 
 // Fails only before the first member starts (bad options, no epoll); any
