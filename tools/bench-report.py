@@ -12,6 +12,13 @@ import sys
 # name -> (target in ns per iteration, where the target comes from)
 TARGETS = {
     "BM_DecodeRegistrationMessage4": (2000.0, "issue 2: < 2 us"),
+    "BM_Classify_IPv4_10000_entries": (100.0, "issue 5: < 100 ns a packet with 10,000 entries"),
+}
+
+# name -> (benchmark, divided by benchmark, at most, where the target comes from)
+RATIO_TARGETS = {
+    "classify_10000_to_10_entries": ("BM_Classify_IPv4_10000_entries", "BM_Classify_IPv4_10_entries", 1.5,
+                                     "issue 5: <= 1.5x the 10-entry cost"),
 }
 
 # registration.json metric -> (comparison, target, where the target comes from)
@@ -85,7 +92,8 @@ def main(folder):
             unit = b.get("time_unit", "ns")
             scale = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}[unit]
             ns = b["real_time"] * scale
-            target = TARGETS.get(b["name"])
+            # "BM_X/iterations:3/manual_time" has the target of "BM_X".
+            target = TARGETS.get(b["name"]) or TARGETS.get(b["name"].split("/")[0])
             rows.append({
                 "suite": path.stem,
                 "name": b["name"],
@@ -100,6 +108,14 @@ def main(folder):
         t = f"{r['target_ns']:.0f} ns" if r["target_ns"] else "-"
         v = "" if r["meets_target"] is None else ("meets" if r["meets_target"] else "MISSES")
         print(f"{r['name']:44} {r['ns_per_op']:>9.0f} ns {t:>10}  {v} {r['note']}")
+    ns_by_name = {r["name"].split("/")[0]: r["ns_per_op"] for r in rows}
+    for name, (top, bottom, limit, note) in RATIO_TARGETS.items():
+        if top in ns_by_name and bottom in ns_by_name:
+            ratio = ns_by_name[top] / ns_by_name[bottom]
+            meets = ratio <= limit
+            print(f"{name:44} {ratio:>12.2f} {'<= ' + format(limit, 'g'):>10}  {'meets' if meets else 'MISSES'} {note}")
+            rows.append({"suite": "ratio", "name": name, "value": ratio, "target": f"<= {limit:g}",
+                         "meets_target": meets, "note": note})
     reg = registration_rows(folder)
     if reg:
         print()

@@ -4,7 +4,7 @@
 set -eu
 
 PACKAGES="
-  build-essential cmake pkg-config clang llvm libclang-rt-14-dev libbpf-dev bpftool
+  build-essential cmake pkg-config clang llvm libclang-rt-14-dev libbpf-dev
   libssl-dev libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libcli11-dev libpcap-dev libtomlplusplus-dev libboost-dev
   tshark tcpdump python3 iproute2 openssl

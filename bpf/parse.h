@@ -1,0 +1,185 @@
+/* Reads what the ACL classifier needs from a frame at tc: Ethernet (with
+ * up to two VLAN tags), IPv4 (options, fragments), IPv6 (extension
+ * headers, fragments), and the TCP or UDP ports. BPF side only. */
+#ifndef COVEY_BPF_PARSE_H
+#define COVEY_BPF_PARSE_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "covey_maps.h"
+
+/* The classifier's view of a packet: user space has the same fields in
+ * datapath::PacketFields. */
+struct covey_packet {
+	__u32 family;   /* COVEY_FAMILY_V4 or COVEY_FAMILY_V6 */
+	__u32 protocol; /* 0..255, or COVEY_PROTO_UNSEEN */
+	__u32 sport;    /* 0..65535, or COVEY_PORT_UNSEEN */
+	__u32 dport;
+	__u8 src[16];   /* network order; IPv4 in the first 4 bytes */
+	__u8 dst[16];
+};
+
+enum covey_parse_result {
+	COVEY_PARSE_IP = 0,
+	COVEY_PARSE_NOT_IP,
+	COVEY_PARSE_MALFORMED,
+};
+
+/* Headers the parser reads must be in the skb's linear part; a GRO'd or
+ * paged skb may hold less, so that much is pulled in first. 256 bytes
+ * cover Ethernet, two VLAN tags, a full IPv4 header with options and the
+ * ports, or an IPv6 header with a typical extension chain. */
+#define COVEY_PARSE_LINEAR 256
+/* Extension headers followed before the upper-layer protocol counts as
+ * unseen. */
+#define COVEY_IPV6_EXT_MAX 6
+
+#define COVEY_IP_OFFSET 0x1fff    /* IPv4 fragment offset bits */
+#define COVEY_IP6_OFFSET 0xfff8   /* IPv6 fragment offset bits */
+
+struct covey_vlan_hdr {
+	__be16 tci;
+	__be16 proto;
+};
+
+struct covey_ext_hdr {
+	__u8 nexthdr;
+	__u8 len;      /* 8-octet units beyond the first 8 (not for a fragment header) */
+	__be16 frag;   /* fragment header: offset and M flag */
+};
+
+/* Ports of a TCP or UDP header at `l4`, if it is there whole enough. */
+static __always_inline void covey_parse_ports(struct covey_packet *pkt, void *l4, void *end)
+{
+	__be16 *ports = l4;
+
+	if ((void *)(ports + 2) > end)
+		return;
+	pkt->sport = bpf_ntohs(ports[0]);
+	pkt->dport = bpf_ntohs(ports[1]);
+}
+
+static __always_inline int covey_parse_ipv4(struct covey_packet *pkt, void *l3, void *end)
+{
+	struct iphdr *ip = l3;
+	__u32 hlen;
+
+	if ((void *)(ip + 1) > end)
+		return COVEY_PARSE_MALFORMED;
+	if (ip->version != 4 || ip->ihl < 5)
+		return COVEY_PARSE_MALFORMED;
+	hlen = ip->ihl * 4;
+	if (l3 + hlen > end)
+		return COVEY_PARSE_MALFORMED;
+
+	pkt->family = COVEY_FAMILY_V4;
+	__builtin_memcpy(pkt->src, &ip->saddr, 4);
+	__builtin_memcpy(pkt->dst, &ip->daddr, 4);
+	pkt->protocol = ip->protocol;
+	/* A non-initial fragment carries no ports. */
+	if ((ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP) &&
+	    !(ip->frag_off & bpf_htons(COVEY_IP_OFFSET)))
+		covey_parse_ports(pkt, l3 + hlen, end);
+	return COVEY_PARSE_IP;
+}
+
+static __always_inline int covey_ipv6_ext(__u32 nexthdr)
+{
+	return nexthdr == IPPROTO_HOPOPTS || nexthdr == IPPROTO_ROUTING || nexthdr == IPPROTO_FRAGMENT ||
+	       nexthdr == IPPROTO_DSTOPTS;
+}
+
+static __always_inline int covey_parse_ipv6(struct covey_packet *pkt, void *l3, void *end)
+{
+	struct ipv6hdr *ip6 = l3;
+	__u32 nexthdr, off = sizeof(*ip6);
+	int later_fragment = 0;
+
+	if ((void *)(ip6 + 1) > end)
+		return COVEY_PARSE_MALFORMED;
+	if (ip6->version != 6)
+		return COVEY_PARSE_MALFORMED;
+
+	pkt->family = COVEY_FAMILY_V6;
+	__builtin_memcpy(pkt->src, &ip6->saddr, 16);
+	__builtin_memcpy(pkt->dst, &ip6->daddr, 16);
+	nexthdr = ip6->nexthdr;
+
+#pragma unroll
+	for (int i = 0; i < COVEY_IPV6_EXT_MAX; i++) {
+		struct covey_ext_hdr *ext;
+
+		if (!covey_ipv6_ext(nexthdr))
+			break;
+		/* A chain that runs past what is linear or past the packet
+		 * hides the upper-layer protocol. */
+		if (off > COVEY_PARSE_LINEAR)
+			return COVEY_PARSE_IP;
+		ext = l3 + off;
+		if ((void *)(ext + 1) > end)
+			return COVEY_PARSE_IP;
+		if (nexthdr == IPPROTO_FRAGMENT) {
+			if (ext->frag & bpf_htons(COVEY_IP6_OFFSET))
+				later_fragment = 1;
+			off += 8;
+		} else {
+			off += ((__u32)ext->len + 1) * 8;
+		}
+		nexthdr = ext->nexthdr;
+	}
+	if (covey_ipv6_ext(nexthdr))
+		return COVEY_PARSE_IP; /* more than COVEY_IPV6_EXT_MAX: protocol unseen */
+
+	pkt->protocol = nexthdr;
+	if ((nexthdr == IPPROTO_TCP || nexthdr == IPPROTO_UDP) && !later_fragment && off <= COVEY_PARSE_LINEAR)
+		covey_parse_ports(pkt, l3 + off, end);
+	return COVEY_PARSE_IP;
+}
+
+/* Fills `pkt` (protocol and ports start out unseen). */
+static __always_inline int covey_parse(struct __sk_buff *skb, struct covey_packet *pkt)
+{
+	void *data, *end, *l3;
+	struct ethhdr *eth;
+	__u32 linear = skb->len < COVEY_PARSE_LINEAR ? skb->len : COVEY_PARSE_LINEAR;
+	__be16 proto;
+
+	pkt->protocol = COVEY_PROTO_UNSEEN;
+	pkt->sport = COVEY_PORT_UNSEEN;
+	pkt->dport = COVEY_PORT_UNSEEN;
+
+	if ((long)skb->data_end - (long)skb->data < (long)linear)
+		bpf_skb_pull_data(skb, linear);
+	data = (void *)(long)skb->data;
+	end = (void *)(long)skb->data_end;
+
+	eth = data;
+	if ((void *)(eth + 1) > end)
+		return COVEY_PARSE_NOT_IP;
+	proto = eth->h_proto;
+	l3 = eth + 1;
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+		struct covey_vlan_hdr *vlan = l3;
+
+		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
+			break;
+		if ((void *)(vlan + 1) > end)
+			return COVEY_PARSE_MALFORMED;
+		proto = vlan->proto;
+		l3 = vlan + 1;
+	}
+	if (proto == bpf_htons(ETH_P_IP))
+		return covey_parse_ipv4(pkt, l3, end);
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return covey_parse_ipv6(pkt, l3, end);
+	return COVEY_PARSE_NOT_IP;
+}
+
+#endif /* COVEY_BPF_PARSE_H */
