@@ -25,6 +25,7 @@ RATIO_TARGETS = {
 REGISTRATION_TARGETS = {
     "dh19_ratio_to_bound": (">=", 0.6, "issue gm-swarm: >= 60% of the raw-crypto rate"),
     "ks_rss_mb_at_10000": ("<", 100.0, "issue gm-swarm: 10,000 members < 100 MB"),
+    "rekey_unicast_first_push_to_last_ack_s": ("<", 2.0, "issue rekey: 10,000 members < 2 s"),
 }
 
 
@@ -67,6 +68,15 @@ def registration_rows(folder):
         base, per = r["ks_rss_kb_before"], (r["ks_rss_kb_after"] - r["ks_rss_kb_before"]) / r["registered"]
         add("ks_rss_mb_at_10000", (base + per * 10000) / 1024, "MB",
             f"measured with {r['registered']} members" + ("" if r["registered"] == 10000 else ", scaled"))
+    k = data.get("rekey_unicast", {})
+    if k:
+        note = f"{k.get('members_acked')} of {k.get('members')} members acked, {k.get('ks_recorded_acks')} recorded by the KS"
+        if k.get("members_acked") == k.get("members"):
+            add("rekey_unicast_first_push_to_last_ack_s", k.get("first_push_to_last_ack_s"), "s", note)
+        else:  # no time to compare: the rekey never reached everyone
+            add("rekey_unicast_members_acked", k.get("members_acked"), "", note + ": INCOMPLETE, misses the target")
+        add("rekey_unicast_push_bytes", k.get("push_bytes"), "B", "one datagram, the same for every member")
+        add("rekey_unicast_bytes_per_member", k.get("bytes_per_member"), "B", "retransmissions included")
     load = data.get("loadavg_1m_start")
     if load is not None:
         add("loadavg_1m_during_run", max(load, data.get("loadavg_1m_end", 0)), "", f"{data.get('cores')} cores")
