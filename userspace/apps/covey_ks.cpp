@@ -2,7 +2,10 @@
 #include <utility>  // before Asio (Boost 1.74 and C++20)
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <boost/asio.hpp>
+#include <chrono>
+#include <functional>
 #include <iostream>
 
 #include "apps/daemon_cli.h"
@@ -109,17 +112,27 @@ int main(int argc, char** argv) {
   } else {
     log(LogLevel::Info, "no state file " + state_path + ": groups start with new keys");
   }
+  // Every save is timed: the lazy member saves below are spaced by what
+  // the last one cost.
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point last_save_end{};
+  Clock::duration last_save_took{};
+  auto save = [&]() -> crypto::Result<void> {
+    Clock::time_point start = Clock::now();
+    auto r = ks::save_state(state_path, groups);
+    last_save_end = Clock::now();
+    last_save_took = last_save_end - start;
+    if (r) groups.mark_state_written();
+    return r;
+  };
   // Written even after a restore: the file then also holds what the
   // running daemon will hand out first.
-  if (auto written = ks::save_state(state_path, groups); !written) {
+  if (auto written = save(); !written) {
     log(LogLevel::Error, "not starting: " + written.error());
     return 1;
   }
-  groups.set_write_now([&]() -> crypto::Result<void> {
-    auto r = ks::save_state(state_path, groups);
-    if (r) groups.mark_state_written();
-    return r;
-  });
+  // Rekeys and SID reservations save at once, never delayed.
+  groups.set_write_now(save);
 
   ks::ServerOptions options;
   for (const Address& a : cfg.server.listen) options.listen.push_back(Endpoint{a, cfg.server.port});
@@ -231,17 +244,23 @@ int main(int argc, char** argv) {
     return 1;
   }
   log(LogLevel::Info, "control socket " + cfg.server.control_socket);
-  // Members are written lazily (see ks/state_store.h): at most once a second.
+  // Members are written lazily (see ks/state_store.h): a second after the
+  // last save of any kind at the earliest, and no sooner than 20 times
+  // what that save took. A save writes every member, so at tens of
+  // thousands of them a fixed once a second would grow into a large share
+  // of the one thread that answers registrations; this way lazy saves take
+  // at most a twentieth of it whatever the member count. Waiting longer
+  // costs little: a member whose record a crash loses registers again.
+  constexpr Clock::duration kMemberSaveInterval = std::chrono::seconds(1);
+  constexpr int kMemberSaveCostFactor = 20;
+  auto member_save_due = [&] { return last_save_end + std::max(kMemberSaveInterval, kMemberSaveCostFactor * last_save_took); };
   boost::asio::steady_timer state_timer(io);
   std::function<void()> arm_state_timer = [&] {
-    state_timer.expires_after(std::chrono::seconds(1));
+    state_timer.expires_at(std::max(member_save_due(), Clock::now() + kMemberSaveInterval));
     state_timer.async_wait([&](const boost::system::error_code& ec) {
       if (ec) return;
-      if (groups.state_dirty()) {
-        if (auto r = ks::save_state(state_path, groups); r)
-          groups.mark_state_written();
-        else
-          log(LogLevel::Error, "members not saved (retrying in 1 s): " + r.error());
+      if (groups.state_dirty() && Clock::now() >= member_save_due()) {
+        if (auto r = save(); !r) log(LogLevel::Error, "members not saved (will retry): " + r.error());
       }
       arm_state_timer();
     });
@@ -263,7 +282,7 @@ int main(int argc, char** argv) {
     io.stop();
   });
   io.run();
-  if (auto r = ks::save_state(state_path, groups); !r) {
+  if (auto r = save(); !r) {
     log(LogLevel::Error, "state not saved at shutdown: " + r.error());
     return 1;
   }

@@ -175,6 +175,12 @@ unsigned Group::sid_count(std::uint16_t sid_request) {
 }
 
 Group::State Group::export_state() const {
+  State s = export_keys();
+  s.members = members_;
+  return s;
+}
+
+Group::State Group::export_keys() const {
   State s;
   s.kek = kek_;
   s.kek_expires_at = kek_expires_at_;
@@ -183,7 +189,6 @@ Group::State Group::export_state() const {
   s.next_sid = std::max(sid_mark_, next_sid_);
   s.seq = seq_;
   s.pseudotime_epoch = pseudotime_epoch_;
-  s.members = members_;
   return s;
 }
 

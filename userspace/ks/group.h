@@ -83,6 +83,10 @@ class Group {
     std::map<Address, Member> members;
   };
   State export_state() const;
+  // export_state() but for the members, which the state file writes from
+  // members() in place: copying thousands of them for every save would cost
+  // more than writing them.
+  State export_keys() const;
   // nullopt when `s` can replace this group's keys and counters, else why
   // not ("KEK signature public key differs from the configured signing key").
   std::optional<std::string> refuse_state(const State& s) const;

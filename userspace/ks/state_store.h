@@ -12,6 +12,10 @@
 //   sha256 <hex SHA-256 of everything after this line>
 //   {"format":"covey-ks-state","version":1,"groups":[...]}
 //
+// save_state writes the document directly, a group's keys and counters a
+// field a line and each member on one line; restore_state parses it as
+// JSON, so it also reads the indented files earlier versions wrote.
+//
 // Key material is hex: the file is root's alone. A missing first line is
 // "not a covey-ks state file", another version is refused by number, and a
 // digest mismatch means truncation or corruption. Nothing is ever silently
@@ -25,10 +29,13 @@
 //   above every SID handed out, written before the first SID past the old
 //   mark is sent. One fsync per block, not per registration; a crash skips
 //   the rest of the block.
-// - members lazily, at most once a second and at clean shutdown: a member
-//   whose record is lost misses unicast rekeys and registers again, which
-//   is a nuisance, not a security fault, and not worth an fsync per
-//   registration at thousands of registrations a second. The same holds
+// - members lazily and at clean shutdown: covey-ks saves dirty members a
+//   second after the last save at the earliest, and no sooner than 20
+//   times what that save took, so that saves stay a small part of its time
+//   at any member count (apps/covey_ks.cpp). A member whose record is
+//   lost misses unicast rekeys and registers again, which is a nuisance,
+//   not a security fault, and not worth an fsync per registration at
+//   thousands of registrations a second. The same holds
 //   for each member's rekey delivery record (port, last acknowledged SEQ,
 //   consecutive misses).
 //
