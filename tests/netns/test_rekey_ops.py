@@ -6,9 +6,13 @@
 - after kill -9 and a restart from its state file the KS rekeys with a
   higher SEQ, and both members follow without registering again;
 - `coveyctl ks remove-member` leaves gm4 behind: gm3 holds a KEK and TEK
-  that gm4 does not."""
+  that gm4 does not;
+- a policy change rekeys on `coveyctl ks reload` and on SIGHUP, members
+  take the new ACL, and a broken configuration is refused whole while the
+  KS goes on with the old one."""
 
 import re
+import signal
 import unittest
 
 from captures import udp_datagrams
@@ -140,6 +144,46 @@ class OperatorRekeyTest(unittest.TestCase):
         self.assertIn(new[0]["spi"], {t["spi"] for t in gm3["tek"]}, "gm3 lacks the new TEK")
         self.assertNotIn(new[0]["spi"], {t["spi"] for t in gm4["tek"]}, "gm4 holds the new TEK")
         self.assertNotIn(new[0]["keys"], [t.get("keys") for t in gm4["tek"]], "gm4 holds the new TEK's keys")
+
+    def test_5_policy_change_on_reload_and_sighup(self):
+        lab = self.lab
+        acl = 'acl = ["deny udp any eq 848 any eq 848", "permit ip 192.168.0.0/16 192.168.0.0/16"]'
+        self.assertIn(acl, self.ks_toml)
+
+        def reconfigure(new_acl):
+            lab.write("ks.toml", self.ks_toml.replace(acl, new_acl))
+
+        def gm3_acl():
+            return [str(e) for e in self.gm("gm3")["acl"]]
+
+        before = gm3_acl()
+        reconfigure('acl = ["deny udp any eq 848 any eq 848", "deny icmp any any", '
+                    '"permit ip 192.168.0.0/16 192.168.0.0/16"]')
+        reply = lab.ctl("ks", "ks", "reload")
+        self.assertEqual(reply.get("rekeyed"), ["GET_VPN"], reply)
+        g = ks_group(lab)
+        self.assertEqual(g["last_rekey"]["reason"], "policy-change", g)
+        self.wait_acked(GM3, g["last_rekey"]["seq"])
+        lab.wait_for(lambda: len(gm3_acl()) == len(before) + 1, 5, "gm3 to hold the three-entry ACL", logs=("gm3",))
+
+        # SIGHUP does the same.
+        seq = g["last_rekey"]["seq"]
+        reconfigure('acl = ["deny udp any eq 848 any eq 848", "permit ip 192.168.0.0/16 192.168.0.0/16"]')
+        lab.procs["ks"][0].send_signal(signal.SIGHUP)
+        lab.wait_for(lambda: (ks_group(lab).get("last_rekey") or {}).get("seq", 0) > seq, 5,
+                     "a rekey after SIGHUP", logs=("ks",))
+        lab.wait_for(lambda: gm3_acl() == before, 5, "gm3 to hold the two-entry ACL again", logs=("gm3",))
+
+        # A broken file changes nothing, and says what is wrong.
+        seq = ks_group(lab)["last_rekey"]["seq"]
+        reconfigure('acl = ["permit ip 192.168.0.0/33 any"]')
+        r = lab.ctl("ks", "ks", "reload", check=False)
+        self.assertFalse(r.get("ok"), r)
+        self.assertIn("192.168.0.0/33", r.get("error", ""), r)
+        self.assertTrue(lab.alive("ks"))
+        self.assertEqual(ks_group(lab)["last_rekey"]["seq"], seq, "a refused reload rekeyed")
+        self.assertEqual(gm3_acl(), before)
+
 
 if __name__ == "__main__":
     unittest.main()
