@@ -137,7 +137,9 @@ void kek_section(Page& page, const Json& group) {
   keys(page, *kek);
 }
 
-void tek_section(Page& page, const Json& group) {
+// The TEKs, on either side; where each stands in its rollover when the
+// reply says (covey-gm sends activates_at/deactivates_at with every TEK).
+void tek_section(Page& page, const Json& group, const RenderContext& ctx) {
   const Json& teks = array_of(group, "tek");
   if (teks.empty()) {
     page.line(4, "TEK POLICY: none");
@@ -152,6 +154,8 @@ void tek_section(Page& page, const Json& group) {
     page.field(6, "Transform", text(tek, "transform"));
     page.field(6, "Remaining Lifetime", lifetime(tek));
     if (field_of(tek, "state") != nullptr) page.field(6, "State", text(tek, "state"));
+    if (auto at = integer(tek, "activates_at")) page.field(6, "Activates", when(*at, ctx));
+    if (auto at = integer(tek, "deactivates_at")) page.field(6, "Deactivates", when(*at, ctx));
     keys(page, tek);
   }
 }
@@ -235,7 +239,7 @@ std::string render_ks_groups(const Json& reply, const RenderContext& ctx) {
     page.blank();
     kek_section(page, g);
     page.blank();
-    tek_section(page, g);
+    tek_section(page, g, ctx);
   }
   return std::move(page).str();
 }
@@ -275,29 +279,6 @@ std::string render_ks_members(const Json& reply, const RenderContext& ctx) {
 }
 
 namespace {
-
-// The member's TEKs: the shared fields, then where each stands in its
-// rollover (covey-gm sends activates_at/deactivates_at with every TEK).
-void gm_tek_section(Page& page, const Json& reply, const RenderContext& ctx) {
-  const Json& teks = array_of(reply, "tek");
-  if (teks.empty()) {
-    page.line(4, "TEK POLICY: none");
-    return;
-  }
-  page.line(4, "TEK POLICY:");
-  bool first = true;
-  for (const Json& tek : teks) {
-    if (!first) page.blank();
-    first = false;
-    page.field(6, "SPI", text(tek, "spi"));
-    page.field(6, "Transform", text(tek, "transform"));
-    page.field(6, "Remaining Lifetime", lifetime(tek));
-    if (field_of(tek, "state") != nullptr) page.field(6, "State", text(tek, "state"));
-    if (auto at = integer(tek, "activates_at")) page.field(6, "Activates", when(*at, ctx));
-    if (auto at = integer(tek, "deactivates_at")) page.field(6, "Deactivates", when(*at, ctx));
-    keys(page, tek);
-  }
-}
 
 // "3 (1 since registration)", or the bare count from an older covey-gm.
 std::string rekeys_received(const Json& reply) {
@@ -391,7 +372,7 @@ std::string render_gm_status(const Json& reply, const RenderContext& ctx) {
   page.blank();
   kek_section(page, reply);
   page.blank();
-  gm_tek_section(page, reply, ctx);
+  tek_section(page, reply, ctx);
   return std::move(page).str();
 }
 
