@@ -6,7 +6,7 @@ set -eu
 PACKAGES="
   build-essential cmake pkg-config clang llvm libclang-rt-14-dev libbpf-dev
   libssl-dev libgtest-dev libgmock-dev libbenchmark-dev
-  nlohmann-json3-dev libcli11-dev libpcap-dev libtomlplusplus-dev libboost-dev
+  nlohmann-json3-dev libcli11-dev libpcap-dev libtomlplusplus-dev libboost-dev libmnl-dev
   tshark tcpdump python3 iproute2 openssl
   qemu-system-x86 busybox-static iputils-ping bpftool
   python3-cryptography nftables

@@ -11,6 +11,7 @@
 #include "config/gm_config.h"
 #include "control/server.h"
 #include "gm/agent.h"
+#include "kmod-free/probe.h"
 
 using namespace covey;
 
@@ -19,8 +20,17 @@ int main(int argc, char** argv) {
   apps::DaemonArgs args;
   args.config_path = std::string(config::kDefaultGmConfigPath);
   apps::add_daemon_options(app, args);
+  bool probe = false;
+  app.add_flag("--probe", probe,
+               "report what this kernel has and lacks for covey's data path (XFRM, ESP, tc, XDP, BPF helpers) "
+               "and exit: 0 when everything needed is there, 1 otherwise");
   CLI11_PARSE(app, argc, argv);
   apps::apply_log_options("covey-gm", args);
+  if (probe) {
+    kmod::ProbeReport report = kmod::probe_kernel();
+    std::cout << report.text();
+    return report.ready() ? 0 : 1;
+  }
 
   auto parsed = config::load_gm_config(args.config_path);
   if (auto done = apps::report_config(parsed, args, "covey-gm")) return *done;

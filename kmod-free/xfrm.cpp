@@ -1,0 +1,281 @@
+#include "xfrm.h"
+
+#include <libmnl/libmnl.h>
+#include <linux/netlink.h>
+#include <linux/xfrm.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+
+namespace covey::kmod {
+
+namespace {
+
+std::string errno_words(int e) {
+  const char* name = strerrorname_np(e);
+  return std::string(name ? name : "errno " + std::to_string(e)) + ": " + std::strerror(e);
+}
+
+// A dump of a few thousand states fits; the kernel never sends one message
+// larger than its dump skb (at most 32 KiB by default).
+constexpr std::size_t kReceiveBuffer = 64 * 1024;
+constexpr int kDumpAttempts = 4;
+
+}  // namespace
+
+std::string FlushReport::str() const {
+  std::string s = "deleted " + std::to_string(policies_deleted.size()) + " policies and " +
+                  std::to_string(states_deleted.size()) +
+                  " states; left " + std::to_string(foreign_states) + " foreign states and " +
+                  std::to_string(foreign_policies) + " foreign policies alone";
+  if (!refused.empty()) s += "; refused " + std::to_string(refused.size());
+  return s;
+}
+
+crypto::Result<std::unique_ptr<XfrmSocket>> XfrmSocket::open(const Ownership& ownership) {
+  if (ownership.mark_mask == 0 || ownership.reqid_first > ownership.reqid_last)
+    return crypto::Error{"XFRM ownership " + ownership.str() + " is empty: covey could not recognise its own SAs"};
+  std::unique_ptr<XfrmSocket> s(new XfrmSocket(ownership));
+  s->nl_ = mnl_socket_open(NETLINK_XFRM);
+  if (!s->nl_) {
+    int e = errno;
+    return crypto::Error{"cannot open an XFRM netlink socket (" + errno_words(e) + ")" +
+                         (e == EPROTONOSUPPORT ? "; the kernel lacks xfrm_user: modprobe xfrm_user" : "")};
+  }
+  if (mnl_socket_bind(s->nl_, 0, MNL_SOCKET_AUTOPID) < 0)
+    return crypto::Error{"cannot bind the XFRM netlink socket (" + errno_words(errno) + ")"};
+  s->portid_ = mnl_socket_get_portid(s->nl_);
+  int one = 1;
+  // Extended acks carry the kernel's own words; capped acks keep the kernel
+  // from echoing our request, keys included, back in an error. Kernels
+  // without them (before 4.12 / 4.2) still answer with the errno.
+  mnl_socket_setsockopt(s->nl_, NETLINK_EXT_ACK, &one, sizeof one);
+  mnl_socket_setsockopt(s->nl_, NETLINK_CAP_ACK, &one, sizeof one);
+  // The kernel answers XFRM requests synchronously; a wait this long means
+  // something is badly wrong, and the GM should say so rather than hang.
+  timeval tv{5, 0};
+  setsockopt(mnl_socket_get_fd(s->nl_), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  s->seq_ = static_cast<std::uint32_t>(time(nullptr));
+  s->rx_.resize(kReceiveBuffer);
+  return s;
+}
+
+XfrmSocket::~XfrmSocket() {
+  wipe_rx();
+  if (nl_) mnl_socket_close(nl_);
+}
+
+void XfrmSocket::wipe_rx() {
+  if (!rx_.empty()) explicit_bzero(rx_.data(), rx_.size());
+}
+
+crypto::Result<KernelAck> XfrmSocket::transact(ByteView request) {
+  const auto* req = reinterpret_cast<const nlmsghdr*>(request.data());
+  if (mnl_socket_sendto(nl_, request.data(), request.size()) < 0)
+    return crypto::Error{"sending to the kernel failed (" + errno_words(errno) + ")"};
+  struct Wipe {
+    XfrmSocket* s;
+    ~Wipe() { s->wipe_rx(); }
+  } wipe{this};
+  for (;;) {
+    ssize_t n = mnl_socket_recvfrom(nl_, rx_.data(), rx_.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return crypto::Error{"no answer from the kernel (" + errno_words(errno) + ")"};
+    }
+    auto* nlh = reinterpret_cast<const nlmsghdr*>(rx_.data());
+    int len = static_cast<int>(n);
+    for (; mnl_nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len)) {
+      if (nlh->nlmsg_seq != req->nlmsg_seq || (nlh->nlmsg_pid != 0 && nlh->nlmsg_pid != portid_)) continue;
+      if (nlh->nlmsg_type != NLMSG_ERROR) continue;
+      return parse_ack(ByteView(reinterpret_cast<const std::uint8_t*>(nlh), nlh->nlmsg_len));
+    }
+  }
+}
+
+crypto::Result<void> XfrmSocket::expect_ack(ByteView request, const std::string& operation, const std::string& what) {
+  last_refusal_.reset();
+  auto ack = transact(request);
+  if (!ack) return crypto::Error{operation + " " + what + ": " + ack.error()};
+  if (ack->error != 0) {
+    last_refusal_ = *ack;
+    return crypto::Error{"kernel refused " + operation + " " + what + ": " + ack->str(request)};
+  }
+  return {};
+}
+
+template <class Entry>
+crypto::Result<void> XfrmSocket::dump(Bytes (*build)(std::uint32_t), const char* what, Entry&& entry) {
+  struct Wipe {
+    XfrmSocket* s;
+    ~Wipe() { s->wipe_rx(); }
+  } wipe{this};
+  for (int attempt = 1; attempt <= kDumpAttempts; ++attempt) {
+    const std::uint32_t seq = ++seq_;
+    Bytes request = build(seq);
+    if (mnl_socket_sendto(nl_, request.data(), request.size()) < 0)
+      return crypto::Error{std::string("dumping ") + what + ": sending failed (" + errno_words(errno) + ")"};
+    bool interrupted = false, done = false;
+    entry.restart();
+    while (!done) {
+      ssize_t n = mnl_socket_recvfrom(nl_, rx_.data(), rx_.size());
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return crypto::Error{std::string("dumping ") + what + ": no answer from the kernel (" + errno_words(errno) + ")"};
+      }
+      auto* nlh = reinterpret_cast<const nlmsghdr*>(rx_.data());
+      int len = static_cast<int>(n);
+      for (; mnl_nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len)) {
+        if (nlh->nlmsg_seq != seq) continue;
+        if (nlh->nlmsg_flags & NLM_F_DUMP_INTR) interrupted = true;
+        ByteView msg(reinterpret_cast<const std::uint8_t*>(nlh), nlh->nlmsg_len);
+        if (nlh->nlmsg_type == NLMSG_DONE || nlh->nlmsg_type == NLMSG_ERROR) {
+          auto ack = parse_ack(msg);
+          if (!ack) return crypto::Error{std::string("dumping ") + what + ": " + ack.error()};
+          if (ack->error != 0) return crypto::Error{std::string("kernel refused to dump ") + what + ": " + ack->str()};
+          done = true;
+          break;
+        }
+        if (auto r = entry(msg); !r) return crypto::Error{std::string("dumping ") + what + ": " + r.error()};
+      }
+      wipe_rx();
+    }
+    if (!interrupted) return {};
+  }
+  return crypto::Error{std::string("dumping ") + what + ": the kernel's tables kept changing during " +
+                       std::to_string(kDumpAttempts) + " attempts"};
+}
+
+crypto::Result<std::vector<StateInfo>> XfrmSocket::states() {
+  struct Collect {
+    std::vector<StateInfo> out;
+    void restart() { out.clear(); }
+    crypto::Result<void> operator()(ByteView msg) {
+      auto s = parse_state(msg);
+      if (!s) return crypto::Error{s.error()};
+      out.push_back(std::move(*s));
+      return {};
+    }
+  } collect;
+  if (auto r = dump(build_dump_states, "XFRM states", collect); !r) return crypto::Error{r.error()};
+  return std::move(collect.out);
+}
+
+crypto::Result<std::vector<PolicyInfo>> XfrmSocket::policies() {
+  struct Collect {
+    std::vector<PolicyInfo> out;
+    void restart() { out.clear(); }
+    crypto::Result<void> operator()(ByteView msg) {
+      auto p = parse_policy(msg);
+      if (!p) return crypto::Error{p.error()};
+      out.push_back(std::move(*p));
+      return {};
+    }
+  } collect;
+  if (auto r = dump(build_dump_policies, "XFRM policies", collect); !r) return crypto::Error{r.error()};
+  return std::move(collect.out);
+}
+
+crypto::Result<void> XfrmSocket::check_owned(const EspState& state) const {
+  if (!ownership_.owns_reqid(state.reqid) || !ownership_.owns_mark(state.mark))
+    return crypto::Error{"not installing " + state.describe() + ": outside covey's " + ownership_.str() +
+                         ", so covey could not later prove it its own"};
+  return {};
+}
+
+crypto::Result<void> XfrmSocket::add_sa(const EspState& state) {
+  last_refusal_.reset();
+  if (auto r = check_owned(state); !r) return r;
+  auto request = build_new_sa(state, ++seq_);
+  if (!request) return crypto::Error{request.error()};
+  return expect_ack(request->view(), "XFRM_MSG_NEWSA", state.describe());
+  // request (keys) is wiped by SecretBytes here.
+}
+
+crypto::Result<void> XfrmSocket::update_sa(const EspState& state) {
+  last_refusal_.reset();
+  if (auto r = check_owned(state); !r) return r;
+  auto all = states();
+  if (!all) return crypto::Error{"XFRM_MSG_UPDSA " + state.describe() + ": " + all.error()};
+  StateId id{state.destination, state.spi, 50, state.mark};
+  if (auto r = check_state_target(id, *all, ownership_); !r)
+    return crypto::Error{"not updating: " + r.error()};
+  auto request = build_update_sa(state, ++seq_);
+  if (!request) return crypto::Error{request.error()};
+  return expect_ack(request->view(), "XFRM_MSG_UPDSA", state.describe());
+}
+
+crypto::Result<void> XfrmSocket::delete_sa(const StateId& id) {
+  last_refusal_.reset();
+  auto all = states();
+  if (!all) return crypto::Error{"XFRM_MSG_DELSA " + id.describe() + ": " + all.error()};
+  if (auto r = check_state_target(id, *all, ownership_); !r) return crypto::Error{"not deleting: " + r.error()};
+  Bytes request = build_delete_sa(id, ++seq_);
+  return expect_ack(request, "XFRM_MSG_DELSA", id.describe());
+}
+
+crypto::Result<void> XfrmSocket::add_policy(const Policy& policy) {
+  last_refusal_.reset();
+  if (!ownership_.owns_reqid(policy.tmpl.reqid) || !ownership_.owns_mark(policy.mark))
+    return crypto::Error{"not installing " + policy.describe() + ": outside covey's " + ownership_.str() +
+                         ", so covey could not later prove it its own"};
+  auto request = build_new_policy(policy, ++seq_);
+  if (!request) return crypto::Error{request.error()};
+  return expect_ack(*request, "XFRM_MSG_NEWPOLICY", policy.describe());
+}
+
+crypto::Result<void> XfrmSocket::delete_policy(const Policy& policy) {
+  last_refusal_.reset();
+  auto all = policies();
+  if (!all) return crypto::Error{"XFRM_MSG_DELPOLICY " + policy.describe() + ": " + all.error()};
+  for (const auto& p : *all) {
+    if (p.direction != policy.direction || !(p.selector == policy.selector) || !(p.mark == policy.mark) ||
+        p.templates.size() != 1 || p.templates[0].reqid != policy.tmpl.reqid ||
+        p.templates[0].source != policy.tmpl.source || p.templates[0].destination != policy.tmpl.destination)
+      continue;
+    if (!owns(ownership_, p)) return crypto::Error{"not deleting " + p.describe() + ": not covey's (" + ownership_.str() + ")"};
+    Bytes request = build_delete_policy(p, ++seq_);
+    return expect_ack(request, "XFRM_MSG_DELPOLICY", p.describe());
+  }
+  return crypto::Error{"not deleting: no " + policy.describe() + " in the kernel"};
+}
+
+crypto::Result<FlushReport> XfrmSocket::flush_owned() {
+  auto pols = policies();
+  if (!pols) return crypto::Error{"flushing covey's XFRM policies and states: " + pols.error()};
+  auto sts = states();
+  if (!sts) return crypto::Error{"flushing covey's XFRM policies and states: " + sts.error()};
+  FlushPlan plan = plan_flush(*sts, *pols, ownership_);
+  FlushReport report;
+  report.foreign_states = plan.foreign_states;
+  report.foreign_policies = plan.foreign_policies;
+  report.refused = plan.refused;
+  std::vector<std::string> failures;
+  // Gone since the dump (a hard lifetime, another covey-gm's flush) is what
+  // a flush wants; anything else the kernel says is reported.
+  auto remove = [&](const Bytes& request, const char* operation, const std::string& what,
+                    std::vector<std::string>& deleted) {
+    auto ack = transact(request);
+    if (!ack)
+      failures.push_back(std::string(operation) + " " + what + ": " + ack.error());
+    else if (ack->error == 0 || ack->error == -ENOENT || ack->error == -ESRCH)
+      deleted.push_back(what);
+    else
+      failures.push_back("kernel refused " + std::string(operation) + " " + what + ": " + ack->str(request));
+  };
+  for (const auto& p : plan.policies)
+    remove(build_delete_policy(p, ++seq_), "XFRM_MSG_DELPOLICY", p.describe(), report.policies_deleted);
+  for (const auto& s : plan.states)
+    remove(build_delete_sa(s.id(), ++seq_), "XFRM_MSG_DELSA", s.describe(), report.states_deleted);
+  if (!failures.empty()) {
+    std::string all = "flushing covey's XFRM policies and states: " + report.str();
+    for (const auto& f : failures) all += "; " + f;
+    return crypto::Error{all};
+  }
+  return report;
+}
+
+}  // namespace covey::kmod

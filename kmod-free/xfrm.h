@@ -1,0 +1,85 @@
+// The XFRM netlink socket (libmnl): one method per kernel operation, each
+// sending one message from xfrm_msg.h and waiting for the kernel's answer.
+// Every refusal names the SA or policy and quotes the kernel (errno and,
+// where the kernel gives one, its extended-ack message).
+//
+// Ownership: the socket installs only states and policies inside its
+// Ownership (reqid range and mark mask) and deletes or updates only those
+// it finds in a dump and can prove are covey's; a foreign SA is never
+// touched, also not by flush_owned().
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "xfrm_msg.h"
+
+struct mnl_socket;
+
+namespace covey::kmod {
+
+struct FlushReport {
+  std::vector<std::string> policies_deleted, states_deleted;  // describe() of each
+  std::vector<std::string> refused;  // covey's, left in place, with why
+  std::size_t foreign_states = 0, foreign_policies = 0;  // seen and left alone
+  std::string str() const;  // "deleted 3 policies and 2 states; left 1 foreign state, 0 foreign policies"
+};
+
+class XfrmSocket {
+ public:
+  // Opens NETLINK_XFRM in the calling thread's network namespace.
+  static crypto::Result<std::unique_ptr<XfrmSocket>> open(const Ownership& ownership = kDefaultOwnership);
+  ~XfrmSocket();
+  XfrmSocket(const XfrmSocket&) = delete;
+  XfrmSocket& operator=(const XfrmSocket&) = delete;
+
+  // XFRM_MSG_NEWSA. The request (with the keys) is wiped once the kernel answered.
+  crypto::Result<void> add_sa(const EspState& state);
+  // XFRM_MSG_UPDSA of a state covey owns (checked against a dump first).
+  crypto::Result<void> update_sa(const EspState& state);
+  // XFRM_MSG_DELSA of a state covey owns (checked against a dump first).
+  crypto::Result<void> delete_sa(const StateId& id);
+
+  crypto::Result<void> add_policy(const Policy& policy);
+  // Finds the owned policy with this direction, selector, mark and template
+  // in a dump, and deletes it by its kernel index and exact mark.
+  crypto::Result<void> delete_policy(const Policy& policy);
+
+  // Dumps (without keys).
+  crypto::Result<std::vector<StateInfo>> states();
+  crypto::Result<std::vector<PolicyInfo>> policies();
+
+  // Everything covey owns, policies first; for startup (leftovers of a
+  // crashed run) and a clean stop.
+  crypto::Result<FlushReport> flush_owned();
+
+  const Ownership& ownership() const { return ownership_; }
+  // The kernel's answer to the last request it refused, for callers that
+  // act on the errno (the probe tells a missing ESP from a missing cipher).
+  const std::optional<KernelAck>& last_refusal() const { return last_refusal_; }
+
+ private:
+  explicit XfrmSocket(const Ownership& ownership) : ownership_(ownership) {}
+  // Sends one request and returns the kernel's NLMSG_ERROR (error 0 = ack).
+  crypto::Result<KernelAck> transact(ByteView request);
+  crypto::Result<void> expect_ack(ByteView request, const std::string& operation, const std::string& what);
+  // Runs a dump, handing each entry to `entry`; restarts when the kernel
+  // flags it as interrupted by a concurrent change.
+  template <class Entry>
+  crypto::Result<void> dump(Bytes (*build)(std::uint32_t), const char* what, Entry&& entry);
+  crypto::Result<void> check_owned(const EspState& state) const;
+  void wipe_rx();
+
+  mnl_socket* nl_ = nullptr;
+  std::uint32_t portid_ = 0;
+  std::uint32_t seq_ = 0;
+  Ownership ownership_;
+  // Dumps and acks can carry key material (a state dump includes its keys):
+  // the buffer is wiped after every use.
+  std::vector<std::uint8_t> rx_;
+  std::optional<KernelAck> last_refusal_;
+};
+
+}  // namespace covey::kmod
