@@ -12,6 +12,7 @@
 #ifndef COVEY_BPF_COVEY_MAPS_H
 #define COVEY_BPF_COVEY_MAPS_H
 
+#include <linux/bpf.h>
 #include <linux/types.h>
 
 /* Address families as the classifier indexes them. */
@@ -140,29 +141,191 @@ struct covey_acl_entry {
 	__u8 dst[16];
 };
 
+/* ---------------------------------------------------------------------
+ * Steering with address preservation (bpf/README.md, "Steering").
+ *
+ * skb->mark of a steered packet, from classification until the rewrite
+ * after encryption clears it:
+ *   bits 12..31  slot: the covey_steer_slots cell holding the packet's
+ *                real (source, destination)
+ *   bits  8..11  steering: steer_mark within steer_mask (the XFRM policy
+ *                matches these); steer_mask must lie within this field
+ *   bits  0..7   generation of the slot's owner when the packet was
+ *                classified (1..255; 0 never appears in a ticket)
+ * A slot is reassigned to another address pair only after its owner was
+ * idle for steer_stale_ns, and each reassignment advances its generation,
+ * so a packet whose slot changed hands is detected (generation differs)
+ * and dropped, never sent with another pair's addresses. */
+#define COVEY_MARK_GEN_MASK 0x000000ffu
+#define COVEY_MARK_STEER_FIELD 0x00000f00u
+#define COVEY_MARK_SLOT_SHIFT 12
+#define COVEY_STEER_SLOTS_MAX (1u << 20)
+/* Cells tried for an address pair: its hash, then the next ones. */
+#define COVEY_STEER_PROBES 8
+
+/* covey_steer_slots value: one address pair being steered. gen, family
+ * and the addresses are written under `lock` (a reassignment) and read
+ * under it by the rewrite; classification reads them without the lock
+ * (a torn read there can only make it claim another cell or produce a
+ * ticket the rewrite refuses). */
+struct covey_steer_slot {
+	struct bpf_spin_lock lock;
+	__u32 gen;       /* 1..255 while owned; 0 = never used */
+	__u64 used_ns;   /* clock of the owner's last classification (refreshed lazily) */
+	__u32 family;    /* COVEY_FAMILY_V4 or COVEY_FAMILY_V6 */
+	__u32 unused;
+	__u8 src[16];    /* network order; IPv4 in the first 4 bytes */
+	__u8 dst[16];
+};
+
+/* covey_spis: the group's SPIs (key: SPI in host order). */
+#define COVEY_SPI_INBOUND 1u  /* accepted inbound: XDP steers it to ANCHOR_IN, tc checks its TBAR stamp */
+#define COVEY_SPI_OUTBOUND 2u /* the SA the group sends with: its ESP passes WAN egress untouched */
+struct covey_spi {
+	__u32 flags;
+};
+
+/* ---------------------------------------------------------------------
+ * Time-based anti-replay (TBAR) stamp, inside the encrypted packet.
+ * IPv4: an IP option of an experimental type (RFC 4727: copied = 0,
+ * class 0, number 30), 12 bytes, placed first after the fixed header.
+ * IPv6 (not built yet): a destination-options header carrying an
+ * experimental option (RFC 4727: 0x1E, skippable, not changed en route)
+ * with the same 10 bytes, padded to 16. */
+#define COVEY_TBAR_OPT_V4 0x1e
+#define COVEY_TBAR_OPT_V6 0x1e
+#define COVEY_TBAR_OPT_LEN 12
+#define COVEY_TBAR_DSTOPT_LEN 16
+
+/* As an IPv4 option: every field naturally aligned. */
+struct covey_tbar_opt_v4 {
+	__u8 type;          /* COVEY_TBAR_OPT_V4 */
+	__u8 len;           /* COVEY_TBAR_OPT_LEN */
+	__be16 sid;         /* the sender's SID (RFC 6407 3.5) */
+	__be32 pseudotime;  /* the sender's pseudotime in ms, mod 2^32 */
+	__be32 counter;     /* the sender's packet counter, mod 2^32 */
+};
+
+/* As an IPv6 destination-options header (kept ready for IPv6): the same
+ * ten bytes at offset 4, big-endian, so byte arrays rather than fields. */
+struct covey_tbar_dstopt_v6 {
+	__u8 nexthdr;
+	__u8 hdrlen;        /* 1: 16 bytes */
+	__u8 type;          /* COVEY_TBAR_OPT_V6 */
+	__u8 len;           /* 10 */
+	__u8 sid[2];
+	__u8 pseudotime[4];
+	__u8 counter[4];
+	__u8 padn[2];       /* PadN, length 0 */
+};
+
+/* The receiver's duplicate window per sender: a bitmap over the counter,
+ * in 64-bit blocks (RFC 6479's scheme): COVEY_TBAR_WINDOW_BITS counters
+ * ending at `top` are remembered, the oldest block only partly. */
+#define COVEY_TBAR_WINDOW_WORDS 64
+#define COVEY_TBAR_WINDOW_BITS (COVEY_TBAR_WINDOW_WORDS * 64)
+
+/* covey_tbar_peers value (key: SID). */
+struct covey_tbar_peer {
+	struct bpf_spin_lock lock;
+	__u32 top;          /* highest counter accepted */
+	__u32 started;      /* 0 until the first packet is accepted */
+	__u32 unused;
+	__u64 last_ns;      /* clock of the last accepted packet: user space
+			     * deletes peers idle for more than twice the window */
+	__u64 bitmap[COVEY_TBAR_WINDOW_WORDS];
+};
+
+/* covey_tbar_tx value: the sender's counter (alone in its map, so the
+ * atomic increments do not bounce covey_config's cache line). */
+struct covey_tbar_tx {
+	__u32 counter;      /* next counter to send */
+	__u32 unused;
+};
+
+/* covey_config.flags */
+#define COVEY_CFG_TBAR_STAMP 0x01u       /* stamp what is encrypted */
+#define COVEY_CFG_TBAR_CHECK 0x02u       /* check and strip stamps after decryption */
+#define COVEY_CFG_DROP_UNKNOWN_SPI 0x04u /* XDP drops ESP with an SPI not in covey_spis */
+#define COVEY_CFG_DROP_CLEAR 0x08u       /* XDP drops clear packets the ACL permits */
+#define COVEY_CFG_EGRESS_FIB 0x10u       /* route the rewritten ESP (bpf_fib_lookup) */
+#define COVEY_CFG_ANCHORS_V4 0x20u       /* the IPv4 anchors are set */
+#define COVEY_CFG_ANCHORS_V6 0x40u
+
 /* covey_config value (one cell, mmapable: user space stores single words). */
 struct covey_config {
 	__u32 generation;         /* 0 or 1: which half of the tables is live */
 	__u32 steer_mark;         /* written into skb->mark for a permit ... */
-	__u32 steer_mask;         /* ... within these bits, the rest kept */
-	__u32 no_tek_active;      /* 1: enforce the fail-close ACL */
+	__u32 steer_mask;         /* ... within these bits (inside COVEY_MARK_STEER_FIELD) */
+	__u32 no_tek_active;      /* 1: enforce the fail-close ACL, send nothing into the SA */
 	/* CLOCK_MONOTONIC ns after which the fail-close ACL applies even if
 	 * no_tek_active is 0: the last TEK's expiry, so fail-close holds
 	 * when the GM process is gone. 0 = no deadline. */
 	__u64 tek_expires_ns;
+	__u32 flags;              /* COVEY_CFG_* */
+	__u32 steer_slot_mask;    /* covey_steer_slots cells - 1 (a power of two) */
+	__u64 steer_stale_ns;     /* a slot idle this long may change hands */
+	__u32 steer_seed;         /* hash seed for the slot of an address pair */
+	__u16 tcp_mss_v4;         /* clamp the MSS of stamped TCP SYNs to this (0 = no clamp) */
+	__u16 tcp_mss_v6;
+	__u16 tbar_sid;           /* this sender's SID */
+	__u16 unused;
+	__u32 tbar_window_ms;     /* accepted: |stamp - now| <= window (pseudotime ms) */
+	/* The clock (ns) at which pseudotime was 0, mod 2^32 ms: one word,
+	 * so a packet never reads half of a (pseudotime, clock) pair.
+	 * pseudotime now = (clock - tbar_epoch_ns) / 1e6, mod 2^32. */
+	__u64 tbar_epoch_ns;
+	/* Anchors (DESIGN.md): the outbound SA's outer source and destination,
+	 * and the local address the inbound SA is keyed on. */
+	__u8 anchor_local_v4[4], anchor_group_v4[4], anchor_in_v4[4];
+	__u8 wan_mac[6];          /* the WAN interface's MAC: XDP leaves frames from it alone */
+	__u8 unused2[2];
+	__u8 anchor_local_v6[16], anchor_group_v6[16], anchor_in_v6[16];
 };
 
-/* covey_stats value (per CPU): what the classifier did with packets. */
+/* covey_stats value (per CPU): what the programs did with packets. */
 struct covey_stats {
-	__u64 packets;            /* every packet the program saw */
+	__u64 packets;            /* every packet the classifier saw */
 	__u64 not_ip;             /* passed: neither IPv4 nor IPv6 */
 	__u64 malformed;          /* dropped: an IP header cut short or inconsistent */
 	__u64 ports_unseen;       /* classified without ports (fragments, truncated L4) */
-	__u64 encrypt;            /* matched a permit: steering mark set */
+	__u64 encrypt;            /* matched a permit: steered into the group SA */
 	__u64 bypass_deny;        /* matched a deny: sent in clear */
 	__u64 bypass_implicit;    /* matched no entry: sent in clear */
 	__u64 fail_close_drop;    /* dropped by the fail-close ACL */
 	__u64 table_error;        /* dropped: a classifier table lookup failed */
+	__u64 bypass_no_tek;      /* matched a permit while no TEK is active, outside the
+				   * fail-close ACL: sent in clear (GET VPN without fail-close) */
+	/* Steering. */
+	__u64 steer_claimed;      /* a slot taken for a new address pair */
+	__u64 steer_full;         /* dropped: every probed slot busy with another pair */
+	__u64 local_bounced;      /* WAN egress: the GM's own packet sent back to ingress to meet XFRM */
+	__u64 bounce_error;       /* dropped: the GM's own packet could not be readdressed for the bounce */
+	__u64 rewritten;          /* WAN egress: ESP given its real addresses back */
+	__u64 rewrite_stale;      /* dropped: the slot changed hands (or never held the ticket) */
+	__u64 rewrite_mismatch;   /* dropped: steered ESP whose outer header is not the anchors' */
+	__u64 rewrite_no_route;   /* dropped: no route for the real destination (COVEY_CFG_EGRESS_FIB) */
+	__u64 anchor_unsteered;   /* dropped: ESP to ANCHOR_GROUP without a ticket */
+	__u64 steered_clear;      /* dropped: a steered packet reached the WAN in clear (no XFRM policy took it) */
+	__u64 esp_out;            /* WAN egress: the group's ESP, already rewritten, passed */
+	/* Inbound (XDP). */
+	__u64 esp_in;             /* known SPI: outer destination set to ANCHOR_IN */
+	__u64 esp_in_fragment;    /* a later fragment of group ESP (by the ACL): to ANCHOR_IN */
+	__u64 esp_unknown_drop;   /* unknown SPI, dropped (COVEY_CFG_DROP_UNKNOWN_SPI) */
+	__u64 esp_unknown_pass;   /* unknown SPI, passed */
+	__u64 clear_drop;         /* clear packet the ACL says must arrive encrypted */
+	/* TBAR. */
+	__u64 tbar_stamped;
+	__u64 tbar_no_room;       /* dropped: IPv4 options leave no room for the stamp */
+	__u64 tbar_error;         /* dropped: the stamp could not be written or removed */
+	__u64 mss_clamped;
+	__u64 tbar_accepted;      /* checked, inside the window, stripped */
+	__u64 tbar_late;          /* dropped: stamp older than the window */
+	__u64 tbar_early;         /* dropped: stamp newer than the window */
+	__u64 tbar_duplicate;     /* dropped: counter already seen inside the window */
+	__u64 tbar_too_old;       /* dropped: in time, but behind the counter window */
+	__u64 tbar_missing;       /* dropped: group ESP decrypted to a packet without a stamp */
+	__u64 tbar_no_peer;       /* dropped: no room for a new sender's window */
 };
 
 #endif /* COVEY_BPF_COVEY_MAPS_H */

@@ -1,6 +1,7 @@
-/* Reads what the ACL classifier needs from a frame at tc: Ethernet (with
+/* Reads what the programs need from a frame, at tc or XDP: Ethernet (with
  * up to two VLAN tags), IPv4 (options, fragments), IPv6 (extension
- * headers, fragments), and the TCP or UDP ports. BPF side only. */
+ * headers, fragments), the TCP or UDP ports, and where the network and
+ * upper-layer headers start. BPF side only. */
 #ifndef COVEY_BPF_PARSE_H
 #define COVEY_BPF_PARSE_H
 
@@ -23,7 +24,15 @@ struct covey_packet {
 	__u32 dport;
 	__u8 src[16];   /* network order; IPv4 in the first 4 bytes */
 	__u8 dst[16];
+	/* Not used by the classifier: */
+	__u32 l3_off;   /* network header, from the frame's start */
+	__u32 l4_off;   /* upper-layer header (0: not found) */
+	__u32 fragment; /* COVEY_FRAG_* */
 };
+
+#define COVEY_FRAG_NONE 0
+#define COVEY_FRAG_FIRST 1 /* offset 0, more fragments follow: the upper-layer header is here */
+#define COVEY_FRAG_LATER 2 /* offset > 0: no upper-layer header */
 
 enum covey_parse_result {
 	COVEY_PARSE_IP = 0,
@@ -41,6 +50,8 @@ enum covey_parse_result {
 #define COVEY_IPV6_EXT_MAX 6
 
 #define COVEY_IP_OFFSET 0x1fff    /* IPv4 fragment offset bits */
+#define COVEY_IP_MF 0x2000        /* IPv4 more fragments */
+#define COVEY_IP_DF 0x4000        /* IPv4 don't fragment */
 #define COVEY_IP6_OFFSET 0xfff8   /* IPv6 fragment offset bits */
 
 struct covey_vlan_hdr {
@@ -82,9 +93,15 @@ static __always_inline int covey_parse_ipv4(struct covey_packet *pkt, void *l3, 
 	__builtin_memcpy(pkt->src, &ip->saddr, 4);
 	__builtin_memcpy(pkt->dst, &ip->daddr, 4);
 	pkt->protocol = ip->protocol;
-	/* A non-initial fragment carries no ports. */
-	if ((ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP) &&
-	    !(ip->frag_off & bpf_htons(COVEY_IP_OFFSET)))
+	if (ip->frag_off & bpf_htons(COVEY_IP_OFFSET)) {
+		/* A non-initial fragment carries no ports. */
+		pkt->fragment = COVEY_FRAG_LATER;
+		return COVEY_PARSE_IP;
+	}
+	if (ip->frag_off & bpf_htons(COVEY_IP_MF))
+		pkt->fragment = COVEY_FRAG_FIRST;
+	pkt->l4_off = pkt->l3_off + hlen;
+	if (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP)
 		covey_parse_ports(pkt, l3 + hlen, end);
 	return COVEY_PARSE_IP;
 }
@@ -127,6 +144,7 @@ static __always_inline int covey_parse_ipv6(struct covey_packet *pkt, void *l3, 
 		if (nexthdr == IPPROTO_FRAGMENT) {
 			if (ext->frag & bpf_htons(COVEY_IP6_OFFSET))
 				later_fragment = 1;
+			pkt->fragment = later_fragment ? COVEY_FRAG_LATER : COVEY_FRAG_FIRST;
 			off += 8;
 		} else {
 			off += ((__u32)ext->len + 1) * 8;
@@ -137,29 +155,28 @@ static __always_inline int covey_parse_ipv6(struct covey_packet *pkt, void *l3, 
 		return COVEY_PARSE_IP; /* more than COVEY_IPV6_EXT_MAX: protocol unseen */
 
 	pkt->protocol = nexthdr;
-	if ((nexthdr == IPPROTO_TCP || nexthdr == IPPROTO_UDP) && !later_fragment && off <= COVEY_PARSE_LINEAR)
-		covey_parse_ports(pkt, l3 + off, end);
+	if (!later_fragment && off <= COVEY_PARSE_LINEAR) {
+		pkt->l4_off = pkt->l3_off + off;
+		if (nexthdr == IPPROTO_TCP || nexthdr == IPPROTO_UDP)
+			covey_parse_ports(pkt, l3 + off, end);
+	}
 	return COVEY_PARSE_IP;
 }
 
-/* Fills `pkt` (protocol and ports start out unseen). */
-static __always_inline int covey_parse(struct __sk_buff *skb, struct covey_packet *pkt)
+/* Fills `pkt` from the frame between data and end (protocol and ports
+ * start out unseen). */
+static __always_inline int covey_parse_frame(void *data, void *end, struct covey_packet *pkt)
 {
-	void *data, *end, *l3;
-	struct ethhdr *eth;
-	__u32 linear = skb->len < COVEY_PARSE_LINEAR ? skb->len : COVEY_PARSE_LINEAR;
+	struct ethhdr *eth = data;
+	void *l3;
 	__be16 proto;
 
 	pkt->protocol = COVEY_PROTO_UNSEEN;
 	pkt->sport = COVEY_PORT_UNSEEN;
 	pkt->dport = COVEY_PORT_UNSEEN;
+	pkt->l4_off = 0;
+	pkt->fragment = COVEY_FRAG_NONE;
 
-	if ((long)skb->data_end - (long)skb->data < (long)linear)
-		bpf_skb_pull_data(skb, linear);
-	data = (void *)(long)skb->data;
-	end = (void *)(long)skb->data_end;
-
-	eth = data;
 	if ((void *)(eth + 1) > end)
 		return COVEY_PARSE_NOT_IP;
 	proto = eth->h_proto;
@@ -175,11 +192,22 @@ static __always_inline int covey_parse(struct __sk_buff *skb, struct covey_packe
 		proto = vlan->proto;
 		l3 = vlan + 1;
 	}
+	pkt->l3_off = l3 - data;
 	if (proto == bpf_htons(ETH_P_IP))
 		return covey_parse_ipv4(pkt, l3, end);
 	if (proto == bpf_htons(ETH_P_IPV6))
 		return covey_parse_ipv6(pkt, l3, end);
 	return COVEY_PARSE_NOT_IP;
+}
+
+/* The same for an skb, whose headers are first made linear. */
+static __always_inline int covey_parse(struct __sk_buff *skb, struct covey_packet *pkt)
+{
+	__u32 linear = skb->len < COVEY_PARSE_LINEAR ? skb->len : COVEY_PARSE_LINEAR;
+
+	if ((long)skb->data_end - (long)skb->data < (long)linear)
+		bpf_skb_pull_data(skb, linear);
+	return covey_parse_frame((void *)(long)skb->data, (void *)(long)skb->data_end, pkt);
 }
 
 #endif /* COVEY_BPF_PARSE_H */

@@ -1,4 +1,4 @@
-// What the tc classifier (bpf/covey_tc.bpf.c) costs per packet with 10,
+// What the tc classifier (covey_lan_ingress, bpf/covey_dp.bpf.c) costs per packet with 10,
 // 1,000 and 10,000 ACL entries: BPF_PROG_TEST_RUN repeats one frame
 // 1,000,000 times in the kernel and returns its own average (`duration`);
 // an iteration reports the median of 9 such runs, so neither the syscall,
@@ -13,8 +13,16 @@
 // site permits, SNMP exemptions and voice permits); the frame is a UDP
 // voice packet from a site's host to another site, which walks the source
 // trie to its deepest level and matches an entry near the end of the ACL.
+// The classifier rows include steering (the pair's slot found and the
+// ticket put in the mark). The XDP rows measure the WAN's inbound
+// program: group ESP steered to ANCHOR_IN by its SPI, and a clear packet
+// checked against the ACL (GET VPN drops it if it should have been
+// encrypted). The stamp, the rewrite after encryption and the TBAR check
+// have no rows: BPF_PROG_TEST_RUN repeats one skb, which after the first
+// run is no longer the packet those programs transform.
 #include <benchmark/benchmark.h>
 #include <bpf/bpf.h>
+#include <linux/bpf.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -26,6 +34,7 @@
 #include "acl_samples.h"
 #include "datapath/acl_compile.h"
 #include "datapath/datapath.h"
+#include "packets.h"
 
 namespace {
 
@@ -75,7 +84,10 @@ void classify(benchmark::State& state, std::size_t entries, std::uint8_t family,
     state.SkipWithError(datapath.error().c_str());
     return;
   }
-  (*datapath)->set_steering_mark(0xe00, 0xf00);
+  if (auto r = (*datapath)->set_steering_mark(0xe00, 0xf00); !r.ok()) {
+    state.SkipWithError(r.error().c_str());
+    return;
+  }
   if (auto r = (*datapath)->install(*compiled, *none); !r.ok()) {
     state.SkipWithError(r.error().c_str());
     return;
@@ -123,11 +135,82 @@ void classify(benchmark::State& state, std::size_t entries, std::uint8_t family,
     state.counters["max_ns"] = all.back();
   }
   // The frame must really be classified as the benchmark claims.
-  if (ip && mark != 0xe00) state.SkipWithError("the benchmark frame was not classified as a permit");
+  if (ip && (mark & COVEY_MARK_STEER_FIELD) != 0xe00)
+    state.SkipWithError("the benchmark frame was not classified as a permit");
   state.counters["entries"] = static_cast<double>(acl.size());
   state.counters["table_KiB"] = static_cast<double>(compiled->bytes()) / 1024.0;
   state.counters["packets"] =
       benchmark::Counter(static_cast<double>(state.iterations()) * kRepeat * kRunsPerIteration);
+}
+
+// XDP on the WAN: `esp` = the group's ESP (SPI lookup, destination set
+// to ANCHOR_IN: the same work every repetition), else a clear packet the
+// ACL protects (classified, dropped).
+void xdp(benchmark::State& state, std::size_t entries, bool esp) {
+  const auto acl = covey::testing::site_acl(entries, 4);
+  auto compiled = compile_acl(acl);
+  auto none = compile_acl({});
+  if (!compiled.ok() || !none.ok()) {
+    state.SkipWithError("compile_acl failed");
+    return;
+  }
+  covey::datapath::Options options;
+  options.capacity = Capacity::fitting(*compiled, *none);
+  auto datapath = Datapath::open(options);
+  if (!datapath.ok()) {
+    state.SkipWithError(datapath.error().c_str());
+    return;
+  }
+  Datapath& d = **datapath;
+  covey::datapath::Anchors anchors;
+  anchors.local = {169, 254, 0, 1};
+  anchors.group = {169, 254, 0, 2};
+  anchors.in = {169, 254, 0, 3};
+  d.set_anchors(anchors);
+  if (!d.install(*compiled, *none).ok() || !d.set_spi(0x1A2B3C4D, COVEY_SPI_INBOUND).ok()) {
+    state.SkipWithError("installing the ACL or the SPI failed");
+    return;
+  }
+  d.set_drop_clear(true);
+
+  const FrameSpec spec = bench_frame(entries, 4);
+  covey::testing::Ipv4Frame f;
+  std::copy_n(spec.source.begin(), 4, f.src.begin());
+  std::copy_n(spec.destination.begin(), 4, f.dst.begin());
+  if (esp) {
+    f.protocol = 50;
+    f.payload = covey::testing::esp(0x1A2B3C4D, 1, 64);
+  } else {
+    f.payload = covey::testing::udp(spec.source_port, spec.destination_port, 64);
+  }
+  const std::vector<std::uint8_t> frame = covey::testing::frame(f);
+  std::vector<std::uint8_t> out(frame.size());
+  bpf_test_run_opts opts{};
+  opts.sz = sizeof(opts);
+  opts.data_in = frame.data();
+  opts.data_size_in = static_cast<std::uint32_t>(frame.size());
+  opts.data_out = out.data();
+  opts.data_size_out = static_cast<std::uint32_t>(out.size());
+  opts.repeat = kRepeat;
+
+  std::uint32_t verdict = 0;
+  for (auto _ : state) {
+    std::array<double, kRunsPerIteration> ns{};
+    for (double& n : ns) {
+      if (bpf_prog_test_run_opts(d.program_fd(covey::datapath::Program::WanXdp), &opts) != 0) {
+        state.SkipWithError("BPF_PROG_TEST_RUN failed");
+        return;
+      }
+      n = opts.duration;
+    }
+    verdict = opts.retval;
+    std::sort(ns.begin(), ns.end());
+    state.SetIterationTime(ns[ns.size() / 2] * 1e-9);
+  }
+  // The frame must take the path the row names.
+  if (verdict != (esp ? XDP_PASS : XDP_DROP) || (esp && out[14 + 19] != 3))
+    state.SkipWithError("the benchmark frame did not take the path measured");
+  state.counters["entries"] = static_cast<double>(acl.size());
 }
 
 }  // namespace
@@ -148,6 +231,14 @@ int main(int argc, char** argv) {
     }
   }
   benchmark::RegisterBenchmark("BM_Classify_NotIP_baseline", classify, 10, std::uint8_t{4}, false)
+      ->UseManualTime()
+      ->Iterations(3)
+      ->Unit(benchmark::kNanosecond);
+  benchmark::RegisterBenchmark("BM_Xdp_GroupEsp_to_anchor", xdp, 10, true)
+      ->UseManualTime()
+      ->Iterations(3)
+      ->Unit(benchmark::kNanosecond);
+  benchmark::RegisterBenchmark("BM_Xdp_ClearCheck_IPv4_10000_entries", xdp, 10000, false)
       ->UseManualTime()
       ->Iterations(3)
       ->Unit(benchmark::kNanosecond);

@@ -2,8 +2,11 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <linux/if_link.h>
 #include <linux/magic.h>
+#include <net/if.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/statfs.h>
 #include <unistd.h>
 
@@ -16,7 +19,7 @@
 #include <mutex>
 #include <thread>
 
-#include "covey_tc.skel.h"
+#include "covey_dp.skel.h"
 
 namespace covey::datapath {
 
@@ -24,17 +27,30 @@ namespace {
 
 using crypto::Error;
 
-std::string error_text(int err) { return std::strerror(err < 0 ? -err : err); }
+static_assert(sizeof(covey_stats) % sizeof(std::uint64_t) == 0, "covey_stats holds u64 counters only");
 
-std::uint32_t rows(std::uint32_t cells) { return (cells + COVEY_CELLS_PER_ROW - 1) / COVEY_CELLS_PER_ROW; }
+std::string error_text(int err) {
+  return std::strerror(err < 0 ? -err : err);
+}
+
+std::uint32_t rows(std::uint32_t cells) {
+  return (cells + COVEY_CELLS_PER_ROW - 1) / COVEY_CELLS_PER_ROW;
+}
 // Cells one generation occupies: whole rows, so generations never share a row.
-std::size_t gen_cells(std::uint32_t cells) { return std::size_t{rows(cells)} * COVEY_CELLS_PER_ROW; }
+std::size_t gen_cells(std::uint32_t cells) {
+  return std::size_t{rows(cells)} * COVEY_CELLS_PER_ROW;
+}
 
 // libbpf's warnings carry the verifier's log when a load fails: keep them,
 // drop the debug chatter.
 int libbpf_print(enum libbpf_print_level level, const char* format, va_list args) {
   if (level == LIBBPF_DEBUG) return 0;
-  return std::vfprintf(stderr, format, args);
+  char line[4096];
+  std::vsnprintf(line, sizeof line, format, args);
+  // attach_tc creates the clsact qdisc if missing; an existing one is
+  // not an error, though the kernel says so.
+  if (std::strstr(line, "Exclusivity flag on, cannot modify")) return 0;
+  return std::fputs(line, stderr);
 }
 
 // A packet that read the previous generation's head finishes within
@@ -47,7 +63,39 @@ void store(T& field, T value) {
   std::atomic_ref<T>(field).store(value, std::memory_order_release);
 }
 
+constexpr std::uint64_t kDefaultSteerStaleNs = 1000000000ull;
+
+// tc filters covey installs: one per hook, found again by handle and priority.
+constexpr std::uint32_t kTcHandle = 0xc0e1;
+constexpr std::uint32_t kTcPriority = 1;
+
+std::string interface_name(int ifindex) {
+  char name[IF_NAMESIZE] = {};
+  const std::string n = if_indextoname(static_cast<unsigned>(ifindex), name) ? name : "?";
+  return n + " (ifindex " + std::to_string(ifindex) + ")";
+}
+
+bool is_egress(Program p) {
+  return p == Program::WanEgress;
+}
+
 }  // namespace
+
+const char* program_name(Program p) {
+  switch (p) {
+    case Program::LanIngress: return "covey_lan_ingress";
+    case Program::WanEgress: return "covey_wan_egress";
+    case Program::WanXdp: return "covey_wan_xdp";
+    case Program::WanIngress: return "covey_wan_ingress";
+  }
+  return "?";
+}
+
+std::uint16_t tcp_mss_for_stamp(std::uint32_t inner_mtu, std::uint8_t family) {
+  const std::uint32_t headers = (family == 6 ? 40u : 20u) + 20u + COVEY_TBAR_OPT_LEN;
+  if (inner_mtu <= headers) return 0;
+  return static_cast<std::uint16_t>(std::min<std::uint32_t>(inner_mtu - headers, 0xffff));
+}
 
 Capacity Capacity::fitting(const CompiledAcl& acl, const CompiledAcl& fail_close) {
   Capacity c{};
@@ -56,7 +104,8 @@ Capacity Capacity::fitting(const CompiledAcl& acl, const CompiledAcl& fail_close
     c.entries += static_cast<std::uint32_t>(a->entries.size());
     for (const FamilyTables* t : {&a->v4, &a->v6}) {
       // Each classifier's trie starts on a row: up to a row's worth of padding.
-      if (!t->trie.empty()) c.trie_cells += static_cast<std::uint32_t>(t->trie.size()) + COVEY_CELLS_PER_ROW - 1;
+      if (!t->trie.empty())
+        c.trie_cells += static_cast<std::uint32_t>(t->trie.size()) + COVEY_CELLS_PER_ROW - 1;
       c.port_cells += static_cast<std::uint32_t>(t->ports.size());
       c.cross_cells += static_cast<std::uint32_t>(t->cross.size());
     }
@@ -74,8 +123,13 @@ crypto::Result<std::unique_ptr<Datapath>> Datapath::open(const Options& options)
   d->capacity_ = options.capacity;
   d->pin_dir_ = options.pin_dir;
   const Capacity& cap = d->capacity_;
-  if (cap.entries == 0 || cap.trie_cells == 0 || cap.port_cells == 0 || cap.cross_cells == 0)
+  if (cap.entries == 0 || cap.trie_cells == 0 || cap.port_cells == 0 || cap.cross_cells == 0 ||
+      cap.tbar_peers == 0)
     return Error{"covey datapath: every map capacity must be at least 1"};
+  if (cap.steer_slots == 0 || (cap.steer_slots & (cap.steer_slots - 1)) != 0 ||
+      cap.steer_slots > COVEY_STEER_SLOTS_MAX)
+    return Error{"covey datapath: steer_slots must be a power of two from 1 to " +
+                 std::to_string(COVEY_STEER_SLOTS_MAX) + ", not " + std::to_string(cap.steer_slots)};
 
   if (!d->pin_dir_.empty()) {
     std::error_code ec;
@@ -92,7 +146,7 @@ crypto::Result<std::unique_ptr<Datapath>> Datapath::open(const Options& options)
   bpf_object_open_opts opts{};
   opts.sz = sizeof(opts);
   opts.pin_root_path = d->pin_dir_.empty() ? nullptr : d->pin_dir_.c_str();
-  d->skel_ = covey_tc__open_opts(&opts);
+  d->skel_ = covey_dp__open_opts(&opts);
   if (!d->skel_) return Error{"covey datapath: opening the BPF object failed: " + error_text(errno)};
 
   auto& maps = d->skel_->maps;
@@ -109,17 +163,37 @@ crypto::Result<std::unique_ptr<Datapath>> Datapath::open(const Options& options)
       {maps.covey_acl_cross, 2 * rows(cap.cross_cells)},
       {maps.covey_acl, 2 * cap.entries},
       {maps.covey_acl_hits, 2 * cap.entries},
+      {maps.covey_steer_slots, cap.steer_slots},
+      {maps.covey_tbar_peers, cap.tbar_peers},
   };
   for (const auto& s : sizes) {
     if (int err = bpf_map__set_max_entries(s.map, s.entries))
-      return Error{std::string("covey datapath: sizing map ") + bpf_map__name(s.map) + ": " + error_text(err)};
+      return Error{std::string("covey datapath: sizing map ") + bpf_map__name(s.map) + ": " +
+                   error_text(err)};
   }
-  if (int err = covey_tc__load(d->skel_)) {
-    return Error{"covey datapath: loading the tc classifier failed: " + error_text(err) +
-                 (d->pin_dir_.empty() ? std::string()
-                                      : " (maps pinned in " + d->pin_dir_ + " with other sizes are not reused)")};
+  d->skel_->rodata->covey_test_hooks = options.test_hooks ? 1 : 0;
+  if (int err = covey_dp__load(d->skel_)) {
+    return Error{"covey datapath: loading the BPF programs failed: " + error_text(err) +
+                 (d->pin_dir_.empty()
+                      ? std::string()
+                      : " (maps pinned in " + d->pin_dir_ + " with other sizes are not reused)")};
   }
   if (auto r = d->map_tables(); !r) return Error{r.error()};
+
+  // Steering state that must hold before the first packet; maps reused
+  // from a pin keep their seed (slots in use stay where they are).
+  covey_config& cfg = *d->config_;
+  store(cfg.steer_slot_mask, cap.steer_slots - 1);
+  if (std::atomic_ref<__u64>(cfg.steer_stale_ns).load() == 0)
+    store<__u64>(cfg.steer_stale_ns, kDefaultSteerStaleNs);
+  if (std::atomic_ref<std::uint32_t>(cfg.steer_seed).load() == 0) {
+    std::uint32_t seed = 0;
+    while (seed == 0) {
+      if (getrandom(&seed, sizeof(seed), 0) != static_cast<ssize_t>(sizeof(seed)))
+        return Error{"covey datapath: getrandom for the steering hash seed: " + error_text(errno)};
+    }
+    store(cfg.steer_seed, seed);
+  }
   return d;
 }
 
@@ -131,7 +205,8 @@ crypto::Result<void> Datapath::map_tables() {
     void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, bpf_map__fd(map), 0);
     if (p == MAP_FAILED) {
       len = 0;
-      return Error{std::string("covey datapath: mmap of map ") + bpf_map__name(map) + ": " + error_text(errno)};
+      return Error{std::string("covey datapath: mmap of map ") + bpf_map__name(map) + ": " +
+                   error_text(errno)};
     }
     return p;
   };
@@ -156,7 +231,7 @@ Datapath::~Datapath() {
   if (trie_) munmap(trie_, trie_len_);
   if (ports_) munmap(ports_, ports_len_);
   if (cross_) munmap(cross_, cross_len_);
-  if (skel_) covey_tc__destroy(skel_);
+  if (skel_) covey_dp__destroy(skel_);
 }
 
 crypto::Result<void> Datapath::install(const CompiledAcl& acl, const CompiledAcl& fail_close) {
@@ -245,12 +320,202 @@ crypto::Result<void> Datapath::install(const CompiledAcl& acl, const CompiledAcl
   return {};
 }
 
-void Datapath::set_steering_mark(std::uint32_t mark, std::uint32_t mask) {
+crypto::Result<void> Datapath::set_steering_mark(std::uint32_t mark, std::uint32_t mask) {
+  if (mask == 0 || (mask & ~COVEY_MARK_STEER_FIELD) != 0 || (mark & ~mask) != 0) {
+    char text[160];
+    std::snprintf(
+        text, sizeof text,
+        "covey datapath: steering mark 0x%x/0x%x must be a non-empty mask within 0x%x and a mark within "
+        "the mask (the other mark bits carry the steering slot)",
+        mark, mask, COVEY_MARK_STEER_FIELD);
+    return Error{text};
+  }
   store(config_->steer_mask, mask);
   store(config_->steer_mark, mark);
+  return {};
 }
 
-void Datapath::set_no_tek_active(bool no_tek_active) { store(config_->no_tek_active, no_tek_active ? 1u : 0u); }
+void Datapath::set_steer_stale(std::chrono::nanoseconds stale) {
+  store<__u64>(config_->steer_stale_ns, static_cast<__u64>(std::max<std::int64_t>(stale.count(), 1)));
+}
+
+void Datapath::set_flag(std::uint32_t flag, bool on) {
+  std::atomic_ref<std::uint32_t> flags(config_->flags);
+  if (on)
+    flags.fetch_or(flag, std::memory_order_acq_rel);
+  else
+    flags.fetch_and(~flag, std::memory_order_acq_rel);
+}
+
+void Datapath::set_anchors(const Anchors& a) {
+  // Written while the family's flag is off, so no packet reads half of them.
+  const std::uint32_t flag = a.family == 6 ? COVEY_CFG_ANCHORS_V6 : COVEY_CFG_ANCHORS_V4;
+  set_flag(flag, false);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (a.family == 6) {
+    std::memcpy(config_->anchor_local_v6, a.local.data(), 16);
+    std::memcpy(config_->anchor_group_v6, a.group.data(), 16);
+    std::memcpy(config_->anchor_in_v6, a.in.data(), 16);
+  } else {
+    std::memcpy(config_->anchor_local_v4, a.local.data(), 4);
+    std::memcpy(config_->anchor_group_v4, a.group.data(), 4);
+    std::memcpy(config_->anchor_in_v4, a.in.data(), 4);
+  }
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  set_flag(flag, true);
+}
+
+void Datapath::set_wan_mac(const std::array<std::uint8_t, 6>& mac) {
+  std::memcpy(config_->wan_mac, mac.data(), mac.size());
+}
+
+crypto::Result<void> Datapath::set_spi(std::uint32_t spi, std::uint32_t flags) {
+  const covey_spi value{flags};
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.covey_spis), &spi, &value, BPF_ANY) != 0) {
+    char text[96];
+    std::snprintf(text, sizeof text, "covey datapath: adding SPI 0x%08X to covey_spis: ", spi);
+    return Error{text + error_text(errno)};
+  }
+  return {};
+}
+
+crypto::Result<void> Datapath::remove_spi(std::uint32_t spi) {
+  if (bpf_map_delete_elem(bpf_map__fd(skel_->maps.covey_spis), &spi) != 0 && errno != ENOENT) {
+    char text[96];
+    std::snprintf(text, sizeof text, "covey datapath: removing SPI 0x%08X from covey_spis: ", spi);
+    return Error{text + error_text(errno)};
+  }
+  return {};
+}
+
+void Datapath::set_drop_unknown_spi(bool on) {
+  set_flag(COVEY_CFG_DROP_UNKNOWN_SPI, on);
+}
+void Datapath::set_drop_clear(bool on) {
+  set_flag(COVEY_CFG_DROP_CLEAR, on);
+}
+void Datapath::set_egress_fib(bool on) {
+  set_flag(COVEY_CFG_EGRESS_FIB, on);
+}
+
+void Datapath::set_tbar(const TbarPolicy& p) {
+  set_flag(COVEY_CFG_TBAR_STAMP | COVEY_CFG_TBAR_CHECK, false);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  store<__u16>(config_->tbar_sid, p.sid);
+  store<__u32>(config_->tbar_window_ms, p.window_ms);
+  store<__u16>(config_->tcp_mss_v4, p.tcp_mss_v4);
+  store<__u16>(config_->tcp_mss_v6, p.tcp_mss_v6);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  set_flag(COVEY_CFG_TBAR_STAMP, p.stamp);
+  set_flag(COVEY_CFG_TBAR_CHECK, p.check);
+}
+
+void Datapath::set_pseudotime(std::uint32_t pseudotime_ms, std::uint64_t at_ns) {
+  // The clock at which pseudotime was 0 (mod 2^32 ms): two's complement,
+  // the program's unsigned subtraction undoes it.
+  store<__u64>(config_->tbar_epoch_ns, at_ns - std::uint64_t{pseudotime_ms} * 1000000ull);
+}
+
+std::size_t Datapath::expire_tbar_peers(std::uint64_t now_ns) {
+  const int fd = bpf_map__fd(skel_->maps.covey_tbar_peers);
+  const std::uint64_t idle =
+      2ull * std::atomic_ref<std::uint32_t>(config_->tbar_window_ms).load() * 1000000ull;
+  std::vector<std::uint32_t> stale;
+  std::uint32_t key = 0, next = 0;
+  const void* at = nullptr;
+  while (bpf_map_get_next_key(fd, at, &next) == 0) {
+    covey_tbar_peer peer{};
+    if (bpf_map_lookup_elem(fd, &next, &peer) == 0 && peer.started && now_ns > peer.last_ns &&
+        now_ns - peer.last_ns > idle)
+      stale.push_back(next);
+    key = next;
+    at = &key;
+  }
+  std::size_t removed = 0;
+  for (std::uint32_t sid : stale) removed += bpf_map_delete_elem(fd, &sid) == 0 ? 1 : 0;
+  return removed;
+}
+
+std::optional<covey_tbar_peer> Datapath::tbar_peer(std::uint16_t sid) const {
+  const std::uint32_t key = sid;
+  covey_tbar_peer peer{};
+  if (bpf_map_lookup_elem_flags(bpf_map__fd(skel_->maps.covey_tbar_peers), &key, &peer, BPF_F_LOCK) != 0)
+    return std::nullopt;
+  return peer;
+}
+
+std::optional<covey_steer_slot> Datapath::steer_slot(std::uint32_t index) const {
+  covey_steer_slot slot{};
+  if (bpf_map_lookup_elem_flags(bpf_map__fd(skel_->maps.covey_steer_slots), &index, &slot, BPF_F_LOCK) != 0)
+    return std::nullopt;
+  return slot;
+}
+
+std::uint32_t Datapath::tbar_counter() const {
+  const std::uint32_t key = 0;
+  covey_tbar_tx tx{};
+  bpf_map_lookup_elem(bpf_map__fd(skel_->maps.covey_tbar_tx), &key, &tx);
+  return tx.counter;
+}
+
+void Datapath::set_tbar_counter(std::uint32_t counter) {
+  const std::uint32_t key = 0;
+  const covey_tbar_tx tx{counter, 0};
+  bpf_map_update_elem(bpf_map__fd(skel_->maps.covey_tbar_tx), &key, &tx, BPF_ANY);
+}
+
+crypto::Result<void> Datapath::attach_tc(int ifindex, Program program) {
+  if (program == Program::WanXdp) return Error{"covey datapath: covey_wan_xdp attaches with attach_xdp"};
+  bpf_tc_hook hook{};
+  hook.sz = sizeof(hook);
+  hook.ifindex = ifindex;
+  hook.attach_point = is_egress(program) ? BPF_TC_EGRESS : BPF_TC_INGRESS;
+  const std::string where = std::string(program_name(program)) + " to tc " +
+                            (is_egress(program) ? "egress" : "ingress") + " of " + interface_name(ifindex);
+  if (int err = bpf_tc_hook_create(&hook); err && err != -EEXIST)
+    return Error{"covey datapath: attaching " + where + ": creating the clsact qdisc: " + error_text(err)};
+  bpf_tc_opts opts{};
+  opts.sz = sizeof(opts);
+  opts.prog_fd = program_fd(program);
+  opts.handle = kTcHandle;
+  opts.priority = kTcPriority;
+  opts.flags = BPF_TC_F_REPLACE;
+  if (int err = bpf_tc_attach(&hook, &opts))
+    return Error{"covey datapath: attaching " + where + ": " + error_text(err)};
+  return {};
+}
+
+crypto::Result<void> Datapath::detach_tc(int ifindex, Program program) {
+  bpf_tc_hook hook{};
+  hook.sz = sizeof(hook);
+  hook.ifindex = ifindex;
+  hook.attach_point = is_egress(program) ? BPF_TC_EGRESS : BPF_TC_INGRESS;
+  bpf_tc_opts opts{};
+  opts.sz = sizeof(opts);
+  opts.handle = kTcHandle;
+  opts.priority = kTcPriority;
+  if (int err = bpf_tc_detach(&hook, &opts); err && err != -ENOENT)
+    return Error{std::string("covey datapath: detaching ") + program_name(program) + " from " +
+                 interface_name(ifindex) + ": " + error_text(err)};
+  return {};
+}
+
+crypto::Result<void> Datapath::attach_xdp(int ifindex, std::uint32_t xdp_flags) {
+  if (int err = bpf_xdp_attach(ifindex, program_fd(Program::WanXdp), xdp_flags, nullptr))
+    return Error{"covey datapath: attaching covey_wan_xdp to " + interface_name(ifindex) + ": " +
+                 error_text(err)};
+  return {};
+}
+
+crypto::Result<void> Datapath::detach_xdp(int ifindex, std::uint32_t xdp_flags) {
+  if (int err = bpf_xdp_detach(ifindex, xdp_flags, nullptr); err && err != -ENOENT)
+    return Error{"covey datapath: detaching XDP from " + interface_name(ifindex) + ": " + error_text(err)};
+  return {};
+}
+
+void Datapath::set_no_tek_active(bool no_tek_active) {
+  store(config_->no_tek_active, no_tek_active ? 1u : 0u);
+}
 
 void Datapath::set_tek_expiry(std::uint64_t expires_ns) {
   store(config_->tek_expires_ns, static_cast<__u64>(expires_ns));
@@ -282,15 +547,10 @@ covey_stats Datapath::stats() const {
   covey_stats sum{};
   if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.covey_stats), &key, per_cpu.data()) != 0) return sum;
   for (const covey_stats& s : per_cpu) {
-    sum.packets += s.packets;
-    sum.not_ip += s.not_ip;
-    sum.malformed += s.malformed;
-    sum.ports_unseen += s.ports_unseen;
-    sum.encrypt += s.encrypt;
-    sum.bypass_deny += s.bypass_deny;
-    sum.bypass_implicit += s.bypass_implicit;
-    sum.fail_close_drop += s.fail_close_drop;
-    sum.table_error += s.table_error;
+    // Every field is a u64 counter: sum them all, whatever is added later.
+    auto* to = reinterpret_cast<std::uint64_t*>(&sum);
+    const auto* from = reinterpret_cast<const std::uint64_t*>(&s);
+    for (std::size_t i = 0; i < sizeof(covey_stats) / sizeof(std::uint64_t); ++i) to[i] += from[i];
   }
   return sum;
 }
@@ -302,6 +562,19 @@ void Datapath::reset_stats() {
   bpf_map_update_elem(bpf_map__fd(skel_->maps.covey_stats), &key, zeros.data(), BPF_ANY);
 }
 
-int Datapath::program_fd() const { return bpf_program__fd(skel_->progs.covey_classify); }
+int Datapath::map_fd(const char* name) const {
+  const bpf_map* map = bpf_object__find_map_by_name(skel_->obj, name);
+  return map ? bpf_map__fd(map) : -1;
+}
+
+int Datapath::program_fd(Program program) const {
+  switch (program) {
+    case Program::LanIngress: return bpf_program__fd(skel_->progs.covey_lan_ingress);
+    case Program::WanEgress: return bpf_program__fd(skel_->progs.covey_wan_egress);
+    case Program::WanXdp: return bpf_program__fd(skel_->progs.covey_wan_xdp);
+    case Program::WanIngress: return bpf_program__fd(skel_->progs.covey_wan_ingress);
+  }
+  return -1;
+}
 
 }  // namespace covey::datapath

@@ -1,13 +1,15 @@
-// The one adapter between user space and covey's tc classifier
-// (bpf/covey_tc.bpf.c): loads it from its libbpf skeleton, sizes and
-// (optionally) pins its maps, installs compiled ACLs, sets the steering
-// mark and the fail-close state, and reads the counters back. Attaching
-// the program to interfaces is the caller's (it has the fd).
+// The one adapter between user space and covey's BPF data path
+// (bpf/covey_dp.bpf.c): loads it from its libbpf skeleton, sizes and
+// (optionally) pins its maps, installs compiled ACLs, sets the steering,
+// anchors, SPIs, TBAR and fail-close state, reads the counters back, and
+// attaches the programs to interfaces.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,18 +17,33 @@
 #include "crypto/result.h"
 #include "datapath/acl_compile.h"
 
-struct covey_tc;  // bpftool's skeleton (covey_tc.skel.h)
+struct covey_dp;  // bpftool's skeleton (covey_dp.skel.h)
 
 namespace covey::datapath {
+
+// The programs, by where they attach (bpf/README.md).
+enum class Program {
+  LanIngress,  // tc ingress of each protected interface
+  WanEgress,   // tc egress of the WAN interface
+  WanXdp,      // XDP on the WAN interface
+  WanIngress,  // tc ingress of the WAN interface
+};
+const char* program_name(Program p);
 
 // What each table map holds per generation (both generations are
 // allocated). Fixed when the maps are created; install() refuses an ACL
 // that does not fit, with the numbers.
 struct Capacity {
-  std::uint32_t entries = 16384;                 // ACL lines, the group ACL and the fail-close ACL together
-  std::uint32_t trie_cells = 1u << 20;           // 4 MiB
-  std::uint32_t port_cells = 1u << 20;           // 4 MiB: 4 classifiers of 2 x 65537 + 257
-  std::uint32_t cross_cells = 1u << 22;          // 16 MiB
+  std::uint32_t entries = 16384;         // ACL lines, the group ACL and the fail-close ACL together
+  std::uint32_t trie_cells = 1u << 20;   // 4 MiB
+  std::uint32_t port_cells = 1u << 20;   // 4 MiB: 4 classifiers of 2 x 65537 + 257
+  std::uint32_t cross_cells = 1u << 22;  // 16 MiB
+  // Address pairs being steered at once (a power of two, at most
+  // COVEY_STEER_SLOTS_MAX): a pair holds its slot while it sends, and
+  // for steer_stale after.
+  std::uint32_t steer_slots = 1u << 18;  // 14 MiB
+  // Senders whose TBAR duplicate window is kept (528 bytes each).
+  std::uint32_t tbar_peers = 4096;
   bool operator==(const Capacity&) const = default;
 
   // Exactly what these two ACLs need.
@@ -40,7 +57,32 @@ struct Options {
   // already pinned there are reused, so a restarted GM continues with the
   // state the kernel kept. Empty: nothing is pinned.
   std::string pin_dir;
+  // For BPF_PROG_TEST_RUN only (bpf/maps.h): the programs read the clock
+  // from skb->cb[1..2] and the secpath's SPI from skb->cb[0].
+  bool test_hooks = false;
 };
+
+// An outbound SA's outer addresses and the inbound SA's local address
+// (DESIGN.md's anchors), in network order; IPv4 in the first 4 bytes.
+struct Anchors {
+  std::uint8_t family = 4;  // 4 or 6
+  std::array<std::uint8_t, 16> local{}, group{}, in{};
+};
+
+// The group's TBAR policy on this member.
+struct TbarPolicy {
+  bool stamp = false;            // stamp what this member encrypts
+  bool check = false;            // check and strip stamps on what it decrypts
+  std::uint16_t sid = 0;         // this member's SID
+  std::uint32_t window_ms = 0;   // accepted: |stamp - now| <= window
+  std::uint16_t tcp_mss_v4 = 0;  // clamp stamped SYNs' MSS (tcp_mss_for_stamp); 0 = none
+  std::uint16_t tcp_mss_v6 = 0;
+};
+
+// The largest TCP MSS whose segments, stamped, still fit `inner_mtu`
+// (the tunnel's MTU for the inner packet): the headers and the stamp's
+// 12 bytes taken off.
+std::uint16_t tcp_mss_for_stamp(std::uint32_t inner_mtu, std::uint8_t family);
 
 class Datapath {
  public:
@@ -54,9 +96,41 @@ class Datapath {
   // never a mix. Hit counters of the new generation start at zero.
   crypto::Result<void> install(const CompiledAcl& acl, const CompiledAcl& fail_close);
 
-  // skb->mark for a permitted packet: `mark` within `mask`, other bits
-  // kept. Two stores: set it before traffic, not while packets flow.
-  void set_steering_mark(std::uint32_t mark, std::uint32_t mask);
+  // skb->mark for a permitted packet: `mark` within `mask`, both inside
+  // COVEY_MARK_STEER_FIELD (the rest of the mark carries the slot), the
+  // field's other bits kept. Two stores: set it before traffic.
+  crypto::Result<void> set_steering_mark(std::uint32_t mark, std::uint32_t mask);
+  // How long a steering slot stays with an idle address pair (default 1 s).
+  void set_steer_stale(std::chrono::nanoseconds stale);
+  void set_anchors(const Anchors& anchors);
+  // The WAN's own MAC: XDP leaves frames from it alone (the GM's bounced packets).
+  void set_wan_mac(const std::array<std::uint8_t, 6>& mac);
+  // The group's SPIs (COVEY_SPI_INBOUND, COVEY_SPI_OUTBOUND).
+  crypto::Result<void> set_spi(std::uint32_t spi, std::uint32_t flags);
+  crypto::Result<void> remove_spi(std::uint32_t spi);
+  void set_drop_unknown_spi(bool on);
+  void set_drop_clear(bool on);
+  // Route rewritten ESP by its real destination (bpf_fib_lookup and
+  // bpf_redirect_neigh) rather than where the anchor's route sent it.
+  void set_egress_fib(bool on);
+  void set_tbar(const TbarPolicy& policy);
+  // The KS's pseudotime (ms) at CLOCK_MONOTONIC `at_ns`: one store.
+  void set_pseudotime(std::uint32_t pseudotime_ms, std::uint64_t at_ns);
+  // Forgets senders idle for more than twice the window at `now_ns`
+  // (their replays would be late): how many.
+  std::size_t expire_tbar_peers(std::uint64_t now_ns);
+  std::optional<covey_tbar_peer> tbar_peer(std::uint16_t sid) const;
+  std::optional<covey_steer_slot> steer_slot(std::uint32_t index) const;
+  std::uint32_t tbar_counter() const;  // the next counter this member sends
+  void set_tbar_counter(std::uint32_t counter);
+
+  // Attaching: tc programs to the clsact qdisc of `ifindex` (created if
+  // missing), XDP in `xdp_flags` mode (XDP_FLAGS_DRV_MODE, _SKB_MODE, or 0).
+  // What stays attached survives this process: fail-close with the GM gone.
+  crypto::Result<void> attach_tc(int ifindex, Program program);
+  crypto::Result<void> detach_tc(int ifindex, Program program);
+  crypto::Result<void> attach_xdp(int ifindex, std::uint32_t xdp_flags);
+  crypto::Result<void> detach_xdp(int ifindex, std::uint32_t xdp_flags);
   // Fail-close: enforced while no_tek_active is set, and after
   // `expires_ns` (CLOCK_MONOTONIC; 0 = never) even if the flag is clear.
   void set_no_tek_active(bool no_tek_active);
@@ -68,14 +142,18 @@ class Datapath {
   covey_stats stats() const;  // all CPUs summed
   void reset_stats();
 
-  int program_fd() const;
+  int program_fd(Program program = Program::LanIngress) const;
+  // A map of the object by name (e.g. "covey_steer_slots"), -1 if none:
+  // for tests and diagnostics, the same maps bpftool shows.
+  int map_fd(const char* name) const;
   const Capacity& capacity() const { return capacity_; }
 
  private:
   Datapath() = default;
   crypto::Result<void> map_tables();
+  void set_flag(std::uint32_t flag, bool on);
 
-  covey_tc* skel_ = nullptr;
+  covey_dp* skel_ = nullptr;
   Capacity capacity_;
   std::string pin_dir_;
   covey_config* config_ = nullptr;  // mmapped covey_config

@@ -1,0 +1,373 @@
+/* Time-based anti-replay (bpf/README.md, "TBAR"): the sender's stamp,
+ * inserted before encryption, and the receiver's check and removal after
+ * decryption. IPv4 here; the IPv6 form (a destination-options header) is
+ * laid out in covey_maps.h and not built yet. BPF side only. */
+#ifndef COVEY_BPF_TBAR_H
+#define COVEY_BPF_TBAR_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/pkt_cls.h>
+#include <linux/tcp.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "covey_maps.h"
+#include "csum.h"
+#include "maps.h"
+#include "parse.h"
+
+/* bpf_skb_adjust_room(BPF_ADJ_ROOM_NET) opens and closes room right
+ * after the fixed IPv4 header counted from the skb's MAC header, so the
+ * stamp is handled only in frames whose IPv4 header follows a plain
+ * Ethernet header (on the interfaces covey attaches to, the kernel has
+ * taken any VLAN tag out of the frame by then). */
+#define COVEY_TBAR_L3 ETH_HLEN
+#define COVEY_TBAR_OPT_AT (COVEY_TBAR_L3 + 20)
+#define COVEY_IPV4_HLEN_MAX 60
+
+enum covey_tbar_verdict {
+	COVEY_TBAR_OK = 0,
+	COVEY_TBAR_LATE,
+	COVEY_TBAR_EARLY,
+	COVEY_TBAR_DUPLICATE,
+	COVEY_TBAR_TOO_OLD,
+	COVEY_TBAR_MISSING,
+	COVEY_TBAR_NO_PEER,
+	COVEY_TBAR_ERROR,
+};
+
+/* Pseudotime in ms, mod 2^32, at clock `now`. */
+static __always_inline __u32 covey_pseudotime(const struct covey_config *cfg, __u64 now)
+{
+	return (__u32)((now - COVEY_READ_ONCE(cfg->tbar_epoch_ns)) / 1000000);
+}
+
+/* The first 8 bytes of an IPv4 header as four 16-bit words, as stored. */
+struct covey_ip_front {
+	__u16 w[4];
+};
+
+/* The header checksum after the front words changed from `old` to `new`
+ * and the stamp's six words were added (add = 1) or removed (add = 0). */
+static __always_inline __u16 covey_tbar_check_sum(__u16 check, const struct covey_ip_front *old,
+						  const struct covey_ip_front *new, const struct covey_tbar_opt_v4 *opt,
+						  int add)
+{
+	const __u16 *o = (const __u16 *)opt;
+	__u64 sum = (__u16)~check;
+
+#pragma unroll
+	for (int i = 0; i < 4; i++)
+		sum += (__u16)~old->w[i] + (__u32) new->w[i];
+#pragma unroll
+	for (int i = 0; i < 6; i++)
+		sum += add ? o[i] : (__u16)~o[i];
+	return ~covey_csum_fold(sum);
+}
+
+/* Counters one stamped skb uses. A GSO skb is cut into segments after
+ * the stamp, each a copy of this IP header, so the receiver tells them
+ * apart by their IPv4 ID (which segmentation increments): the sender
+ * reserves a counter per segment, counting the segments the 12 bytes
+ * taken from each add. */
+static __always_inline __u32 covey_tbar_counters(struct __sk_buff *skb)
+{
+	__u32 segs = skb->gso_segs, size = skb->gso_size;
+
+	if (!size || segs <= 1)
+		return 1;
+	if (size <= COVEY_TBAR_OPT_LEN)
+		return segs * 2;
+	return segs + (segs * COVEY_TBAR_OPT_LEN) / (size - COVEY_TBAR_OPT_LEN) + 1;
+}
+
+/* Walking TCP options, one per bpf_loop step: the verifier checks the
+ * step once, where an unrolled walk over 40 bytes costs it half a
+ * million instructions. */
+struct covey_tcp_opts {
+	__u8 bytes[40];
+	__u32 len;  /* bytes of options */
+	__u32 i;    /* the option being looked at */
+	__u32 mss;  /* offset of the MSS value, 0 = none */
+};
+
+static long covey_tcp_opt_step(__u32 n, void *data)
+{
+	struct covey_tcp_opts *w = data;
+	__u32 i = w->i, kind, len;
+
+	if (i >= w->len || i >= sizeof(w->bytes) - 1)
+		return 1;
+	kind = w->bytes[i];
+	if (kind == 0) /* end of options */
+		return 1;
+	if (kind == 1) { /* no-operation */
+		w->i = i + 1;
+		return 0;
+	}
+	len = w->bytes[i + 1];
+	if (len < 2)
+		return 1;
+	if (kind == 2) {
+		if (len == 4 && i + 4 <= w->len)
+			w->mss = i + 2;
+		return 1;
+	}
+	w->i = i + len;
+	return 0;
+}
+
+/* Lowers the MSS option of a TCP SYN (or SYN-ACK) to `mss`, so that a
+ * full-size segment still fits the tunnel with the stamp in it. */
+static __always_inline void covey_clamp_mss(struct __sk_buff *skb, struct covey_stats *st, __u32 tcp_off, __u16 mss)
+{
+	struct covey_tcp_opts w = {};
+	struct tcphdr th;
+	__be16 from, to;
+	__u16 old;
+
+	if (bpf_skb_load_bytes(skb, tcp_off, &th, sizeof(th)))
+		return;
+	if (!th.syn || th.doff <= 5)
+		return;
+	w.len = (th.doff - 5) * 4;
+	if (w.len > sizeof(w.bytes) || bpf_skb_load_bytes(skb, tcp_off + sizeof(th), w.bytes, w.len))
+		return;
+	bpf_loop(sizeof(w.bytes), covey_tcp_opt_step, &w, 0);
+	if (!w.mss || w.mss >= sizeof(w.bytes) - 1)
+		return;
+	old = (__u16)w.bytes[w.mss] << 8 | w.bytes[w.mss + 1];
+	if (old <= mss)
+		return;
+	from = bpf_htons(old);
+	to = bpf_htons(mss);
+	if (bpf_skb_store_bytes(skb, tcp_off + sizeof(th) + w.mss, &to, 2, 0) ||
+	    bpf_l4_csum_replace(skb, tcp_off + 16, from, to, 2))
+		return;
+	st->mss_clamped++;
+}
+
+/* Inserts the stamp into an IPv4 packet about to be encrypted: 0, or
+ * -1 with the reason counted (the packet must then be dropped: the
+ * receiver would refuse it unstamped). A global function, verified on
+ * its own; arguments may be NULL. */
+__attribute__((noinline)) int covey_tbar_stamp_v4(struct __sk_buff *skb, const struct covey_config *cfg,
+						  struct covey_stats *st, const struct covey_packet *pkt, __u64 now)
+{
+	struct covey_ip_front old, new;
+	struct covey_tbar_opt_v4 opt;
+	struct covey_tbar_tx *tx;
+	__u32 zero = 0, counter, reserve, ihl, fragment;
+	__u16 check;
+	__u8 front[8];
+
+	if (!cfg || !st || !pkt)
+		return -1;
+	if (pkt->l3_off != COVEY_TBAR_L3 ||
+	    bpf_skb_load_bytes(skb, COVEY_TBAR_L3, &old, sizeof(old)) ||
+	    bpf_skb_load_bytes(skb, COVEY_TBAR_L3 + 10, &check, sizeof(check))) {
+		st->tbar_error++;
+		return -1;
+	}
+	__builtin_memcpy(front, &old, sizeof(front));
+	ihl = front[0] & 0xf;
+	if (ihl * 4 + COVEY_TBAR_OPT_LEN > COVEY_IPV4_HLEN_MAX) {
+		st->tbar_no_room++;
+		return -1;
+	}
+	tx = bpf_map_lookup_elem(&covey_tbar_tx, &zero);
+	if (!tx) {
+		st->tbar_error++;
+		return -1;
+	}
+	/* Counted before the room is opened: that resets a GSO skb's segment
+	 * count. Room before the counters are taken: a packet the kernel
+	 * cannot grow (a GSO skb other than TCP) is refused without using
+	 * any up. */
+	reserve = covey_tbar_counters(skb);
+	if (bpf_skb_adjust_room(skb, COVEY_TBAR_OPT_LEN, BPF_ADJ_ROOM_NET, 0)) {
+		st->tbar_error++;
+		return -1;
+	}
+	counter = __sync_fetch_and_add(&tx->counter, reserve);
+
+	opt.type = COVEY_TBAR_OPT_V4;
+	opt.len = COVEY_TBAR_OPT_LEN;
+	opt.sid = bpf_htons(cfg->tbar_sid);
+	opt.pseudotime = bpf_htonl(covey_pseudotime(cfg, now));
+	opt.counter = bpf_htonl(counter);
+
+	/* Header length +3 words, total length +12; a packet that is not a
+	 * fragment takes the counter's low 16 bits as its ID, so segments
+	 * cut from it carry counter + i (RFC 6864: the ID of a datagram
+	 * that is not a fragment only has to differ from recent ones). */
+	fragment = (front[6] << 8 | front[7]) & (COVEY_IP_MF | COVEY_IP_OFFSET);
+	front[0] = (front[0] & 0xf0) | (ihl + 3);
+	{
+		__u16 total = (__u16)(front[2] << 8 | front[3]) + COVEY_TBAR_OPT_LEN;
+
+		front[2] = total >> 8;
+		front[3] = total & 0xff;
+	}
+	if (!fragment) {
+		front[4] = (counter >> 8) & 0xff;
+		front[5] = counter & 0xff;
+	}
+	__builtin_memcpy(&new, front, sizeof(new));
+	check = covey_tbar_check_sum(check, &old, &new, &opt, 1);
+
+	if (bpf_skb_store_bytes(skb, COVEY_TBAR_L3, &new, sizeof(new), 0) ||
+	    bpf_skb_store_bytes(skb, COVEY_TBAR_L3 + 10, &check, sizeof(check), 0) ||
+	    bpf_skb_store_bytes(skb, COVEY_TBAR_OPT_AT, &opt, sizeof(opt), 0)) {
+		st->tbar_error++;
+		return -1;
+	}
+	st->tbar_stamped++;
+	if (pkt->protocol == IPPROTO_TCP && !fragment && cfg->tcp_mss_v4)
+		covey_clamp_mss(skb, st, COVEY_TBAR_L3 + (ihl + 3) * 4, cfg->tcp_mss_v4);
+	return 0;
+}
+
+/* The per-sender duplicate window, under the sender's lock: RFC 6479's
+ * blocks of 64 bits, advanced by clearing the blocks the new top passes. */
+static __always_inline int covey_tbar_window(struct covey_tbar_peer *peer, __u32 counter, __u64 now)
+{
+	__u32 bit = counter & 63, word = (counter >> 6) & (COVEY_TBAR_WINDOW_WORDS - 1);
+	int verdict = COVEY_TBAR_OK;
+	__s32 ahead;
+
+	bpf_spin_lock(&peer->lock);
+	if (!peer->started) {
+		/* The first packet from this sender: one past an empty window. */
+		peer->started = 1;
+		peer->top = counter - 1;
+	}
+	ahead = (__s32)(counter - peer->top);
+	if (ahead > 0) {
+		__u32 top = peer->top, blocks = ((top & 63) + (__u32)ahead) >> 6;
+
+		for (__u32 i = 1; i <= COVEY_TBAR_WINDOW_WORDS; i++) {
+			if (i > blocks)
+				break;
+			peer->bitmap[((top >> 6) + i) & (COVEY_TBAR_WINDOW_WORDS - 1)] = 0;
+		}
+		peer->top = counter;
+	} else if ((__u32)(peer->top - counter) >= COVEY_TBAR_WINDOW_BITS - 64) {
+		verdict = COVEY_TBAR_TOO_OLD;
+	} else if (peer->bitmap[word] & (1ull << bit)) {
+		verdict = COVEY_TBAR_DUPLICATE;
+	}
+	if (verdict == COVEY_TBAR_OK) {
+		peer->bitmap[word] |= 1ull << bit;
+		peer->last_ns = now;
+	}
+	bpf_spin_unlock(&peer->lock);
+	return verdict;
+}
+
+static __always_inline struct covey_tbar_peer *covey_tbar_peer(__u32 sid)
+{
+	struct covey_tbar_peer *peer = bpf_map_lookup_elem(&covey_tbar_peers, &sid);
+	struct covey_tbar_blank *blank;
+	__u32 zero = 0;
+
+	if (peer)
+		return peer;
+	blank = bpf_map_lookup_elem(&covey_tbar_blank, &zero);
+	if (!blank)
+		return 0;
+	/* Another CPU may insert it first: NOEXIST keeps theirs. */
+	bpf_map_update_elem(&covey_tbar_peers, &sid, blank, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&covey_tbar_peers, &sid);
+}
+
+/* Checks (COVEY_CFG_TBAR_CHECK) and removes the stamp of a decrypted
+ * IPv4 packet of the group: a covey_tbar_verdict, counted. */
+static __always_inline int covey_tbar_receive_v4(struct __sk_buff *skb, const struct covey_config *cfg,
+						 struct covey_stats *st, const struct covey_packet *pkt, __u64 now)
+{
+	struct covey_ip_front old, new;
+	struct covey_tbar_opt_v4 opt;
+	__u32 check_on = COVEY_READ_ONCE(cfg->flags) & COVEY_CFG_TBAR_CHECK;
+	__u32 ihl, counter, window;
+	__u16 check;
+	__u8 front[8];
+	__s32 offset;
+
+	if (pkt->l3_off != COVEY_TBAR_L3 ||
+	    bpf_skb_load_bytes(skb, COVEY_TBAR_L3, &old, sizeof(old)) ||
+	    bpf_skb_load_bytes(skb, COVEY_TBAR_L3 + 10, &check, sizeof(check))) {
+		st->tbar_error++;
+		return COVEY_TBAR_ERROR;
+	}
+	__builtin_memcpy(front, &old, sizeof(front));
+	ihl = front[0] & 0xf;
+	if (ihl * 4 < 20 + COVEY_TBAR_OPT_LEN || bpf_skb_load_bytes(skb, COVEY_TBAR_OPT_AT, &opt, sizeof(opt)) ||
+	    opt.type != COVEY_TBAR_OPT_V4 || opt.len != COVEY_TBAR_OPT_LEN) {
+		if (!check_on)
+			return COVEY_TBAR_OK;
+		st->tbar_missing++;
+		return COVEY_TBAR_MISSING;
+	}
+
+	if (check_on) {
+		struct covey_tbar_peer *peer;
+		int verdict;
+
+		window = COVEY_READ_ONCE(cfg->tbar_window_ms);
+		if (window > 0x7fffffff)
+			window = 0x7fffffff;
+		offset = (__s32)(bpf_ntohl(opt.pseudotime) - covey_pseudotime(cfg, now));
+		if (offset < -(__s32)window) {
+			st->tbar_late++;
+			return COVEY_TBAR_LATE;
+		}
+		if (offset > (__s32)window) {
+			st->tbar_early++;
+			return COVEY_TBAR_EARLY;
+		}
+		/* Segments of one stamped skb: counter + (ID - counter) mod 2^16. */
+		counter = bpf_ntohl(opt.counter);
+		if (pkt->fragment == COVEY_FRAG_NONE)
+			counter += (__u16)((front[4] << 8 | front[5]) - counter);
+		peer = covey_tbar_peer(bpf_ntohs(opt.sid));
+		if (!peer) {
+			st->tbar_no_peer++;
+			return COVEY_TBAR_NO_PEER;
+		}
+		verdict = covey_tbar_window(peer, counter, now);
+		if (verdict == COVEY_TBAR_DUPLICATE) {
+			st->tbar_duplicate++;
+			return verdict;
+		}
+		if (verdict == COVEY_TBAR_TOO_OLD) {
+			st->tbar_too_old++;
+			return verdict;
+		}
+	}
+
+	/* Take the stamp out: header length -3 words, total length -12. */
+	front[0] = (front[0] & 0xf0) | (ihl - 3);
+	{
+		__u16 total = (__u16)(front[2] << 8 | front[3]) - COVEY_TBAR_OPT_LEN;
+
+		front[2] = total >> 8;
+		front[3] = total & 0xff;
+	}
+	__builtin_memcpy(&new, front, sizeof(new));
+	check = covey_tbar_check_sum(check, &old, &new, &opt, 0);
+	if (bpf_skb_adjust_room(skb, -COVEY_TBAR_OPT_LEN, BPF_ADJ_ROOM_NET, 0) ||
+	    bpf_skb_store_bytes(skb, COVEY_TBAR_L3, &new, sizeof(new), 0) ||
+	    bpf_skb_store_bytes(skb, COVEY_TBAR_L3 + 10, &check, sizeof(check), 0)) {
+		st->tbar_error++;
+		return COVEY_TBAR_ERROR;
+	}
+	if (check_on)
+		st->tbar_accepted++;
+	return COVEY_TBAR_OK;
+}
+
+#endif /* COVEY_BPF_TBAR_H */

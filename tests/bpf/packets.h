@@ -1,0 +1,61 @@
+// Exact frames for the data path's BPF tests: Ethernet (+ VLAN tags),
+// IPv4 with options, IPv6, UDP, TCP with options, ESP, and the TBAR stamp,
+// every length and checksum computed from scratch, so an expected frame is
+// built independently of the program that must produce it.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace covey::testing {
+
+using Bytes = std::vector<std::uint8_t>;
+using Mac = std::array<std::uint8_t, 6>;
+
+inline constexpr Mac kMacA{0x02, 0, 0, 0, 0, 0x0a};
+inline constexpr Mac kMacB{0x02, 0, 0, 0, 0, 0x0b};
+
+std::array<std::uint8_t, 4> ip4(const std::string& text);
+std::array<std::uint8_t, 16> ip6(const std::string& text);
+
+struct Ipv4Frame {
+  std::array<std::uint8_t, 4> src{}, dst{};
+  std::uint8_t protocol = 17;
+  std::uint16_t id = 0x1234;
+  std::uint16_t frag = 0x4000;  // flags and offset: DF
+  std::uint8_t ttl = 64;
+  Bytes options;  // a multiple of 4 bytes
+  Bytes payload;  // the upper layer, as built below
+  unsigned vlan_tags = 0;
+  Mac dmac = kMacB, smac = kMacA;
+};
+// The frame; a TCP payload gets its checksum computed over the addresses.
+Bytes frame(const Ipv4Frame& f);
+
+struct Ipv6Frame {
+  std::array<std::uint8_t, 16> src{}, dst{};
+  std::uint8_t next = 50;
+  Bytes payload;
+  Mac dmac = kMacB, smac = kMacA;
+};
+Bytes frame(const Ipv6Frame& f);
+
+Bytes udp(std::uint16_t sport, std::uint16_t dport, std::size_t data_len);
+// TCP header (flags: 0x02 SYN, 0x10 ACK, ...), options padded to 4 bytes,
+// checksum left 0 (frame() computes it).
+Bytes tcp(std::uint16_t sport, std::uint16_t dport, std::uint8_t flags, const Bytes& options = {},
+          std::size_t data_len = 0);
+Bytes mss_option(std::uint16_t mss);
+Bytes esp(std::uint32_t spi, std::uint32_t seq, std::size_t data_len = 32);
+// The TBAR IPv4 option (bpf/covey_maps.h: covey_tbar_opt_v4).
+Bytes stamp(std::uint16_t sid, std::uint32_t pseudotime, std::uint32_t counter);
+
+// Checks over a frame with its IPv4 header at `l3`.
+bool ipv4_checksum_ok(const Bytes& frame, std::size_t l3 = 14);
+bool tcp_checksum_ok(const Bytes& frame, std::size_t l3 = 14);
+
+std::string hex(const Bytes& b);
+
+}  // namespace covey::testing
