@@ -12,9 +12,10 @@ from netns_lab import COVEYCTL
 LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_RAW = 1, 113, 101
 
 
-def udp_datagrams(pcap_path, port=848):
+def udp_datagrams(pcap_path, port=848, ttl=False):
     """(src, sport, dst, dport, payload) of every IPv4 UDP datagram to or from PORT in a
-    classic pcap (Ethernet, Linux cooked or raw IP), in capture order."""
+    classic pcap (Ethernet, Linux cooked or raw IP), in capture order; with TTL, the IP
+    TTL is appended to each tuple."""
     data = Path(pcap_path).read_bytes()
     endian = {b"\xd4\xc3\xb2\xa1": "<", b"\xa1\xb2\xc3\xd4": ">",
               b"\x4d\x3c\xb2\xa1": "<", b"\xa1\xb2\x3c\x4d": ">"}.get(data[:4])
@@ -32,7 +33,8 @@ def udp_datagrams(pcap_path, port=848):
         ihl = (ip[0] & 15) * 4
         sport, dport, ulen = struct.unpack("!HHH", ip[ihl:ihl + 6])
         if port in (sport, dport):
-            out.append((_ip(ip[12:16]), sport, _ip(ip[16:20]), dport, bytes(ip[ihl + 8:ihl + ulen])))
+            d = (_ip(ip[12:16]), sport, _ip(ip[16:20]), dport, bytes(ip[ihl + 8:ihl + ulen]))
+            out.append(d + (ip[8],) if ttl else d)
     return out
 
 

@@ -1,7 +1,8 @@
 """Scheduled rekeys by multicast (issue: rekey): the KS, gm3 and gm4 share a
 bridge (in r2's namespace, IGMP snooping off), register over it, and with
 a 20 s TEK lifetime both members follow three consecutive rekeys, each one
-datagram to the group address 239.192.1.1 that nobody acknowledges."""
+datagram to the group address 239.192.1.1, with the configured TTL, that
+nobody acknowledges."""
 
 import subprocess
 import unittest
@@ -13,6 +14,7 @@ from test_rekey import TEK_LIFETIME, ks_group
 
 BRIDGE = {"ks": "10.1.100.1", "gm3": "10.1.100.3", "gm4": "10.1.100.4"}
 GROUP_ADDRESS = "239.192.1.1"
+TTL = 4
 
 
 def add_bridge(lab):
@@ -37,7 +39,7 @@ class MulticastRekeyTest(unittest.TestCase):
         add_bridge(lab)
         members = [BRIDGE["gm3"], BRIDGE["gm4"]]
         lab.start_ks(ks_config(lab, address=BRIDGE["ks"], authorization=members, lifetime=TEK_LIFETIME,
-                               rekey=['transport = "multicast"', f'address = "{GROUP_ADDRESS}"', "ttl = 4"]))
+                               rekey=['transport = "multicast"', f'address = "{GROUP_ADDRESS}"', f"ttl = {TTL}"]))
         cls.pcap = lab.start_capture("r2", "mcgm4", "multicast.pcap")
         for gm in ("gm3", "gm4"):
             lab.start_gm(gm, gm_config(lab, gm, key_servers=(BRIDGE["ks"],), local_address=BRIDGE[gm]))
@@ -63,9 +65,11 @@ class MulticastRekeyTest(unittest.TestCase):
                 self.assertEqual(mine[newest["spi"]]["keys"], newest["keys"])
                 self.assertEqual(st["acks_sent"], 0, "a multicast rekey was acknowledged")
         lab.stop_capture(self.pcap)
-        sent = [d for d in udp_datagrams(self.pcap) if d[2] == GROUP_ADDRESS]
+        sent = [d for d in udp_datagrams(self.pcap, ttl=True) if d[2] == GROUP_ADDRESS]
         self.assertGreaterEqual(len(pushes(sent)), 3, f"no multicast pushes on the bridge: {sent[:3]}")
         self.assertTrue(all(d[0] == BRIDGE["ks"] for d in sent), "multicast pushes from another source")
+        # A bridge does not route: the configured TTL arrives as sent.
+        self.assertEqual({d[5] for d in sent}, {TTL}, "multicast pushes with another TTL than configured")
 
 
 if __name__ == "__main__":
