@@ -19,6 +19,7 @@
 #include "acl_samples.h"
 #include "datapath/acl_compile.h"
 #include "datapath/datapath.h"
+#include "test_run.h"
 
 namespace covey::datapath {
 namespace {
@@ -43,11 +44,7 @@ bool steered(std::uint32_t mark) {
 
 enum class Verdict { Encrypt, Clear, Drop };
 
-struct TestRun {
-  std::uint32_t retval = 0;
-  std::uint32_t mark = 0;
-  std::vector<std::uint8_t> out;
-};
+using covey::testing::TestRun;
 
 struct Hit {
   covey_acl_kind kind;
@@ -99,26 +96,7 @@ class Classifier : public ::testing::Test {
   static TestRun run(const std::vector<std::uint8_t>& frame, std::uint32_t mark_in = kMarkIn) {
     __sk_buff ctx{};
     ctx.mark = mark_in;
-    __sk_buff ctx_out{};
-    TestRun r;
-    r.out.resize(frame.size() + 64);
-    bpf_test_run_opts opts{};
-    opts.sz = sizeof(opts);
-    opts.data_in = frame.data();
-    opts.data_size_in = static_cast<std::uint32_t>(frame.size());
-    opts.data_out = r.out.data();
-    opts.data_size_out = static_cast<std::uint32_t>(r.out.size());
-    opts.ctx_in = &ctx;
-    opts.ctx_size_in = sizeof(ctx);
-    opts.ctx_out = &ctx_out;
-    opts.ctx_size_out = sizeof(ctx_out);
-    opts.repeat = 1;
-    const int err = bpf_prog_test_run_opts(datapath_->program_fd(), &opts);
-    EXPECT_EQ(err, 0) << "BPF_PROG_TEST_RUN: " << std::strerror(errno);
-    r.out.resize(opts.data_size_out);
-    r.retval = opts.retval;
-    r.mark = ctx_out.mark;
-    return r;
+    return covey::testing::test_run(datapath_->program_fd(), frame, &ctx, 64);
   }
 
   static Datapath* datapath_;

@@ -32,6 +32,7 @@
 #include "datapath/acl_compile.h"
 #include "datapath/datapath.h"
 #include "packets.h"
+#include "test_run.h"
 
 namespace covey::datapath {
 namespace {
@@ -125,11 +126,7 @@ struct Ctx {
   std::uint32_t gso_segs = 0, gso_size = 0;
 };
 
-struct Result {
-  std::uint32_t retval = 0;
-  std::uint32_t mark = 0;
-  Bytes out;
-};
+using Result = covey::testing::TestRun;
 
 Result run_tc(const Datapath& d, Program p, const Bytes& in, const Ctx& c = {}) {
   __sk_buff ctx{};
@@ -141,43 +138,11 @@ Result run_tc(const Datapath& d, Program p, const Bytes& in, const Ctx& c = {}) 
   ctx.ifindex = c.ifindex;
   ctx.gso_segs = c.gso_segs;
   ctx.gso_size = c.gso_size;
-  __sk_buff ctx_out{};
-  Result r;
-  r.out.resize(in.size() + 128);
-  bpf_test_run_opts opts{};
-  opts.sz = sizeof(opts);
-  opts.data_in = in.data();
-  opts.data_size_in = static_cast<std::uint32_t>(in.size());
-  opts.data_out = r.out.data();
-  opts.data_size_out = static_cast<std::uint32_t>(r.out.size());
-  opts.ctx_in = &ctx;
-  opts.ctx_size_in = sizeof(ctx);
-  opts.ctx_out = &ctx_out;
-  opts.ctx_size_out = sizeof(ctx_out);
-  opts.repeat = 1;
-  EXPECT_EQ(bpf_prog_test_run_opts(d.program_fd(p), &opts), 0)
-      << "BPF_PROG_TEST_RUN: " << std::strerror(errno);
-  r.out.resize(opts.data_size_out);
-  r.retval = opts.retval;
-  r.mark = ctx_out.mark;
-  return r;
+  return covey::testing::test_run(d.program_fd(p), in, &ctx);
 }
 
 Result run_xdp(const Datapath& d, const Bytes& in) {
-  Result r;
-  r.out.resize(in.size() + 128);
-  bpf_test_run_opts opts{};
-  opts.sz = sizeof(opts);
-  opts.data_in = in.data();
-  opts.data_size_in = static_cast<std::uint32_t>(in.size());
-  opts.data_out = r.out.data();
-  opts.data_size_out = static_cast<std::uint32_t>(r.out.size());
-  opts.repeat = 1;
-  EXPECT_EQ(bpf_prog_test_run_opts(d.program_fd(Program::WanXdp), &opts), 0)
-      << "BPF_PROG_TEST_RUN: " << std::strerror(errno);
-  r.out.resize(opts.data_size_out);
-  r.retval = opts.retval;
-  return r;
+  return covey::testing::test_run(d.program_fd(Program::WanXdp), in, nullptr);
 }
 
 // ---------------------------------------------------------------------
