@@ -22,14 +22,8 @@ A=cvm-smoke-a
 R=cvm-smoke-r
 B=cvm-smoke-b
 work=$(mktemp -d /tmp/covey-smoke-esp.XXXXXX)
-tcpdump_pid=
-
-fail() {
-  echo "smoke_esp: FAIL: $*"
-  # What the kernel asked for and could not load (run-in-vm logs it).
-  [ -s /run/covey-vm-modprobe.log ] && echo "smoke_esp: kernel module requests: $(sort -u /run/covey-vm-modprobe.log | tr '\n' ' ')"
-  exit 1
-}
+NAME=smoke_esp
+. "$(dirname "$0")/lib.sh"
 cleanup() {
   [ -n "$tcpdump_pid" ] && kill "$tcpdump_pid" 2>/dev/null
   for ns in $A $R $B; do ip netns del $ns 2>/dev/null; done
@@ -37,10 +31,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
-batch() { # NS WHAT, commands on stdin
-  ip -n "$1" -batch - >"$work/batch.out" 2>&1 ||
-    fail "$2 in $1 failed: $(grep -v '^$' "$work/batch.out" | tail -3 | sed -E 's/[0-9a-fA-F]{16,}/<key>/g')"
-}
 # Throwaway keys, never printed: `keys BYTES COUNT` prints COUNT hex keys.
 keys() { od -An -v -tx1 -w"$1" -N$(($1 * $2)) /dev/urandom | tr -d ' '; }
 
@@ -117,15 +107,7 @@ echo "smoke_esp: SAs in $A and $B: AES-256-CBC + HMAC-SHA-256-128 SPI 0x0a5e0001
 echo "smoke_esp:                   3DES + HMAC-SHA-1-96            SPI 0x3de50001 (A->B) 0x3de50002 (B->A), 192.168.41.0/24 <-> 192.168.42.0/24"
 
 # ---- traffic, captured on R: the wire ----
-ip netns exec $R tcpdump -i ra -nn -U --immediate-mode -w "$work/wire.pcap" 2>"$work/tcpdump.err" &
-tcpdump_pid=$!
-i=0
-until grep -q "listening on" "$work/tcpdump.err"; do
-  i=$((i + 1))
-  [ $i -le 300 ] || fail "tcpdump did not start within 30 s: $(cat "$work/tcpdump.err")"
-  kill -0 $tcpdump_pid 2>/dev/null || fail "tcpdump exited: $(cat "$work/tcpdump.err")"
-  sleep 0.1
-done
+capture_start $R ra
 ping_ok() { # NS FROM TO WHAT
   ip netns exec "$1" ping -c 3 -i 0.2 -W 3 -I "$2" "$3" >"$work/ping" 2>&1 ||
     fail "ping $2 -> $3 ($4) failed: $(tail -2 "$work/ping" | tr '\n' ' ')"

@@ -38,14 +38,10 @@ R=cvm-kmod-r
 B=cvm-kmod-b
 HB=cvm-kmod-hb
 work=$(mktemp -d /tmp/covey-xfrm-kmod.XXXXXX)
-tcpdump_pid=
+NAME=xfrm_kmod
+. "$(dirname "$0")/lib.sh"
 
 say() { echo "xfrm_kmod: $*"; }
-fail() {
-  echo "xfrm_kmod: FAIL: $*"
-  [ -s /run/covey-vm-modprobe.log ] && echo "xfrm_kmod: kernel module requests: $(sort -u /run/covey-vm-modprobe.log | tr '\n' ' ')"
-  exit 1
-}
 cleanup() {
   [ -n "$tcpdump_pid" ] && kill "$tcpdump_pid" 2>/dev/null
   for ns in $HA $A $R $B $HB; do ip netns del $ns 2>/dev/null; done
@@ -92,10 +88,6 @@ done
 say "probe: exit 0, $(grep -c '^  ok' "$work/probe.txt") items ok; nothing left behind (links, namespaces, XFRM, BPF programs unchanged)"
 
 # ---- topology ----
-batch() { # NS WHAT, commands on stdin
-  ip -n "$1" -batch - >"$work/batch.out" 2>&1 ||
-    fail "$2 in $1 failed: $(grep -v '^$' "$work/batch.out" | tail -3 | sed -E 's/[0-9a-fA-F]{16,}/<key>/g')"
-}
 for ns in $HA $A $R $B $HB; do ip netns add $ns || fail "cannot create namespace $ns"; done
 ip link add va netns $A type veth peer name ra netns $R &&
   ip link add vb netns $B type veth peer name rb netns $R &&
@@ -210,17 +202,6 @@ install() { # SPI REQID MARK TRANSFORM KEYFILE
     xt_ok $ns group-policies --local $local --group $peer --in $local --reqid $2 --mark $3
   done
 }
-capture_start() {
-  ip netns exec $R tcpdump -i ra -nn -U --immediate-mode -w "$work/wire.pcap" 2>"$work/tcpdump.err" &
-  tcpdump_pid=$!
-  i=0
-  until grep -q "listening on" "$work/tcpdump.err"; do
-    i=$((i + 1))
-    [ $i -le 300 ] || fail "tcpdump did not start within 30 s: $(cat "$work/tcpdump.err")"
-    kill -0 $tcpdump_pid 2>/dev/null || fail "tcpdump exited: $(cat "$work/tcpdump.err")"
-    sleep 0.1
-  done
-}
 capture_stop() { # NAME: the capture as text in $work/NAME.txt
   sleep 0.3
   kill -INT $tcpdump_pid
@@ -273,7 +254,7 @@ grep -q "auth-trunc hmac(sha256) 0x[0-9a-f]* 128" "$work/state" && grep -q "enc 
   fail "ip xfrm shows another state than covey asked for: $(sed -E 's/0x[0-9a-f]{16,}/<key>/g' "$work/state" | tr '\n' ' ')"
 
 steer 0xe00
-capture_start
+capture_start $R ra
 ping_ok $HA 192.168.32.10 "AES-256-CBC + HMAC-SHA-256-128 group SA"
 ping_ok $HB 192.168.31.10 "same SA, started behind B"
 capture_stop marked
@@ -282,7 +263,7 @@ check_wire marked $S1
 # A's own ping carries no steering mark: no policy matches it and the
 # request crosses R in clear (B's in and fwd policies are level use, so
 # it passes); hB's reply is marked at B's LAN port and comes back as ESP.
-capture_start
+capture_start $R ra
 ping_ok $A 192.168.32.10 "A's own traffic, no steering mark" -I 192.168.31.1
 capture_stop unmarked
 grep -q "192.168.31.1 > 192.168.32.10: ICMP echo request" "$work/unmarked.txt" ||
@@ -374,7 +355,7 @@ install $S2 $R2 $M2 "esp-3des esp-sha-hmac" "$work/k2"
 ip -n $A xfrm state get src 10.99.1.1 dst 10.99.2.2 proto esp spi $S2 mark 0xd00 mask 0xf00 | grep -q "auth-trunc hmac(sha1) 0x[0-9a-f]* 96" ||
   fail "the 3DES state does not carry HMAC-SHA1 truncated to 96 bits"
 steer 0xd00
-capture_start
+capture_start $R ra
 ping_ok $HA 192.168.32.10 "3DES-CBC + HMAC-SHA1-96 group SA"
 ping_ok $HB 192.168.31.10 "same SA, started behind B"
 capture_stop marked2
