@@ -48,7 +48,7 @@ void rekey(benchmark::State& state, gdoi::KekPolicy::Signature sig) {
   ks::Rekeyer rekeyer(groups);
   std::size_t bytes = 0;
   for (auto _ : state) {
-    auto seq = rekeyer.rekey(group, ks::RekeyReason::Operator, ++now);
+    auto seq = rekeyer.rekey(group, ks::RekeyReason::Operator, ++now * 1000);  // takes ms
     auto out = rekeyer.take_outgoing();
     if (!seq || out.size() != 1) {
       state.SkipWithError(seq ? "not one multicast datagram" : seq.error().c_str());

@@ -19,7 +19,7 @@ Json ks_group_reply() {
     "name":"GET_VPN","identity":134,"members":2,"seq":3,
     "rekey":{"mode":"multicast","address":"239.1.1.1","port":848,"retransmit_period_s":10,"retransmit_count":2},
     "acl":["deny udp any eq 848 any eq 848","permit ip 192.168.0.0/16 192.168.0.0/16"],
-    "fail_close_acl":[],"tbar_window_ms":5000,
+    "fail_close_acl":[],"tbar_window_ms":5000,"pseudotime_ms":188042,
     "tek":[{"spi":"0x6263F2E0","transform":"esp-aes-256 esp-sha256-hmac","lifetime_s":3600,"remaining_s":3412}],
     "kek":{"spi":"0123456789abcdef0123456789abcdef","cipher":"AES-256-CBC","signature":"RSA 2048 SHA-256",
            "lifetime_s":86400,"remaining_s":86000}}]})");
@@ -50,6 +50,7 @@ TEST(ControlRender, KsGroupPage) {
             "    Rekey Retransmit Attempts: 2\n"
             "    Rekey Sequence Number    : 3\n"
             "    Anti-Replay              : time-based, 5000 ms window\n"
+            "    Pseudotime               : 188042 ms\n"
             "\n"
             "    ACL Configured:\n"
             "      deny udp any eq 848 any eq 848\n"
@@ -168,6 +169,17 @@ TEST(ControlRender, Variations) {
     std::string page = r.gm ? render_gm_status(reply, kCtx) : render_ks_groups(reply, kCtx);
     EXPECT_TRUE(contains(page, r.expected_line)) << r.what << ":\n" << page;
   }
+}
+
+// The pseudotime is the members' TBAR clock: no window, no line (and none
+// from a key server too old to report it).
+TEST(ControlRender, KsPseudotimeOnlyWithATbarWindow) {
+  Json off = ks_group_reply();
+  off["groups"][0]["tbar_window_ms"] = nullptr;
+  EXPECT_FALSE(contains(render_ks_groups(off, kCtx), "Pseudotime"));
+  Json old = ks_group_reply();
+  old["groups"][0].erase("pseudotime_ms");
+  EXPECT_FALSE(contains(render_ks_groups(old, kCtx), "Pseudotime"));
 }
 
 TEST(ControlRender, MissingOrMistypedFieldsPrintADash) {

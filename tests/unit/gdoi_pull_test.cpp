@@ -56,7 +56,7 @@ struct Lab {
                                *Address::parse("10.1.12.1"), 1000);
     EXPECT_TRUE(g.ok()) << g.error();
     groups.add(std::move(*g));
-    groups.set_clock(1000);
+    groups.set_clock_ms(1000 * 1000 + 234);  // 234 ms after the group was created
   }
 
   void phase1(const char* gm_addr) {
@@ -126,6 +126,7 @@ TEST(GroupkeyPull, MemberHoldsTheKeyServersKeysAndPolicy) {
   EXPECT_EQ(r.policy.activation_delay_s, 30u);
   EXPECT_EQ(r.policy.deactivation_delay_s, 90u);
   EXPECT_EQ(r.policy.tbar_window_ms, g.policy().tbar_window_ms);
+  EXPECT_EQ(r.pseudotime_ms, 234u);  // the key server's clock as message 2 was built
   EXPECT_EQ(r.policy.rekey.mode, RekeyTransport::Mode::Unicast);
   ASSERT_EQ(g.members().size(), 1u);
   EXPECT_EQ(g.members().begin()->first.str(), "10.1.23.3");

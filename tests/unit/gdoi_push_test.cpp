@@ -64,7 +64,7 @@ struct Lab {
     auto g = ks::Group::create(lab_policy(sig), ks::Authorization{{prefix("10.1.0.0", 16)}, {}}, clone_key(signing_key), kKs, kNow);
     EXPECT_TRUE(g.ok()) << g.error();
     group = std::move(*g);
-    auto offer = group->offer(PeerTraits{true}, kNow);
+    auto offer = group->offer(PeerTraits{true}, kNow * 1000);  // ms
     auto sa = decode_group_sa(offer.sa);
     EXPECT_TRUE(sa.ok()) << sa.error();
     auto keys = decode_key_download(encode_key_download(offer.keys), *sa);

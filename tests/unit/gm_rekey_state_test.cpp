@@ -44,6 +44,9 @@ struct World {
   GroupPolicy policy;
   crypto::PrivateKey signing_key = ec_key();
   Kek kek;
+  // The key server's pseudotime that registrations and pushes built from
+  // now on carry (with the policy's TBAR window); nullopt: none.
+  std::optional<std::uint32_t> ks_pseudotime;
   RekeyState member;
 
   explicit World(std::uint32_t activation_delay_s = 0, std::uint32_t deactivation_delay_s = 0,
@@ -93,7 +96,8 @@ struct World {
 
   // Message 2's SA and message 4's KD as the member decodes them.
   Registration registration(const std::vector<Tek>& teks, std::uint32_t seq) const {
-    auto wire_sa = encode_group_sa(policy, KekAnnouncement{kek.spi, kKsAddress, kek.lifetime_s}, teks, true, PeerTraits{true});
+    auto wire_sa = encode_group_sa(policy, KekAnnouncement{kek.spi, kKsAddress, kek.lifetime_s}, teks, true, PeerTraits{true},
+                                   ks_pseudotime);
     auto sa = decode_group_sa(wire_sa);
     EXPECT_TRUE(sa.ok()) << sa.error();
     KeyMaterial km;
@@ -107,6 +111,7 @@ struct World {
     r.policy = sa->policy;
     r.keys = std::move(*keys);
     r.seq = seq;
+    r.pseudotime_ms = sa->pseudotime_ms;
     r.kek_ack_requested = std::any_of(wire_sa.kek->attributes.begin(), wire_sa.kek->attributes.end(),
                                       [](const wire::Attribute& a) { return a.type == wire::kek_attr::KekAckRequested; });
     return r;
@@ -123,7 +128,7 @@ struct World {
     if (!teks.empty() || new_kek) {
       std::optional<KekAnnouncement> ann;
       if (new_kek) ann = KekAnnouncement{new_kek->spi, kKsAddress, new_kek->lifetime_s};
-      c.sa = encode_group_sa(policy, ann, teks, with_gap, PeerTraits{true});
+      c.sa = encode_group_sa(policy, ann, teks, with_gap, PeerTraits{true}, ks_pseudotime);
       c.keys.teks = teks;
       c.keys.kek = new_kek;
     }
@@ -161,8 +166,10 @@ struct Snapshot {
   std::optional<std::uint32_t> last_seq;
   std::vector<std::pair<std::uint32_t, TekState>> teks;
   std::uint64_t rekeys;
+  std::optional<std::pair<std::uint32_t, std::uint64_t>> pseudotime;  // ms, serial
   Snapshot(const RekeyState& m, std::int64_t now)
       : kek(m.receiver()->kek().spi), receiver_seq(m.receiver()->seq()), last_seq(m.last_seq()), rekeys(m.counters().rekeys_received) {
+    if (auto pt = m.pseudotime()) pseudotime = std::make_pair(pt->ms, pt->serial);
     for (const auto& v : m.teks(now)) teks.emplace_back(v.tek->spi, v.state);
   }
   bool operator==(const Snapshot&) const = default;
@@ -364,6 +371,55 @@ TEST(GmRekeyState, RetransmissionIsAcknowledgedAgainNotApplied) {
   // A multicast copy is never acknowledged.
   EXPECT_FALSE(w.receive(d, 2020, PushVia::Multicast).ack);
   EXPECT_EQ(w.member.counters().replay, 0u);
+}
+
+// The key server's pseudotime comes with the registration and each applied
+// push, each a new sample (a higher serial) for the agent to pair with its
+// own clock; a refused push or a copy of the last one brings none.
+TEST(GmRekeyState, PseudotimeFromTheRegistrationAndEachAppliedPush) {
+  World w;  // registered without one
+  EXPECT_FALSE(w.member.pseudotime());
+  w.ks_pseudotime = 5000;
+  ASSERT_TRUE(w.member.registered(w.registration({w.tek(kTekA, 3600)}, 0), 1005).ok());
+  ASSERT_TRUE(w.member.pseudotime());
+  EXPECT_EQ(w.member.pseudotime()->ms, 5000u);
+  const std::uint64_t at_registration = w.member.pseudotime()->serial;
+
+  w.ks_pseudotime = 65000;
+  const Bytes one = w.push(1, {w.tek(kTekB, 3600)});
+  ASSERT_EQ(w.receive(one, 1065).kind, PushOutcome::Kind::Applied);
+  ASSERT_TRUE(w.member.pseudotime());
+  EXPECT_EQ(w.member.pseudotime()->ms, 65000u);
+  const std::uint64_t at_push = w.member.pseudotime()->serial;
+  EXPECT_GT(at_push, at_registration);
+
+  // The key server's retransmission of that push: the same octets, the
+  // same (by now older) reading; not a new sample.
+  EXPECT_EQ(w.receive(one, 1075).kind, PushOutcome::Kind::Retransmission);
+  EXPECT_EQ(w.member.pseudotime()->serial, at_push);
+  // A replay of SEQ 1 in other octets, a push signed by someone else, a
+  // push under a KEK not held: refused, and their clocks ignored.
+  w.ks_pseudotime = 99000;
+  const crypto::PrivateKey other = ec_key();
+  const Kek stranger = w.fresh_kek();
+  for (const Bytes& d : {w.push(1, {w.tek(kTekC, 3600)}), w.push(2, {w.tek(kTekC, 3600)}, std::nullopt, {}, nullptr, &other),
+                         w.push(2, {w.tek(kTekC, 3600)}, std::nullopt, {}, &stranger)}) {
+    EXPECT_EQ(w.receive(d, 1099).kind, PushOutcome::Kind::Refused);
+    EXPECT_EQ(w.member.pseudotime()->ms, 65000u);
+    EXPECT_EQ(w.member.pseudotime()->serial, at_push);
+  }
+  // The same reading in a later push is still a new sample: the agent
+  // pairs it with the time it arrived.
+  w.ks_pseudotime = 65000;
+  ASSERT_EQ(w.receive(w.push(2, {w.tek(kTekC, 3600)}), 1100).kind, PushOutcome::Kind::Applied);
+  EXPECT_EQ(w.member.pseudotime()->ms, 65000u);
+  EXPECT_GT(w.member.pseudotime()->serial, at_push);
+
+  // A registration without one (TBAR turned off, or another key server)
+  // ends the old key server's sample.
+  w.ks_pseudotime.reset();
+  ASSERT_TRUE(w.member.registered(w.registration({w.tek(kTekA, 3600)}, 2), 1200).ok());
+  EXPECT_FALSE(w.member.pseudotime());
 }
 
 TEST(GmRekeyState, MulticastPushIsAppliedWithoutAck) {

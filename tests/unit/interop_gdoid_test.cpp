@@ -175,7 +175,7 @@ struct OneGroupKs {
       EXPECT_TRUE(g.ok()) << g.error();
       groups.add(std::move(*g));
     }
-    groups.set_clock(1000);
+    groups.set_clock_ms(1000 * 1000);
     member.peer = Endpoint{*Address::parse("10.77.0.2"), 848};
   }
 };

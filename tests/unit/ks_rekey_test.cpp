@@ -30,6 +30,9 @@ using ks::RekeyReason;
 namespace {
 
 const std::int64_t kStart = 1'000'000;
+// The rekeyer takes ms where it builds a push (the pseudotime); the tests
+// count seconds like its schedule.
+constexpr std::int64_t ms(std::int64_t s) { return s * 1000; }
 const Address kKs = *Address::parse("10.1.12.1");
 const Address kGm3 = *Address::parse("10.1.23.3");
 const Address kGm4 = *Address::parse("10.1.24.4");
@@ -65,6 +68,7 @@ std::string describe(const gdoi::PushResult& r) {
 }
 
 std::uint32_t push_seq(ByteView datagram, const gdoi::Kek& kek, const gdoi::KekPolicy& policy);
+std::optional<std::uint32_t> push_pseudotime(ByteView datagram, const gdoi::Kek& kek, const gdoi::KekPolicy& policy);
 
 class KsRekey : public ::testing::Test {
  protected:
@@ -85,11 +89,11 @@ class KsRekey : public ::testing::Test {
   // Registers `addr` as GROUPKEY-PULL does (message 2's offer, admission
   // at message 3) and gives it a receiver from what messages 2 and 4 carry.
   void join(const Address& addr, std::uint16_t port = 848) {
-    auto offer = group().offer(gdoi::PeerTraits{true}, now);
+    auto offer = group().offer(gdoi::PeerTraits{true}, ms(now));
     offer.group_id = 134;
     ike::Phase1Sa sa;
     sa.peer = Endpoint{addr, port};
-    groups->set_clock(now);
+    groups->set_clock_ms(ms(now));
     groups->set_local(kKs);
     auto admitted = groups->admit(offer, sa, 1);
     auto* a = std::get_if<gdoi::GroupDirectory::Admission>(&admitted);
@@ -154,12 +158,12 @@ TEST_F(KsRekey, ScheduleIsExpiryMinusTheMargins) {
 
 TEST_F(KsRekey, TekRekeyAtItsTimeNotBefore) {
   join(kGm3);
-  rekeyer->tick(kStart + 3600 - 91);
+  rekeyer->tick(ms(kStart + 3600 - 91));
   EXPECT_TRUE(sent().empty());
   EXPECT_EQ(group().seq(), 0u);
   now = kStart + 3600 - 90;
   const gdoi::KekSpi kek_before = group().kek().spi;
-  rekeyer->tick(now);
+  rekeyer->tick(ms(now));
   auto out = sent();
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(group().seq(), 1u);
@@ -174,7 +178,7 @@ TEST_F(KsRekey, TekRekeyAtItsTimeNotBefore) {
   rekeyer->receive_ack(Endpoint{kGm3, 848}, *ack, now);
   // The next one is due from the new TEK; the old TEK is forgotten when it ends.
   EXPECT_EQ(rekeyer->tek_rekey_at(group()), now + 3600 - 90);
-  rekeyer->tick(kStart + 3600);
+  rekeyer->tick(ms(kStart + 3600));
   EXPECT_EQ(group().teks().size(), 1u);
   EXPECT_TRUE(sent().empty());
 }
@@ -183,7 +187,7 @@ TEST_F(KsRekey, KekRekeyRollsTheKekUnderTheOldOne) {
   join(kGm3);
   const gdoi::Kek old = group().kek();
   now = kStart + 86400 - 300;
-  rekeyer->tick(now);
+  rekeyer->tick(ms(now));
   auto out = sent();
   ASSERT_EQ(out.size(), 1u);
   EXPECT_NE(group().kek().spi, old.spi);
@@ -205,7 +209,7 @@ TEST_F(KsRekey, OneDatagramForEveryMemberThatTheMemberAccepts) {
   join(kGm3, 848);
   join(kGm4, 40000);
   join(*Address::parse("10.1.25.5"), 848);
-  auto seq = rekeyer->rekey(group(), RekeyReason::Operator, now);
+  auto seq = rekeyer->rekey(group(), RekeyReason::Operator, ms(now));
   ASSERT_TRUE(seq.ok()) << seq.error();
   EXPECT_EQ(*seq, 1u);
   auto out = sent();
@@ -247,7 +251,7 @@ TEST_F(KsRekey, SeqGrowsAndIsSavedBeforeAnythingIsSent) {
     return {};
   });
   for (std::uint32_t want = 1; want <= 3; ++want) {
-    auto seq = rekeyer->rekey(group(), RekeyReason::Operator, now);
+    auto seq = rekeyer->rekey(group(), RekeyReason::Operator, ms(now));
     ASSERT_TRUE(seq.ok()) << seq.error();
     EXPECT_EQ(*seq, want);
     auto out = sent();
@@ -266,7 +270,7 @@ TEST_F(KsRekey, AFailedSaveSendsNothingAndChangesNothing) {
   });
   const auto spi = group().kek().spi;
   const auto teks = group().teks().size();
-  auto seq = rekeyer->rekey(group(), RekeyReason::Operator, now);
+  auto seq = rekeyer->rekey(group(), RekeyReason::Operator, ms(now));
   ASSERT_FALSE(seq.ok());
   EXPECT_TRUE(has(seq.error(), "GET_VPN")) << seq.error();
   EXPECT_TRUE(sent().empty());
@@ -277,16 +281,16 @@ TEST_F(KsRekey, AFailedSaveSendsNothingAndChangesNothing) {
   std::string text = log();
   EXPECT_TRUE(has(text, "Rekey of group GET_VPN (134) (operator) not sent: state file /var/lib/covey/ks-state")) << text;
   // A member removal that cannot be saved leaves the member in the group.
-  auto removed = rekeyer->remove_member(kGm3, std::nullopt, now);
+  auto removed = rekeyer->remove_member(kGm3, std::nullopt, ms(now));
   EXPECT_FALSE(removed.ok());
   EXPECT_NE(group().find_member(kGm3), nullptr);
   // A scheduled rekey that fails is tried again later, not every second.
-  rekeyer->tick(kStart + 3600 - 90);
+  rekeyer->tick(ms(kStart + 3600 - 90));
   EXPECT_TRUE(sent().empty());
   groups->set_write_now([]() -> crypto::Result<void> { return {}; });
-  rekeyer->tick(kStart + 3600 - 89);
+  rekeyer->tick(ms(kStart + 3600 - 89));
   EXPECT_TRUE(sent().empty());
-  rekeyer->tick(kStart + 3600 - 80);
+  rekeyer->tick(ms(kStart + 3600 - 80));
   EXPECT_EQ(sent().size(), 1u);
   EXPECT_EQ(group().seq(), 1u);
 }
@@ -296,7 +300,7 @@ TEST_F(KsRekey, AFailedSaveSendsNothingAndChangesNothing) {
 TEST_F(KsRekey, AckFromTheMemberMarksItDelivered) {
   join(kGm3);
   join(kGm4);
-  ASSERT_TRUE(rekeyer->rekey(group(), RekeyReason::Operator, now).ok());
+  ASSERT_TRUE(rekeyer->rekey(group(), RekeyReason::Operator, ms(now)).ok());
   auto out = sent();
   ASSERT_EQ(out.size(), 2u);
   group().find_member(kGm3)->missed_rekeys = 2;
@@ -311,7 +315,7 @@ TEST_F(KsRekey, AckFromTheMemberMarksItDelivered) {
   EXPECT_EQ(rekeyer->pending(group()), 1u);
   EXPECT_TRUE(has(log(), "GM 10.1.23.3 acknowledged rekey SEQ 1 of group GET_VPN"));
   // Acknowledged: no retransmission to it; the other one is retransmitted.
-  rekeyer->tick(now + 10);
+  rekeyer->tick(ms(now + 10));
   out = sent();
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].to.address, kGm4);
@@ -324,7 +328,7 @@ TEST_F(KsRekey, AckFromTheMemberMarksItDelivered) {
 TEST_F(KsRekey, AckIsRefusedForAnotherIdUnknownSeqOrWrongKey) {
   join(kGm3);
   join(kGm4);
-  ASSERT_TRUE(rekeyer->rekey(group(), RekeyReason::Operator, now).ok());
+  ASSERT_TRUE(rekeyer->rekey(group(), RekeyReason::Operator, ms(now)).ok());
   auto out = sent();
   auto r = gm(kGm3).receive(*out[0].datagram);
   ASSERT_TRUE(accepted(r)) << describe(r);
@@ -366,7 +370,7 @@ TEST_F(KsRekey, AckOfAPushUnderTheOldKekUsesTheOldKeksAckKey) {
   join(kGm3);
   const gdoi::KekSpi old = group().kek().spi;
   now = kStart + 86400 - 300;
-  rekeyer->tick(now);  // KEK rollover: encrypted under the old KEK
+  rekeyer->tick(ms(now));  // KEK rollover: encrypted under the old KEK
   auto out = sent();
   ASSERT_EQ(out.size(), 1u);
   auto ack = receive(kGm3, *out[0].datagram);
@@ -377,7 +381,7 @@ TEST_F(KsRekey, AckOfAPushUnderTheOldKekUsesTheOldKeksAckKey) {
   rekeyer->receive_ack(Endpoint{kGm3, 848}, *ack, now);
   EXPECT_EQ(group().find_member(kGm3)->last_acked_seq, 1u);
   // The next push comes under the new KEK, and so does its acknowledgement.
-  ASSERT_TRUE(rekeyer->rekey(group(), RekeyReason::Operator, now + 1).ok());
+  ASSERT_TRUE(rekeyer->rekey(group(), RekeyReason::Operator, ms(now + 1)).ok());
   out = sent();
   ack = receive(kGm3, *out[0].datagram);
   ASSERT_TRUE(ack);
@@ -389,13 +393,13 @@ TEST_F(KsRekey, AckOfAPushUnderTheOldKekUsesTheOldKeksAckKey) {
 
 TEST_F(KsRekey, RetransmitsTheSameBytesThenCountsAMiss) {
   join(kGm3);
-  ASSERT_TRUE(rekeyer->rekey(group(), RekeyReason::Operator, now).ok());
+  ASSERT_TRUE(rekeyer->rekey(group(), RekeyReason::Operator, ms(now)).ok());
   auto first = sent();
   ASSERT_EQ(first.size(), 1u);
-  rekeyer->tick(now + 9);
+  rekeyer->tick(ms(now + 9));
   EXPECT_TRUE(sent().empty());
   for (int k = 1; k <= 2; ++k) {  // retransmit_count = 2, every 10 s
-    rekeyer->tick(now + 10 * k);
+    rekeyer->tick(ms(now + 10 * k));
     auto again = sent();
     ASSERT_EQ(again.size(), 1u) << "retransmission " << k;
     EXPECT_EQ(*again[0].datagram, *first[0].datagram);
@@ -403,11 +407,11 @@ TEST_F(KsRekey, RetransmitsTheSameBytesThenCountsAMiss) {
   }
   EXPECT_TRUE(has(log(), "Retransmitting rekey SEQ 1 for group GET_VPN (134) to 1 member"));
   EXPECT_EQ(group().find_member(kGm3)->missed_rekeys, 0u);
-  rekeyer->tick(now + 30);
+  rekeyer->tick(ms(now + 30));
   EXPECT_TRUE(sent().empty());
   EXPECT_EQ(group().find_member(kGm3)->missed_rekeys, 1u);
   EXPECT_TRUE(has(log(), "GM 10.1.23.3 did not acknowledge rekey SEQ 1 of group GET_VPN (1 in a row)"));
-  rekeyer->tick(now + 100);
+  rekeyer->tick(ms(now + 100));
   EXPECT_TRUE(sent().empty());
   EXPECT_EQ(rekeyer->counters().retransmissions, 2u);
 }
@@ -416,7 +420,7 @@ TEST_F(KsRekey, ThreeMissesInARowDropTheMember) {
   join(kGm3);
   join(kGm4);
   for (int k = 0; k < 3; ++k) {
-    ASSERT_TRUE(rekeyer->rekey(group(), RekeyReason::Operator, now).ok());
+    ASSERT_TRUE(rekeyer->rekey(group(), RekeyReason::Operator, ms(now)).ok());
     auto out = sent();
     for (const auto& d : out)
       if (d.to.address == kGm3) {
@@ -424,9 +428,9 @@ TEST_F(KsRekey, ThreeMissesInARowDropTheMember) {
         rekeyer->receive_ack(d.to, *ack, now);
       }
     now += 31;
-    rekeyer->tick(now - 21);
-    rekeyer->tick(now - 11);
-    rekeyer->tick(now - 1);
+    rekeyer->tick(ms(now - 21));
+    rekeyer->tick(ms(now - 11));
+    rekeyer->tick(ms(now - 1));
     sent();
   }
   EXPECT_EQ(group().find_member(kGm4), nullptr);
@@ -440,26 +444,26 @@ TEST_F(KsRekey, ThreeMissesInARowDropTheMember) {
 TEST_F(KsRekey, ANewRekeyReplacesAnUnacknowledgedOneAsAMiss) {
   join(kGm3);
   for (std::uint32_t k = 1; k <= 3; ++k) {
-    ASSERT_TRUE(rekeyer->rekey(group(), RekeyReason::Operator, now + k).ok());
+    ASSERT_TRUE(rekeyer->rekey(group(), RekeyReason::Operator, ms(now + k)).ok());
     EXPECT_EQ(sent().size(), 1u);
   }
   // SEQ 1 and 2 replaced unacknowledged: two misses; SEQ 3 is outstanding.
   EXPECT_EQ(group().find_member(kGm3)->missed_rekeys, 2u);
   EXPECT_EQ(rekeyer->pending(group()), 1u);
-  ASSERT_TRUE(rekeyer->rekey(group(), RekeyReason::Operator, now + 4).ok());
+  ASSERT_TRUE(rekeyer->rekey(group(), RekeyReason::Operator, ms(now + 4)).ok());
   EXPECT_EQ(group().find_member(kGm3), nullptr);  // the third miss
   EXPECT_TRUE(sent().empty());
 }
 
 TEST_F(KsRekey, AMemberThatRegisteredSinceThePushIsNotChased) {
   join(kGm3);
-  ASSERT_TRUE(rekeyer->rekey(group(), RekeyReason::Operator, now).ok());
+  ASSERT_TRUE(rekeyer->rekey(group(), RekeyReason::Operator, ms(now)).ok());
   sent();
   now += 5;
   join(kGm3);  // registered again: it has the keys and SEQ 1
-  rekeyer->tick(now + 10);
+  rekeyer->tick(ms(now + 10));
   EXPECT_TRUE(sent().empty());
-  rekeyer->tick(now + 40);
+  rekeyer->tick(ms(now + 40));
   EXPECT_EQ(group().find_member(kGm3)->missed_rekeys, 0u);
 }
 
@@ -470,7 +474,7 @@ TEST_F(KsRekey, RemovalRekeysKekAndTekToTheOthersOnly) {
   join(kGm4);
   const gdoi::KekSpi old_kek = group().kek().spi;
   const std::uint32_t old_tek = group().teks().back().tek.spi;
-  auto seq = rekeyer->remove_member(kGm4, std::nullopt, now);
+  auto seq = rekeyer->remove_member(kGm4, std::nullopt, ms(now));
   ASSERT_TRUE(seq.ok()) << seq.error();
   EXPECT_EQ(group().find_member(kGm4), nullptr);
   auto out = sent();
@@ -494,7 +498,7 @@ TEST_F(KsRekey, RemovalRekeysKekAndTekToTheOthersOnly) {
   EXPECT_EQ(group().teks().front().expires_at, now + 180);
 
   // gm4 missed this push: the next one comes under a KEK it does not hold.
-  ASSERT_TRUE(rekeyer->rekey(group(), RekeyReason::Operator, now + 1).ok());
+  ASSERT_TRUE(rekeyer->rekey(group(), RekeyReason::Operator, ms(now + 1)).ok());
   out = sent();
   ASSERT_EQ(out.size(), 1u);
   auto refused = gm(kGm4).receive(*out[0].datagram);
@@ -502,8 +506,8 @@ TEST_F(KsRekey, RemovalRekeysKekAndTekToTheOthersOnly) {
   EXPECT_EQ(std::get<gdoi::PushRefused>(refused).reason, gdoi::PushRefused::Reason::UnknownKek);
   EXPECT_TRUE(accepted(gm(kGm3).receive(*out[0].datagram)));
 
-  EXPECT_FALSE(rekeyer->remove_member(kGm4, std::nullopt, now).ok());  // not a member any more
-  auto unknown = rekeyer->remove_member(kGm3, std::string("NOPE"), now);
+  EXPECT_FALSE(rekeyer->remove_member(kGm4, std::nullopt, ms(now)).ok());  // not a member any more
+  auto unknown = rekeyer->remove_member(kGm3, std::string("NOPE"), ms(now));
   ASSERT_FALSE(unknown.ok());
   EXPECT_TRUE(has(unknown.error(), "no group named NOPE"));
 }
@@ -518,7 +522,7 @@ TEST_F(KsRekey, RemovalInAMulticastGroupGoesByUnicastWithAcks) {
   join(kGm3);
   join(kGm4);
   // A scheduled rekey: one datagram to the group, no acknowledgement.
-  ASSERT_TRUE(rekeyer->rekey(group(), RekeyReason::Operator, now).ok());
+  ASSERT_TRUE(rekeyer->rekey(group(), RekeyReason::Operator, ms(now)).ok());
   auto out = sent();
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].to, (Endpoint{*Address::parse("239.192.1.1"), 8848}));
@@ -529,10 +533,10 @@ TEST_F(KsRekey, RemovalInAMulticastGroupGoesByUnicastWithAcks) {
   EXPECT_EQ(rekeyer->pending(group()), 0u);
   EXPECT_EQ(rekeyer->last_rekey(group())->members, 2u);
   EXPECT_FALSE(rekeyer->last_rekey(group())->unicast);
-  rekeyer->tick(now + 100);
+  rekeyer->tick(ms(now + 100));
   EXPECT_TRUE(sent().empty());
 
-  ASSERT_TRUE(rekeyer->remove_member(kGm4, std::string("GET_VPN"), now + 101).ok());
+  ASSERT_TRUE(rekeyer->remove_member(kGm4, std::string("GET_VPN"), ms(now + 101)).ok());
   out = sent();
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].to.address, kGm3);
@@ -563,7 +567,7 @@ TEST_F(KsRekey, PolicyChangeRekeysOnlyWhenMembersWouldSeeIt) {
   join(kGm3);
   gdoi::GroupPolicy quiet = group().policy();
   quiet.rekey.retransmit_count = 5;
-  auto none = rekeyer->change_policy(group(), quiet, now);
+  auto none = rekeyer->change_policy(group(), quiet, ms(now));
   ASSERT_TRUE(none.ok()) << none.error();
   EXPECT_FALSE(*none);
   EXPECT_TRUE(sent().empty());
@@ -577,7 +581,7 @@ TEST_F(KsRekey, PolicyChangeRekeysOnlyWhenMembersWouldSeeIt) {
   deny.destination_port = {848, 848};
   acl.acl.insert(acl.acl.begin(), deny);
   const gdoi::KekSpi kek = group().kek().spi;
-  auto seq = rekeyer->change_policy(group(), acl, now);
+  auto seq = rekeyer->change_policy(group(), acl, ms(now));
   ASSERT_TRUE(seq.ok()) << seq.error();
   ASSERT_TRUE(*seq);
   EXPECT_EQ(group().kek().spi, kek);  // the KEK policy did not change
@@ -591,7 +595,7 @@ TEST_F(KsRekey, PolicyChangeRekeysOnlyWhenMembersWouldSeeIt) {
   // A new transform: the old TEK cannot be offered under it any more.
   gdoi::GroupPolicy aes128 = group().policy();
   aes128.tek.cipher = gdoi::TekTransform::Cipher::Aes128Cbc;
-  ASSERT_TRUE(rekeyer->change_policy(group(), aes128, now + 1).ok());
+  ASSERT_TRUE(rekeyer->change_policy(group(), aes128, ms(now + 1)).ok());
   ASSERT_EQ(group().teks().size(), 1u);
   EXPECT_EQ(group().teks()[0].tek.encryption_key.size(), 16u);
   out = sent();
@@ -602,7 +606,7 @@ TEST_F(KsRekey, PolicyChangeRekeysOnlyWhenMembersWouldSeeIt) {
   // A new KEK cipher: a new KEK, announced under the old one.
   gdoi::GroupPolicy kek128 = group().policy();
   kek128.kek.cipher = crypto::CipherAlgorithm::Aes128Cbc;
-  ASSERT_TRUE(rekeyer->change_policy(group(), kek128, now + 2).ok());
+  ASSERT_TRUE(rekeyer->change_policy(group(), kek128, ms(now + 2)).ok());
   EXPECT_NE(group().kek().spi, kek);
   out = sent();
   r = gm(kGm3).receive(*out[0].datagram);
@@ -616,12 +620,12 @@ TEST_F(KsRekey, TransportChangeTravelsTheOldWay) {
   gdoi::GroupPolicy p = group().policy();
   p.rekey.mode = gdoi::RekeyTransport::Mode::Multicast;
   p.rekey.multicast_address = prefix("239.192.1.1", 32);
-  ASSERT_TRUE(rekeyer->change_policy(group(), p, now).ok());
+  ASSERT_TRUE(rekeyer->change_policy(group(), p, ms(now)).ok());
   auto out = sent();
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].to.address, kGm3);  // by unicast, as the member listens now
   EXPECT_TRUE(receive(kGm3, *out[0].datagram));
-  ASSERT_TRUE(rekeyer->rekey(group(), RekeyReason::Operator, now + 1).ok());
+  ASSERT_TRUE(rekeyer->rekey(group(), RekeyReason::Operator, ms(now + 1)).ok());
   out = sent();
   ASSERT_EQ(out.size(), 1u);
   EXPECT_TRUE(out[0].multicast_ttl);  // and from then on to the group
@@ -638,7 +642,7 @@ TEST_F(KsRekey, RestartContinuesSeqMembersAndSpis) {
   ASSERT_TRUE(groups->write_now().ok());
   join(kGm3, 40000);
   for (int k = 0; k < 3; ++k) {
-    ASSERT_TRUE(rekeyer->rekey(group(), RekeyReason::Operator, now + k).ok());
+    ASSERT_TRUE(rekeyer->rekey(group(), RekeyReason::Operator, ms(now + k)).ok());
     ASSERT_TRUE(receive(kGm3, *sent()[0].datagram));
   }
   const std::set<std::uint32_t> used = group().export_state().used_spis;
@@ -659,13 +663,16 @@ TEST_F(KsRekey, RestartContinuesSeqMembersAndSpis) {
   EXPECT_EQ(rg.find_member(kGm3)->registered_to, kKs);
   EXPECT_EQ(again.tek_rekey_at(rg), tek_due);  // the schedule continues from the stored TEK
 
-  auto seq = again.rekey(rg, RekeyReason::Operator, now + 60);
+  auto seq = again.rekey(rg, RekeyReason::Operator, ms(now + 60) + 5);
   ASSERT_TRUE(seq.ok()) << seq.error();
   EXPECT_EQ(*seq, 4u);
   EXPECT_FALSE(used.count(rg.teks().back().tek.spi)) << "SPI reused after restart";
   auto out = again.take_outgoing();
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].to, (Endpoint{kGm3, 40000}));
+  // The pseudotime goes on from the stored epoch, not from the restart's
+  // creation of the group: members' stamps stay comparable.
+  EXPECT_EQ(push_pseudotime(*out[0].datagram, rg.kek(), rg.policy().kek), ms(now + 60 - kStart) + 5);
   // The member carries on without registering again.
   auto ack = receive(kGm3, *out[0].datagram);
   ASSERT_TRUE(ack);
@@ -675,9 +682,9 @@ TEST_F(KsRekey, RestartContinuesSeqMembersAndSpis) {
 }
 
 TEST_F(KsRekey, ARegistrationOverlappingARekeyIsRefused) {
-  auto offer = group().offer(gdoi::PeerTraits{true}, now);
+  auto offer = group().offer(gdoi::PeerTraits{true}, ms(now));
   offer.group_id = 134;
-  ASSERT_TRUE(rekeyer->rekey(group(), RekeyReason::Operator, now).ok());
+  ASSERT_TRUE(rekeyer->rekey(group(), RekeyReason::Operator, ms(now)).ok());
   ike::Phase1Sa sa;
   sa.peer = Endpoint{kGm3, 848};
   auto admitted = groups->admit(offer, sa, 1);
@@ -686,12 +693,83 @@ TEST_F(KsRekey, ARegistrationOverlappingARekeyIsRefused) {
   EXPECT_EQ(group().find_member(kGm3), nullptr);
 }
 
+// ------------------------------------------------------------ pseudotime
+
+// The group's pseudotime counts ms from its creation (kStart), and each
+// message carries it as of the moment it is built: message 2 at its
+// offer, a push at its rekey.
+TEST_F(KsRekey, RegistrationsAndPushesCarryThePseudotimeOfTheirMoment) {
+  EXPECT_EQ(group().pseudotime_epoch_ms(), ms(kStart));
+  auto offer = group().offer(gdoi::PeerTraits{true}, ms(kStart + 2) + 345);
+  auto rsa = gdoi::decode_group_sa(offer.sa);
+  ASSERT_TRUE(rsa.ok()) << rsa.error();
+  EXPECT_EQ(rsa->pseudotime_ms, 2345u);
+
+  join(kGm3);
+  std::optional<std::uint32_t> previous;
+  for (std::int64_t at_ms : {ms(kStart + 10) + 7, ms(kStart + 70) + 999, ms(kStart + 71)}) {
+    ASSERT_TRUE(rekeyer->rekey(group(), RekeyReason::Operator, at_ms).ok());
+    auto out = sent();
+    ASSERT_EQ(out.size(), 1u);
+    auto pt = push_pseudotime(*out[0].datagram, group().kek(), group().policy().kek);
+    EXPECT_EQ(pt, static_cast<std::uint32_t>(at_ms - ms(kStart))) << at_ms;
+    if (previous) {
+      EXPECT_GT(pt.value_or(0), *previous);
+    }
+    previous = pt;
+    // Acknowledged, so that no retransmission or miss mixes in below.
+    auto ack = receive(kGm3, *out[0].datagram);
+    ASSERT_TRUE(ack);
+    rekeyer->receive_ack(Endpoint{kGm3, 848}, *ack, ks::seconds_of(at_ms));
+  }
+  // A scheduled rekey too: the newest TEK (from kStart + 71) is due 90 s
+  // before its end.
+  rekeyer->tick(ms(kStart + 71 + 3600 - 90) + 42);
+  auto out = sent();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(rekeyer->last_rekey(group())->reason, RekeyReason::TekLifetime);
+  EXPECT_EQ(push_pseudotime(*out[0].datagram, group().kek(), group().policy().kek), ms(71 + 3600 - 90) + 42);
+}
+
+TEST_F(KsRekey, ThePseudotimeWrapsModulo2To32) {
+  EXPECT_EQ(ks::pseudotime_ms(1000, 1000 + (std::int64_t{1} << 32) + 5), 5u);
+  EXPECT_EQ(ks::pseudotime_ms(1000, 999), 0xffffffffu);  // a clock stepped back: still mod 2^32
+  EXPECT_EQ(group().pseudotime_ms(ms(kStart) + (std::int64_t{1} << 32) - 1), 0xffffffffu);
+  EXPECT_EQ(ks::seconds_of(1999), 1);
+  EXPECT_EQ(ks::seconds_of(-1), -1);
+}
+
+// Without a TBAR window no member needs the clock: neither message 2 nor a
+// push carries it.
+TEST_F(KsRekey, WithoutATbarWindowNoPseudotimeIsSent) {
+  gdoi::GroupPolicy p = lab_policy();
+  p.tbar_window_ms.reset();
+  make(p);
+  auto rsa = gdoi::decode_group_sa(group().offer(gdoi::PeerTraits{true}, ms(now)).sa);
+  ASSERT_TRUE(rsa.ok()) << rsa.error();
+  EXPECT_FALSE(rsa->pseudotime_ms);
+  join(kGm3);
+  ASSERT_TRUE(rekeyer->rekey(group(), RekeyReason::Operator, ms(now)).ok());
+  auto out = sent();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_FALSE(push_pseudotime(*out[0].datagram, group().kek(), group().policy().kek));
+  EXPECT_EQ(push_seq(*out[0].datagram, group().kek(), group().policy().kek), 1u);  // the push itself was read
+}
+
 // The SEQ a push carries, read by a receiver that accepts any SEQ.
 std::uint32_t push_seq(ByteView datagram, const gdoi::Kek& kek, const gdoi::KekPolicy& policy) {
   auto r = PushReceiver::create(kek, policy, 0, false);
   if (!r.ok()) return 0;
   auto got = r->receive(datagram);
   return accepted(got) ? accepted(got)->seq : 0;
+}
+
+// The pseudotime a push's GAP carries, read the same way.
+std::optional<std::uint32_t> push_pseudotime(ByteView datagram, const gdoi::Kek& kek, const gdoi::KekPolicy& policy) {
+  auto r = PushReceiver::create(kek, policy, 0, false);
+  if (!r.ok()) return std::nullopt;
+  auto got = r->receive(datagram);
+  return accepted(got) && accepted(got)->sa ? accepted(got)->sa->pseudotime_ms : std::nullopt;
 }
 
 }  // namespace

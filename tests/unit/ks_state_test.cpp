@@ -47,11 +47,11 @@ gdoi::GroupPolicy policy(std::string name, std::uint32_t identity) {
 
 // The groups a config names, with fresh keys, as covey-ks makes them at startup.
 std::unique_ptr<ks::Groups> make_groups(std::vector<gdoi::GroupPolicy> policies,
-                                        const crypto::PrivateKey& key = signing_key()) {
+                                        const crypto::PrivateKey& key = signing_key(), std::int64_t now = 1000) {
   auto groups = std::make_unique<ks::Groups>();
   for (auto& p : policies) {
     auto g = ks::Group::create(std::move(p), ks::Authorization{{prefix("10.1.0.0", 16)}, {}}, clone(key),
-                               *Address::parse("10.1.12.1"), 1000);
+                               *Address::parse("10.1.12.1"), now);
     EXPECT_TRUE(g.ok()) << g.error();
     groups->add(std::move(*g));
   }
@@ -123,7 +123,7 @@ TEST_F(KsState, RoundTripKeepsKeysSpisSidsSeqAndMembers) {
   // A SEQ that rekeys have raised (the rekey work raises it; here by hand).
   ks::Group::State raised = g.export_state();
   raised.seq = 41;
-  raised.pseudotime_epoch = 1700000000;
+  raised.pseudotime_epoch_ms = 1700000000123;
   ASSERT_TRUE(g.restore_state(std::move(raised)));
   std::uint32_t max_sid = 0;
   for (const char* a : {"10.1.23.3", "10.1.24.4", "10.1.25.5"})
@@ -153,7 +153,7 @@ TEST_F(KsState, RoundTripKeepsKeysSpisSidsSeqAndMembers) {
     EXPECT_EQ(h.teks()[i].expires_at, g.teks()[i].expires_at);
   }
   EXPECT_EQ(h.seq(), 41u);
-  EXPECT_EQ(h.export_state().pseudotime_epoch, 1700000000);
+  EXPECT_EQ(h.export_state().pseudotime_epoch_ms, 1700000000123);
   EXPECT_EQ(h.export_state().used_spis, g.export_state().used_spis);
   EXPECT_EQ(h.export_state().used_spis.size(), 2u);
   ASSERT_EQ(h.members().size(), 3u);
@@ -182,6 +182,44 @@ TEST_F(KsState, RoundTripKeepsKeysSpisSidsSeqAndMembers) {
     EXPECT_FALSE(used.count(t->spi)) << t->spi;
   }
   for (std::uint32_t sid : admit(*after, 134, "10.1.26.6")) EXPECT_GT(sid, max_sid);
+}
+
+// The pseudotime epoch is fixed when a group is first created and kept:
+// a restart an hour later (which creates the group again from the config)
+// goes on counting from it, so members' TBAR stamps stay comparable.
+TEST_F(KsState, ThePseudotimeRunsOnAcrossARestart) {
+  auto before = make_groups(lab_config(), signing_key(), 1000);
+  const ks::Group& g = *before->find(134);
+  EXPECT_EQ(g.pseudotime_epoch_ms(), 1'000'000);
+  EXPECT_EQ(g.pseudotime_ms(1'000'000 + 250), 250u);
+  ASSERT_TRUE(ks::save_state(path_, *before));
+
+  auto after = make_groups(lab_config(), signing_key(), 4600);
+  EXPECT_EQ(after->find(134)->pseudotime_ms(4'600'000), 0u);  // a new group's clock
+  ASSERT_TRUE(ks::restore_state(path_, *after));
+  const ks::Group& h = *after->find(134);
+  EXPECT_EQ(h.pseudotime_epoch_ms(), 1'000'000);
+  EXPECT_EQ(h.pseudotime_ms(4'600'000 + 17), 3'600'017u);
+  EXPECT_EQ(h.pseudotime_ms(4'600'000 + 17), g.pseudotime_ms(4'600'000 + 17));
+}
+
+// A file from before covey kept pseudotime has epoch 0: the group keeps
+// the epoch of its creation, and the next save writes that down.
+TEST_F(KsState, AFileWithoutAnEpochGetsTheCreationsOnItsNextSave) {
+  auto before = make_groups(lab_config());
+  ASSERT_TRUE(ks::save_state(path_, *before));
+  write(path_, reseal(read(path_), [](std::string& body) {
+          nlohmann::json doc = nlohmann::json::parse(body);
+          for (auto& g : doc["groups"]) g["pseudotime_epoch"] = 0;
+          body = doc.dump(1);
+        }));
+  auto after = make_groups(lab_config(), signing_key(), 2000);
+  ASSERT_TRUE(ks::restore_state(path_, *after));
+  EXPECT_EQ(after->find(134)->pseudotime_epoch_ms(), 2'000'000);
+  ASSERT_TRUE(ks::save_state(path_, *after));
+  auto again = make_groups(lab_config(), signing_key(), 3000);
+  ASSERT_TRUE(ks::restore_state(path_, *again));
+  EXPECT_EQ(again->find(134)->pseudotime_epoch_ms(), 2'000'000);
 }
 
 // A file from a covey-ks before rekeys were sent has no delivery fields

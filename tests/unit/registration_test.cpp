@@ -56,7 +56,7 @@ struct World {
     for (int i = 0; i < 10 && !to_ks.empty(); ++i) {
       std::vector<Bytes> next;
       for (const Bytes& d : to_ks)
-        for (const ks::Outgoing& o : ks->receive(me, ks_ep.address, d, now)) {
+        for (const ks::Outgoing& o : ks->receive(me, ks_ep.address, d, now * 1000)) {  // ms
           EXPECT_EQ(o.to, me);
           for (Bytes& b : r.receive(o.datagram, now)) next.push_back(std::move(b));
         }
@@ -134,7 +134,7 @@ TEST(Registration, HalfOpenExchangesAreCappedOldestFirst) {
   for (int i = 0; i < 100; ++i) {
     auto r = w.member("10.9.9.9");
     auto m1 = r.start(1);
-    w.ks->receive(spoof, w.ks_ep.address, m1[0], 1);
+    w.ks->receive(spoof, w.ks_ep.address, m1[0], 1000);
   }
   EXPECT_EQ(w.ks->half_open(), 8u);
   EXPECT_EQ(w.ks->counters().half_open_evicted, 92u);
@@ -160,14 +160,14 @@ TEST(Registration, GarbageAndMutatedDatagramsLeaveTheServerServing) {
   for (int i = 0; i < 2000; ++i) {
     Bytes d(rng() % 300);
     for (auto& b : d) b = static_cast<std::uint8_t>(rng());
-    w.ks->receive(peer, w.ks_ep.address, d, 1);
+    w.ks->receive(peer, w.ks_ep.address, d, 1000);
     Bytes m = seeds[rng() % seeds.size()];
     switch (rng() % 3) {
       case 0: m[rng() % m.size()] ^= static_cast<std::uint8_t>(1u << (rng() % 8)); break;
       case 1: m.resize(rng() % m.size()); break;
       default: m.resize(m.size() + rng() % 64, static_cast<std::uint8_t>(rng())); break;
     }
-    w.ks->receive(peer, w.ks_ep.address, m, 1);
+    w.ks->receive(peer, w.ks_ep.address, m, 1000);
   }
   w.ks->take_events();
   auto a = w.member("10.1.23.3");
@@ -183,7 +183,7 @@ TEST(Registration, RetransmissionRecoversALostMessage) {
   w.ks->receive(me, w.ks_ep.address, m1[0], 0);  // reply lost
   auto again = a.tick(2);
   ASSERT_EQ(again.size(), 1u);
-  auto replies = w.ks->receive(me, w.ks_ep.address, again[0], 2);
+  auto replies = w.ks->receive(me, w.ks_ep.address, again[0], 2000);
   ASSERT_EQ(replies.size(), 1u);
   EXPECT_EQ(w.ks->half_open(), 1u);  // the same exchange, not a second one
 }

@@ -233,6 +233,9 @@ std::string render_ks_groups(const Json& reply, const RenderContext& ctx) {
     page.field(4, "Rekey Sequence Number", text(g, "seq"));
     if (field_of(g, "rekeys_sent") != nullptr) rekey_history(page, g, ctx);
     page.field(4, "Anti-Replay", anti_replay(g));
+    // The clock members check TBAR stamps against, told them only with a window.
+    if (auto pt = integer(g, "pseudotime_ms"); pt && !is_null(g, "tbar_window_ms"))
+      page.field(4, "Pseudotime", std::to_string(*pt) + " ms");
     page.blank();
     acl_section(page, "ACL Configured", array_of(g, "acl"));
     acl_section(page, "Fail-Close ACL", array_of(g, "fail_close_acl"));

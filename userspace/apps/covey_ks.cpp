@@ -166,7 +166,7 @@ int main(int argc, char** argv) {
     for (const auto& p : next.problems)
       if (p.is_error()) problems.push_back(p.str());
     apps::KsReload r;
-    if (next.ok()) r = apps::reload(cfg, std::move(*next.config), groups, server.dispatcher(), server.rekeyer(), wall_now());
+    if (next.ok()) r = apps::reload(cfg, std::move(*next.config), groups, server.dispatcher(), server.rekeyer(), ks::Server::now_ms());
     for (auto& p : r.problems) problems.push_back(std::move(p));
     server.flush();
     if (!problems.empty()) {
@@ -200,14 +200,14 @@ int main(int argc, char** argv) {
     std::optional<std::string> group;
     if (req.contains("group") && req["group"].is_string()) group = req["group"].get<std::string>();
     if (cmd == "ks.group")
-      return ks::group_status(groups, &server.rekeyer(), group, req.value("show_keys", false), wall_now());
+      return ks::group_status(groups, &server.rekeyer(), group, req.value("show_keys", false), ks::Server::now_ms());
     if (cmd == "ks.members") return ks::member_status(groups, group);
     if (cmd == "ks.reload") return do_reload();
     if (cmd == "ks.rekey") {
       if (!group) return {{"ok", false}, {"error", "ks.rekey needs \"group\", e.g. {\"cmd\":\"ks.rekey\",\"group\":\"GET_VPN\"}"}};
       ks::Group* g = find_group(*group);
       if (!g) return {{"ok", false}, {"error", "no group named " + *group}};
-      auto seq = server.rekeyer().rekey(*g, ks::RekeyReason::Operator, wall_now());
+      auto seq = server.rekeyer().rekey(*g, ks::RekeyReason::Operator, ks::Server::now_ms());
       server.flush();
       if (!seq) return {{"ok", false}, {"error", seq.error()}};
       auto last = server.rekeyer().last_rekey(*g);
@@ -223,7 +223,7 @@ int main(int argc, char** argv) {
         return {{"ok", false},
                 {"error", "ks.remove-member needs \"address\", the member's IP address, e.g. "
                           "{\"cmd\":\"ks.remove-member\",\"address\":\"10.1.24.4\"}"}};
-      auto seq = server.rekeyer().remove_member(*address, group, wall_now());
+      auto seq = server.rekeyer().remove_member(*address, group, ks::Server::now_ms());
       server.flush();
       if (!seq) return {{"ok", false}, {"error", seq.error()}};
       return {{"ok", true},

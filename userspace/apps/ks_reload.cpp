@@ -79,7 +79,7 @@ std::vector<std::string> reload_problems(const config::KsConfig& running, const 
 }
 
 KsReload reload(config::KsConfig& running, config::KsConfig next, ks::Groups& groups, ks::Dispatcher& dispatcher,
-                ks::Rekeyer& rekeyer, std::int64_t now) {
+                ks::Rekeyer& rekeyer, std::int64_t now_ms) {
   KsReload out;
   out.problems = reload_problems(running, next, groups);
   std::string error;
@@ -93,7 +93,7 @@ KsReload reload(config::KsConfig& running, config::KsConfig next, ks::Groups& gr
     ks::Group* g = groups.find(gc.policy.name);
     g->set_authorization(ks::Authorization{gc.authorization, gc.authorization_subjects});
     rekeyer.set_margins(gc.policy.identity, ks::RekeyMargins{gc.tek_margin_s, gc.kek_margin_s});
-    auto seq = rekeyer.change_policy(*g, gc.policy, now);
+    auto seq = rekeyer.change_policy(*g, gc.policy, now_ms);
     if (!seq)
       out.errors.push_back(seq.error());
     else if (*seq)

@@ -31,6 +31,6 @@ std::vector<std::string> reload_problems(const config::KsConfig& running, const 
 // rekeying the groups whose members would see the change. `running`
 // becomes `next` on success.
 KsReload reload(config::KsConfig& running, config::KsConfig next, ks::Groups& groups, ks::Dispatcher& dispatcher,
-                ks::Rekeyer& rekeyer, std::int64_t now);
+                ks::Rekeyer& rekeyer, std::int64_t now_ms);
 
 }  // namespace covey::apps

@@ -111,8 +111,8 @@ Bytes u32_bytes(std::uint32_t v) {
   return b;
 }
 
-// 44 octets an entry: action, protocol, family, src len, dst len, 3 zero,
-// src (16), dst (16)... and the four ports: 1+1+1+1+1+3 = 8, +32, +8 = 48.
+// 48 octets an entry: action, protocol, family, src len, dst len, 3 zero,
+// src (16), dst (16) and the four ports: 1+1+1+1+1+3 = 8, +32, +8 = 48.
 constexpr std::size_t kAclRecord = 48;
 
 Bytes encode_acl_records(const std::vector<AclEntry>& acl) {
@@ -173,7 +173,8 @@ std::uint16_t kek_alg(CipherAlgorithm c) {
 }  // namespace
 
 GroupSaPayload encode_group_sa(const GroupPolicy& policy, const std::optional<KekAnnouncement>& kek,
-                               const std::vector<Tek>& teks, bool with_gap, PeerTraits peer) {
+                               const std::vector<Tek>& teks, bool with_gap, PeerTraits peer,
+                               std::optional<std::uint32_t> pseudotime_ms) {
   GroupSaPayload sa;
   if (kek) {
     SaKekPayload k;
@@ -214,6 +215,10 @@ GroupSaPayload encode_group_sa(const GroupPolicy& policy, const std::optional<Ke
                       Attribute::tv(gap_attr::DeactivationTimeDelay, static_cast<std::uint16_t>(std::min<std::uint32_t>(policy.deactivation_delay_s, 0xffff)))};
     if (peer.covey && !policy.fail_close_acl.empty())
       gap.attributes.push_back(Attribute::tlv(covey_attr::FailCloseAcl, encode_acl_records(policy.fail_close_acl)));
+    // The clock only matters to a member that checks TBAR stamps; without
+    // a window it would be a reading of the key server's clock for nothing.
+    if (peer.covey && policy.tbar_window_ms && pseudotime_ms)
+      gap.attributes.push_back(Attribute::tlv(covey_attr::PseudotimeMs, u32_bytes(*pseudotime_ms)));
     sa.gap = std::move(gap);
   }
   const TekTransform& t = policy.tek;
@@ -466,6 +471,10 @@ crypto::Result<ReceivedSa> decode_group_sa(const GroupSaPayload& sa) {
           p.fail_close_acl = std::move(*acl);
           break;
         }
+        case covey_attr::PseudotimeMs:
+          if (a.basic || a.value.size() != 4) return Error{"GAP: COVEY_PSEUDOTIME_MS must be 4 octets"};
+          out.pseudotime_ms = v;
+          break;
         default: return Error{"GAP: attribute class " + std::to_string(a.type) + " is not understood (RFC 6407 5.4: abort)"};
       }
     }

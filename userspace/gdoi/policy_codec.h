@@ -12,7 +12,11 @@
 //   32002 COVEY_PORT_RANGES    V  source first,last, destination first,last (4 x 16 bits)
 //   32003 COVEY_TBAR_WINDOW_MS V  32 bits; absent = time-based anti-replay off
 // and in GAP attributes of its private range (RFC 6407 5.4: 128-255):
-//   200   COVEY_FAIL_CLOSE_ACL V  the fail-close ACL, 44 octets an entry
+//   200   COVEY_FAIL_CLOSE_ACL V  the fail-close ACL, 48 octets an entry
+//   201   COVEY_PSEUDOTIME_MS  V  32 bits: the key server's pseudotime (ms,
+//                                 mod 2^32) when it built this message; only
+//                                 with a TBAR window. Members run their TBAR
+//                                 clock from it (docs/ARCHITECTURE.md).
 // A member without the extension sees only permit entries (deny entries
 // are not sent to it), which is the RFC's model: SA TEKs are traffic to protect.
 #pragma once
@@ -29,7 +33,7 @@ namespace covey::gdoi {
 
 namespace covey_attr {
 inline constexpr std::uint16_t AclAction = 32001, PortRanges = 32002, TbarWindowMs = 32003;
-inline constexpr std::uint16_t FailCloseAcl = 200;  // GAP
+inline constexpr std::uint16_t FailCloseAcl = 200, PseudotimeMs = 201;  // GAP
 inline constexpr std::uint16_t ActionEncrypt = 1, ActionBypass = 2;
 }  // namespace covey_attr
 
@@ -45,8 +49,12 @@ struct KekAnnouncement {
   std::uint32_t remaining_s = 0;
 };
 
+// `pseudotime_ms`: the key server's pseudotime now, as this SA is built;
+// it goes in the GAP (COVEY_PSEUDOTIME_MS) when there is one, the peer is
+// covey and the policy has a TBAR window, and is dropped otherwise.
 wire::GroupSaPayload encode_group_sa(const GroupPolicy& policy, const std::optional<KekAnnouncement>& kek,
-                                     const std::vector<Tek>& teks, bool with_gap, PeerTraits peer);
+                                     const std::vector<Tek>& teks, bool with_gap, PeerTraits peer,
+                                     std::optional<std::uint32_t> pseudotime_ms = std::nullopt);
 
 // Keys for the SAs of the matching SA payload.
 wire::KeyDownloadPayload encode_key_download(const KeyMaterial& keys);
@@ -59,6 +67,10 @@ struct ReceivedSa {
   std::vector<std::uint32_t> tek_spis;         // distinct, in order of appearance
   std::vector<std::uint32_t> tek_remaining_s;  // parallel to tek_spis
   std::uint32_t kek_remaining_s = 0;
+  // The key server's pseudotime when it built the SA (GAP
+  // COVEY_PSEUDOTIME_MS). A reading of its clock, not policy: kept out of
+  // GroupPolicy, which is compared whole to tell a policy change.
+  std::optional<std::uint32_t> pseudotime_ms;
 };
 
 // Validates as a member must (RFC 6407 3.3): every attribute understood,

@@ -172,6 +172,7 @@ PullStep PullInitiator::receive(ike::Phase1Sa& sa, const Header& h, ByteView dat
   r.policy = sa_->policy;
   r.keys = std::move(*keys);
   r.kek_ack_requested = kek_ack_requested_;
+  r.pseudotime_ms = sa_->pseudotime_ms;
   if (const auto* seq = first<SequenceNumberPayload>(ps)) r.seq = seq->number;
   state_ = 5;
   sa.forget(mid_);

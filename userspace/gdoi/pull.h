@@ -29,6 +29,10 @@ struct Registration {
   // acknowledges the pushes of this rekey SA. Not part of GroupPolicy,
   // which describes what the key server is configured with.
   bool kek_ack_requested = false;
+  // The key server's pseudotime when it built message 2's SA (GAP
+  // COVEY_PSEUDOTIME_MS): older, by the time message 4 completes the
+  // registration, by the member's round trip for messages 3 and 4.
+  std::optional<std::uint32_t> pseudotime_ms;
 };
 
 struct PullStep {

@@ -208,6 +208,10 @@ crypto::Result<void> RekeyState::registered(const gdoi::Registration& r, std::in
   take_teks(r.keys.teks, now, true);
   for (HeldTek& t : teks_) t.logged = state_of(t, now);  // the registration's log line names them
   last_seq_ = r.seq;
+  // A registration starts afresh: a sample from before it may be of
+  // another key server's clock.
+  if (r.pseudotime_ms) sample_pseudotime(*r.pseudotime_ms);
+  else pseudotime_.reset();
   registered_at_ = now;
   counters_.rekeys_since_registration = 0;
   unknown_kek_at_.clear();
@@ -294,6 +298,7 @@ void RekeyState::apply(const gdoi::PushAccepted& a, const std::string& ks, std::
       policy_.deactivation_delay_s = p.deactivation_delay_s;
       policy_.fail_close_acl = p.fail_close_acl;
     }
+    if (a.sa->pseudotime_ms) sample_pseudotime(*a.sa->pseudotime_ms);
   }
 
   // RFC 6407 5.9: DELETEs name SAs held before this push; SPI 0 all TEKs.

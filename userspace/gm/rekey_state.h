@@ -86,6 +86,17 @@ struct PushOutcome {
   std::vector<LogEvent> log;
 };
 
+// The key server's pseudotime (GAP COVEY_PSEUDOTIME_MS) as this member
+// last received it: from the last completed registration or the last
+// applied push. `serial` grows with each new sample, so the agent can tell
+// a new one and pair it with its own monotonic clock then. A push's value
+// is from when the key server built it; a retransmission that is the
+// first copy to arrive is older by the retransmissions before it.
+struct PseudotimeSample {
+  std::uint32_t ms = 0;
+  std::uint64_t serial = 0;
+};
+
 // One TEK as the status shows it.
 struct TekView {
   const gdoi::Tek* tek = nullptr;
@@ -130,6 +141,9 @@ class RekeyState {
   std::optional<std::int64_t> kek_expires_at() const { return kek_expires_at_; }
   std::int64_t kek_lifetime_s() const { return kek_lifetime_s_; }
   std::optional<std::uint32_t> last_seq() const { return last_seq_; }
+  // nullopt: the last registration brought none (the policy has no TBAR
+  // window, or the key server is not covey) and no push has since.
+  std::optional<PseudotimeSample> pseudotime() const { return pseudotime_; }
   const RekeyCounters& counters() const { return counters_; }
   std::vector<TekView> teks(std::int64_t now) const;
 
@@ -155,6 +169,7 @@ class RekeyState {
   void count(const gdoi::PushRefused& r);
   std::optional<std::string> unknown_kek(ByteView datagram, PushVia via, std::int64_t now, std::string& detail);
   std::string tek_name(std::uint32_t spi) const;
+  void sample_pseudotime(std::uint32_t ms) { pseudotime_ = PseudotimeSample{ms, ++pseudotime_samples_}; }
 
   RekeyOptions options_;
   std::optional<std::int64_t> registered_at_;
@@ -167,6 +182,8 @@ class RekeyState {
   std::vector<HeldTek> teks_;
   std::uint64_t next_generation_ = 1;
   std::optional<std::uint32_t> last_seq_;
+  std::optional<PseudotimeSample> pseudotime_;
+  std::uint64_t pseudotime_samples_ = 0;
   RekeyCounters counters_;
 
   // The last accepted push, to recognize the key server's retransmission

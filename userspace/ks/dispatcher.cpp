@@ -42,7 +42,9 @@ void Dispatcher::set_phase1(std::vector<ike::Phase1Transform> phase1, std::share
   options_.credentials = std::move(credentials);
 }
 
-std::vector<Outgoing> Dispatcher::receive(const Endpoint& from, const Address& local, ByteView datagram, std::int64_t now) {
+std::vector<Outgoing> Dispatcher::receive(const Endpoint& from, const Address& local, ByteView datagram,
+                                          std::int64_t now_ms) {
+  const std::int64_t now = seconds_of(now_ms);
   ++counters_.datagrams;
   auto h = decode_header(datagram);
   if (!h) {
@@ -55,7 +57,7 @@ std::vector<Outgoing> Dispatcher::receive(const Endpoint& from, const Address& l
       return main_mode(*h, from, local, datagram, now);
     case ExchangeType::GroupkeyPull:
     case ExchangeType::Informational:
-      return phase2(*h, from, datagram, now);
+      return phase2(*h, from, datagram, now_ms);
     case ExchangeType::GroupkeyPushAck:
       // Under the KEK's cookies, not a phase-1 SA's: the rekeyer knows them.
       if (rekeyer_) {
@@ -163,7 +165,8 @@ std::vector<Outgoing> Dispatcher::main_mode(const Header& h, const Endpoint& fro
   return out;
 }
 
-std::vector<Outgoing> Dispatcher::phase2(const Header& h, const Endpoint& from, ByteView datagram, std::int64_t now) {
+std::vector<Outgoing> Dispatcher::phase2(const Header& h, const Endpoint& from, ByteView datagram, std::int64_t now_ms) {
+  const std::int64_t now = seconds_of(now_ms);
   CookiePair key{h.initiator_cookie, h.responder_cookie};
   auto it = sas_.find(key);
   if (it == sas_.end()) {
@@ -196,7 +199,7 @@ std::vector<Outgoing> Dispatcher::phase2(const Header& h, const Endpoint& from, 
     }
     pull = s.pulls.emplace(h.message_id, std::make_pair(gdoi::PullResponder{}, now)).first;
   }
-  groups_.set_clock(now);
+  groups_.set_clock_ms(now_ms);
   groups_.set_local(s.local);
   gdoi::PullStep step = pull->second.first.receive(s.sa, h, datagram, groups_);
   std::vector<Outgoing> out;

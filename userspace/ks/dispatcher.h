@@ -63,7 +63,9 @@ class Dispatcher {
   void set_phase1(std::vector<ike::Phase1Transform> phase1, std::shared_ptr<const ike::Credentials> credentials);
 
   // `local`: the address the datagram arrived on (our phase-1 identity).
-  std::vector<Outgoing> receive(const Endpoint& from, const Address& local, ByteView datagram, std::int64_t now);
+  // `now_ms`: Unix ms (GROUPKEY-PULL message 2 carries the pseudotime);
+  // timeouts count its second.
+  std::vector<Outgoing> receive(const Endpoint& from, const Address& local, ByteView datagram, std::int64_t now_ms);
   // Ends exchanges and SAs whose time is up.
   void expire(std::int64_t now);
 
@@ -92,7 +94,7 @@ class Dispatcher {
 
   std::vector<Outgoing> main_mode(const wire::Header& h, const Endpoint& from, const Address& local,
                                   ByteView datagram, std::int64_t now);
-  std::vector<Outgoing> phase2(const wire::Header& h, const Endpoint& from, ByteView datagram, std::int64_t now);
+  std::vector<Outgoing> phase2(const wire::Header& h, const Endpoint& from, ByteView datagram, std::int64_t now_ms);
   void informational(Sa& s, const wire::Header& h, ByteView datagram);
   bool logs(Severity s) const { return s >= min_severity_; }
   void log(Severity s, std::string text) {

@@ -33,6 +33,9 @@ crypto::Result<std::unique_ptr<Group>> Group::create(gdoi::GroupPolicy policy, A
   if (!der) return Error{"group " + policy.name + ": rekey signing key: " + der.error()};
   std::unique_ptr<Group> g(new Group(std::move(policy), std::move(auth), std::move(signing_key), ks_address));
   g->kek_.signature_public_key = std::move(*der);
+  // Any fixed epoch would do; this one starts the clock near 0, so that
+  // its wrap at 2^32 ms is 49 days away. A state file replaces it.
+  g->pseudotime_epoch_ms_ = now * 1000;
   auto kek = g->new_kek();
   if (!kek) return Error{kek.error()};
   g->kek_ = std::move(*kek);
@@ -126,7 +129,8 @@ bool Group::offer_current(const GroupDirectory::Offer& offer) const {
   return std::any_of(offer.keys.teks.begin(), offer.keys.teks.end(), [&](const gdoi::Tek& t) { return t.spi == newest; });
 }
 
-GroupDirectory::Offer Group::offer(gdoi::PeerTraits peer, std::int64_t now) const {
+GroupDirectory::Offer Group::offer(gdoi::PeerTraits peer, std::int64_t now_ms) const {
+  const std::int64_t now = seconds_of(now_ms);
   GroupDirectory::Offer o;
   o.group_id = policy_.identity;
   std::vector<gdoi::Tek> teks;
@@ -140,7 +144,7 @@ GroupDirectory::Offer Group::offer(gdoi::PeerTraits peer, std::int64_t now) cons
   ann.spi = kek_.spi;
   ann.source = ks_address_;
   ann.remaining_s = static_cast<std::uint32_t>(std::max<std::int64_t>(kek_expires_at_ - now, 0));
-  o.sa = gdoi::encode_group_sa(policy_, ann, teks, true, peer);
+  o.sa = gdoi::encode_group_sa(policy_, ann, teks, true, peer, pseudotime_ms(now_ms));
   o.keys.teks = teks;
   o.keys.kek = kek_;
   o.keys.kek->lifetime_s = ann.remaining_s;
@@ -188,7 +192,7 @@ Group::State Group::export_keys() const {
   s.used_spis = used_spis_;
   s.next_sid = std::max(sid_mark_, next_sid_);
   s.seq = seq_;
-  s.pseudotime_epoch = pseudotime_epoch_;
+  s.pseudotime_epoch_ms = pseudotime_epoch_ms_;
   return s;
 }
 
@@ -228,7 +232,7 @@ crypto::Result<void> Group::restore_state(State s) {
   // Everything below the stored mark may have been handed out before the crash.
   next_sid_ = sid_mark_ = s.next_sid;
   seq_ = s.seq;
-  pseudotime_epoch_ = s.pseudotime_epoch;
+  if (s.pseudotime_epoch_ms != 0) pseudotime_epoch_ms_ = s.pseudotime_epoch_ms;
   members_ = std::move(s.members);
   return {};
 }
@@ -279,7 +283,7 @@ std::variant<GroupDirectory::Offer, ike::Failure> Groups::offer(const wire::Iden
     return ike::Failure{wire::NotifyType::AuthenticationFailed, "group " + g->policy().name + ": " + *why};
   // covey's Vendor ID is not yet exchanged in phase 1, so every member
   // gets covey's extensions; see docs/ARCHITECTURE.md.
-  auto offer = g->offer(gdoi::PeerTraits{true}, now_);
+  auto offer = g->offer(gdoi::PeerTraits{true}, now_ms_);
   offer.interop_note = std::move(note);
   return offer;
 }
@@ -305,7 +309,7 @@ std::variant<GroupDirectory::Admission, ike::Failure> Groups::admit(const Offer&
     return ike::Failure{wire::NotifyType::InvalidIdInformation,
                         "group " + g->policy().name + " was rekeyed during the registration of GM " +
                             member.peer.address.str() + "; it must register again"};
-  auto a = g->admit(member, sid_request, now_, local_);
+  auto a = g->admit(member, sid_request, seconds_of(now_ms_), local_);
   if (a) dirty_ = true;
   if (!a) return ike::Failure{wire::NotifyType::InvalidIdInformation, a.error()};
   return std::move(*a);

@@ -1,6 +1,10 @@
 // A group as the key server keeps it: policy, the current keys, who may
-// join and who has, and the numbers that must never repeat (SPIs, SIDs,
-// SEQ). Pure: the caller passes the time.
+// join and who has, the numbers that must never repeat (SPIs, SIDs, SEQ)
+// and its pseudotime clock. Pure: the caller passes the time.
+//
+// Time is Unix time. Lifetimes and schedules count whole seconds (`now`);
+// calls that may build a message take milliseconds (`now_ms`), because the
+// pseudotime a message carries counts milliseconds.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +20,16 @@
 #include "gdoi/pull.h"
 
 namespace covey::ks {
+
+// The second `now_ms` falls in (floor, also before 1970).
+constexpr std::int64_t seconds_of(std::int64_t now_ms) { return (now_ms - ((now_ms % 1000) + 1000) % 1000) / 1000; }
+
+// Time-based anti-replay (TBAR) runs on the key server's pseudotime: the
+// milliseconds since the group's epoch, modulo 2^32 (about 49.7 days), as
+// members compare stamps. Members learn it from GAP COVEY_PSEUDOTIME_MS.
+constexpr std::uint32_t pseudotime_ms(std::int64_t epoch_ms, std::int64_t now_ms) {
+  return static_cast<std::uint32_t>(static_cast<std::uint64_t>(now_ms) - static_cast<std::uint64_t>(epoch_ms));
+}
 
 // Who may register: addresses or prefixes, and certificate subjects when
 // certificates authenticate phase 1. Empty lists allow nobody.
@@ -51,7 +65,8 @@ struct Member {
 
 class Group {
  public:
-  // Generates the first KEK and TEK from the CSPRNG.
+  // Generates the first KEK and TEK from the CSPRNG, and starts the
+  // pseudotime at 0 (within the second `now`).
   static crypto::Result<std::unique_ptr<Group>> create(gdoi::GroupPolicy policy, Authorization auth,
                                                        crypto::PrivateKey signing_key, Address ks_address,
                                                        std::int64_t now);
@@ -66,6 +81,11 @@ class Group {
   };
   const std::vector<LiveTek>& teks() const { return teks_; }
   std::uint32_t seq() const { return seq_; }
+  // Unix ms at which the pseudotime was 0. Set when the group is first
+  // created and kept in the state file, never changed after: members'
+  // stamps stay comparable across key server restarts and rekeys.
+  std::int64_t pseudotime_epoch_ms() const { return pseudotime_epoch_ms_; }
+  std::uint32_t pseudotime_ms(std::int64_t now_ms) const { return ks::pseudotime_ms(pseudotime_epoch_ms_, now_ms); }
 
   // What the state file (ks/state_store.h) keeps of a group: everything
   // that must survive a restart for members to carry on without
@@ -79,7 +99,9 @@ class Group {
     // not the next SID in memory (see Groups::admit).
     std::uint32_t next_sid = 0;
     std::uint32_t seq = 0;
-    std::int64_t pseudotime_epoch = 0;  // 0 until the group keeps pseudotime
+    // 0 in files written before covey kept pseudotime: the group then
+    // keeps the epoch it was created with, and the next save records it.
+    std::int64_t pseudotime_epoch_ms = 0;
     std::map<Address, Member> members;
   };
   State export_state() const;
@@ -100,8 +122,9 @@ class Group {
   std::uint32_t next_sid() const { return next_sid_; }
   static unsigned sid_count(std::uint16_t sid_request);
 
-  // What message 2 and 4 carry for `peer`, with lifetimes as of `now`.
-  gdoi::GroupDirectory::Offer offer(gdoi::PeerTraits peer, std::int64_t now) const;
+  // What message 2 and 4 carry for `peer`, with lifetimes and the
+  // pseudotime as of `now_ms`.
+  gdoi::GroupDirectory::Offer offer(gdoi::PeerTraits peer, std::int64_t now_ms) const;
   // False when a rekey replaced the keys of `offer` since it was made: the
   // member would be admitted with keys older than the SEQ it is given.
   bool offer_current(const gdoi::GroupDirectory::Offer& offer) const;
@@ -163,7 +186,7 @@ class Group {
   std::uint32_t next_sid_ = 0;
   std::uint32_t sid_mark_ = 0;
   std::uint32_t seq_ = 0;
-  std::int64_t pseudotime_epoch_ = 0;
+  std::int64_t pseudotime_epoch_ms_ = 0;
   std::map<Address, Member> members_;
 };
 
@@ -174,7 +197,9 @@ class Groups : public gdoi::GroupDirectory {
   Group* find(std::uint32_t identity);
   Group* find(const std::string& name);
   const std::map<std::uint32_t, std::unique_ptr<Group>>& all() const { return groups_; }
-  void set_clock(std::int64_t now) { now_ = now; }
+  // The time of the datagram being answered, in ms (the pseudotime of
+  // message 2); lifetimes and registration times use its second.
+  void set_clock_ms(std::int64_t now_ms) { now_ms_ = now_ms; }
   // The key server address the exchange being answered arrived on: admit()
   // records it as where the member's rekeys must come from.
   void set_local(const Address& local) { local_ = local; }
@@ -202,7 +227,7 @@ class Groups : public gdoi::GroupDirectory {
 
  private:
   std::map<std::uint32_t, std::unique_ptr<Group>> groups_;
-  std::int64_t now_ = 0;
+  std::int64_t now_ms_ = 0;
   std::optional<Address> local_;
   std::function<crypto::Result<void>()> write_now_;
   bool dirty_ = false;

@@ -121,7 +121,8 @@ std::int64_t Rekeyer::kek_rekey_at(const Group& g) const {
 
 std::int64_t Rekeyer::next_rekey_at(const Group& g) const { return std::min(tek_rekey_at(g), kek_rekey_at(g)); }
 
-void Rekeyer::tick(std::int64_t now) {
+void Rekeyer::tick(std::int64_t now_ms) {
+  const std::int64_t now = seconds_of(now_ms);
   for (const auto& [id, owned] : groups_.all()) {
     Group& g = *owned;
     GroupState& st = state(id);
@@ -136,24 +137,24 @@ void Rekeyer::tick(std::int64_t now) {
     Plan plan;
     plan.reason = kek_due ? RekeyReason::KekLifetime : RekeyReason::TekLifetime;
     plan.new_kek = kek_due;
-    if (!run(g, plan, now)) st.retry_at = now + kRetryAfterFailure_s;
+    if (!run(g, plan, now_ms)) st.retry_at = now + kRetryAfterFailure_s;
   }
 }
 
 // ---------------------------------------------------------------- rekeys
 
-crypto::Result<std::uint32_t> Rekeyer::rekey(Group& g, RekeyReason reason, std::int64_t now) {
+crypto::Result<std::uint32_t> Rekeyer::rekey(Group& g, RekeyReason reason, std::int64_t now_ms) {
   Plan plan;
   plan.reason = reason;
   plan.new_kek = reason == RekeyReason::KekLifetime;
   // GET VPN shortens the replaced TEKs on a triggered rekey only; on a
   // lifetime rekey they are about to end anyway.
   plan.shorten_old = reason == RekeyReason::Operator;
-  return run(g, plan, now);
+  return run(g, plan, now_ms);
 }
 
 crypto::Result<std::optional<std::uint32_t>> Rekeyer::change_policy(Group& g, gdoi::GroupPolicy policy,
-                                                                    std::int64_t now) {
+                                                                    std::int64_t now_ms) {
   if (!member_visible_change(g.policy(), policy)) {
     g.set_policy(std::move(policy));
     return std::optional<std::uint32_t>{};
@@ -164,13 +165,13 @@ crypto::Result<std::optional<std::uint32_t>> Rekeyer::change_policy(Group& g, gd
   plan.new_kek = !(g.policy().kek == policy.kek);
   plan.shorten_old = true;
   plan.policy = std::move(policy);
-  auto seq = run(g, plan, now);
+  auto seq = run(g, plan, now_ms);
   if (!seq) return Error{seq.error()};
   return std::optional<std::uint32_t>{*seq};
 }
 
 crypto::Result<std::uint32_t> Rekeyer::remove_member(const Address& member, const std::optional<std::string>& group,
-                                                     std::int64_t now) {
+                                                     std::int64_t now_ms) {
   Group* g = nullptr;
   if (group) {
     g = groups_.find(*group);
@@ -210,7 +211,7 @@ crypto::Result<std::uint32_t> Rekeyer::remove_member(const Address& member, cons
   plan.new_kek = true;
   plan.shorten_old = true;
   plan.force_unicast = true;
-  auto seq = run(*g, plan, now);
+  auto seq = run(*g, plan, now_ms);
   if (!seq) {
     // Nothing was sent: the member is as it was, so the operator can retry.
     g->put_member(std::move(removed));
@@ -223,7 +224,8 @@ crypto::Result<std::uint32_t> Rekeyer::remove_member(const Address& member, cons
   return *seq;
 }
 
-crypto::Result<std::uint32_t> Rekeyer::run(Group& g, const Plan& plan, std::int64_t now) {
+crypto::Result<std::uint32_t> Rekeyer::run(Group& g, const Plan& plan, std::int64_t now_ms) {
+  const std::int64_t now = seconds_of(now_ms);
   GroupState& st = state(g.policy().identity);
   const std::string name = label(g);
   Group::Keys before = g.keys();
@@ -292,9 +294,10 @@ crypto::Result<std::uint32_t> Rekeyer::run(Group& g, const Plan& plan, std::int6
   // members learn the KEK's remaining lifetime and whether to acknowledge
   // from each push, and a policy change of the KEK or transport reaches
   // them at once. Every member, as at registration, gets covey's extensions
-  // (docs/ARCHITECTURE.md: the Vendor ID is not exchanged yet).
+  // (docs/ARCHITECTURE.md: the Vendor ID is not exchanged yet), and with
+  // them the group's pseudotime, which each push refreshes.
   content.sa = gdoi::encode_group_sa(sa_policy, gdoi::KekAnnouncement{announced.spi, g.ks_address(), announced.lifetime_s},
-                                     {*tek}, true, gdoi::PeerTraits{true});
+                                     {*tek}, true, gdoi::PeerTraits{true}, g.pseudotime_ms(now_ms));
   // Unicast is acknowledged (RFC 8263), also the unicast push of a member
   // removal in a multicast group.
   if (unicast) request_ack(*content.sa->kek);

@@ -1,8 +1,9 @@
 // The key server's side of GROUPKEY-PUSH (RFC 6407 4.3) and of its
 // acknowledgement (RFC 8263): when each group is rekeyed, what a rekey
 // changes, and how the push reaches the members. Pure: the caller passes
-// the time, sends the datagrams handed out (take_outgoing) and feeds back
-// the acknowledgements that arrive on UDP 848.
+// the time (in ms to the calls that may build a push: it carries the
+// group's pseudotime), sends the datagrams handed out (take_outgoing) and
+// feeds back the acknowledgements that arrive on UDP 848.
 //
 // A rekey, whatever its reason:
 //   1. a new TEK (an SPI the group never used) and, when due or when the
@@ -11,7 +12,9 @@
 //   2. SEQ + 1 (never reset, also not when the KEK changes);
 //   3. the push, SEQ, SA (SA KEK, GAP, SA TEK), KD (the TEK, and the KEK
 //      the next pushes come under), built and signed ONCE under the current
-//      KEK: every member gets the same datagram;
+//      KEK: every member gets the same datagram; with a TBAR window, the
+//      GAP carries the group's pseudotime as of that moment, so a
+//      retransmission carries it as of the first copy;
 //   4. the group takes the new keys and the state file is written; only
 //      then is the datagram handed out. A failed write undoes 1-4 and
 //      sends nothing.
@@ -101,20 +104,20 @@ class Rekeyer {
 
   // The clock: expired TEKs forgotten, scheduled rekeys that are due,
   // retransmissions, and the misses of pushes never acknowledged.
-  void tick(std::int64_t now);
+  void tick(std::int64_t now_ms);
 
   // Rekeys now (reasons Operator, TekLifetime, KekLifetime); the new SEQ.
-  crypto::Result<std::uint32_t> rekey(Group& g, RekeyReason reason, std::int64_t now);
+  crypto::Result<std::uint32_t> rekey(Group& g, RekeyReason reason, std::int64_t now_ms);
   // Reload: `policy` replaces the group's. When members would see the
   // change, rekeys (new TEK; new KEK when the KEK policy changed) and
   // returns the SEQ; otherwise applies it quietly and returns nullopt.
   // The push goes by the transport members use now, the old one.
-  crypto::Result<std::optional<std::uint32_t>> change_policy(Group& g, gdoi::GroupPolicy policy, std::int64_t now);
+  crypto::Result<std::optional<std::uint32_t>> change_policy(Group& g, gdoi::GroupPolicy policy, std::int64_t now_ms);
   // Removes the member and rekeys KEK and TEK by unicast to the rest (also
   // in a multicast group, as GET VPN does), the old TEKs shortened. Without
   // `group`, the one group that has the member. Returns the SEQ.
   crypto::Result<std::uint32_t> remove_member(const Address& member, const std::optional<std::string>& group,
-                                              std::int64_t now);
+                                              std::int64_t now_ms);
 
   // An RFC 8263 acknowledgement (exchange 35) that arrived from `from`.
   void receive_ack(const Endpoint& from, ByteView datagram, std::int64_t now);
@@ -165,7 +168,7 @@ class Rekeyer {
 
   GroupState& state(std::uint32_t identity) { return states_[identity]; }
   const GroupState* find_state(std::uint32_t identity) const;
-  crypto::Result<std::uint32_t> run(Group& g, const Plan& plan, std::int64_t now);
+  crypto::Result<std::uint32_t> run(Group& g, const Plan& plan, std::int64_t now_ms);
   void deliver(Group& g, GroupState& st, const std::shared_ptr<SentPush>& push, const gdoi::RekeyTransport& transport,
                bool unicast, std::int64_t now);
   void retransmit(Group& g, GroupState& st, std::int64_t now);

@@ -79,8 +79,8 @@ Server::Server(boost::asio::io_context& io, ServerOptions options, Groups& group
   dispatcher_.set_rekeyer(&rekeyer_);
 }
 
-std::int64_t Server::now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+std::int64_t Server::now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 bool Server::start(std::string* error) {
@@ -130,7 +130,7 @@ void Server::drain(Listener& l) {
     reply_from_.clear();
     for (std::size_t k = 0; k < n; ++k) {
       const UdpSocket::Received& r = received_[k];
-      for (Outgoing& o : dispatcher_.receive(r.from, r.local, ByteView(buffers_[k]).first(r.size), now())) {
+      for (Outgoing& o : dispatcher_.receive(r.from, r.local, ByteView(buffers_[k]).first(r.size), now_ms())) {
         replies_.push_back(std::move(o));
         reply_from_.push_back(r.local);
       }
@@ -226,9 +226,9 @@ void Server::flush_events() {
 }
 
 void Server::tick() {
-  const std::int64_t t = now();
-  dispatcher_.expire(t);
-  rekeyer_.tick(t);
+  const std::int64_t t_ms = now_ms();
+  dispatcher_.expire(seconds_of(t_ms));
+  rekeyer_.tick(t_ms);
   flush();
   clock_.expires_after(std::chrono::seconds(1));
   clock_.async_wait([this](const boost::system::error_code& ec) {

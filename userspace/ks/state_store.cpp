@@ -276,7 +276,7 @@ void write_group(StateText& out, const Group& g) {
   }
   out.raw("],\n   \"next_sid\": ").number(s.next_sid);
   out.raw(",\n   \"seq\": ").number(s.seq);
-  out.raw(",\n   \"pseudotime_epoch\": ").number(s.pseudotime_epoch);
+  out.raw(",\n   \"pseudotime_epoch\": ").number(s.pseudotime_epoch_ms);  // Unix ms
   out.raw(",\n   \"members\": [");
   first = true;
   for (const auto& [addr, m] : g.members()) {
@@ -377,7 +377,7 @@ Group::State parse_group(const json& j, const std::string& where) {
   }
   s.next_sid = number<std::uint32_t>(j, "next_sid", where);
   s.seq = number<std::uint32_t>(j, "seq", where);
-  s.pseudotime_epoch = number<std::int64_t>(j, "pseudotime_epoch", where);
+  s.pseudotime_epoch_ms = number<std::int64_t>(j, "pseudotime_epoch", where);
   const json& members = array(j, "members", where);
   for (std::size_t i = 0; i < members.size(); ++i) {
     std::string mw = where + ".members[" + std::to_string(i) + "]";

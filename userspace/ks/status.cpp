@@ -47,7 +47,8 @@ json rekey_status(const Group& g, const Rekeyer& rekeyer, std::int64_t now) {
 }
 
 json group_status(const Groups& groups, const Rekeyer* rekeyer, const std::optional<std::string>& name, bool show_keys,
-                  std::int64_t now) {
+                  std::int64_t now_ms) {
+  const std::int64_t now = seconds_of(now_ms);
   json out = json::array();
   for (const auto& [id, g] : groups.all()) {
     if (!selected(*g, name)) continue;
@@ -73,6 +74,9 @@ json group_status(const Groups& groups, const Rekeyer* rekeyer, const std::optio
     j["acl"] = acl_json(p.acl);
     j["fail_close_acl"] = acl_json(p.fail_close_acl);
     j["tbar_window_ms"] = p.tbar_window_ms ? json(*p.tbar_window_ms) : json(nullptr);
+    // The clock members' TBAR stamps are checked against; it runs whether
+    // or not the policy has a window (then no member is told it).
+    j["pseudotime_ms"] = g->pseudotime_ms(now_ms);
     json teks = json::array();
     for (const auto& t : g->teks()) {
       json tj;

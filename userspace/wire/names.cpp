@@ -4,6 +4,15 @@
 
 namespace covey::wire {
 
+namespace {
+// covey's private attributes (gdoi/policy_codec.h, which wire cannot
+// include: gdoi is built on wire), so that `coveyctl decode` names them.
+namespace covey_private {
+inline constexpr std::uint16_t AclAction = 32001, PortRanges = 32002, TbarWindowMs = 32003;  // IPsec SA
+inline constexpr std::uint16_t FailCloseAcl = 200, PseudotimeMs = 201;                       // GAP
+}  // namespace covey_private
+}  // namespace
+
 std::string with_number(std::string_view name, std::uint64_t value) {
   return std::string(name.empty() ? "unknown" : name) + " (" + std::to_string(value) + ")";
 }
@@ -205,6 +214,9 @@ std::string_view attribute_name(AttributeSpace space, std::uint16_t type) {
         case ipsec_attr::SignatureEncoding: return "Signature Encoding";
         case ipsec_attr::AddressPreservation: return "Address Preservation";
         case ipsec_attr::SaDirection: return "SA Direction";
+        case covey_private::AclAction: return "COVEY_ACL_ACTION";
+        case covey_private::PortRanges: return "COVEY_PORT_RANGES";
+        case covey_private::TbarWindowMs: return "COVEY_TBAR_WINDOW_MS";
       }
       return {};
     case AttributeSpace::Kek:
@@ -224,6 +236,8 @@ std::string_view attribute_name(AttributeSpace space, std::uint16_t type) {
         case gap_attr::ActivationTimeDelay: return "ACTIVATION_TIME_DELAY";
         case gap_attr::DeactivationTimeDelay: return "DEACTIVATION_TIME_DELAY";
         case gap_attr::SenderIdRequest: return "SENDER_ID_REQUEST";
+        case covey_private::FailCloseAcl: return "COVEY_FAIL_CLOSE_ACL";
+        case covey_private::PseudotimeMs: return "COVEY_PSEUDOTIME_MS";
       }
       return {};
     case AttributeSpace::TekKey:
@@ -346,6 +360,7 @@ std::string_view ipsec_values(std::uint16_t type, std::uint32_t v) {
         case Symmetric: return "Symmetric";
       }
       return {};
+    case covey_private::AclAction: return v == 1 ? "encrypt" : v == 2 ? "bypass" : "";
   }
   return {};
 }

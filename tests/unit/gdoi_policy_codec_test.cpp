@@ -1,0 +1,123 @@
+// The group SA codec's private GAP attribute COVEY_PSEUDOTIME_MS (201):
+// the key server's TBAR clock, sent to covey members only and only with a
+// TBAR window, read back as a reading of the clock, never as policy.
+#include <gtest/gtest.h>
+
+#include "fixtures.h"
+
+#include "gdoi/policy_codec.h"
+#include "wire/message.h"
+#include "wire/names.h"
+
+using namespace covey;
+using namespace covey::gdoi;
+using covey::fixtures::prefix;
+
+namespace {
+
+GroupPolicy tbar_policy() {
+  GroupPolicy p;
+  p.name = "GET_VPN";
+  p.identity = 134;
+  AclEntry permit;
+  permit.source = prefix("192.168.0.0", 16);
+  permit.destination = prefix("192.168.0.0", 16);
+  p.acl = {permit};
+  p.tbar_window_ms = 5000;
+  return p;
+}
+
+Tek tek() {
+  Tek t;
+  t.spi = 0x1A2B3C4D;
+  t.lifetime_s = 3600;
+  return t;
+}
+
+const wire::Attribute* gap_attribute(const wire::GroupSaPayload& sa, std::uint16_t type) {
+  return sa.gap ? wire::find(sa.gap->attributes, type) : nullptr;
+}
+
+// Through the bytes on the wire and back, as a member reads it.
+ReceivedSa over_the_wire(const wire::GroupSaPayload& sa) {
+  Bytes bytes = wire::encode_payloads({sa});
+  auto back = wire::decode_payloads(bytes, static_cast<std::uint8_t>(wire::PayloadType::SecurityAssociation),
+                                    static_cast<std::uint8_t>(wire::ExchangeType::GroupkeyPull), 0, false);
+  EXPECT_TRUE(back.ok()) << back.error().message();
+  const auto* gsa = back.ok() && back->payloads.size() == 1 ? std::get_if<wire::GroupSaPayload>(&back->payloads[0]) : nullptr;
+  EXPECT_NE(gsa, nullptr);
+  auto r = decode_group_sa(gsa ? *gsa : sa);
+  EXPECT_TRUE(r.ok()) << r.error();
+  return r.ok() ? *r : ReceivedSa{};
+}
+
+TEST(PolicyCodecPseudotime, RoundTripsAsFourOctetsInTheGap) {
+  for (std::uint32_t pt : {0u, 1u, 123456789u, 0xffffffffu}) {
+    auto sa = encode_group_sa(tbar_policy(), std::nullopt, {tek()}, true, PeerTraits{true}, pt);
+    const wire::Attribute* a = gap_attribute(sa, covey_attr::PseudotimeMs);
+    ASSERT_NE(a, nullptr) << pt;
+    EXPECT_EQ(a->type, 201);
+    EXPECT_FALSE(a->basic);
+    EXPECT_EQ(a->value.size(), 4u);
+    EXPECT_EQ(over_the_wire(sa).pseudotime_ms, pt);
+  }
+}
+
+// GroupPolicy is compared whole to tell a policy change: two readings of
+// the clock must not look like two policies.
+TEST(PolicyCodecPseudotime, IsNotPartOfThePolicy) {
+  auto early = over_the_wire(encode_group_sa(tbar_policy(), std::nullopt, {tek()}, true, PeerTraits{true}, 1000));
+  auto late = over_the_wire(encode_group_sa(tbar_policy(), std::nullopt, {tek()}, true, PeerTraits{true}, 9000));
+  EXPECT_EQ(early.pseudotime_ms, 1000u);
+  EXPECT_EQ(late.pseudotime_ms, 9000u);
+  EXPECT_EQ(early.policy, late.policy);
+  EXPECT_EQ(early.policy.tbar_window_ms, 5000u);
+}
+
+TEST(PolicyCodecPseudotime, OnlyForCoveyPeersWithATbarWindowAndAGap) {
+  GroupPolicy off = tbar_policy();
+  off.tbar_window_ms.reset();
+  struct Case {
+    const char* what;
+    GroupPolicy policy;
+    bool with_gap;
+    bool covey;
+    std::optional<std::uint32_t> pt;
+  } cases[] = {
+      {"another implementation's member", tbar_policy(), true, false, 42},
+      {"TBAR off", off, true, true, 42},
+      {"no GAP in this SA", tbar_policy(), false, true, 42},
+      {"no clock given", tbar_policy(), true, true, std::nullopt},
+  };
+  for (const Case& c : cases) {
+    auto sa = encode_group_sa(c.policy, std::nullopt, {tek()}, c.with_gap, PeerTraits{c.covey}, c.pt);
+    EXPECT_EQ(gap_attribute(sa, covey_attr::PseudotimeMs), nullptr) << c.what;
+    EXPECT_FALSE(over_the_wire(sa).pseudotime_ms) << c.what;
+  }
+}
+
+TEST(PolicyCodecPseudotime, AnythingButFourOctetsIsRefused) {
+  for (const wire::Attribute& bad : {wire::Attribute::tv(covey_attr::PseudotimeMs, 7),
+                                     wire::Attribute::tlv(covey_attr::PseudotimeMs, Bytes{0, 7}),
+                                     wire::Attribute::tlv(covey_attr::PseudotimeMs, Bytes{0, 0, 0, 0, 7})}) {
+    auto sa = encode_group_sa(tbar_policy(), std::nullopt, {tek()}, true, PeerTraits{true});
+    sa.gap->attributes.push_back(bad);
+    auto r = decode_group_sa(sa);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().find("COVEY_PSEUDOTIME_MS"), std::string::npos) << r.error();
+  }
+}
+
+// `coveyctl decode` names covey's private attributes.
+TEST(PolicyCodecPseudotime, DecodeNamesCoveysPrivateAttributes) {
+  using wire::AttributeSpace;
+  EXPECT_EQ(wire::attribute_name(AttributeSpace::Gap, covey_attr::PseudotimeMs), "COVEY_PSEUDOTIME_MS");
+  EXPECT_EQ(wire::attribute_name(AttributeSpace::Gap, covey_attr::FailCloseAcl), "COVEY_FAIL_CLOSE_ACL");
+  EXPECT_EQ(wire::attribute_name(AttributeSpace::IpsecSa, covey_attr::AclAction), "COVEY_ACL_ACTION");
+  EXPECT_EQ(wire::attribute_name(AttributeSpace::IpsecSa, covey_attr::PortRanges), "COVEY_PORT_RANGES");
+  EXPECT_EQ(wire::attribute_name(AttributeSpace::IpsecSa, covey_attr::TbarWindowMs), "COVEY_TBAR_WINDOW_MS");
+  EXPECT_EQ(wire::attribute_value_name(AttributeSpace::IpsecSa, covey_attr::AclAction, covey_attr::ActionBypass),
+            "bypass");
+}
+
+}  // namespace
