@@ -30,6 +30,7 @@
 #include "parse.h"
 #include "steer.h"
 #include "tbar.h"
+#include "pmtu.h"
 
 #ifndef AF_INET
 #define AF_INET 2
@@ -118,26 +119,39 @@ __attribute__((noinline)) int covey_decide(const struct covey_config *cfg, struc
 	return COVEY_ENCRYPT;
 }
 
-/* A permitted packet on its way into the SA: stamped (if the group uses
- * TBAR) and marked with the steering mark and its slot. 0, or -1 when it
- * must be dropped (counted). */
-static __always_inline int covey_steer(struct __sk_buff *skb, const struct covey_config *cfg, struct covey_stats *st,
-				       const struct covey_packet *pkt, __u64 now)
-{
-	__u32 ticket = covey_steer_ticket(cfg, st, pkt, now);
+enum covey_steered {
+	COVEY_STEERED = 0,
+	COVEY_STEER_DROP,
+	COVEY_STEER_ANSWERED, /* the packet became ICMP fragmentation needed: send it back */
+};
 
+/* A permitted packet on its way into the SA: stamped (if the group uses
+ * TBAR) and marked with the steering mark and its slot; or, if DF is set
+ * and the stamp would make it too big for the SA, turned into the ICMP
+ * answer (pmtu.h; `local`: the WAN's egress). A covey_steered, counted. */
+static __always_inline int covey_steer(struct __sk_buff *skb, const struct covey_config *cfg, struct covey_stats *st,
+				       const struct covey_packet *pkt, __u64 now, int local)
+{
+	__u32 ticket;
+
+	/* Before a slot is taken: the packet will not be sent. With the
+	 * stamp off the kernel's own check is the right one. */
+	if ((COVEY_READ_ONCE(cfg->flags) & COVEY_CFG_TBAR_STAMP) && pkt->family == COVEY_FAMILY_V4 &&
+	    covey_too_big_v4(skb, cfg, pkt))
+		return covey_frag_needed_v4(skb, cfg, st, pkt, local) ? COVEY_STEER_DROP : COVEY_STEER_ANSWERED;
+	ticket = covey_steer_ticket(cfg, st, pkt, now);
 	if (!ticket) {
 		st->steer_full++;
-		return -1;
+		return COVEY_STEER_DROP;
 	}
 	if (COVEY_READ_ONCE(cfg->flags) & COVEY_CFG_TBAR_STAMP) {
 		/* IPv6 stamps are not built yet: IPv6 is steered unstamped. */
 		if (pkt->family == COVEY_FAMILY_V4 && covey_tbar_stamp_v4(skb, cfg, st, pkt, now))
-			return -1;
+			return COVEY_STEER_DROP;
 	}
 	skb->mark = covey_steer_mark(cfg, skb->mark, ticket);
 	st->encrypt++;
-	return 0;
+	return COVEY_STEERED;
 }
 
 static __always_inline int covey_stats_cfg(struct covey_config **cfg, struct covey_stats **st)
@@ -178,7 +192,13 @@ int covey_lan_ingress(struct __sk_buff *skb)
 	case COVEY_CLEAR:
 		return TC_ACT_OK;
 	}
-	return covey_steer(skb, cfg, st, &pkt, now) ? TC_ACT_SHOT : TC_ACT_OK;
+	switch (covey_steer(skb, cfg, st, &pkt, now, 0)) {
+	case COVEY_STEERED:
+		return TC_ACT_OK;
+	case COVEY_STEER_ANSWERED:
+		return bpf_redirect(skb->ifindex, 0); /* back out to the sender */
+	}
+	return TC_ACT_SHOT;
 }
 
 static __always_inline int covey_addr_eq(const __u8 *a, const __u8 *b, __u32 bytes)
@@ -194,11 +214,16 @@ static __always_inline int covey_addr_eq(const __u8 *a, const __u8 *b, __u32 byt
 /* The SPI of an ESP packet, host order (0: not readable). */
 static __always_inline __u32 covey_esp_spi(void *data, void *end, const struct covey_packet *pkt)
 {
+	__u32 off = pkt->l4_off;
 	__be32 *spi;
 
-	if (!pkt->l4_off || pkt->l4_off > COVEY_PARSE_LINEAR)
+	if (!off || off > COVEY_PARSE_LINEAR)
 		return 0;
-	spi = data + pkt->l4_off;
+	/* Redundant after the test above, but Linux 6.1's verifier loses that
+	 * bound on the way to the pointer arithmetic and refuses the load;
+	 * a mask it keeps (power of two above COVEY_PARSE_LINEAR). */
+	off &= 0x1ff;
+	spi = data + off;
 	if ((void *)(spi + 1) > end)
 		return 0;
 	return bpf_ntohl(*spi);
@@ -211,13 +236,16 @@ static __always_inline struct covey_spi *covey_spi_lookup(__u32 spi)
 
 /* Routes a rewritten ESP packet by its real destination (the anchor's
  * route chose the next hop so far). */
-static __always_inline int covey_route(struct __sk_buff *skb, struct covey_stats *st, const struct covey_packet *real)
+static __always_inline int covey_route(struct __sk_buff *skb, struct covey_stats *st, const struct covey_packet *real,
+				       __u32 l3)
 {
 	struct bpf_fib_lookup fib = {};
 	int rc;
 
 	fib.ifindex = skb->ifindex;
-	fib.tot_len = skb->len;
+	/* The IP packet's length, checked against the route's MTU: the
+	 * Ethernet header in skb->len would make a full-size packet too big. */
+	fib.tot_len = skb->len - l3;
 	fib.l4_protocol = IPPROTO_ESP;
 	if (real->family == COVEY_FAMILY_V4) {
 		fib.family = AF_INET;
@@ -295,7 +323,7 @@ static __always_inline int covey_rewrite(struct __sk_buff *skb, const struct cov
 	skb->mark = covey_unsteered_mark(cfg, skb->mark);
 	st->rewritten++;
 	if (flags & COVEY_CFG_EGRESS_FIB)
-		return covey_route(skb, st, &real);
+		return covey_route(skb, st, &real, l3);
 	return TC_ACT_OK;
 }
 
@@ -377,9 +405,16 @@ int covey_wan_egress(struct __sk_buff *skb)
 	case COVEY_CLEAR:
 		return TC_ACT_OK;
 	}
-	if (covey_steer(skb, cfg, st, &pkt, now))
-		return TC_ACT_SHOT;
-	return covey_bounce(skb, st);
+	switch (covey_steer(skb, cfg, st, &pkt, now, 1)) {
+	case COVEY_STEERED:
+		return covey_bounce(skb, st);
+	case COVEY_STEER_ANSWERED:
+		/* Into the stack at the WAN's ingress, addressed to the
+		 * interface already: the local socket learns the path MTU (a
+		 * forwarded packet's source gets it routed to it). */
+		return bpf_redirect(skb->ifindex, BPF_F_INGRESS);
+	}
+	return TC_ACT_SHOT;
 }
 
 /* XDP: the outer destination becomes `dst` (IPv4: header checksum fixed). */

@@ -281,6 +281,14 @@ struct covey_config {
 	__u8 wan_mac[6];          /* the WAN interface's MAC: XDP leaves frames from it alone */
 	__u8 unused2[2];
 	__u8 anchor_local_v6[16], anchor_group_v6[16], anchor_in_v6[16];
+	/* The largest inner packet, stamp included, that the group SA
+	 * carries without fragmentation (user space computes it as the
+	 * kernel does, kmod::esp_tunnel_inner_mtu). A DF packet that would
+	 * exceed it once stamped is not sent: the stamping program answers
+	 * with ICMP fragmentation needed for inner_mtu - 12 (IPv4). 0 =
+	 * unknown: no check. IPv6 (Packet Too Big) once IPv6 is stamped. */
+	__u32 inner_mtu_v4;
+	__u32 inner_mtu_v6;
 };
 
 /* covey_stats value (per CPU): what the programs did with packets. */
@@ -326,6 +334,12 @@ struct covey_stats {
 	__u64 tbar_too_old;       /* dropped: in time, but behind the counter window */
 	__u64 tbar_missing;       /* dropped: group ESP decrypted to a packet without a stamp */
 	__u64 tbar_no_peer;       /* dropped: no room for a new sender's window */
+	__u64 tbar_unstamped_fragment; /* passed unchecked: a non-initial fragment without a stamp
+					* (its datagram's first fragment carries one and was checked) */
+	/* Path MTU (bpf/README.md, "Path MTU"). */
+	__u64 frag_needed_sent;   /* a DF packet too big for the SA once stamped: answered with ICMP
+				   * fragmentation needed (MTU inner_mtu - 12) instead of being sent */
+	__u64 frag_needed_error;  /* dropped: too big once stamped, and the answer could not be built */
 };
 
 #endif /* COVEY_BPF_COVEY_MAPS_H */

@@ -309,6 +309,18 @@ static __always_inline int covey_tbar_receive_v4(struct __sk_buff *skb, const st
 	    opt.type != COVEY_TBAR_OPT_V4 || opt.len != COVEY_TBAR_OPT_LEN) {
 		if (!check_on)
 			return COVEY_TBAR_OK;
+		/* The stamp is not copied into later fragments (its copy bit
+		 * is clear; Linux overwrites it with NOPs, RFC 791 lets it
+		 * go): a datagram fragmented after the stamp was put in
+		 * carries it in its first fragment only. A later fragment
+		 * reaches nobody without its first fragment, which is checked
+		 * here like any packet: the datagram is judged by the stamp
+		 * at offset 0, and a later fragment without one passes. (A
+		 * fragment that was stamped itself is checked below.) */
+		if (pkt->fragment == COVEY_FRAG_LATER) {
+			st->tbar_unstamped_fragment++;
+			return COVEY_TBAR_OK;
+		}
 		st->tbar_missing++;
 		return COVEY_TBAR_MISSING;
 	}

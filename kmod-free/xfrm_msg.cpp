@@ -254,6 +254,21 @@ crypto::Result<EspAlgorithms> esp_algorithms(const gdoi::TekTransform& t) {
   return a;
 }
 
+std::uint32_t esp_tunnel_inner_mtu(std::uint32_t outer_mtu, const EspAlgorithms& alg,
+                                   std::uint8_t outer_family) {
+  // crypto_aead_blocksize() of the authenc() transform is the cipher's
+  // block; the kernel aligns it to 4 (both are already). A CBC IV is one block.
+  std::uint32_t block = 0;
+  if (alg.encryption == "cbc(aes)") block = 16;
+  if (alg.encryption == "cbc(des3_ede)") block = 8;
+  if (block == 0) return 0;
+  // x->props.header_len: esp4/esp6_init_state for tunnel mode, no encapsulation.
+  const std::uint32_t header = (outer_family == 6 ? 40u : 20u) + 8u + block;
+  const std::uint32_t icv = alg.truncation_bits / 8;
+  if (outer_mtu < header + icv + block) return 0;
+  return ((outer_mtu - header - icv) & ~(block - 1)) - 2;
+}
+
 std::string EspState::describe() const {
   std::string s = "ESP SPI " + hex32(spi) + " " + source.str() + " -> " + destination.str() + " reqid " + hex32(reqid);
   if (mark.mask) s.append(" mark ").append(mark.str());

@@ -72,6 +72,20 @@ struct EspAlgorithms {
 // XFRM, ../DESIGN.md fact 3), so are CBC without integrity.
 crypto::Result<EspAlgorithms> esp_algorithms(const gdoi::TekTransform& transform);
 
+// The largest inner packet an ESP tunnel-mode state with these algorithms
+// carries in one outer packet of `outer_mtu` bytes, as the kernel computes
+// it for the bundle's MTU (net/xfrm/xfrm_state.c, xfrm_state_mtu(); before
+// 5.x esp4_get_mtu/esp6_get_mtu): the outer header (IPv4 20, IPv6 40 bytes),
+// ESP's SPI and sequence number (8) and the CBC IV (a block) before the
+// payload; the payload plus pad length and next header (2) padded to the
+// cipher's block (AES 16, 3DES 8); the ICV (truncation_bits / 8) after.
+// That is ((outer_mtu - header - ICV) rounded down to a block) - 2. 0 for a
+// cipher it does not know or an MTU too small for any payload. The TBAR
+// stamp's 12 bytes are part of the inner packet: datapath::TbarPolicy's
+// inner_mtu and tcp_mss_for_stamp take this value.
+std::uint32_t esp_tunnel_inner_mtu(std::uint32_t outer_mtu, const EspAlgorithms& alg,
+                                   std::uint8_t outer_family);
+
 // ---- SAs ----
 
 // One ESP tunnel-mode state. Keys are borrowed (the caller's SecretBytes,

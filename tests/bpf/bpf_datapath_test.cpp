@@ -90,7 +90,8 @@ const std::vector<Counter>& counters() {
       COVEY_COUNTER(tbar_no_room),     COVEY_COUNTER(tbar_error),       COVEY_COUNTER(mss_clamped),
       COVEY_COUNTER(tbar_accepted),    COVEY_COUNTER(tbar_late),        COVEY_COUNTER(tbar_early),
       COVEY_COUNTER(tbar_duplicate),   COVEY_COUNTER(tbar_too_old),     COVEY_COUNTER(tbar_missing),
-      COVEY_COUNTER(tbar_no_peer),
+      COVEY_COUNTER(tbar_no_peer),     COVEY_COUNTER(tbar_unstamped_fragment),
+      COVEY_COUNTER(frag_needed_sent), COVEY_COUNTER(frag_needed_error),
   };
   return all;
 }
@@ -935,6 +936,202 @@ TEST_F(DatapathTest, TbarStampOnTheGmsOwnTraffic) {
 }
 
 // ---------------------------------------------------------------------
+// Path MTU: a DF packet the stamp would make too big for the SA is not
+// sent; the stamping program answers with ICMP fragmentation needed for
+// the inner MTU less the stamp's 12 bytes.
+
+// 1500 bytes outer, AES-256-CBC / HMAC-SHA-256-128 (kmod::esp_tunnel_inner_mtu).
+constexpr std::uint32_t kInnerMtu = 1438;
+
+TEST(TcpMssForStamp, LeavesRoomForTheHeadersAndTheStamp) {
+  EXPECT_EQ(tcp_mss_for_stamp(1438, 4), 1386) << "1438 - 20 - 20 - 12";
+  EXPECT_EQ(tcp_mss_for_stamp(1406, 6), 1330) << "1406 - 40 - 20 - 16 (the IPv6 destination-options stamp)";
+  EXPECT_EQ(tcp_mss_for_stamp(52, 4), 0);
+  // What a sender takes from the answer's MTU (inner - 12) less its headers: the same.
+  EXPECT_EQ(tcp_mss_for_stamp(kInnerMtu, 4), kInnerMtu - COVEY_TBAR_OPT_LEN - 40);
+}
+
+// A frame of exactly `total` bytes of IPv4 (header, options and payload).
+Ipv4Frame sized(std::uint8_t protocol, std::size_t total, std::uint16_t frag = 0x4000,
+                const Bytes& options = {}, std::uint8_t icmp_type = 8) {
+  Ipv4Frame f;
+  f.src = ip4("10.1.1.1");
+  f.dst = ip4("10.2.2.2");
+  f.protocol = protocol;
+  f.frag = frag;
+  f.options = options;
+  f.id = 0x4321;
+  const std::size_t l4 = total - 20 - options.size();
+  if (protocol == 17) {
+    f.payload = udp(1000, 2000, l4 - 8);
+  } else if (protocol == 6) {
+    f.payload = tcp(40000, 443, 0x10, {}, l4 - 20);
+  } else {
+    f.payload = Bytes(l4, 0x5a);
+    f.payload[0] = icmp_type;
+    f.payload[1] = 0;
+  }
+  return f;
+}
+
+TbarPolicy tbar_mtu(std::uint32_t inner_mtu = kInnerMtu, bool stamp = true) {
+  TbarPolicy p = tbar_on(2000, tcp_mss_for_stamp(kInnerMtu, 4));
+  p.stamp = stamp;
+  p.inner_mtu_v4 = inner_mtu;
+  return p;
+}
+
+TEST_F(DatapathTest, PathMtuDfPacketsTooBigOnceStampedAreAnswered) {
+  enum class Outcome { Stamped, Answered, Untouched };
+  struct Case {
+    std::string description;
+    Ipv4Frame in;
+    Outcome outcome;
+    std::uint32_t retval;
+    Delta delta;
+    Program program = Program::LanIngress;
+    TbarPolicy policy = tbar_mtu();
+    Ctx ctx = {};
+  };
+  const Delta stamped = {{"packets", 1}, {"encrypt", 1}, {"steer_claimed", 1}, {"tbar_stamped", 1}};
+  const Delta answered = {{"packets", 1}, {"frag_needed_sent", 1}};
+  const Bytes alert = {0x94, 4, 0, 0};  // router alert
+  const std::vector<Case> cases = {
+      {"UDP, DF, exactly the inner MTU once stamped: stamped and steered", sized(17, kInnerMtu - 12),
+       Outcome::Stamped, TC_ACT_OK, stamped},
+      {"UDP, DF, one byte more: answered with fragmentation needed for 1426, back out to the sender",
+       sized(17, kInnerMtu - 11), Outcome::Answered, kRedirect, answered},
+      {"UDP, not DF, one byte more: stamped and left to the kernel (it encrypts the packet whole and "
+       "fragments the ESP packet)",
+       sized(17, kInnerMtu - 11, 0), Outcome::Stamped, TC_ACT_OK, stamped},
+      {"IP options, DF, at the limit: stamped", sized(17, kInnerMtu - 12, 0x4000, alert), Outcome::Stamped,
+       TC_ACT_OK, stamped},
+      {"IP options, DF, one byte more: answered, the header quoted with its options",
+       sized(17, kInnerMtu - 11, 0x4000, alert), Outcome::Answered, kRedirect, answered},
+      {"TCP, DF, over: answered, the whole TCP header quoted", sized(6, 1500), Outcome::Answered, kRedirect,
+       answered},
+      {"a TCP GSO skb whose segments are too big (20 + 20 + 1399 > 1438): answered", sized(6, 2838),
+       Outcome::Answered, kRedirect, answered, Program::LanIngress, tbar_mtu(),
+       Ctx{.gso_segs = 2, .gso_size = 1399}},
+      {"a TCP GSO skb whose segments fit (20 + 20 + 1398): not answered (the stamp takes its 12 bytes from "
+       "each segment's payload; a test run cannot make a TCP GSO skb, so the stamp refuses it here)",
+       sized(6, 2836),
+       Outcome::Untouched,
+       TC_ACT_SHOT,
+       {{"packets", 1}, {"steer_claimed", 1}, {"tbar_error", 1}},
+       Program::LanIngress,
+       tbar_mtu(),
+       Ctx{.gso_segs = 2, .gso_size = 1398}},
+      {"ICMP echo, DF, over: answered", sized(1, kInnerMtu - 11), Outcome::Answered, kRedirect, answered},
+      {"an ICMP error, DF, over: never answered (RFC 1122 3.2.2), stamped and left to the kernel",
+       sized(1, kInnerMtu - 11, 0x4000, {}, 3), Outcome::Stamped, TC_ACT_OK, stamped},
+      {"a later fragment with DF, over: the kernel answers none (RFC 1122 3.2.2), so neither does covey",
+       sized(17, 1500, 0x4000 | 185),
+       Outcome::Stamped,
+       TC_ACT_OK,
+       {{"packets", 1}, {"ports_unseen", 1}, {"encrypt", 1}, {"steer_claimed", 1}, {"tbar_stamped", 1}}},
+      {"stamping off: not answered, steered as it is (the kernel's own check is the right one)",
+       sized(17, kInnerMtu - 11),
+       Outcome::Untouched,
+       TC_ACT_OK,
+       {{"packets", 1}, {"encrypt", 1}, {"steer_claimed", 1}},
+       Program::LanIngress,
+       tbar_mtu(kInnerMtu, false)},
+      {"inner MTU unknown (0): stamped, not answered", sized(17, 1500), Outcome::Stamped, TC_ACT_OK, stamped,
+       Program::LanIngress, tbar_mtu(0)},
+      {"the GM's own packet at the WAN's egress, DF, over: answered into its own stack",
+       sized(17, kInnerMtu - 11), Outcome::Answered, kRedirect, answered, Program::WanEgress},
+      {"the GM's own packet at the limit: stamped and bounced",
+       sized(17, kInnerMtu - 12),
+       Outcome::Stamped,
+       kRedirect,
+       {{"packets", 1}, {"encrypt", 1}, {"steer_claimed", 1}, {"tbar_stamped", 1}, {"local_bounced", 1}},
+       Program::WanEgress},
+  };
+
+  dp_->set_pseudotime(kPseudotime, clock_);
+  std::uint32_t counter = 0x51000000;
+  dp_->set_tbar_counter(counter);
+  int pair = 0;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.description);
+    dp_->set_tbar(c.policy);
+    Ipv4Frame in = c.in;
+    in.dst[2] = 77;  // a pair no other test used, in a slot of its own
+    in.dst[3] = static_cast<std::uint8_t>(100 + pair++);
+    const Bytes frame_in = frame(in);
+    Ctx ctx = c.ctx;
+    ctx.clock = clock_;
+    ctx.mark = 0x12345;
+    const covey_stats before = dp_->stats();
+    const Result r = run_tc(*dp_, c.program, frame_in, ctx);
+    EXPECT_EQ(r.retval, c.retval);
+    expect_delta(before, dp_->stats(), c.delta, c.description);
+    const bool local = c.program == Program::WanEgress;
+    switch (c.outcome) {
+      case Outcome::Stamped: {
+        Ipv4Frame want = in;
+        const Bytes s = stamp(kSid, kPseudotime, counter);
+        want.options.insert(want.options.begin(), s.begin(), s.end());
+        if ((in.frag & 0x3fff) == 0) want.id = static_cast<std::uint16_t>(counter);
+        if (local) want.dmac = in.smac;  // the bounce
+        EXPECT_EQ(r.out, frame(want)) << "got  " << hex(r.out) << "\nwant " << hex(frame(want));
+        EXPECT_TRUE(steered(r.mark)) << std::hex << r.mark;
+        ++counter;
+        break;
+      }
+      case Outcome::Answered: {
+        const Bytes want = frag_needed(frame_in, static_cast<std::uint16_t>(kInnerMtu - 12), in.smac,
+                                       local ? in.smac : in.dmac);
+        EXPECT_EQ(r.out, want) << "got  " << hex(r.out) << "\nwant " << hex(want);
+        EXPECT_TRUE(ipv4_checksum_ok(r.out));
+        EXPECT_TRUE(icmp_checksum_ok(r.out));
+        EXPECT_EQ(r.mark, 0x12345u) << "not steered";
+        // A device filling in a checksum left pending (CHECKSUM_PARTIAL)
+        // over the quoted TCP or UDP header changes nothing.
+        if (in.protocol == 6 || in.protocol == 17) {
+          Bytes filled = r.out;
+          fill_pending_checksum(filled, 14 + 28 + 20 + in.options.size(), in.protocol == 6 ? 16 : 6);
+          EXPECT_EQ(filled, r.out) << hex(filled);
+        }
+        break;
+      }
+      case Outcome::Untouched:
+        if (c.retval == TC_ACT_OK) {
+          EXPECT_EQ(r.out, frame_in);
+        }
+        break;
+    }
+    EXPECT_EQ(dp_->tbar_counter(), counter) << "an answered packet uses no counter";
+  }
+}
+
+// The same answers as they would look with the device filling in a
+// pending transport checksum: the quoted checksum field was chosen for
+// it. Random quoted headers, so every sum and its rotation occur.
+TEST_F(DatapathTest, PathMtuAnswerSurvivesAPendingChecksum) {
+  dp_->set_tbar(tbar_mtu());
+  dp_->set_pseudotime(kPseudotime, clock_);
+  std::mt19937 rng(11);
+  for (int i = 0; i < 400; ++i) {
+    Ipv4Frame in = sized(i % 2 ? 6 : 17, 1500);
+    for (std::size_t b = 0; b < 20 && b < in.payload.size(); ++b)
+      in.payload[b] = static_cast<std::uint8_t>(rng());
+    if (in.protocol == 6) in.payload[12] = 0x50;  // data offset 5, whatever else is random
+    in.id = static_cast<std::uint16_t>(rng());
+    const Bytes frame_in = frame(in);
+    const Result r = run_tc(*dp_, Program::LanIngress, frame_in, {.clock = clock_});
+    ASSERT_EQ(r.retval, kRedirect) << i;
+    ASSERT_EQ(r.out, frag_needed(frame_in, static_cast<std::uint16_t>(kInnerMtu - 12), in.smac, in.dmac))
+        << i;
+    Bytes filled = r.out;
+    fill_pending_checksum(filled, 14 + 28 + 20, in.protocol == 6 ? 16 : 6);
+    ASSERT_EQ(filled, r.out) << i;
+    ASSERT_TRUE(icmp_checksum_ok(filled)) << i;
+  }
+}
+
+// ---------------------------------------------------------------------
 // TBAR: the receiver.
 
 struct Step {
@@ -1112,6 +1309,58 @@ TEST_F(TbarReceive, WhatIsNotTheGroupsIsLeftAlone) {
     }
     expect_delta(before, dp_->stats(), c.delta, c.description);
   }
+}
+
+// The stamp is not copied into later fragments (its option's copy bit is
+// clear): a datagram fragmented after it was stamped carries it in the
+// fragment at offset 0 only, which is checked like any packet; a later
+// fragment reaches nobody without it, and passes unstamped.
+TEST_F(TbarReceive, AFragmentedDatagramIsJudgedByItsFirstFragment) {
+  Ipv4Frame nops = inner(0x2222, 185);           // the last fragment
+  nops.options.assign(COVEY_TBAR_OPT_LEN, 1);    // Linux's ip_options_fragment(): NOPs in the stamp's place
+  Ipv4Frame bare = inner(0x2222, 0x2000 | 100);  // a middle one; RFC 791 lets a sender leave the option out
+  struct Case {
+    std::string description;
+    Bytes in;
+    std::uint32_t verdict;
+    Delta delta;
+  };
+  const std::vector<Case> cases = {
+      {"a later fragment with the stamp's NOPs: passed unchecked, untouched",
+       frame(nops),
+       TC_ACT_OK,
+       {{"tbar_unstamped_fragment", 1}}},
+      {"a later fragment without options: the same",
+       frame(bare),
+       TC_ACT_OK,
+       {{"tbar_unstamped_fragment", 1}}},
+      {"the first fragment without a stamp: dropped, and its datagram with it",
+       frame(inner(0x2222, 0x2000)),
+       TC_ACT_SHOT,
+       {{"tbar_missing", 1}}},
+      {"a whole datagram without a stamp: dropped",
+       frame(inner(0x2222, 0x4000)),
+       TC_ACT_SHOT,
+       {{"tbar_missing", 1}}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.description);
+    const covey_stats before = dp_->stats();
+    const Result r = run_tc(*dp_, Program::WanIngress, c.in, {.spi = kSpi, .clock = clock_});
+    EXPECT_EQ(r.retval, c.verdict);
+    if (c.verdict == TC_ACT_OK) {
+      EXPECT_EQ(r.out, c.in) << hex(r.out);
+    }
+    expect_delta(before, dp_->stats(), c.delta, c.description);
+  }
+  // Fragments stamped each (fragmented before covey saw them) are checked
+  // each, the later ones too.
+  play(19, {
+               {"a later fragment, stamped itself: checked", 0, 300, TC_ACT_OK, "tbar_accepted", 7, 185},
+               {"the same again: duplicate", 0, 300, TC_ACT_SHOT, "tbar_duplicate", 7, 185},
+               {"one too old: late", -static_cast<std::int64_t>(kWindow) - 1, 301, TC_ACT_SHOT, "tbar_late",
+                7, 185},
+           });
 }
 
 TEST_F(TbarReceive, StampAndStripRoundTrip) {

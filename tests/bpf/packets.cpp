@@ -170,6 +170,62 @@ bool tcp_checksum_ok(const Bytes& f, std::size_t l3) {
   return fold(tcp_sum(f, l3)) == 0;
 }
 
+bool icmp_checksum_ok(const Bytes& f, std::size_t l3) {
+  if (f.size() < l3 + 20) return false;
+  const std::size_t ihl = (f[l3] & 0xf) * 4u;
+  const std::size_t total = static_cast<std::size_t>(f[l3 + 2] << 8 | f[l3 + 3]);
+  return f.size() >= l3 + total && total >= ihl + 8 && fold(sum16(&f[l3 + ihl], total - ihl)) == 0;
+}
+
+void fill_pending_checksum(Bytes& f, std::size_t start, std::size_t offset) {
+  const std::uint16_t c = fold(sum16(&f[start], f.size() - start));
+  put16(f, start + offset, c == 0 ? 0xffff : c);
+}
+
+Bytes frag_needed(const Bytes& original, std::uint16_t mtu, const Mac& dmac, const Mac& smac) {
+  constexpr std::size_t l3 = 14;
+  const std::size_t ihl = (original[l3] & 0xf) * 4u;
+  const std::uint8_t protocol = original[l3 + 9];
+  const std::size_t quote = protocol == 6 ? 20 : 8;
+  Bytes quoted(original.begin() + l3, original.begin() + static_cast<std::ptrdiff_t>(l3 + ihl + quote));
+  if (protocol == 6 || protocol == 17) {
+    const std::size_t field = ihl + (protocol == 6 ? 16 : 6);
+    int found = 0;
+    Bytes fixed;
+    for (unsigned v = 0; v <= 0xffff; ++v) {
+      Bytes q = quoted;
+      put16(q, field, v);
+      Bytes filled = q;
+      fill_pending_checksum(filled, ihl, field - ihl);
+      if (filled == q) {
+        fixed = q;
+        ++found;
+      }
+    }
+    if (found != 1) std::abort();
+    quoted = fixed;
+  }
+  Bytes b = ethernet(dmac, smac, 0, 0x0800);
+  b.resize(l3 + 28, 0);
+  b[l3] = 0x45;
+  b[l3 + 1] = 0xc0;
+  put16(b, l3 + 2, static_cast<unsigned>(28 + quoted.size()));
+  put16(b, l3 + 6, 0x4000);
+  b[l3 + 8] = 64;
+  b[l3 + 9] = 1;
+  for (int i = 0; i < 4; ++i) {
+    b[l3 + 12 + i] = original[l3 + 16 + i];
+    b[l3 + 16 + i] = original[l3 + 12 + i];
+  }
+  put16(b, l3 + 10, fold(sum16(&b[l3], 20)));
+  b[l3 + 20] = 3;
+  b[l3 + 21] = 4;
+  put16(b, l3 + 26, mtu);
+  b.insert(b.end(), quoted.begin(), quoted.end());
+  put16(b, l3 + 22, fold(sum16(&b[l3 + 20], b.size() - l3 - 20)));
+  return b;
+}
+
 std::string hex(const Bytes& b) {
   std::string s;
   char buf[4];

@@ -55,6 +55,23 @@ Bytes stamp(std::uint16_t sid, std::uint32_t pseudotime, std::uint32_t counter);
 // Checks over a frame with its IPv4 header at `l3`.
 bool ipv4_checksum_ok(const Bytes& frame, std::size_t l3 = 14);
 bool tcp_checksum_ok(const Bytes& frame, std::size_t l3 = 14);
+// The ICMP message after the IPv4 header sums to zero.
+bool icmp_checksum_ok(const Bytes& frame, std::size_t l3 = 14);
+
+// What a device (or skb_checksum_help) does to a packet whose checksum is
+// left to it (CHECKSUM_PARTIAL): the one's complement sum from `start` to
+// the end, its complement written at start + offset (0 as 0xffff).
+void fill_pending_checksum(Bytes& frame, std::size_t start, std::size_t offset);
+
+// ICMP destination unreachable, fragmentation needed (RFC 792, RFC 1191)
+// with next-hop MTU `mtu` about `original` (Ethernet + IPv4, not a later
+// fragment), as covey's stamping program answers it: from the original's
+// destination to its source, TOS 0xc0, ID 0, DF, TTL 64; quoting the
+// original IP header with its options and the first 8 bytes after it
+// (TCP: 20). The quoted TCP or UDP checksum field holds the value a
+// device filling in a pending checksum over the quoted transport bytes
+// would leave as it is (found here by trying every value).
+Bytes frag_needed(const Bytes& original, std::uint16_t mtu, const Mac& dmac, const Mac& smac);
 
 std::string hex(const Bytes& b);
 

@@ -120,6 +120,61 @@ TEST(KmodEspAlgorithms, RefusesGcmAndCbcWithoutIntegrityWithTheReason) {
   EXPECT_NE(bare.error().find("without an integrity transform"), std::string::npos) << bare.error();
 }
 
+// ---- the inner MTU, as the kernel's xfrm_state_mtu() computes it ----
+
+TEST(KmodEspInnerMtu, MatchesHandComputedValues) {
+  // 1500, AES-256-CBC / HMAC-SHA-256-128, outer IPv4: header 20 + 8 + 16 (IV)
+  // = 44, ICV 16: (1500 - 60) = 1440, a multiple of 16; less pad length and
+  // next header: 1438. The stamped TCP MSS: 1438 - 20 - 20 - 12 = 1386.
+  const auto aes256 = *esp_algorithms({Cipher::Aes256Cbc, Integrity::HmacSha256_128});
+  EXPECT_EQ(esp_tunnel_inner_mtu(1500, aes256, 4), 1438u);
+  // AES-128 / HMAC-SHA1-96: ICV 12, (1500 - 56) = 1444 -> 1440 -> 1438.
+  EXPECT_EQ(esp_tunnel_inner_mtu(1500, *esp_algorithms({Cipher::Aes128Cbc, Integrity::HmacSha1_96}), 4),
+            1438u);
+  // 3DES (block and IV 8) / HMAC-SHA1-96: header 36, (1500 - 48) = 1452 -> 1448 -> 1446.
+  EXPECT_EQ(esp_tunnel_inner_mtu(1500, *esp_algorithms({Cipher::TripleDesCbc, Integrity::HmacSha1_96}), 4),
+            1446u);
+  // 3DES / HMAC-SHA-256-128: (1500 - 52) = 1448 -> 1446.
+  EXPECT_EQ(esp_tunnel_inner_mtu(1500, *esp_algorithms({Cipher::TripleDesCbc, Integrity::HmacSha256_128}), 4),
+            1446u);
+  // Outer IPv6: header 64, (1500 - 80) = 1420 -> 1408 -> 1406.
+  EXPECT_EQ(esp_tunnel_inner_mtu(1500, aes256, 6), 1406u);
+  // 1400: (1400 - 60) = 1340 -> 1328 -> 1326; jumbo 9000: 8940 -> 8928 -> 8926.
+  EXPECT_EQ(esp_tunnel_inner_mtu(1400, aes256, 4), 1326u);
+  EXPECT_EQ(esp_tunnel_inner_mtu(9000, aes256, 4), 8926u);
+  // Too small for one block of payload, or a cipher it does not know: 0.
+  EXPECT_EQ(esp_tunnel_inner_mtu(75, aes256, 4), 0u);
+  EXPECT_EQ(esp_tunnel_inner_mtu(76, aes256, 4), 14u);
+  EspAlgorithms other = aes256;
+  other.encryption = "cbc(twofish)";
+  EXPECT_EQ(esp_tunnel_inner_mtu(1500, other, 4), 0u);
+}
+
+// The ESP tunnel packet an inner packet becomes, laid out byte by byte
+// (RFC 4303 2, 2.4): outer header, SPI, sequence number, IV, payload,
+// padding, pad length, next header, ICV. The inner MTU is the largest
+// inner packet whose ESP packet fits: checked at every outer MTU.
+TEST(KmodEspInnerMtu, IsTheLargestInnerPacketThatFitsAtEveryMtu) {
+  for (Cipher c : {Cipher::Aes128Cbc, Cipher::Aes256Cbc, Cipher::TripleDesCbc}) {
+    for (Integrity i : {Integrity::HmacSha1_96, Integrity::HmacSha256_128}) {
+      const auto alg = *esp_algorithms({c, i});
+      const std::uint32_t block = c == Cipher::TripleDesCbc ? 8 : 16;
+      for (std::uint8_t family : {std::uint8_t{4}, std::uint8_t{6}}) {
+        auto outer_size = [&](std::uint32_t inner) {
+          std::uint32_t encrypted = inner + 2;               // pad length, next header
+          encrypted += (block - encrypted % block) % block;  // padding to the block
+          return (family == 6 ? 40u : 20u) + 4 + 4 + block + encrypted + alg.truncation_bits / 8;
+        };
+        for (std::uint32_t mtu = 576; mtu <= 9216; ++mtu) {
+          const std::uint32_t inner = esp_tunnel_inner_mtu(mtu, alg, family);
+          ASSERT_LE(outer_size(inner), mtu) << alg.name << " IPv" << int(family) << " MTU " << mtu;
+          ASSERT_GT(outer_size(inner + 1), mtu) << alg.name << " IPv" << int(family) << " MTU " << mtu;
+        }
+      }
+    }
+  }
+}
+
 // ---- the group SA pair ----
 
 TEST(KmodGroupSa, PairHasOneSpiAndReqidOutboundLocalToGroupInboundGroupToIn) {

@@ -92,7 +92,8 @@ const char* program_name(Program p) {
 }
 
 std::uint16_t tcp_mss_for_stamp(std::uint32_t inner_mtu, std::uint8_t family) {
-  const std::uint32_t headers = (family == 6 ? 40u : 20u) + 20u + COVEY_TBAR_OPT_LEN;
+  const std::uint32_t headers =
+      family == 6 ? 40u + 20u + COVEY_TBAR_DSTOPT_LEN : 20u + 20u + COVEY_TBAR_OPT_LEN;
   if (inner_mtu <= headers) return 0;
   return static_cast<std::uint16_t>(std::min<std::uint32_t>(inner_mtu - headers, 0xffff));
 }
@@ -405,6 +406,8 @@ void Datapath::set_tbar(const TbarPolicy& p) {
   store<__u32>(config_->tbar_window_ms, p.window_ms);
   store<__u16>(config_->tcp_mss_v4, p.tcp_mss_v4);
   store<__u16>(config_->tcp_mss_v6, p.tcp_mss_v6);
+  store<__u32>(config_->inner_mtu_v4, p.inner_mtu_v4);
+  store<__u32>(config_->inner_mtu_v6, p.inner_mtu_v6);
   std::atomic_thread_fence(std::memory_order_seq_cst);
   set_flag(COVEY_CFG_TBAR_STAMP, p.stamp);
   set_flag(COVEY_CFG_TBAR_CHECK, p.check);

@@ -77,11 +77,19 @@ struct TbarPolicy {
   std::uint32_t window_ms = 0;   // accepted: |stamp - now| <= window
   std::uint16_t tcp_mss_v4 = 0;  // clamp stamped SYNs' MSS (tcp_mss_for_stamp); 0 = none
   std::uint16_t tcp_mss_v6 = 0;
+  // The group SA's inner MTU (kmod::esp_tunnel_inner_mtu of the WAN's
+  // MTU): a stamped DF packet over it is answered with ICMP fragmentation
+  // needed for inner_mtu - 12 instead of being sent (bpf/README.md, "Path
+  // MTU"). 0 = unknown: no answer. IPv6 is kept for when it is stamped.
+  std::uint32_t inner_mtu_v4 = 0;
+  std::uint32_t inner_mtu_v6 = 0;
 };
 
 // The largest TCP MSS whose segments, stamped, still fit `inner_mtu`
-// (the tunnel's MTU for the inner packet): the headers and the stamp's
-// 12 bytes taken off.
+// (the same inner MTU as TbarPolicy's, kmod::esp_tunnel_inner_mtu): the
+// IP and TCP headers and the stamp (IPv4: 12 bytes; IPv6: its 16-byte
+// destination-options header) taken off. It equals the MSS a sender
+// derives from the ICMP answer's MTU, inner_mtu - 12.
 std::uint16_t tcp_mss_for_stamp(std::uint32_t inner_mtu, std::uint8_t family);
 
 class Datapath {
