@@ -18,9 +18,11 @@
 #include <cerrno>
 #include <cstdarg>
 #include <cstring>
+#include <fstream>
 #include <mutex>
 #include <thread>
 
+#include "rtnl.h"
 #include "xfrm.h"
 
 namespace covey::kmod {
@@ -215,81 +217,6 @@ void probe_xfrm(const ProbeOptions& o, std::vector<ProbeItem>& items) {
     items.push_back(missing(esp6, t6.detail, "modprobe esp6 (kernel option CONFIG_INET6_ESP); needed for IPv6 only", false));
 }
 
-// ---- rtnetlink: the throwaway veth pair ----
-
-class Rtnl {
- public:
-  Rtnl() {
-    nl_ = mnl_socket_open(NETLINK_ROUTE);
-    if (nl_ && mnl_socket_bind(nl_, 0, MNL_SOCKET_AUTOPID) == 0) {
-      int one = 1;
-      mnl_socket_setsockopt(nl_, NETLINK_EXT_ACK, &one, sizeof one);
-      mnl_socket_setsockopt(nl_, NETLINK_CAP_ACK, &one, sizeof one);
-    }
-  }
-  ~Rtnl() {
-    if (nl_) mnl_socket_close(nl_);
-  }
-  Rtnl(const Rtnl&) = delete;
-  Rtnl& operator=(const Rtnl&) = delete;
-
-  // "" on success, else the kernel's words.
-  std::string create_veth(const char* name, const char* peer) {
-    std::uint8_t buf[512] = {};
-    nlmsghdr* nlh = start(buf, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
-    mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg));
-    mnl_attr_put_strz(nlh, IFLA_IFNAME, name);
-    nlattr* info = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
-    mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "veth");
-    nlattr* data = mnl_attr_nest_start(nlh, IFLA_INFO_DATA);
-    nlattr* peer_nest = mnl_attr_nest_start(nlh, VETH_INFO_PEER);
-    mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg));  // the peer's own ifinfomsg, zeroed
-    mnl_attr_put_strz(nlh, IFLA_IFNAME, peer);
-    mnl_attr_nest_end(nlh, peer_nest);
-    mnl_attr_nest_end(nlh, data);
-    mnl_attr_nest_end(nlh, info);
-    return call(nlh);
-  }
-
-  std::string delete_link(int ifindex) {
-    std::uint8_t buf[128] = {};
-    nlmsghdr* nlh = start(buf, RTM_DELLINK, 0);
-    auto* ifi = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
-    ifi->ifi_index = ifindex;
-    return call(nlh);
-  }
-
- private:
-  nlmsghdr* start(std::uint8_t* buf, std::uint16_t type, std::uint16_t flags) {
-    nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
-    nlh->nlmsg_type = type;
-    nlh->nlmsg_flags = static_cast<std::uint16_t>(NLM_F_REQUEST | NLM_F_ACK | flags);
-    nlh->nlmsg_seq = ++seq_;
-    return nlh;
-  }
-
-  std::string call(const nlmsghdr* req) {
-    if (!nl_) return "cannot open a NETLINK_ROUTE socket";
-    if (mnl_socket_sendto(nl_, req, req->nlmsg_len) < 0) return "sending failed (" + errno_words(errno) + ")";
-    std::uint8_t buf[8192];
-    for (;;) {
-      ssize_t n = mnl_socket_recvfrom(nl_, buf, sizeof buf);
-      if (n < 0) return "no answer (" + errno_words(errno) + ")";
-      auto* nlh = reinterpret_cast<const nlmsghdr*>(buf);
-      int len = static_cast<int>(n);
-      for (; mnl_nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len)) {
-        if (nlh->nlmsg_seq != req->nlmsg_seq || nlh->nlmsg_type != NLMSG_ERROR) continue;
-        auto ack = parse_ack(ByteView(reinterpret_cast<const std::uint8_t*>(nlh), nlh->nlmsg_len));
-        if (!ack) return ack.error();
-        return ack->error == 0 ? "" : ack->str();
-      }
-    }
-  }
-
-  mnl_socket* nl_ = nullptr;
-  std::uint32_t seq_ = 0;
-};
-
 // ---- BPF ----
 
 class Fd {
@@ -364,10 +291,12 @@ void probe_bpf(std::vector<ProbeItem>& items) {
 
   // The veth pair lives in the throwaway namespace; deleting one end
   // deletes both, and the namespace would take them anyway.
-  Rtnl rtnl;
   const char* dev = "covey-probe0";
   const char* peer = "covey-probe1";
-  std::string veth_error = rtnl.create_veth(dev, peer);
+  auto rtnl = RouteSocket::open();
+  std::string veth_error = rtnl ? "" : rtnl.error();
+  if (rtnl)
+    if (auto made = (*rtnl)->create_veth(dev, peer); !made) veth_error = made.error();
   int ifindex = 0, peer_index = 0;
   std::string where = "veth";
   if (veth_error.empty()) {
@@ -448,7 +377,7 @@ void probe_bpf(std::vector<ProbeItem>& items) {
         items.push_back(missing(native_what, n, "none needed: covey falls back to generic XDP", false));
     }
   }
-  if (veth_error.empty()) rtnl.delete_link(ifindex);
+  if (veth_error.empty()) (void)(*rtnl)->delete_link(ifindex);
 
   for (const auto& h : kHelpers) {
     const std::string what = std::string("BPF helper ") + h.name + " in tc programs: " + h.why;
@@ -467,12 +396,20 @@ void probe_bpf(std::vector<ProbeItem>& items) {
 void probe_bpffs(std::vector<ProbeItem>& items) {
   const std::string what = "BPF filesystem at /sys/fs/bpf (pinned maps survive a GM restart)";
   struct statfs st{};
-  if (statfs("/sys/fs/bpf", &st) != 0)
-    items.push_back(missing(what, "statfs(/sys/fs/bpf) failed (" + errno_words(errno) + ")", "mount -t bpf bpf /sys/fs/bpf"));
-  else if (static_cast<unsigned long>(st.f_type) != BPF_FS_MAGIC)
-    items.push_back(missing(what, "/sys/fs/bpf is not a BPF filesystem", "mount -t bpf bpf /sys/fs/bpf"));
-  else
+  if (statfs("/sys/fs/bpf", &st) == 0 && static_cast<unsigned long>(st.f_type) == BPF_FS_MAGIC) {
     items.push_back(ok(what));
+    return;
+  }
+  // Not mounted here (`ip netns exec` gives a fresh /sys without it):
+  // covey-gm mounts it at start if the kernel has it.
+  std::ifstream fs("/proc/filesystems");
+  std::string line;
+  while (std::getline(fs, line))
+    if (line.size() >= 4 && line.compare(line.size() - 4, 4, "\tbpf") == 0) {
+      items.push_back(ok(what + ": not mounted; covey-gm mounts it at start"));
+      return;
+    }
+  items.push_back(missing(what, "the kernel has no bpf filesystem (not in /proc/filesystems)", "a kernel with CONFIG_BPF_SYSCALL"));
 }
 
 void run_probe(const ProbeOptions& o, ProbeReport& report) {

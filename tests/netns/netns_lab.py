@@ -74,7 +74,10 @@ def ks_config(lab, *, name="ks", address="10.1.12.1", listen=None, authorization
 def gm_config(lab, node, *, name=None, key_servers=("10.1.12.1",), pki=None, psk=PSK, local_address=None):
     lines = ["[member]", f'local_address = "{local_address or GM_ADDRESS[node]}"', 'wan_interface = "wan0"',
              'lan_interfaces = ["lan0"]', f'state_dir = "{lab.run}/{name or node}-state"',
-             f'control_socket = "{lab.socket(name or node)}"', "", "[group]", 'name = "GET_VPN"', "identity = 134",
+             f'control_socket = "{lab.socket(name or node)}"',
+             # The host kernel has no ESP: these tests are about keys; the
+             # data path is the VM tier's.
+             "data_path = false", "", "[group]", 'name = "GET_VPN"', "identity = 134",
              "key_servers = [" + ", ".join(f'"{k}"' for k in key_servers) + "]", "", "[isakmp]"]
     lines += _isakmp(psk, pki, node)
     return "\n".join(lines) + "\n"

@@ -6,6 +6,8 @@ tcpdump_pid=
 
 fail() {
   echo "$NAME: FAIL: $*"
+  # A script's own state dump (counters, kernel tables), once.
+  if [ -n "${DIAGNOSE:-}" ]; then d=$DIAGNOSE; DIAGNOSE=; $d; fi
   # What the kernel asked for and could not load (run-in-vm logs it).
   [ -s /run/covey-vm-modprobe.log ] && echo "$NAME: kernel module requests: $(sort -u /run/covey-vm-modprobe.log | tr '\n' ' ')"
   exit 1

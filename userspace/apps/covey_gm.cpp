@@ -5,6 +5,8 @@
 #include <boost/asio.hpp>
 #include <iostream>
 
+#include <linux/if_link.h>
+
 #include "apps/daemon_cli.h"
 #include "apps/phase1_setup.h"
 #include "common/log.h"
@@ -56,6 +58,20 @@ int main(int argc, char** argv) {
   options.local = Endpoint{*local, 848};
   std::string keylog = args.keylog.empty() ? cfg.member.keylog : args.keylog;
   if (!keylog.empty()) options.keylog_path = keylog;
+  if (cfg.member.data_path) {
+    gm::DataplaneOptions dp;
+    dp.group_name = options.group_name;
+    dp.group_id = cfg.group.identity;
+    dp.wan = cfg.member.wan_interface;
+    dp.lans = cfg.member.lan_interfaces;
+    dp.fail_close = cfg.member.fail_close;
+    using Mode = config::GmMemberConfig::XdpMode;
+    dp.xdp_flags = cfg.member.xdp_mode == Mode::Native    ? XDP_FLAGS_DRV_MODE
+                   : cfg.member.xdp_mode == Mode::Generic ? XDP_FLAGS_SKB_MODE
+                                                          : 0u;
+    dp.drop_unknown_spi = cfg.member.drop_unknown_spi;
+    options.dataplane = dp;
+  }
 
   boost::asio::io_context io;
   gm::Agent agent(io, options);
@@ -79,6 +95,7 @@ int main(int argc, char** argv) {
   boost::asio::signal_set stop(io, SIGINT, SIGTERM);
   stop.async_wait([&](const boost::system::error_code&, int sig) {
     log(LogLevel::Info, std::string("stopping on ") + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
+    agent.stop();
     io.stop();
   });
   io.run();

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "config/key_files.h"
+#include "config/policy_syntax.h"
 
 namespace covey::config::detail {
 
@@ -58,6 +59,26 @@ std::optional<Address> read_address(TableReader& r, std::string_view key, std::s
                                             std::string(example));
   }
   return a;
+}
+
+std::optional<std::vector<gdoi::AclEntry>> read_acl(TableReader& r, std::string_view key, std::string_view example) {
+  auto lines = r.strings(key, example);
+  if (!lines) return std::nullopt;
+  std::vector<gdoi::AclEntry> acl;
+  for (std::size_t i = 0; i < lines->size(); ++i) {
+    const auto& [text, at] = (*lines)[i];
+    auto parsed = parse_acl_entry(text);
+    if (auto* err = std::get_if<SyntaxError>(&parsed)) {
+      // The column of the word inside the quoted string (exact unless the string has escapes).
+      auto column = static_cast<std::uint32_t>(at.begin.column + 1 + err->offset);
+      r.diagnostics().error_at(at.begin.line, column,
+                               r.name() + " " + std::string(key) + "[" + std::to_string(i) + "] \"" + text +
+                                   "\": " + err->message);
+    } else {
+      acl.push_back(std::get<gdoi::AclEntry>(parsed));
+    }
+  }
+  return acl;
 }
 
 void read_daemon_files(TableReader& r, const std::string& folder, std::string& state_dir,

@@ -8,8 +8,10 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/address.h"
+#include "gdoi/policy.h"
 #include "config/phase1_config.h"
 #include "config/problem.h"
 #include "config/toml_reader.h"
@@ -34,6 +36,10 @@ std::optional<std::uint32_t> read_lifetime(TableReader& r, std::string_view key,
                                            std::int64_t minimum = 30);
 
 std::optional<Address> read_address(TableReader& r, std::string_view key, std::string_view example);
+
+// An ACL as a list of Cisco lines (policy_syntax.h); errors point at the
+// offending word. nullopt when the key is absent or not a list of strings.
+std::optional<std::vector<gdoi::AclEntry>> read_acl(TableReader& r, std::string_view key, std::string_view example);
 
 // state_dir, control_socket and keylog, which both daemons ("ks", "gm") have.
 void read_daemon_files(TableReader& r, const std::string& folder, std::string& state_dir,

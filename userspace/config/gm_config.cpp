@@ -83,6 +83,18 @@ void read_member(const toml::table& t, const std::string& folder, Diagnostics& d
     }
   }
   detail::read_daemon_files(r, folder, m.state_dir, m.control_socket, m.keylog, "gm");
+  if (auto v = r.boolean("data_path", "data_path = true")) m.data_path = *v;
+  if (auto acl = detail::read_acl(r, "fail_close", "fail_close = [\"permit ip 192.168.3.0/24 192.168.0.0/16\"]"))
+    m.fail_close = std::move(*acl);
+  if (auto mode = r.string("xdp_mode", "xdp_mode = \"auto\"")) {
+    if (*mode == "auto") m.xdp_mode = GmMemberConfig::XdpMode::Auto;
+    else if (*mode == "native") m.xdp_mode = GmMemberConfig::XdpMode::Native;
+    else if (*mode == "generic") m.xdp_mode = GmMemberConfig::XdpMode::Generic;
+    else
+      d.error(r.where("xdp_mode"), "[member] xdp_mode \"" + *mode +
+                                       "\" is not one of \"auto\" (the driver's XDP if it has one), \"native\", \"generic\"");
+  }
+  if (auto v = r.boolean("drop_unknown_spi", "drop_unknown_spi = false")) m.drop_unknown_spi = *v;
   r.finish();
 }
 

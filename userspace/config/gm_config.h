@@ -11,6 +11,7 @@
 #include "common/address.h"
 #include "config/phase1_config.h"
 #include "config/problem.h"
+#include "gdoi/policy.h"
 
 namespace covey::config {
 
@@ -23,6 +24,20 @@ struct GmMemberConfig {
   std::string state_dir = "/var/lib/covey";
   std::string control_socket = "/run/covey/gm.sock";
   std::string keylog;  // empty: off
+
+  // The data path (docs/ARCHITECTURE.md): TEKs into XFRM, the BPF programs
+  // on wan_interface and lan_interfaces. false: keys only, the kernel is
+  // left alone (a key-distribution member, or a kernel without ESP).
+  bool data_path = true;
+  // Dropped while no TEK is active, from start-up on (before the first
+  // registration too): permit = drop. The key server's fail-close ACL is
+  // added after these lines once registered.
+  std::vector<gdoi::AclEntry> fail_close;
+  enum class XdpMode : std::uint8_t { Auto, Native, Generic };
+  XdpMode xdp_mode = XdpMode::Auto;
+  // ESP with an SPI that is not the group's is dropped on the WAN (off:
+  // the host may run other IPsec).
+  bool drop_unknown_spi = false;
 };
 
 struct GmGroupConfig {

@@ -44,27 +44,6 @@ void read_server(const toml::table& t, const std::string& folder, Diagnostics& d
   r.finish();
 }
 
-// An ACL as a list of Cisco lines; errors point at the offending word.
-std::optional<std::vector<gdoi::AclEntry>> read_acl(TableReader& r, std::string_view key) {
-  auto lines = r.strings(key, kAclExample);
-  if (!lines) return std::nullopt;
-  std::vector<gdoi::AclEntry> acl;
-  for (std::size_t i = 0; i < lines->size(); ++i) {
-    const auto& [text, at] = (*lines)[i];
-    auto parsed = parse_acl_entry(text);
-    if (auto* err = std::get_if<SyntaxError>(&parsed)) {
-      // The column of the word inside the quoted string (exact unless the string has escapes).
-      auto column = static_cast<std::uint32_t>(at.begin.column + 1 + err->offset);
-      r.diagnostics().error_at(at.begin.line, column,
-                               r.name() + " " + std::string(key) + "[" + std::to_string(i) + "] \"" + text +
-                                   "\": " + err->message);
-    } else {
-      acl.push_back(std::get<gdoi::AclEntry>(parsed));
-    }
-  }
-  return acl;
-}
-
 void read_transform(TableReader& r, gdoi::TekTransform& tek) {
   auto text = r.string("transform", "transform = \"esp-aes 256 esp-sha256-hmac\"");
   if (!text) return;
@@ -355,7 +334,7 @@ KsGroupConfig read_group(const toml::table& t, std::size_t index, const std::str
   else if (!r.node("identity"))
     r.missing("identity", "identity = 134 (the GDOI group number members ask for)");
 
-  if (auto acl = read_acl(r, "acl")) {
+  if (auto acl = detail::read_acl(r, "acl", kAclExample)) {
     policy.acl = std::move(*acl);
     const std::size_t written = r.node("acl")->as_array()->size();
     if (written == 0) {
@@ -377,7 +356,7 @@ KsGroupConfig read_group(const toml::table& t, std::size_t index, const std::str
   // before its end, by default) still leaves members 5 s to take the push.
   if (auto v = detail::read_lifetime(r, "lifetime", "lifetime = 3600", 20)) policy.tek_lifetime_s = *v;
   read_tbar(r, policy.tbar_window_ms);
-  if (auto acl = read_acl(r, "fail_close")) policy.fail_close_acl = std::move(*acl);
+  if (auto acl = detail::read_acl(r, "fail_close", kAclExample)) policy.fail_close_acl = std::move(*acl);
 
   for (auto [key, field] : {std::pair{"activation_delay", &policy.activation_delay_s},
                             std::pair{"deactivation_delay", &policy.deactivation_delay_s}}) {

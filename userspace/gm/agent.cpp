@@ -40,6 +40,14 @@ bool Agent::start(std::string* error) {
     return false;
   }
   if (options_.keylog_path && !keylog_.open(*options_.keylog_path, error)) return false;
+  if (options_.dataplane) {
+    auto dp = Dataplane::start(*options_.dataplane);
+    if (!dp) {
+      if (error) *error = dp.error();
+      return false;
+    }
+    dataplane_ = std::move(*dp);
+  }
   socket_ = UdpSocket::bind(options_.local, error);
   if (!socket_) return false;
   watch_.emplace(io_, ::dup(socket_->fd()));
@@ -135,6 +143,7 @@ void Agent::finish_attempt() {
     }
     update_multicast();
     state_ = State::Registered;
+    sync_dataplane(true);
   } else {
     last_error_ = a.registration() ? "KS " + a.key_server().address.str() + ": " + taken.error() : a.failure();
     log(LogLevel::Warning, *last_error_);
@@ -170,6 +179,7 @@ void Agent::on_push(ByteView datagram, const Endpoint& from, PushVia via) {
     }
   }
   if (out.transport_changed) update_multicast();
+  if (out.kind == PushOutcome::Kind::Applied) sync_dataplane(false);
   if (out.reregister && !attempt_) {
     retry_at_ = 0;
     log(LogLevel::Info, "Registering again with KS " + options_.key_servers[ks_index_].address.str() + " for group " +
@@ -229,6 +239,7 @@ void Agent::on_multicast_readable() {
 void Agent::tick() {
   std::int64_t t = now();
   for (const LogEvent& e : keys_.tick(t)) log(e.level, e.text);
+  sync_dataplane(false);
   if (attempt_) {
     send(attempt_->tick(t));
     flush_events();
@@ -247,6 +258,22 @@ void Agent::tick() {
   });
 }
 
+void Agent::sync_dataplane(bool registration) {
+  if (!dataplane_) return;
+  if (auto pt = keys_.pseudotime(); pt && (registration || pt->serial != pseudotime_serial_)) {
+    pseudotime_serial_ = pt->serial;
+    dataplane_->pseudotime(pt->ms, monotonic_ns(), registration);
+  }
+  if (auto ok = dataplane_->sync(keys_, now()); !ok) log(LogLevel::Error, ok.error());
+}
+
+void Agent::stop() {
+  if (!dataplane_) return;
+  dataplane_->stop();
+  dataplane_.reset();
+  log(LogLevel::Info, "Group " + options_.group_name + ": data path removed from the kernel");
+}
+
 json Agent::status(bool show_keys) const {
   std::int64_t t = now();
   const bool registered = keys_.is_registered();
@@ -263,6 +290,7 @@ json Agent::status(bool show_keys) const {
   j["reregister_at"] = retry_at_ ? json(retry_at_) : registered && expected_by ? json(*expected_by) : json(nullptr);
   j["last_error"] = last_error_ ? json(*last_error_) : json(nullptr);
   j.update(key_status(keys_, t, show_keys, multicast_.has_value()));
+  j["data_path"] = dataplane_ ? dataplane_->status() : json{{"state", "off"}};
   return j;
 }
 

@@ -18,6 +18,7 @@
 
 #include "common/keylog.h"
 #include "common/udp.h"
+#include "gm/dataplane.h"
 #include "gm/registrar.h"
 #include "gm/rekey_state.h"
 
@@ -31,12 +32,16 @@ struct AgentOptions {
   std::optional<std::string> keylog_path;
   std::int64_t backoff_min_s = 1;
   std::int64_t backoff_max_s = 60;
+  // nullopt: keys only, the kernel is left alone.
+  std::optional<DataplaneOptions> dataplane;
 };
 
 class Agent {
  public:
   Agent(boost::asio::io_context& io, AgentOptions options);
   bool start(std::string* error);
+  // A clean stop: the data path is taken out of the kernel.
+  void stop();
   nlohmann::json status(bool show_keys) const;
 
  private:
@@ -53,6 +58,8 @@ class Agent {
   void send(const std::vector<Bytes>& datagrams);
   void flush_events();
   void keylog_phase1();
+  // The kernel follows the keys: after a registration, an applied push, each tick.
+  void sync_dataplane(bool registration);
   static std::int64_t now();
 
   boost::asio::io_context& io_;
@@ -73,6 +80,8 @@ class Agent {
   Endpoint registered_with_;
   std::optional<std::string> last_error_;
   RekeyState keys_;
+  std::unique_ptr<Dataplane> dataplane_;
+  std::uint64_t pseudotime_serial_ = 0;  // of the last sample handed to the data path
 
   // The rekey multicast group, joined while the policy says multicast.
   std::optional<UdpSocket> multicast_;

@@ -1,0 +1,89 @@
+// The pure part of the member's data path (gm/dataplane.h, plan_sas): which
+// XFRM states a member adds and removes as its TEKs move through pending,
+// active, receive-only and expired, and in which order, so that a rollover
+// never leaves a moment without an inbound state for a TEK a peer may send
+// on, and the sender switches only at activation.
+#include <gtest/gtest.h>
+
+#include "gm/dataplane.h"
+
+using namespace covey;
+using covey::gm::InstalledSa;
+using covey::gm::plan_sas;
+using covey::gm::SaStep;
+using covey::gm::TekState;
+using covey::gm::TekView;
+using K = SaStep::Kind;
+
+namespace {
+
+const std::uint32_t kOld = 0x1A2B3C4D, kNew = 0x2B3C4D5E;
+
+struct Teks {
+  std::vector<gdoi::Tek> teks;
+  std::vector<TekView> views;
+  Teks& add(std::uint32_t spi, TekState state) {
+    teks.reserve(8);  // views point into teks
+    gdoi::Tek t;
+    t.spi = spi;
+    teks.push_back(std::move(t));
+    TekView v;
+    v.tek = &teks.back();
+    v.state = state;
+    views.push_back(v);
+    return *this;
+  }
+};
+
+TEST(DataplanePlan, FirstTekIsReceivedThenSentOn) {
+  Teks t;
+  t.add(kOld, TekState::Active);
+  EXPECT_EQ(plan_sas(t.views, {}), (std::vector<SaStep>{{K::AddInbound, kOld}, {K::AddOutbound, kOld}}));
+}
+
+TEST(DataplanePlan, PendingTekIsReceivedOnlyBeforeItsActivation) {
+  Teks t;
+  t.add(kOld, TekState::Active).add(kNew, TekState::Pending);
+  std::map<std::uint32_t, InstalledSa> installed{{kOld, {true, true}}};
+  EXPECT_EQ(plan_sas(t.views, installed), (std::vector<SaStep>{{K::AddInbound, kNew}}));
+}
+
+TEST(DataplanePlan, ActivationSwitchesTheSenderAndKeepsReceivingOnTheOld) {
+  Teks t;
+  t.add(kOld, TekState::ReceiveOnly).add(kNew, TekState::Active);
+  std::map<std::uint32_t, InstalledSa> installed{{kOld, {true, true}}, {kNew, {true, false}}};
+  // The new outbound state before the old one goes: never a moment with none.
+  EXPECT_EQ(plan_sas(t.views, installed), (std::vector<SaStep>{{K::AddOutbound, kNew}, {K::RemoveOutbound, kOld}}));
+}
+
+TEST(DataplanePlan, DeactivationRemovesTheOldInboundState) {
+  Teks t;
+  t.add(kOld, TekState::Expired).add(kNew, TekState::Active);
+  std::map<std::uint32_t, InstalledSa> installed{{kOld, {true, false}}, {kNew, {true, true}}};
+  EXPECT_EQ(plan_sas(t.views, installed), (std::vector<SaStep>{{K::RemoveInbound, kOld}}));
+  // A TEK the member no longer holds at all goes the same way.
+  Teks only_new;
+  only_new.add(kNew, TekState::Active);
+  EXPECT_EQ(plan_sas(only_new.views, installed), (std::vector<SaStep>{{K::RemoveInbound, kOld}}));
+}
+
+TEST(DataplanePlan, RegistrationThatReplacesEverythingAddsBeforeItRemoves) {
+  // A member registers again after the key server cut its TEKs short.
+  Teks t;
+  t.add(kNew, TekState::Active);
+  std::map<std::uint32_t, InstalledSa> installed{{kOld, {true, true}}};
+  EXPECT_EQ(plan_sas(t.views, installed), (std::vector<SaStep>{{K::AddInbound, kNew},
+                                                               {K::AddOutbound, kNew},
+                                                               {K::RemoveOutbound, kOld},
+                                                               {K::RemoveInbound, kOld}}));
+}
+
+TEST(DataplanePlan, NothingToDoWhenTheKernelMatches) {
+  Teks t;
+  t.add(kOld, TekState::ReceiveOnly).add(kNew, TekState::Active);
+  std::map<std::uint32_t, InstalledSa> installed{{kOld, {true, false}}, {kNew, {true, true}}};
+  EXPECT_TRUE(plan_sas(t.views, installed).empty());
+  EXPECT_TRUE(plan_sas({}, {}).empty());
+}
+
+}  // namespace

@@ -1,0 +1,356 @@
+#!/bin/sh
+# vm.datapath: the reference lab with real covey-ks and covey-gm on a kernel
+# with ESP, every claim checked on the wire at r2 and in the members'
+# counters. Run inside the VM:
+#   tests/vm/run-in-vm -- sh tests/vm/datapath.sh [OUTDIR]
+# with COVEY_BUILD set to a build tree (ctest sets it).
+#
+#   ks 10.1.12.1 --- r2 --- 10.1.23.3 gm3 --- 192.168.3.0/24 (h3 .10)
+#                      |--- 10.1.24.4 gm4 --- 192.168.4.0/24 (h4 .10)
+#                      \--- 10.1.25.5 gm5 (not authorized)
+#
+# Scenarios (issue 5), in the order they run:
+#   5a fail-close before registration: GMs up, no KS yet: h3 -> h4 is
+#      dropped at gm3 (fail_close_drop), r2 sees none of it.
+#   2  the KS starts; registration (UDP 848) crosses r2 in clear.
+#   1  ping and a TCP transfer h3 -> h4, and pings gm3 and gm4 originate
+#      from their LAN addresses: on r2 only ESP, one SPI both ways, outer
+#      addresses the hosts' own; nothing of 192.168.x in clear.
+#   2a path MTU: UDP with DF just under the usable size arrives; just over
+#      gets ICMP fragmentation-needed, and the size it names gets through.
+#   4  replay: an ESP packet captured on r2 and sent again to gm4 within
+#      the window is counted tbar_duplicate, after it tbar_late; fresh
+#      traffic flows throughout.
+#   3  50 packets/s h3 -> h4 across two operator TEK rekeys: none lost.
+#   6  gm5, refused at registration, holds no SA and cannot decrypt the
+#      group's ESP sent to it.
+#   5b kill -9 of gm3: h3 -> h4 dropped within the lease, nothing in clear
+#      on r2; gm3 restarted: traffic flows again.
+# Under TCG every exec costs a noticeable fraction of a second: commands for
+# one namespace go through one `ip -batch`, and waits poll sparingly.
+set -u
+
+out=${1:-${COVEY_VM_OUT:-}}
+build=${COVEY_BUILD:-}
+P=cvm-dp-
+work=$(mktemp -d /tmp/covey-datapath.XXXXXX)
+NAME=datapath
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+nodes="ks r2 gm3 gm4 gm5 h3 h4"
+
+say() { echo "datapath: $*"; }
+ns() { echo "$P$1"; }
+in_ns() { n=$1; shift; ip netns exec "$P$n" "$@"; }
+cleanup() {
+  [ -n "$tcpdump_pid" ] && kill "$tcpdump_pid" 2>/dev/null
+  for n in $nodes; do
+    for pid in $(ip netns pids "$P$n" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
+  done
+  if [ -n "$out" ]; then cp "$work"/*.log "$work"/*.txt "$out/" 2>/dev/null; fi
+  for n in $nodes; do ip netns del "$P$n" 2>/dev/null; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+[ -n "$build" ] || fail "COVEY_BUILD is not set (the build tree with covey-ks, covey-gm and coveyctl)"
+KS=$build/userspace/apps/covey-ks
+GM=$build/userspace/apps/covey-gm
+CTL=$build/tools/coveyctl/coveyctl
+for f in "$KS" "$GM" "$CTL"; do [ -x "$f" ] || fail "$f is not built"; done
+for cmd in ip tcpdump ping python3 openssl; do
+  command -v $cmd >/dev/null || fail "$cmd is not installed (tools/install-deps.sh installs it)"
+done
+say "kernel $(uname -r)"
+
+# ---- topology ----
+for n in $nodes; do ip netns add "$P$n" || fail "cannot create namespace $P$n"; done
+veth() { ip link add "$2" netns "$P$1" type veth peer name "$4" netns "$P$3" || fail "veth $1/$2 - $3/$4"; }
+veth ks eth0 r2 ks0
+veth r2 gm3 gm3 wan0
+veth r2 gm4 gm4 wan0
+veth r2 gm5 gm5 wan0
+veth gm3 lan0 h3 eth0
+veth gm4 lan0 h4 eth0
+batch "$(ns ks)" topology <<EOF
+link set lo up
+addr add 10.1.12.1/24 dev eth0
+link set eth0 up
+route add default via 10.1.12.2
+EOF
+batch "$(ns r2)" topology <<EOF
+link set lo up
+addr add 10.1.12.2/24 dev ks0
+addr add 10.1.23.2/24 dev gm3
+addr add 10.1.24.2/24 dev gm4
+addr add 10.1.25.2/24 dev gm5
+link set ks0 up
+link set gm3 up
+link set gm4 up
+link set gm5 up
+route add 192.168.3.0/24 via 10.1.23.3
+route add 192.168.4.0/24 via 10.1.24.4
+EOF
+for g in 3 4; do
+  batch "$(ns gm$g)" topology <<EOF
+link set lo up
+addr add 10.1.2$g.$g/24 dev wan0
+addr add 192.168.$g.1/24 dev lan0
+link set wan0 up
+link set lan0 up
+route add default via 10.1.2$g.2
+EOF
+  batch "$(ns h$g)" topology <<EOF
+link set lo up
+addr add 192.168.$g.10/24 dev eth0
+link set eth0 up
+route add default via 192.168.$g.1
+EOF
+done
+batch "$(ns gm5)" topology <<EOF
+link set lo up
+addr add 10.1.25.5/24 dev wan0
+link set wan0 up
+route add default via 10.1.25.2
+EOF
+for n in r2 gm3 gm4; do in_ns $n sh -c 'echo 1 > /proc/sys/net/ipv4/ip_forward' || fail "forwarding in $n"; done
+
+# ---- configuration ----
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/rekey.pem" 2>/dev/null || fail "openssl genpkey"
+cat >"$work/ks.toml" <<EOF
+[server]
+address = "10.1.12.1"
+state_dir = "$work/ks-state"
+control_socket = "$work/ks.sock"
+
+[isakmp]
+pre_shared_key = "covey-vm-not-a-secret"
+
+[[group]]
+name = "GET_VPN"
+identity = 134
+acl = [
+  "deny udp any eq 848 any eq 848",
+  "permit ip 192.168.0.0/16 192.168.0.0/16",
+]
+lifetime = 3600
+activation_delay = 2
+deactivation_delay = 10
+tbar_window = 3
+authorization = ["10.1.23.3", "10.1.24.4"]
+
+[group.rekey]
+transport = "unicast"
+signing_key = "$work/rekey.pem"
+EOF
+for g in 3 4 5; do
+  lan='lan_interfaces = ["lan0"]'
+  [ $g = 5 ] && lan='lan_interfaces = []'
+  cat >"$work/gm$g.toml" <<EOF
+[member]
+local_address = "10.1.2$g.$g"
+wan_interface = "wan0"
+$lan
+state_dir = "$work/gm$g-state"
+control_socket = "$work/gm$g.sock"
+fail_close = ["permit ip 192.168.0.0/16 192.168.0.0/16"]
+
+[group]
+name = "GET_VPN"
+identity = 134
+key_servers = ["10.1.12.1"]
+
+[isakmp]
+pre_shared_key = "covey-vm-not-a-secret"
+EOF
+done
+
+start() { # NODE PROGRAM; exec all the way down, so the pid is the daemon's
+  (exec ip netns exec "$P$1" "$2" --config "$work/$1.toml" >>"$work/$1.log" 2>&1) &
+  echo $! >"$work/$1.pid"
+}
+# Until the control socket of NODE answers with data_path STATE (or 60 s).
+status() { in_ns "$1" "$CTL" gm status --json --socket "$work/$1.sock" 2>/dev/null; }
+field() { # NODE PYTHON-EXPR over the status JSON `s`
+  status "$1" | python3 -c "import json,sys; s=json.load(sys.stdin); print($2)" 2>/dev/null
+}
+wait_for() { # NODE EXPR VALUE WHAT
+  i=0
+  until [ "$(field "$1" "$2")" = "$3" ]; do
+    i=$((i + 1))
+    [ $i -le 60 ] || fail "$1: $4 did not happen within 60 s; log:
+$(tail -15 "$work/$1.log")"
+    kill -0 "$(cat "$work/$1.pid")" 2>/dev/null || fail "$1 exited; log:
+$(tail -15 "$work/$1.log")"
+    sleep 1
+  done
+}
+stat() { field "$1" "s['data_path']['stats']['$2']"; }
+capture_stop() { # NAME: r2's capture as text in $work/NAME.txt
+  sleep 0.5
+  kill -INT $tcpdump_pid
+  wait $tcpdump_pid
+  tcpdump_pid=
+  cp "$work/wire.pcap" "$work/$1.pcap"
+  tcpdump -nn -r "$work/$1.pcap" >"$work/$1.txt" 2>/dev/null || fail "cannot read the capture back"
+  [ -n "$out" ] && cp "$work/$1.pcap" "$out/"
+}
+diagnose() {
+  for g in gm3 gm4; do
+    echo "---- $g: data path"
+    field $g "json.dumps(s.get('data_path'), indent=1)"
+    echo "---- $g: ip -s xfrm state (keys masked), policies, xfrm_stat"
+    ip -n "$(ns $g)" -s xfrm state | sed -E 's/0x[0-9a-f]{16,}/<key>/g'
+    ip -n "$(ns $g)" xfrm policy
+    in_ns $g cat /proc/net/xfrm_stat | grep -v ' 0$'
+    echo "---- $g: log tail"
+    tail -8 "$work/$g.log"
+  done
+  [ -f "$work/traffic.txt" ] && { echo "---- r2 (last capture)"; tail -20 "$work/traffic.txt"; }
+}
+DIAGNOSE=diagnose
+# r2 sees every link; tcpdump -i any there captures all of them.
+capture_r2() { capture_start "$(ns r2)" any; }
+
+# ---- 5a. fail-close before registration ----
+start gm3 "$GM"
+start gm4 "$GM"
+start gm5 "$GM"
+for g in gm3 gm4; do wait_for $g "s['data_path']['state']" fail-close "the data path coming up"; done
+capture_r2
+in_ns h3 ping -c 3 -i 0.3 -W 1 192.168.4.10 >"$work/ping" 2>&1 && fail "h3 -> h4 got through before any registration"
+capture_stop before
+drops=$(stat gm3 fail_close_drop)
+[ "${drops:-0}" -ge 3 ] || fail "gm3 counted ${drops:-?} fail_close_drop for 3 pings before registration"
+leaked=$(grep -E '192\.168\.' "$work/before.txt")
+[ -z "$leaked" ] || fail "protected traffic crossed r2 before registration:
+$leaked"
+say "5a fail-close before registration: 3 pings dropped at gm3 (fail_close_drop $drops), r2 saw none"
+
+# ---- 2. the KS; registration in clear ----
+capture_r2
+start ks "$KS"
+for g in gm3 gm4; do wait_for $g "s['data_path']['state']" active "registration and the first TEK"; done
+capture_stop registration
+n848=$(grep -c 'UDP\|isakmp' "$work/registration.txt")
+grep -q '10.1.23.3.848 > 10.1.12.1.848' "$work/registration.txt" ||
+  fail "no GDOI (UDP 848) from gm3 to the KS in clear on r2; r2 saw:
+$(head "$work/registration.txt")"
+say "2 registration in clear: $n848 GDOI datagrams on r2 (deny udp any eq 848 any eq 848 bypasses)"
+spi=$(field gm3 "s['data_path']['sending_spi']")
+[ "$spi" = "$(field gm4 "s['data_path']['sending_spi']")" ] || fail "gm3 and gm4 send on different SPIs"
+say "both members send on TEK SPI $spi"
+
+# ---- 1. traffic between the LANs and from the GMs themselves ----
+capture_r2
+in_ns h3 ping -c 3 -i 0.3 -W 3 192.168.4.10 >"$work/ping" 2>&1 || fail "h3 -> h4 ping failed: $(tail -2 "$work/ping")"
+in_ns h4 ping -c 3 -i 0.3 -W 3 192.168.3.10 >"$work/ping" 2>&1 || fail "h4 -> h3 ping failed: $(tail -2 "$work/ping")"
+in_ns gm3 ping -c 3 -i 0.3 -W 3 -I 192.168.3.1 192.168.4.10 >"$work/ping" 2>&1 ||
+  fail "gm3 (from 192.168.3.1) -> h4 ping failed: $(tail -2 "$work/ping")"
+in_ns gm4 ping -c 3 -i 0.3 -W 3 -I 192.168.4.1 192.168.3.1 >"$work/ping" 2>&1 ||
+  fail "gm4 (192.168.4.1) -> gm3 (192.168.3.1) ping failed: $(tail -2 "$work/ping")"
+# A TCP transfer of 1 MiB h3 -> h4, checked by length and digest.
+in_ns h4 python3 -c '
+import hashlib, socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("192.168.4.10", 5001)); s.listen(1)
+c, _ = s.accept(); h = hashlib.sha256(); n = 0
+while True:
+    b = c.recv(65536)
+    if not b: break
+    h.update(b); n += len(b)
+print(n, h.hexdigest())' >"$work/tcp.rx" 2>&1 &
+rx=$!
+sleep 1
+in_ns h3 python3 -c '
+import hashlib, socket, random
+data = random.Random(5).randbytes(1 << 20)
+c = socket.create_connection(("192.168.4.10", 5001), timeout=30); c.sendall(data); c.close()
+print(len(data), hashlib.sha256(data).hexdigest())' >"$work/tcp.tx" 2>&1 ||
+  { capture_stop traffic; fail "TCP h3 -> h4: $(tail -1 "$work/tcp.tx")"; }
+wait $rx
+[ "$(cat "$work/tcp.rx")" = "$(cat "$work/tcp.tx")" ] ||
+  fail "TCP h3 -> h4: sent $(cat "$work/tcp.tx"), received $(cat "$work/tcp.rx")"
+capture_stop traffic
+clear=$(grep -E '192\.168\.[34]\.[0-9]+(\.[0-9]+)? > 192\.168\.[34]\.[0-9]+(\.[0-9]+)?: (ICMP|Flags|UDP)' "$work/traffic.txt")
+[ -z "$clear" ] || fail "protected traffic crossed r2 in clear:
+$(echo "$clear" | head -5)"
+for dir in "192.168.3.10 > 192.168.4.10" "192.168.4.10 > 192.168.3.10" "192.168.3.1 > 192.168.4.10" \
+  "192.168.4.10 > 192.168.3.1" "192.168.4.1 > 192.168.3.1"; do
+  grep -q "$dir: ESP(spi=$(printf '%s' "$spi" | tr 'A-F' 'a-f')," "$work/traffic.txt" ||
+    fail "no ESP with SPI $spi for $dir on r2; r2 saw:
+$(head -20 "$work/traffic.txt")"
+done
+other=$(grep -o 'ESP(spi=0x[0-9a-f]*' "$work/traffic.txt" | sort -u | wc -l)
+[ "$other" = 1 ] || fail "r2 saw ESP with $other SPIs, expected one: $(grep -o 'ESP(spi=0x[0-9a-f]*' "$work/traffic.txt" | sort -u)"
+esp=$(grep -c 'ESP(spi=' "$work/traffic.txt")
+say "1 ping both ways, pings from gm3 and gm4 themselves, TCP 1 MiB h3 -> h4 intact: r2 saw $esp ESP packets, one SPI, hosts' own addresses, nothing in clear"
+
+mac() { ip -n "$(ns $1)" -o link show "$2" | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2; }
+xfrm_stat() { in_ns "$1" cat /proc/net/xfrm_stat | awk -v k="$2" '$1 == k { print $2 }'; }
+
+# ---- 4. replay: the same ESP packet again, within and after the window ----
+dup0=$(stat gm4 tbar_duplicate) late0=$(stat gm4 tbar_late) acc0=$(stat gm4 tbar_accepted)
+in_ns h3 ping -c 25 -i 0.4 -W 3 192.168.4.10 >"$work/ping.fresh" 2>&1 &
+fresh=$!
+in_ns r2 python3 "$here/replay.py" gm4 192.168.3.10 192.168.4.10 --after 5 >"$work/replay.out" 2>&1 ||
+  fail "replay: $(cat "$work/replay.out")"
+wait $fresh || fail "fresh traffic h3 -> h4 during the replays lost packets: $(grep -o '[0-9]* received.*loss' "$work/ping.fresh")"
+sleep 1
+dup=$(( $(stat gm4 tbar_duplicate) - dup0 )) late=$(( $(stat gm4 tbar_late) - late0 ))
+[ $dup = 1 ] && [ $late = 1 ] || fail "replays of one ESP packet to gm4: expected 1 tbar_duplicate and 1 tbar_late, counted $dup and $late
+$(cat "$work/replay.out")"
+say "4 replay of $(head -1 "$work/replay.out" | cut -d' ' -f1-2) at gm4: within the 3 s window tbar_duplicate, $(tail -1 "$work/replay.out" | cut -d' ' -f3-4) s later tbar_late; fresh pings: $(grep -o '[0-9]* received.*loss' "$work/ping.fresh")"
+
+# ---- 3. 50 packets/s across two TEK rekeys ----
+in_ns h3 ping -c 1250 -i 0.02 -W 2 192.168.4.10 >"$work/ping.rekey" 2>&1 &
+flow=$!
+sleep 3
+for r in 1 2; do
+  in_ns ks "$CTL" ks rekey GET_VPN --socket "$work/ks.sock" >"$work/rekey.out" 2>&1 || fail "ks rekey: $(cat "$work/rekey.out")"
+  sleep 9
+done
+wait $flow
+got=$(grep -o '[0-9]* packets transmitted, [0-9]* received' "$work/ping.rekey")
+case "$got" in "1250 packets transmitted, 1250 received") ;; *) fail "50 pps across two rekeys: $got" ;; esac
+spi2=$(field gm3 "s['data_path']['sending_spi']")
+[ "$spi2" != "$spi" ] && [ "$spi2" = "$(field gm4 "s['data_path']['sending_spi']")" ] ||
+  fail "after two rekeys gm3 sends on $spi2, gm4 on $(field gm4 "s['data_path']['sending_spi']") (was $spi)"
+seen=$(grep -c 'sending on TEK SPI' "$work/gm3.log")
+[ "$seen" -ge 3 ] || fail "gm3 switched its sending TEK $seen times, expected 3 (first TEK and two rekeys)"
+say "3 50 pps h3 -> h4 across two rekeys: $got, 0 lost; members moved $spi -> $spi2"
+
+# ---- 6. an unauthorized member ----
+grep -q "refused\|not authorized\|NOT_AUTHORIZED\|AUTHORIZATION" "$work/gm5.log" ||
+  fail "gm5 was not refused at registration; its log: $(tail -5 "$work/gm5.log")"
+[ "$(field gm5 "s['state']")" != registered ] || fail "gm5 registered although it is not authorized"
+[ -z "$(ip -n "$(ns gm5)" xfrm state)" ] || fail "gm5 holds XFRM states: $(ip -n "$(ns gm5)" xfrm state | grep -c '^src')"
+nostates0=$(xfrm_stat gm5 XfrmInNoStates)
+in_ns r2 python3 "$here/replay.py" gm4 192.168.3.10 192.168.4.10 --out gm5 --dst-mac "$(mac gm5 wan0)" \
+  --set-dst 169.254.77.3 >"$work/replay6.out" 2>&1 &
+offer=$!
+in_ns h3 ping -c 20 -i 0.3 -W 2 192.168.4.10 >/dev/null 2>&1
+wait $offer || fail "offering group ESP to gm5: $(cat "$work/replay6.out")"
+sleep 1
+nostates=$(( $(xfrm_stat gm5 XfrmInNoStates) - nostates0 ))
+[ $nostates -ge 1 ] || fail "gm5's ESP input did not see the group's packet (XfrmInNoStates +$nostates)"
+say "6 gm5 refused at registration, no SA; the group's ESP offered to its ESP input: XfrmInNoStates +$nostates, nothing decrypted"
+
+# ---- 5b. fail-close after kill -9 ----
+kill -9 "$(cat "$work/gm3.pid")"
+wait "$(cat "$work/gm3.pid")" 2>/dev/null
+[ -z "$(ip netns pids "$(ns gm3)")" ] || fail "gm3 survived kill -9"
+sleep 7  # the lease (5 s) runs out
+capture_r2
+in_ns h3 ping -c 3 -i 0.3 -W 1 192.168.4.10 >"$work/ping" 2>&1 && fail "h3 -> h4 got through with gm3 killed"
+capture_stop killed
+leaked=$(grep -E '192\.168\.' "$work/killed.txt")
+[ -z "$leaked" ] || fail "with gm3 killed, r2 saw:
+$leaked"
+say "5b gm3 killed (kill -9): h3 -> h4 dropped after the lease, r2 saw nothing of it"
+start gm3 "$GM"
+wait_for gm3 "s['data_path']['state']" active "gm3 coming back"
+in_ns h3 ping -c 3 -i 0.3 -W 3 192.168.4.10 >"$work/ping" 2>&1 || fail "h3 -> h4 after gm3's restart: $(tail -2 "$work/ping")"
+say "5b gm3 restarted: registered again, h3 -> h4 flows"
+
+say "PASS"

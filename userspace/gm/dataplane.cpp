@@ -1,0 +1,428 @@
+#include "gm/dataplane.h"
+
+#include <bpf/bpf.h>
+#include <linux/if_link.h>
+#include <linux/magic.h>
+#include <net/if.h>
+#include <sys/mount.h>
+#include <sys/statfs.h>
+
+#include <cerrno>
+#include <cstring>
+#include <time.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <tuple>
+
+#include "common/log.h"
+#include "datapath/acl_compile.h"
+#include "kmod-free/probe.h"
+
+namespace covey::gm {
+
+using crypto::Error;
+using nlohmann::json;
+
+std::uint64_t monotonic_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+std::vector<SaStep> plan_sas(const std::vector<TekView>& teks, const std::map<std::uint32_t, InstalledSa>& installed) {
+  std::map<std::uint32_t, InstalledSa> want;
+  for (const TekView& v : teks) {
+    if (v.state == TekState::Expired) continue;
+    want[v.tek->spi].inbound = true;
+    if (v.state == TekState::Active) want[v.tek->spi].outbound = true;
+  }
+  std::vector<SaStep> steps;
+  using K = SaStep::Kind;
+  auto have = [&](std::uint32_t spi) { auto i = installed.find(spi); return i == installed.end() ? InstalledSa{} : i->second; };
+  for (const auto& [spi, w] : want)
+    if (!have(spi).inbound) steps.push_back({K::AddInbound, spi});
+  for (const auto& [spi, w] : want)
+    if (w.outbound && !have(spi).outbound) steps.push_back({K::AddOutbound, spi});
+  for (const auto& [spi, h] : installed) {
+    auto w = want.find(spi);
+    if (h.outbound && (w == want.end() || !w->second.outbound)) steps.push_back({K::RemoveOutbound, spi});
+  }
+  for (const auto& [spi, h] : installed)
+    if (h.inbound && !want.contains(spi)) steps.push_back({K::RemoveInbound, spi});
+  return steps;
+}
+
+namespace {
+
+std::string steps_word(SaStep::Kind k) {
+  switch (k) {
+    case SaStep::Kind::AddInbound: return "installing the inbound SA";
+    case SaStep::Kind::AddOutbound: return "installing the outbound SA";
+    case SaStep::Kind::RemoveOutbound: return "removing the outbound SA";
+    case SaStep::Kind::RemoveInbound: return "removing the inbound SA";
+  }
+  return "?";
+}
+
+datapath::Anchors bpf_anchors(const kmod::GroupAnchors& a) {
+  datapath::Anchors b;
+  b.family = a.local.family;
+  b.local = a.local.bytes;
+  b.group = a.group.bytes;
+  b.in = a.in.bytes;
+  return b;
+}
+
+std::string pin_name(const std::string& group) {
+  std::string n = group;
+  for (char& c : n)
+    if (c == '/' || c == '.' || c == ' ') c = '_';
+  return n;
+}
+
+// `ip netns exec` gives its command a fresh /sys, without the BPF
+// filesystem systemd mounts at /sys/fs/bpf; the maps must be pinned
+// somewhere bpftool can find them (from the same mount namespace).
+crypto::Result<void> mount_bpffs() {
+  const char* dir = "/sys/fs/bpf";
+  struct statfs fs {};
+  if (statfs(dir, &fs) == 0 && fs.f_type == BPF_FS_MAGIC) return {};
+  if (mount("bpf", dir, "bpf", 0, "mode=0700") != 0)
+    return Error{std::string("cannot mount the BPF filesystem at ") + dir + ": " + std::strerror(errno)};
+  log(LogLevel::Info, std::string("mounted the BPF filesystem at ") + dir);
+  return {};
+}
+
+}  // namespace
+
+crypto::Result<std::unique_ptr<Dataplane>> Dataplane::start(const DataplaneOptions& options) {
+  // The kernel first: a member that cannot encrypt must say so at start,
+  // not when the first protected packet leaves in clear.
+  if (auto ok = mount_bpffs(); !ok) return Error{"group " + options.group_name + ": " + ok.error()};
+  kmod::ProbeReport report = kmod::probe_kernel();
+  if (!report.ready())
+    return Error{"this kernel lacks what covey's data path needs (covey-gm --probe):\n" + report.text()};
+  std::unique_ptr<Dataplane> d(new Dataplane);
+  d->options_ = options;
+  d->reqid_ = kmod::kDefaultOwnership.reqid_first | (options.group_id & 0xffffu);
+  d->pin_dir_ = options.pin_root + "/" + pin_name(options.group_name);
+  if (auto ok = d->setup(); !ok) {
+    d->stop();
+    return Error{ok.error()};
+  }
+  return d;
+}
+
+crypto::Result<void> Dataplane::setup() {
+  const std::string where = "group " + options_.group_name + ": ";
+  auto wan = kmod::interface_info(options_.wan);
+  if (!wan) return Error{where + "WAN " + wan.error()};
+  wan_ = *wan;
+  for (const std::string& name : options_.lans) {
+    auto lan = kmod::interface_info(name);
+    if (!lan) return Error{where + "LAN " + lan.error()};
+    lans_.push_back(*lan);
+  }
+  auto xfrm = kmod::XfrmSocket::open();
+  if (!xfrm) return Error{where + xfrm.error()};
+  xfrm_ = std::move(*xfrm);
+  // What a run that died left behind (states with keys of a TEK nobody
+  // rekeys any more) goes before anything new is installed.
+  auto flushed = xfrm_->flush_owned();
+  if (!flushed) return Error{where + flushed.error()};
+  if (!flushed->policies_deleted.empty() || !flushed->states_deleted.empty())
+    log(LogLevel::Info, "Group " + options_.group_name + ": removed what an earlier covey-gm left in XFRM: " + flushed->str());
+  auto rtnl = kmod::RouteSocket::open();
+  if (!rtnl) return Error{where + rtnl.error()};
+  rtnl_ = std::move(*rtnl);
+
+  // The anchors (ARCHITECTURE.md): ANCHOR_LOCAL and ANCHOR_IN are local
+  // addresses; XFRM output needs a route to ANCHOR_GROUP, and the route
+  // needs no neighbour lookup (the rewritten packet is routed again by
+  // its real destination, bpf_fib_lookup + bpf_redirect_neigh), hence a
+  // permanent entry.
+  const kmod::GroupAnchors& a = options_.anchors;
+  const int lo = static_cast<int>(if_nametoindex("lo"));
+  for (const Address& local : {a.local, a.in})
+    if (auto ok = rtnl_->add_address(lo, local, 32); !ok) return Error{where + ok.error()};
+  if (auto ok = rtnl_->replace_neighbor(wan_.ifindex, a.group, wan_.mac); !ok) return Error{where + ok.error()};
+  if (auto ok = rtnl_->replace_host_route(a.group, wan_.ifindex); !ok) return Error{where + ok.error()};
+
+  // The GM's own traffic is bounced from the WAN's egress to its ingress
+  // to meet XFRM: the kernel must accept a packet from a local address
+  // arriving there, not check its source strictly, and not answer it with
+  // an ICMP redirect.
+  const std::string conf = "net.ipv4.conf." + wan_.name + ".";
+  for (const auto& [key, value] : {std::pair<std::string, std::string>{conf + "accept_local", "1"},
+                                   {conf + "rp_filter", "2"},
+                                   {conf + "send_redirects", "0"},
+                                   {"net.ipv4.conf.all.send_redirects", "0"}})
+    if (auto ok = kmod::write_sysctl(key, value); !ok) return Error{where + ok.error()};
+  if (!lans_.empty())
+    if (auto fwd = kmod::read_sysctl("net.ipv4.ip_forward"); fwd && *fwd == "0")
+      log(LogLevel::Warning, "Group " + options_.group_name +
+                                 ": net.ipv4.ip_forward is 0: traffic of the LAN interfaces will not be forwarded");
+
+  datapath::Options o;
+  o.pin_dir = pin_dir_;
+  auto dp = datapath::Datapath::open(o);
+  if (!dp) return Error{where + dp.error()};
+  dp_ = std::move(*dp);
+  if (auto ok = dp_->set_steering_mark(kmod::kDefaultSteeringMark.value, kmod::kDefaultSteeringMark.mask); !ok)
+    return Error{where + ok.error()};
+  dp_->set_anchors(bpf_anchors(a));
+  dp_->set_wan_mac(wan_.mac);
+  dp_->set_egress_fib(true);
+  dp_->set_drop_unknown_spi(options_.drop_unknown_spi);
+  dp_->set_drop_clear(true);
+  // No TEK yet: the fail-close ACL holds, and a restarted member's pinned
+  // maps forget the SPIs of SAs just flushed.
+  dp_->set_no_tek_active(true);
+  if (auto ok = forget_spis(); !ok) return Error{where + ok.error()};
+  if (auto ok = install_policy(gdoi::GroupPolicy{}); !ok) return ok;
+  apply_tbar();
+
+  kmod::GroupPolicies p = kmod::group_policies(a, 4, reqid_, kmod::kDefaultSteeringMark, 0xffff);
+  for (const kmod::Policy* pol : {&p.out, &p.in, &p.fwd})
+    if (auto ok = xfrm_->add_policy(*pol); !ok) return Error{where + ok.error()};
+
+  for (const kmod::Interface& lan : lans_)
+    if (auto ok = dp_->attach_tc(lan.ifindex, datapath::Program::LanIngress); !ok) return Error{where + ok.error()};
+  if (auto ok = dp_->attach_tc(wan_.ifindex, datapath::Program::WanEgress); !ok) return Error{where + ok.error()};
+  if (auto ok = dp_->attach_tc(wan_.ifindex, datapath::Program::WanIngress); !ok) return Error{where + ok.error()};
+  if (auto ok = dp_->attach_xdp(wan_.ifindex, options_.xdp_flags); !ok) return Error{where + ok.error()};
+  attached_ = true;
+  std::string lans;
+  for (const auto& l : lans_) lans += (lans.empty() ? "" : ", ") + l.name;
+  log(LogLevel::Info, "Group " + options_.group_name + ": data path on WAN " + wan_.name +
+                          (lans.empty() ? std::string(" (this host's own traffic only)") : ", LAN " + lans) + ", maps in " +
+                          pin_dir_ + (options_.fail_close.empty() ? "" : "; fail-close until a TEK is active"));
+  return {};
+}
+
+// A restarted member finds its pinned maps as the last run left them; the
+// SPIs there belonged to states flushed at start.
+crypto::Result<void> Dataplane::forget_spis() {
+  const int fd = dp_->map_fd("covey_spis");
+  std::uint32_t key = 0, next = 0;
+  std::vector<std::uint32_t> spis;
+  for (void* prev = nullptr; bpf_map_get_next_key(fd, prev, &next) == 0; prev = &key) {
+    spis.push_back(next);
+    key = next;
+  }
+  for (std::uint32_t spi : spis)
+    if (auto ok = dp_->remove_spi(spi); !ok) return ok;
+  return {};
+}
+
+crypto::Result<void> Dataplane::install_policy(const gdoi::GroupPolicy& policy) {
+  const std::string where = "group " + options_.group_name + ": ";
+  std::vector<gdoi::AclEntry> fail_close = options_.fail_close;
+  fail_close.insert(fail_close.end(), policy.fail_close_acl.begin(), policy.fail_close_acl.end());
+  if (!policy_ || policy_->acl != policy.acl || fail_close != fail_close_) {
+    auto acl = datapath::compile_acl(policy.acl);
+    if (!acl) return Error{where + "the ACL: " + acl.error()};
+    auto fc = datapath::compile_acl(fail_close);
+    if (!fc) return Error{where + "the fail-close ACL: " + fc.error()};
+    if (auto ok = dp_->install(*acl, *fc); !ok) return Error{where + ok.error()};
+  }
+  policy_ = policy;
+  fail_close_ = std::move(fail_close);
+  return {};
+}
+
+// TBAR needs all three: the policy's window, this member's SID and the key
+// server's pseudotime. Without the pseudotime a stamp would carry this
+// host's clock, which every receiver would drop as late or early.
+void Dataplane::apply_tbar() {
+  datapath::TbarPolicy t;
+  if (policy_ && policy_->tbar_window_ms && !sids_.empty() && pseudotime_epoch_ns_) {
+    t.stamp = t.check = true;
+    t.sid = static_cast<std::uint16_t>(sids_.front());
+    t.window_ms = *policy_->tbar_window_ms;
+    // The inner packet's MTU through the group SA on this WAN (the route
+    // to ANCHOR_GROUP is the WAN's, so its MTU is the WAN's): a stamped
+    // packet larger than this is answered with fragmentation-needed.
+    if (auto alg = kmod::esp_algorithms(policy_->tek)) {
+      t.inner_mtu_v4 = kmod::esp_tunnel_inner_mtu(wan_.mtu, *alg, 4);
+      t.tcp_mss_v4 = datapath::tcp_mss_for_stamp(t.inner_mtu_v4, 4);
+    }
+  }
+  const auto key = [](const datapath::TbarPolicy& p) {
+    return std::tuple(p.stamp, p.check, p.sid, p.window_ms, p.tcp_mss_v4, p.tcp_mss_v6, p.inner_mtu_v4, p.inner_mtu_v6);
+  };
+  if (tbar_ && key(*tbar_) == key(t)) return;
+  dp_->set_tbar(t);
+  if (policy_ && policy_->tbar_window_ms)
+    log(LogLevel::Info, "Group " + options_.group_name + ": " +
+                            (t.stamp ? "time-based anti-replay on, SID " + std::to_string(t.sid) + ", window " +
+                                           std::to_string(t.window_ms) + " ms"
+                                     : std::string("time-based anti-replay waits for the key server's pseudotime")));
+  tbar_ = t;
+}
+
+crypto::Result<void> Dataplane::step(const SaStep& s, const RekeyState& keys, std::int64_t now) {
+  const std::string what = "group " + options_.group_name + ": " + steps_word(s.kind) + " of TEK SPI " + spi_hex(s.spi) + ": ";
+  InstalledSa& held = installed_[s.spi];
+  const kmod::GroupAnchors& a = options_.anchors;
+  switch (s.kind) {
+    case SaStep::Kind::AddInbound:
+    case SaStep::Kind::AddOutbound: {
+      const TekView* view = nullptr;
+      const auto views = keys.teks(now);
+      for (const TekView& v : views)
+        if (v.tek->spi == s.spi) view = &v;
+      if (!view) return Error{what + "the TEK is no longer held"};
+      auto pair = kmod::group_sa_pair(*view->tek, keys.policy().tek, a, reqid_, kmod::kDefaultSteeringMark);
+      if (!pair) return Error{what + pair.error()};
+      // The kernel drops the state on its own if this process is gone
+      // when the TEK ends (covey-gm removes it itself otherwise).
+      const std::uint64_t hard = static_cast<std::uint64_t>(std::max<std::int64_t>(view->remaining_s, 0)) + 120;
+      pair->inbound.hard_lifetime_s = pair->outbound.hard_lifetime_s = hard;
+      if (s.kind == SaStep::Kind::AddInbound) {
+        if (auto ok = xfrm_->add_sa(pair->inbound); !ok) return Error{what + ok.error()};
+        held.inbound = true;
+      } else {
+        if (auto ok = xfrm_->add_sa(pair->outbound); !ok) return Error{what + ok.error()};
+        held.outbound = true;
+      }
+      break;
+    }
+    case SaStep::Kind::RemoveOutbound:
+      held.outbound = false;
+      if (auto ok = xfrm_->delete_sa({a.group, s.spi, 50, kmod::kDefaultSteeringMark}); !ok) return Error{what + ok.error()};
+      break;
+    case SaStep::Kind::RemoveInbound:
+      held.inbound = false;
+      if (auto ok = xfrm_->delete_sa({a.in, s.spi, 50, kmod::Mark{0, kmod::kDefaultSteeringMark.mask}}); !ok)
+        return Error{what + ok.error()};
+      break;
+  }
+  std::uint32_t flags = (held.inbound ? COVEY_SPI_INBOUND : 0u) | (held.outbound ? COVEY_SPI_OUTBOUND : 0u);
+  if (flags) {
+    if (auto ok = dp_->set_spi(s.spi, flags); !ok) return Error{what + ok.error()};
+  } else {
+    installed_.erase(s.spi);
+    if (auto ok = dp_->remove_spi(s.spi); !ok) return Error{what + ok.error()};
+  }
+  return {};
+}
+
+crypto::Result<void> Dataplane::sync(const RekeyState& keys, std::int64_t now) {
+  crypto::Result<void> result;
+  if (keys.is_registered() && (!policy_ || *policy_ != keys.policy()))
+    if (auto ok = install_policy(keys.policy()); !ok) result = Error{ok.error()};
+  if (keys.is_registered()) sids_ = keys.sids();
+  apply_tbar();
+  if (keys.is_registered())
+    for (const SaStep& s : plan_sas(keys.teks(now), installed_)) {
+      auto ok = step(s, keys, now);
+      if (!ok && result) result = Error{ok.error()};
+      if (ok && s.kind == SaStep::Kind::AddOutbound)
+        log(LogLevel::Info, "Group " + options_.group_name + ": sending on TEK SPI " + spi_hex(s.spi));
+    }
+  sending_.reset();
+  for (const auto& [spi, held] : installed_)
+    if (held.outbound) sending_ = spi;
+  // The lease: renewed every tick while a TEK is active. If covey-gm dies,
+  // the programs find it expired and the fail-close ACL takes over.
+  if (sending_) {
+    dp_->set_tek_expiry(monotonic_ns() + static_cast<std::uint64_t>(options_.lease.count()) * 1000000000ull);
+    dp_->set_no_tek_active(false);
+  } else {
+    dp_->set_no_tek_active(true);
+  }
+  if (now % 60 == 0) dp_->expire_tbar_peers(monotonic_ns());
+  error_ = result ? std::nullopt : std::optional<std::string>(result.error());
+  return result;
+}
+
+void Dataplane::pseudotime(std::uint32_t ms, std::uint64_t at_ns, bool registration) {
+  // Epoch: the clock at which pseudotime was 0 (mod 2^32 ms).
+  const std::uint64_t epoch = at_ns - static_cast<std::uint64_t>(ms) * 1000000ull;
+  if (!registration && pseudotime_epoch_ns_) {
+    // A later epoch means an earlier pseudotime now: a stale message.
+    const std::int64_t behind_ms = static_cast<std::int64_t>(epoch - *pseudotime_epoch_ns_) / 1000000;
+    if (behind_ms > 0) return;
+  }
+  pseudotime_epoch_ns_ = epoch;
+  dp_->set_pseudotime(ms, at_ns);
+  apply_tbar();
+}
+
+void Dataplane::stop() {
+  const std::string group = options_.group_name;
+  if (dp_ && attached_) {
+    for (const kmod::Interface& lan : lans_)
+      if (auto ok = dp_->detach_tc(lan.ifindex, datapath::Program::LanIngress); !ok) log(LogLevel::Warning, ok.error());
+    for (auto p : {datapath::Program::WanEgress, datapath::Program::WanIngress})
+      if (auto ok = dp_->detach_tc(wan_.ifindex, p); !ok) log(LogLevel::Warning, ok.error());
+    if (auto ok = dp_->detach_xdp(wan_.ifindex, options_.xdp_flags); !ok) log(LogLevel::Warning, ok.error());
+    attached_ = false;
+  }
+  if (xfrm_) {
+    auto flushed = xfrm_->flush_owned();
+    if (!flushed) log(LogLevel::Warning, "Group " + group + ": " + flushed.error());
+  }
+  installed_.clear();
+  if (rtnl_ && wan_.ifindex) {
+    const kmod::GroupAnchors& a = options_.anchors;
+    const int lo = static_cast<int>(if_nametoindex("lo"));
+    (void)rtnl_->delete_host_route(a.group, wan_.ifindex);
+    (void)rtnl_->delete_neighbor(wan_.ifindex, a.group);
+    for (const Address& local : {a.local, a.in}) (void)rtnl_->delete_address(lo, local, 32);
+  }
+  dp_.reset();
+  if (!pin_dir_.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(pin_dir_, ec);
+    if (ec) log(LogLevel::Warning, "Group " + group + ": removing " + pin_dir_ + ": " + ec.message());
+  }
+}
+
+Dataplane::~Dataplane() = default;
+
+json Dataplane::status() const {
+  json j;
+  j["state"] = error_ ? "error" : (sending_ ? "active" : "fail-close");
+  j["error"] = error_ ? json(*error_) : json(nullptr);
+  j["wan"] = wan_.name;
+  json lans = json::array();
+  for (const auto& l : lans_) lans.push_back(l.name);
+  j["lans"] = lans;
+  j["pin_dir"] = pin_dir_;
+  j["sending_spi"] = sending_ ? json(spi_hex(*sending_)) : json(nullptr);
+  json in = json::array();
+  for (const auto& [spi, held] : installed_)
+    if (held.inbound) in.push_back(spi_hex(spi));
+  j["inbound_spis"] = in;
+  if (!dp_) return j;
+  const covey_stats s = dp_->stats();
+  json st;
+#define COVEY_STAT(f) st[#f] = s.f;
+  COVEY_STAT(packets) COVEY_STAT(not_ip) COVEY_STAT(malformed) COVEY_STAT(ports_unseen) COVEY_STAT(encrypt)
+  COVEY_STAT(bypass_deny) COVEY_STAT(bypass_implicit) COVEY_STAT(fail_close_drop) COVEY_STAT(table_error)
+  COVEY_STAT(bypass_no_tek) COVEY_STAT(steer_claimed) COVEY_STAT(steer_full) COVEY_STAT(local_bounced)
+  COVEY_STAT(bounce_error) COVEY_STAT(rewritten) COVEY_STAT(rewrite_stale) COVEY_STAT(rewrite_mismatch)
+  COVEY_STAT(rewrite_no_route) COVEY_STAT(anchor_unsteered) COVEY_STAT(steered_clear) COVEY_STAT(esp_out)
+  COVEY_STAT(esp_in) COVEY_STAT(esp_in_fragment) COVEY_STAT(esp_unknown_drop) COVEY_STAT(esp_unknown_pass)
+  COVEY_STAT(clear_drop) COVEY_STAT(tbar_stamped) COVEY_STAT(tbar_no_room) COVEY_STAT(tbar_error)
+  COVEY_STAT(mss_clamped) COVEY_STAT(tbar_accepted) COVEY_STAT(tbar_late) COVEY_STAT(tbar_early)
+  COVEY_STAT(tbar_duplicate) COVEY_STAT(tbar_too_old) COVEY_STAT(tbar_missing) COVEY_STAT(tbar_no_peer)
+  COVEY_STAT(tbar_unstamped_fragment) COVEY_STAT(frag_needed_sent) COVEY_STAT(frag_needed_error)
+#undef COVEY_STAT
+  j["stats"] = st;
+  auto hits = [&](covey_acl_kind kind, const std::vector<gdoi::AclEntry>& acl) {
+    json out = json::array();
+    const std::vector<std::uint64_t> h = dp_->hits(kind);
+    for (std::size_t i = 0; i < acl.size(); ++i)
+      out.push_back({{"line", acl[i].str()}, {"hits", i < h.size() ? h[i] : 0}});
+    return out;
+  };
+  j["acl_hits"] = hits(COVEY_ACL_MAIN, policy_ ? policy_->acl : std::vector<gdoi::AclEntry>{});
+  j["fail_close_hits"] = hits(COVEY_ACL_FAIL_CLOSE, fail_close_);
+  return j;
+}
+
+}  // namespace covey::gm

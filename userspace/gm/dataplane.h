@@ -1,0 +1,128 @@
+// The member's data path: what covey-gm puts into the kernel so the
+// group's traffic is encrypted, steered with its own addresses on the
+// wire, replay-checked and failed closed (docs/ARCHITECTURE.md, "The data
+// path"). The agent hands it the member's keys (gm/rekey_state.h) on every
+// change and every tick; it makes the kernel match:
+//   - each TEK held for receiving -> an inbound XFRM state and a
+//     COVEY_SPI_INBOUND entry; the active TEK also an outbound state
+//     (installed at activation, so the sender switches then, not before);
+//   - the policy -> the compiled ACL and fail-close ACL, TBAR settings;
+//   - a lease: the BPF programs steer only while the agent keeps renewing
+//     it, so a dead covey-gm fails closed within `lease` (the programs and
+//     maps outlive the process).
+// plan_sas() is the pure part: what to add and remove, from what is held
+// and what is installed.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "crypto/result.h"
+#include "datapath/datapath.h"
+#include "gdoi/policy.h"
+#include "gm/rekey_state.h"
+#include "kmod-free/rtnl.h"
+#include "kmod-free/xfrm.h"
+
+namespace covey::gm {
+
+// What the kernel holds of one TEK.
+struct InstalledSa {
+  bool inbound = false;
+  bool outbound = false;
+  bool operator==(const InstalledSa&) const = default;
+};
+
+// One step towards the wanted SAs, in the order they must happen: new
+// inbound states first (a peer may already send on them), then the new
+// outbound state, then the old outbound state out, then stale inbound.
+struct SaStep {
+  enum class Kind : std::uint8_t { AddInbound, AddOutbound, RemoveOutbound, RemoveInbound };
+  Kind kind;
+  std::uint32_t spi;
+  bool operator==(const SaStep&) const = default;
+};
+
+// Wanted: every TEK that is pending, active or receive-only is received
+// on; the active one is sent on.
+std::vector<SaStep> plan_sas(const std::vector<TekView>& teks, const std::map<std::uint32_t, InstalledSa>& installed);
+
+struct DataplaneOptions {
+  std::string group_name;
+  std::uint32_t group_id = 0;
+  std::string wan;
+  std::vector<std::string> lans;
+  std::vector<gdoi::AclEntry> fail_close;  // the member's own lines, before the key server's
+  std::uint32_t xdp_flags = 0;             // 0 (the driver's if it has one), XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE
+  bool drop_unknown_spi = false;
+  std::string pin_root = "/sys/fs/bpf/covey";
+  // Link-local: never routed beyond this host, and not on any wire
+  // (the rewrite puts the real addresses back before the packet leaves).
+  kmod::GroupAnchors anchors{*Address::parse("169.254.77.1"), *Address::parse("169.254.77.2"),
+                             *Address::parse("169.254.77.3")};
+  std::chrono::seconds lease{5};
+};
+
+class Dataplane {
+ public:
+  // Checks the kernel first (kmod::probe_kernel) and refuses with its
+  // report; removes what a crashed run left; then anchors, sysctls, BPF
+  // (pinned under pin_root/<group>), policies, and attaches. Traffic the
+  // fail-close ACL covers is dropped from here until a TEK is active.
+  static crypto::Result<std::unique_ptr<Dataplane>> start(const DataplaneOptions& options);
+  ~Dataplane();
+  Dataplane(const Dataplane&) = delete;
+  Dataplane& operator=(const Dataplane&) = delete;
+
+  // The member's keys now (wall-clock seconds, as RekeyState keeps them):
+  // the policy's tables if it changed, the SAs, the SPIs, the lease.
+  // Errors name the SA or table and leave the rest as it was.
+  crypto::Result<void> sync(const RekeyState& keys, std::int64_t now);
+  // The key server's pseudotime `ms` as received at CLOCK_MONOTONIC
+  // `at_ns`. Never moves the member's pseudotime back (a retransmitted
+  // push is older than it looks) unless `registration`.
+  void pseudotime(std::uint32_t ms, std::uint64_t at_ns, bool registration);
+
+  // Detaches the programs, removes covey's states, policies, anchors and
+  // pinned maps: the host is as before start().
+  void stop();
+
+  nlohmann::json status() const;
+
+ private:
+  Dataplane() = default;
+  crypto::Result<void> setup();
+  crypto::Result<void> forget_spis();
+  crypto::Result<void> install_policy(const gdoi::GroupPolicy& policy);
+  void apply_tbar();
+  crypto::Result<void> step(const SaStep& s, const RekeyState& keys, std::int64_t now);
+
+  DataplaneOptions options_;
+  kmod::Interface wan_;
+  std::vector<kmod::Interface> lans_;
+  std::string pin_dir_;
+  std::uint32_t reqid_ = 0;
+  std::unique_ptr<kmod::XfrmSocket> xfrm_;
+  std::unique_ptr<kmod::RouteSocket> rtnl_;
+  std::unique_ptr<datapath::Datapath> dp_;
+  std::optional<gdoi::GroupPolicy> policy_;  // installed
+  std::vector<gdoi::AclEntry> fail_close_;   // installed: the member's lines, then the key server's
+  std::vector<std::uint32_t> sids_;
+  std::optional<datapath::TbarPolicy> tbar_;  // applied
+  std::map<std::uint32_t, InstalledSa> installed_;
+  std::optional<std::uint32_t> sending_;
+  std::optional<std::uint64_t> pseudotime_epoch_ns_;  // CLOCK_MONOTONIC ns at pseudotime 0, mod 2^32 ms
+  std::optional<std::string> error_;
+  bool attached_ = false;
+};
+
+// CLOCK_MONOTONIC in ns, the programs' clock.
+std::uint64_t monotonic_ns();
+
+}  // namespace covey::gm
