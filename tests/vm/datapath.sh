@@ -17,7 +17,8 @@
 #      from their LAN addresses: on r2 only ESP, one SPI both ways, outer
 #      addresses the hosts' own; nothing of 192.168.x in clear.
 #   2a path MTU: UDP with DF just under the usable size arrives; just over
-#      gets ICMP fragmentation-needed, and the size it names gets through.
+#      gets ICMP fragmentation-needed from gm3, and the size it names gets
+#      through (the TCP transfer of 1 runs with full-size, clamped segments).
 #   4  replay: an ESP packet captured on r2 and sent again to gm4 within
 #      the window is counted tbar_duplicate, after it tbar_late; fresh
 #      traffic flows throughout.
@@ -285,6 +286,48 @@ other=$(grep -o 'ESP(spi=0x[0-9a-f]*' "$work/traffic.txt" | sort -u | wc -l)
 [ "$other" = 1 ] || fail "r2 saw ESP with $other SPIs, expected one: $(grep -o 'ESP(spi=0x[0-9a-f]*' "$work/traffic.txt" | sort -u)"
 esp=$(grep -c 'ESP(spi=' "$work/traffic.txt")
 say "1 ping both ways, pings from gm3 and gm4 themselves, TCP 1 MiB h3 -> h4 intact: r2 saw $esp ESP packets, one SPI, hosts' own addresses, nothing in clear"
+
+# ---- 2a. path MTU: DF datagrams at and beyond the usable size ----
+# The group SA carries inner packets up to 1438 bytes on a 1500-byte WAN
+# (AES-256-CBC + HMAC-SHA-256-128); the stamp takes 12: 1426, so UDP
+# payloads up to 1398 fit.
+in_ns h4 python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("192.168.4.10", 5002)); s.settimeout(8)
+sizes = []
+try:
+    while len(sizes) < 3: sizes.append(len(s.recv(65535)))
+except socket.timeout: pass
+print(" ".join(map(str, sizes)))' >"$work/udp.rx" 2>&1 &
+rx=$!
+sleep 1
+fn0=$(stat gm3 frag_needed_sent)
+in_ns h3 python3 -c '
+import errno, socket, time
+IP_MTU_DISCOVER, IP_PMTUDISC_DO, IP_MTU = 10, 2, 14
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
+s.connect(("192.168.4.10", 5002))
+s.send(b"u" * 1398)                  # just under: arrives
+s.send(b"o" * 1399)                  # just over: answered, not delivered
+time.sleep(1)
+try:
+    s.send(b"o" * 1399)
+    print("oversize-accepted")
+except OSError as e:
+    print("EMSGSIZE" if e.errno == errno.EMSGSIZE else "error-%d" % e.errno)
+mtu = s.getsockopt(socket.IPPROTO_IP, IP_MTU)
+print(mtu, flush=True)
+s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)  # the ICMP also left its EMSGSIZE pending on the socket
+s.send(b"m" * (mtu - 28))            # the MTU the ICMP named
+print("sent", mtu - 28)' >"$work/udp.tx" 2>&1 || fail "UDP with DF from h3: $(cat "$work/udp.tx")"
+wait $rx
+fn=$(( $(stat gm3 frag_needed_sent) - fn0 ))
+[ "$(head -1 "$work/udp.tx")" = EMSGSIZE ] && [ "$(sed -n 2p "$work/udp.tx")" = 1426 ] ||
+  fail "h3 did not learn the path MTU 1426 from gm3: $(tr '\n' ' ' <"$work/udp.tx") (frag_needed_sent +$fn)"
+[ "$(cat "$work/udp.rx")" = "1398 1398" ] ||
+  fail "h4 received UDP payloads of sizes '$(cat "$work/udp.rx")', expected 1398 (just under) and 1398 (at the learned MTU)"
+say "2a path MTU: DF UDP 1398 bytes arrives; 1399 answered by gm3 with fragmentation-needed (frag_needed_sent +$fn), h3 learned MTU 1426 and its 1398-byte datagram arrived; TCP above: $(stat gm3 mss_clamped) SYNs clamped"
 
 mac() { ip -n "$(ns $1)" -o link show "$2" | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2; }
 xfrm_stat() { in_ns "$1" cat /proc/net/xfrm_stat | awk -v k="$2" '$1 == k { print $2 }'; }
