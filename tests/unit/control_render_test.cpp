@@ -2,9 +2,11 @@
 // The full pages are spelled out once; variations are rows of a table.
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <string>
 
 #include "coveyctl/render.h"
+#include "covey_maps.h"
 
 namespace covey::coveyctl {
 namespace {
@@ -180,6 +182,197 @@ TEST(ControlRender, KsPseudotimeOnlyWithATbarWindow) {
   Json old = ks_group_reply();
   old["groups"][0].erase("pseudotime_ms");
   EXPECT_FALSE(contains(render_ks_groups(old, kCtx), "Pseudotime"));
+}
+
+// "data_path" as covey-gm sends it: every covey_stats counter (bpf/covey_maps.h),
+// zero unless `counters` sets it.
+Json data_path(const char* state, const Json& counters) {
+  Json stats = Json::object();
+  for (const char* name :
+       {"packets", "not_ip", "malformed", "ports_unseen", "encrypt", "bypass_deny", "bypass_implicit",
+        "fail_close_drop", "table_error", "bypass_no_tek", "steer_claimed", "steer_full", "local_bounced",
+        "bounce_error", "rewritten", "rewrite_stale", "rewrite_mismatch", "rewrite_no_route", "anchor_unsteered",
+        "steered_clear", "esp_out", "esp_in", "esp_in_fragment", "esp_unknown_drop", "esp_unknown_pass",
+        "clear_drop", "tbar_stamped", "tbar_no_room", "tbar_error", "mss_clamped", "tbar_accepted", "tbar_late",
+        "tbar_early", "tbar_duplicate", "tbar_too_old", "tbar_missing", "tbar_no_peer", "tbar_unstamped_fragment",
+        "frag_needed_sent", "frag_needed_error"})
+    stats[name] = std::uint64_t{0};
+  stats.update(counters);
+  return Json{{"state", state},           {"error", nullptr},
+              {"wan", "wan0"},            {"lans", {"lan0"}},
+              {"pin_dir", "/sys/fs/bpf/covey/GET_VPN"},
+              {"sending_spi", nullptr},   {"inbound_spis", Json::array()},
+              {"stats", stats},           {"acl_hits", Json::array()},
+              {"fail_close_hits", Json::array()}};
+}
+
+// The page from the data-path heading on (the section is the page's last).
+std::string data_path_part(const std::string& page) {
+  std::size_t at = page.find("    DATA PATH");
+  return at == std::string::npos ? "(no DATA PATH section)\n" + page : page.substr(at);
+}
+
+// data_path = false in gm.toml: keys only, one line says so.
+TEST(ControlRender, GmDataPathOff) {
+  Json reply = gm_status_reply();
+  reply["data_path"] = {{"state", "off"}};
+  std::string page = render_gm_status(reply, kCtx);
+  EXPECT_EQ(data_path_part(page), "    DATA PATH: off (keys only: nothing installed in the kernel)\n");
+  EXPECT_TRUE(contains(page, "      State                  : active\n\n    DATA PATH"));
+  // A covey-gm older than the data path sends no "data_path": no section.
+  EXPECT_FALSE(contains(render_gm_status(gm_status_reply(), kCtx), "DATA PATH"));
+}
+
+// Before the first registration: no TEK, the local fail-close ACL dropping,
+// everything else still in clear (no group ACL yet).
+TEST(ControlRender, GmDataPathFailCloseBeforeRegistration) {
+  Json reply = gm_status_reply();
+  reply["state"] = "registering";
+  reply["registered_at"] = nullptr;
+  reply["acl"] = Json::array();
+  reply["tek"] = Json::array();
+  reply["data_path"] = data_path("fail-close", {{"packets", 40}, {"bypass_implicit", 28}, {"fail_close_drop", 12}});
+  reply["data_path"]["fail_close_hits"] = Json::parse(R"([{"line":"permit ip 192.168.0.0/16 192.168.0.0/16","hits":12}])");
+  EXPECT_EQ(data_path_part(render_gm_status(reply, kCtx)),
+            "    DATA PATH:\n"
+            "      State                  : Fail-close (no TEK active)\n"
+            "      WAN Interface          : wan0\n"
+            "      LAN Interfaces         : lan0\n"
+            "      Sending SPI            : none\n"
+            "      Inbound SPIs           : none\n"
+            "      BPF Maps Pinned At     : /sys/fs/bpf/covey/GET_VPN\n"
+            "      ACL Installed:\n"
+            "        none\n"
+            "      Fail-Close ACL Installed:\n"
+            "        permit ip 192.168.0.0/16 192.168.0.0/16 (12 matches)\n"
+            "      Classification:\n"
+            "        packets          40  seen by the classifier\n"
+            "        bypass_implicit  28  matched no entry: sent in clear\n"
+            "      Dropped (12 packets):\n"
+            "        fail_close_drop  12  fail-close ACL permit while no TEK is active\n");
+}
+
+// Sending and receiving: hits per ACL line, the non-zero counters by stage
+// (zeros left out), the drops last with their total.
+TEST(ControlRender, GmDataPathActive) {
+  Json reply = gm_status_reply();
+  Json dp = data_path("active", {{"packets", 1320},
+                                 {"encrypt", 1200},
+                                 {"bypass_deny", 20},
+                                 {"bypass_implicit", 100},
+                                 {"steer_claimed", 4},
+                                 {"rewritten", 1200},
+                                 {"esp_out", 1200},
+                                 {"esp_in", 1180},
+                                 {"clear_drop", 1},
+                                 {"tbar_stamped", 1200},
+                                 {"tbar_accepted", 1177},
+                                 {"tbar_late", 3},
+                                 {"frag_needed_sent", 2}});
+  dp["lans"] = {"lan0", "lan1"};
+  dp["sending_spi"] = "0x6263F2E0";
+  dp["inbound_spis"] = {"0x6263F2E0", "0x0BADCAFE"};
+  dp["acl_hits"] = Json::parse(R"([{"line":"deny udp any eq 848 any eq 848","hits":0},
+                                   {"line":"permit ip 192.168.0.0/16 192.168.0.0/16","hits":1200}])");
+  reply["data_path"] = dp;
+  EXPECT_EQ(data_path_part(render_gm_status(reply, kCtx)),
+            "    DATA PATH:\n"
+            "      State                  : Active\n"
+            "      WAN Interface          : wan0\n"
+            "      LAN Interfaces         : lan0, lan1\n"
+            "      Sending SPI            : 0x6263F2E0\n"
+            "      Inbound SPIs           : 0x6263F2E0, 0x0BADCAFE\n"
+            "      BPF Maps Pinned At     : /sys/fs/bpf/covey/GET_VPN\n"
+            "      ACL Installed:\n"
+            "        deny udp any eq 848 any eq 848 (0 matches)\n"
+            "        permit ip 192.168.0.0/16 192.168.0.0/16 (1200 matches)\n"
+            "      Fail-Close ACL Installed:\n"
+            "        none\n"
+            "      Classification:\n"
+            "        packets           1320  seen by the classifier\n"
+            "        encrypt           1200  matched a permit: steered into the group SA\n"
+            "        bypass_deny         20  matched a deny: sent in clear\n"
+            "        bypass_implicit    100  matched no entry: sent in clear\n"
+            "      Steering:\n"
+            "        steer_claimed        4  slot taken for a new address pair\n"
+            "        rewritten         1200  ESP given its real addresses back\n"
+            "        esp_out           1200  group ESP sent out the WAN\n"
+            "      Inbound:\n"
+            "        esp_in            1180  group ESP (known SPI) steered to the inbound anchor\n"
+            "      TBAR:\n"
+            "        tbar_stamped      1200  stamped on the way into the SA\n"
+            "        tbar_accepted     1177  stamp inside the window: checked, stripped\n"
+            "      Path MTU:\n"
+            "        frag_needed_sent     2  DF packet too big once stamped: ICMP frag. needed sent\n"
+            "      Dropped (4 packets):\n"
+            "        clear_drop           1  arrived in clear, but the ACL says encrypted\n"
+            "        tbar_late            3  stamp older than the window\n");
+}
+
+// One change to an active data path, one line the page must then hold.
+TEST(ControlRender, GmDataPathVariations) {
+  struct Row {
+    const char* what;
+    const char* pointer;
+    Json value;
+    const char* expected;
+  };
+  const Row rows[] = {
+      {"error", "/error", "attaching XDP to wan0: Operation not supported",
+       "      Error                  : attaching XDP to wan0: Operation not supported\n"},
+      {"one match", "/acl_hits", Json::parse(R"([{"line":"permit ip any any","hits":1}])"),
+       "        permit ip any any (1 match)\n"},
+      {"hits missing", "/fail_close_hits", Json::parse(R"([{"line":"permit ip any any"}])"),
+       "        permit ip any any (- matches)\n"},
+      {"all zero", "/stats/packets", 0, "      Counters               : all zero\n"},
+      {"counter unknown to this coveyctl", "/stats/tbar_reordered", 5, "      Other:\n        tbar_reordered  5\n"},
+      {"u64 counter", "/stats/packets", std::uint64_t{18446744073709551615ULL},
+       "        packets  18446744073709551615  seen by the classifier\n"},
+      {"one drop", "/stats/esp_unknown_drop", 1,
+       "      Dropped (1 packet):\n        esp_unknown_drop  1  ESP with an unknown SPI (drop_unknown_spi)\n"},
+      {"no LANs", "/lans", Json::array(), "      LAN Interfaces         : none\n"},
+      {"mistyped stats", "/stats", "x", "      Counters               : -\n"},
+  };
+  for (const Row& r : rows) {
+    Json reply = gm_status_reply();
+    reply["data_path"] = data_path("active", Json::object());
+    reply["data_path"][Json::json_pointer(r.pointer)] = r.value;
+    std::string page = render_gm_status(reply, kCtx);
+    EXPECT_TRUE(contains(page, r.expected)) << r.what << ":\n" << page;
+  }
+}
+
+// The renderer names and groups every counter of struct covey_stats: with
+// all of them non-zero nothing lands under "Other". A field added to the
+// struct fails the size check until the fixture (and so the renderer) has it.
+TEST(ControlRender, GmDataPathKnowsEveryCounter) {
+  Json dp = data_path("active", Json::object());
+  EXPECT_EQ(sizeof(covey_stats), dp["stats"].size() * sizeof(std::uint64_t));
+  for (auto& [name, value] : dp["stats"].items()) value = 1;
+  Json reply = gm_status_reply();
+  reply["data_path"] = dp;
+  std::string part = data_path_part(render_gm_status(reply, kCtx));
+  EXPECT_FALSE(contains(part, "Other:")) << part;
+  EXPECT_TRUE(contains(part, "      Dropped (21 packets):\n")) << part;
+}
+
+// Before its BPF programs load (or when loading failed) covey-gm sends no
+// counters and no hits; a "data_path" that is not an object prints a dash.
+TEST(ControlRender, GmDataPathWithoutPrograms) {
+  Json reply = gm_status_reply();
+  reply["data_path"] = {{"state", "error"}, {"error", "loading covey_dp.bpf.o: Operation not permitted"},
+                        {"wan", "wan0"},    {"lans", {"lan0"}},
+                        {"pin_dir", ""},    {"sending_spi", nullptr},
+                        {"inbound_spis", Json::array()}};
+  std::string part = data_path_part(render_gm_status(reply, kCtx));
+  EXPECT_TRUE(contains(part, "      State                  : Error\n"
+                             "      Error                  : loading covey_dp.bpf.o: Operation not permitted\n"))
+      << part;
+  EXPECT_TRUE(contains(part, "      Counters               : none (BPF programs not loaded)\n")) << part;
+  EXPECT_FALSE(contains(part, "ACL Installed")) << part;
+
+  reply["data_path"] = "on";
+  EXPECT_EQ(data_path_part(render_gm_status(reply, kCtx)), "    DATA PATH: -\n");
 }
 
 TEST(ControlRender, MissingOrMistypedFieldsPrintADash) {

@@ -320,6 +320,182 @@ std::string gm_rekey_transport(const Json& rekey) {
   return mode;
 }
 
+// A covey_stats counter (bpf/covey_maps.h) and where the page lists it.
+struct CounterInfo {
+  const char* name;     // the C field name, as gm.status and `bpftool map dump` spell it
+  const char* stage;    // group heading for a counter that is not a drop
+  bool drop;            // listed under "Dropped" instead, so losses stand out
+  const char* meaning;  // one line, from the field's comment in covey_maps.h
+};
+
+// In the order of struct covey_stats: the packet's path through the programs.
+constexpr CounterInfo kCounters[] = {
+    {"packets", "Classification", false, "seen by the classifier"},
+    {"not_ip", "Classification", false, "neither IPv4 nor IPv6: passed"},
+    {"malformed", "Classification", true, "IP header cut short or inconsistent"},
+    {"ports_unseen", "Classification", false, "classified without ports (fragment, truncated L4)"},
+    {"encrypt", "Classification", false, "matched a permit: steered into the group SA"},
+    {"bypass_deny", "Classification", false, "matched a deny: sent in clear"},
+    {"bypass_implicit", "Classification", false, "matched no entry: sent in clear"},
+    {"fail_close_drop", "Classification", true, "fail-close ACL permit while no TEK is active"},
+    {"table_error", "Classification", true, "a classifier table lookup failed"},
+    {"bypass_no_tek", "Classification", false, "matched a permit, no TEK active: sent in clear"},
+    {"steer_claimed", "Steering", false, "slot taken for a new address pair"},
+    {"steer_full", "Steering", true, "every probed steering slot busy with another pair"},
+    {"local_bounced", "Steering", false, "the GM's own packet bounced to ingress to meet XFRM"},
+    {"bounce_error", "Steering", true, "the GM's own packet could not be readdressed to bounce"},
+    {"rewritten", "Steering", false, "ESP given its real addresses back"},
+    {"rewrite_stale", "Steering", true, "steering slot changed hands before the rewrite"},
+    {"rewrite_mismatch", "Steering", true, "steered ESP whose outer header is not the anchors'"},
+    {"rewrite_no_route", "Steering", true, "no route for the real destination"},
+    {"anchor_unsteered", "Steering", true, "ESP to the group anchor without a steering ticket"},
+    {"steered_clear", "Steering", true, "steered packet reached the WAN in clear (no XFRM policy)"},
+    {"esp_out", "Steering", false, "group ESP sent out the WAN"},
+    {"esp_in", "Inbound", false, "group ESP (known SPI) steered to the inbound anchor"},
+    {"esp_in_fragment", "Inbound", false, "later fragment of group ESP steered to the inbound anchor"},
+    {"esp_unknown_drop", "Inbound", true, "ESP with an unknown SPI (drop_unknown_spi)"},
+    {"esp_unknown_pass", "Inbound", false, "ESP with an unknown SPI: passed"},
+    {"clear_drop", "Inbound", true, "arrived in clear, but the ACL says encrypted"},
+    {"tbar_stamped", "TBAR", false, "stamped on the way into the SA"},
+    {"tbar_no_room", "TBAR", true, "IPv4 options leave no room for the stamp"},
+    {"tbar_error", "TBAR", true, "stamp could not be written or removed"},
+    {"mss_clamped", "TBAR", false, "TCP SYN MSS clamped to fit the stamp"},
+    {"tbar_accepted", "TBAR", false, "stamp inside the window: checked, stripped"},
+    {"tbar_late", "TBAR", true, "stamp older than the window"},
+    {"tbar_early", "TBAR", true, "stamp newer than the window"},
+    {"tbar_duplicate", "TBAR", true, "counter already seen inside the window (replay)"},
+    {"tbar_too_old", "TBAR", true, "in time, but behind the counter window"},
+    {"tbar_missing", "TBAR", true, "decrypted group ESP without a stamp"},
+    {"tbar_no_peer", "TBAR", true, "no room for a new sender's window"},
+    {"tbar_unstamped_fragment", "TBAR", false, "later fragment without a stamp: passed unchecked"},
+    {"frag_needed_sent", "Path MTU", false, "DF packet too big once stamped: ICMP frag. needed sent"},
+    {"frag_needed_error", "Path MTU", true, "too big once stamped, and the ICMP answer failed"},
+};
+
+// A counter as JSON sends it (covey_stats fields are u64); nullopt when it is
+// not a non-negative integer.
+std::optional<std::uint64_t> count(const Json& v) {
+  if (v.is_number_unsigned()) return v.get<std::uint64_t>();
+  if (v.is_number_integer() && v.get<std::int64_t>() >= 0) return static_cast<std::uint64_t>(v.get<std::int64_t>());
+  return std::nullopt;
+}
+
+// `show access-lists` style: "permit ip any any (12 matches)".
+void acl_hits_section(Page& page, std::string_view heading, const Json* entries) {
+  page.line(6, std::string(heading) + ":");
+  if (entries == nullptr || !entries->is_array()) {
+    page.line(8, "-");
+    return;
+  }
+  if (entries->empty()) page.line(8, "none");
+  for (const Json& e : *entries) {
+    const Json* hits = field_of(e, "hits");
+    auto n = hits != nullptr ? count(*hits) : std::nullopt;
+    std::string matches = !n ? "- matches" : std::to_string(*n) + (*n == 1 ? " match" : " matches");
+    page.line(8, text(e, "line") + " (" + matches + ")");
+  }
+}
+
+// The non-zero counters by stage, drops gathered last under "Dropped" with
+// their total; a counter this coveyctl does not know yet under "Other".
+void counters_section(Page& page, const Json& stats) {
+  struct Row {
+    std::string heading, name, value, meaning;
+  };
+  std::vector<Row> rows;
+  std::vector<Row> drops;
+  std::uint64_t dropped = 0;
+  for (const CounterInfo& c : kCounters) {
+    const Json* v = field_of(stats, c.name);
+    if (v == nullptr) continue;
+    auto n = count(*v);
+    if (n && *n == 0) continue;
+    if (c.drop && n) dropped += *n;
+    (c.drop ? drops : rows).push_back({c.stage, c.name, n ? std::to_string(*n) : "-", c.meaning});
+  }
+  for (const auto& [name, v] : stats.items()) {
+    bool known = std::any_of(std::begin(kCounters), std::end(kCounters),
+                             [&name](const CounterInfo& c) { return name == c.name; });
+    auto n = count(v);
+    if (known || (n && *n == 0)) continue;
+    rows.push_back({"Other", name, n ? std::to_string(*n) : "-", ""});
+  }
+  // Each drop counts packets no other drop counter counts, so the sum is the loss.
+  for (Row& d : drops) {
+    d.heading = "Dropped (" + std::to_string(dropped) + (dropped == 1 ? " packet)" : " packets)");
+    rows.push_back(std::move(d));
+  }
+  if (rows.empty()) {
+    page.field(6, "Counters", stats.empty() ? "none" : "all zero");
+    return;
+  }
+  std::size_t name_width = 0;
+  std::size_t value_width = 0;
+  for (const Row& r : rows) {
+    name_width = std::max(name_width, r.name.size());
+    value_width = std::max(value_width, r.value.size());
+  }
+  std::string heading;
+  for (const Row& r : rows) {
+    if (r.heading != heading) {
+      heading = r.heading;
+      page.line(6, heading + ":");
+    }
+    std::string line = r.name;
+    line.append(name_width - r.name.size() + 2 + value_width - r.value.size(), ' ');
+    line += r.value;
+    if (!r.meaning.empty()) line += "  " + r.meaning;
+    page.line(8, line);
+  }
+}
+
+// What covey-gm installed in the kernel for the group ("data_path"): where
+// it sits, which SAs the BPF programs know, and what they did with packets.
+void data_path_section(Page& page, const Json& dp) {
+  if (!dp.is_object()) {
+    page.line(4, "DATA PATH: -");
+    return;
+  }
+  std::string state = text(dp, "state");
+  if (state == "off") {
+    page.line(4, "DATA PATH: off (keys only: nothing installed in the kernel)");
+    return;
+  }
+  page.line(4, "DATA PATH:");
+  page.field(6, "State", state == "active"       ? "Active"
+                         : state == "fail-close" ? "Fail-close (no TEK active)"
+                         : state == "error"      ? "Error"
+                                                 : state);
+  if (const Json* err = field_of(dp, "error"); err != nullptr && err->is_string())
+    page.field(6, "Error", err->get<std::string>());
+  page.field(6, "WAN Interface", text(dp, "wan"));
+  if (const Json* lans = field_of(dp, "lans"); lans != nullptr && lans->is_array())
+    page.field(6, "LAN Interfaces", lans->empty() ? "none" : joined(*lans, ", "));
+  else
+    page.field(6, "LAN Interfaces", "-");
+  page.field(6, "Sending SPI", is_null(dp, "sending_spi") ? "none" : text(dp, "sending_spi"));
+  if (const Json* in = field_of(dp, "inbound_spis"); in != nullptr && in->is_array())
+    page.field(6, "Inbound SPIs", in->empty() ? "none" : joined(*in, ", "));
+  else
+    page.field(6, "Inbound SPIs", "-");
+  // Where `bpftool map dump pinned <dir>/covey_stats` and friends read from.
+  page.field(6, "BPF Maps Pinned At", text(dp, "pin_dir"));
+  const Json* acl = field_of(dp, "acl_hits");
+  const Json* fail_close = field_of(dp, "fail_close_hits");
+  const Json* stats = field_of(dp, "stats");
+  if (acl == nullptr && fail_close == nullptr && stats == nullptr) {
+    // covey-gm sends these only while its BPF programs are loaded.
+    page.field(6, "Counters", "none (BPF programs not loaded)");
+    return;
+  }
+  acl_hits_section(page, "ACL Installed", acl);
+  acl_hits_section(page, "Fail-Close ACL Installed", fail_close);
+  if (stats != nullptr && stats->is_object())
+    counters_section(page, *stats);
+  else
+    page.field(6, "Counters", "-");
+}
+
 }  // namespace
 
 std::string render_gm_status(const Json& reply, const RenderContext& ctx) {
@@ -376,6 +552,11 @@ std::string render_gm_status(const Json& reply, const RenderContext& ctx) {
   kek_section(page, reply);
   page.blank();
   tek_section(page, reply, ctx);
+  // Absent from a covey-gm older than the data path: no section then.
+  if (const Json* dp = field_of(reply, "data_path")) {
+    page.blank();
+    data_path_section(page, *dp);
+  }
   return std::move(page).str();
 }
 

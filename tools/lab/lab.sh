@@ -11,7 +11,11 @@
 #   lab.sh down              every namespace and process the lab made
 #   lab.sh wait              until both members are registered (or 30 s)
 #   lab.sh show              coveyctl from each daemon
+#   lab.sh key [CONFIG_DIR]  make CONFIG_DIR/ks-rekey.pem if it is missing
 # Runtime files (logs, sockets, keylogs, pids) live in $COVEY_LAB_RUN.
+# Each node is configured by tools/lab/provision/<role>.sh run inside its
+# namespace: the same scripts configure the lab's VMs (vagrant/).
+# `make lab` (tools/lab/make-lab.sh) adds traffic: tools/lab/demo.sh.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -27,52 +31,59 @@ need_root() {
   if [ "$(id -u)" != 0 ]; then echo "lab.sh: the lab makes network namespaces and needs root" >&2; exit 1; fi
 }
 
-link() {  # link A ifA addrA B ifB addrB
-  ip link add "$2" netns "$(ns "$1")" type veth peer name "$5" netns "$(ns "$4")"
-  in_ns "$1" ip addr add "$3" dev "$2"
-  in_ns "$4" ip addr add "$6" dev "$5"
-  in_ns "$1" ip link set "$2" up
-  in_ns "$4" ip link set "$5" up
-}
-
 topology() {
   need_root
   down_namespaces
   mkdir -p "$run"
-  for n in "${nodes[@]}"; do
-    ip netns add "$(ns "$n")"
-    in_ns "$n" ip link set lo up
-  done
-  link ks eth0 10.1.12.1/24 r2 ks0 10.1.12.2/24
-  link r2 gm3 10.1.23.2/24 gm3 wan0 10.1.23.3/24
-  link r2 gm4 10.1.24.2/24 gm4 wan0 10.1.24.4/24
-  link gm3 lan0 192.168.3.1/24 h3 eth0 192.168.3.10/24
-  link gm4 lan0 192.168.4.1/24 h4 eth0 192.168.4.10/24
-  in_ns ks ip route add default via 10.1.12.2
-  in_ns gm3 ip route add default via 10.1.23.2
-  in_ns gm4 ip route add default via 10.1.24.2
-  in_ns h3 ip route add default via 192.168.3.1
-  in_ns h4 ip route add default via 192.168.4.1
-  in_ns r2 ip route add 192.168.3.0/24 via 10.1.23.3
-  in_ns r2 ip route add 192.168.4.0/24 via 10.1.24.4
-  for n in r2 gm3 gm4; do in_ns "$n" sysctl -qw net.ipv4.ip_forward=1; done
+  for n in "${nodes[@]}"; do ip netns add "$(ns "$n")"; done
+  # The wires, each end in its node's namespace under its lab name; the
+  # provisioning scripts below bring them up and address them.
+  ip -batch - <<EOF
+link add eth0 netns $(ns ks) type veth peer name ks0 netns $(ns r2)
+link add gm3 netns $(ns r2) type veth peer name wan0 netns $(ns gm3)
+link add gm4 netns $(ns r2) type veth peer name wan0 netns $(ns gm4)
+link add lan0 netns $(ns gm3) type veth peer name eth0 netns $(ns h3)
+link add lan0 netns $(ns gm4) type veth peer name eth0 netns $(ns h4)
+EOF
+  provision ks ks.sh --if eth0 10.1.12.1/24 --default 10.1.12.2
+  provision r2 r2.sh --if ks0 10.1.12.2/24 --if gm3 10.1.23.2/24 --if gm4 10.1.24.2/24 \
+    --route 192.168.3.0/24 10.1.23.3 --route 192.168.4.0/24 10.1.24.4
+  provision gm3 gm.sh --wan wan0 10.1.23.3/24 --lan lan0 192.168.3.1/24 --default 10.1.23.2
+  provision gm4 gm.sh --wan wan0 10.1.24.4/24 --lan lan0 192.168.4.1/24 --default 10.1.24.2
+  provision h3 host.sh --if eth0 192.168.3.10/24 --default 192.168.3.1
+  provision h4 host.sh --if eth0 192.168.4.10/24 --default 192.168.4.1
+}
+
+provision() {  # provision NODE SCRIPT ARGS...: the node's provisioning script, inside its namespace
+  local node=$1 script=$2
+  shift 2
+  in_ns "$node" sh "$top/tools/lab/provision/$script" "$@"
 }
 
 start() {  # start NODE PROGRAM CONFIG
   local node=$1 prog=$2 config=$3
-  in_ns "$node" "$build/userspace/apps/$prog" --config "$config" --keylog "$run/$node.keylog" \
-    >"$run/$node.log" 2>&1 &
+  # `ip netns exec` gives the daemon a mount namespace of its own with a
+  # fresh /sys; the bpffs covey-gm mounts there is its alone, so gm3 and
+  # gm4 both pin under /sys/fs/bpf/covey/GET_VPN without meeting. Others
+  # see it through the daemon's mount namespace (nsenter -t PID -m).
+  # exec all the way down, so the pid file holds the daemon's own pid.
+  (exec ip netns exec "$(ns "$node")" "$build/userspace/apps/$prog" --config "$config" \
+    --keylog "$run/$node.keylog" >"$run/$node.log" 2>&1) &
   echo $! >"$run/$node.pid"
+}
+
+rekey_key() {  # rekey_key CONFIG_DIR: the rekey signing key is made here, never committed
+  local configs=${1:-$top/examples/lab}
+  if [ ! -f "$configs/ks-rekey.pem" ]; then
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$configs/ks-rekey.pem" 2>/dev/null
+    chmod 600 "$configs/ks-rekey.pem"
+  fi
 }
 
 up() {
   local configs=${1:-$top/examples/lab}
   topology
-  # The rekey signing key is made here, never committed.
-  if [ ! -f "$configs/ks-rekey.pem" ]; then
-    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$configs/ks-rekey.pem" 2>/dev/null
-    chmod 600 "$configs/ks-rekey.pem"
-  fi
+  rekey_key "$configs"
   start ks covey-ks "$configs/ks.toml"
   sleep 0.5
   start gm3 covey-gm "$configs/gm3.toml"
@@ -84,11 +95,16 @@ registered() {  # registered NODE
 }
 
 wait_registered() {
+  local n why="members did not register within 30 s"
   for _ in $(seq 1 60); do
     if registered gm3 && registered gm4; then return 0; fi
+    # A daemon that exited will not register: say so now, not in 30 s.
+    for n in ks gm3 gm4; do
+      if [ -f "$run/$n.pid" ] && ! kill -0 "$(<"$run/$n.pid")" 2>/dev/null; then why="the daemon on $n exited"; break 2; fi
+    done
     sleep 0.5
   done
-  echo "lab.sh: members did not register within 30 s; logs in $run" >&2
+  echo "lab.sh: $why; logs in $run" >&2
   tail -n 20 "$run"/*.log >&2 || true
   return 1
 }
@@ -130,5 +146,6 @@ case "${1:-}" in
   wait) wait_registered ;;
   show) show ;;
   down) down ;;
-  *) sed -n '2,14p' "$0"; exit 2 ;;
+  key) shift; rekey_key "$@" ;;
+  *) sed -n '2,18p' "$0"; exit 2 ;;
 esac
