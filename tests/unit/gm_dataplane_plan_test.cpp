@@ -86,4 +86,18 @@ TEST(DataplanePlan, NothingToDoWhenTheKernelMatches) {
   EXPECT_TRUE(plan_sas({}, {}).empty());
 }
 
+gdoi::Prefix net(const char* text) { return *gdoi::Prefix::parse(text); }
+
+TEST(DataplaneBypass, TrafficBetweenTheMembersOwnLansStaysInClear) {
+  const auto out = gm::own_lan_bypass({net("192.168.3.0/24"), net("192.168.33.0/24"), net("2001:db8:3::/64")});
+  std::vector<std::string> lines;
+  for (const auto& e : out) lines.push_back(e.str());
+  // Both directions of each pair of one family; nothing across families,
+  // nothing from a prefix to itself.
+  EXPECT_EQ(lines, (std::vector<std::string>{"deny ip 192.168.3.0/24 192.168.33.0/24",
+                                             "deny ip 192.168.33.0/24 192.168.3.0/24"}));
+  EXPECT_TRUE(gm::own_lan_bypass({net("192.168.3.0/24")}).empty());
+  EXPECT_TRUE(gm::own_lan_bypass({}).empty());
+}
+
 }  // namespace

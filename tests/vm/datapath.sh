@@ -8,6 +8,7 @@
 #   ks 10.1.12.1 --- r2 --- 10.1.23.3 gm3 --- 192.168.3.0/24 (h3 .10)
 #                      |--- 10.1.24.4 gm4 --- 192.168.4.0/24 (h4 .10)
 #                      \--- 10.1.25.5 gm5 (not authorized)
+#   gm3's second LAN: 192.168.33.0/24 (h33 .10)
 #
 # Scenarios (issue 5), in the order they run:
 #   5a fail-close before registration: GMs up, no KS yet: h3 -> h4 is
@@ -16,6 +17,7 @@
 #   1  ping and a TCP transfer h3 -> h4, and pings gm3 and gm4 originate
 #      from their LAN addresses: on r2 only ESP, one SPI both ways, outer
 #      addresses the hosts' own; nothing of 192.168.x in clear.
+#      Traffic between gm3's two LANs stays inside gm3, in clear.
 #   2a path MTU: UDP with DF just under the usable size arrives; just over
 #      gets ICMP fragmentation-needed from gm3, and the size it names gets
 #      through (the TCP transfer of 1 runs with full-size, clamped segments).
@@ -38,7 +40,7 @@ work=$(mktemp -d /tmp/covey-datapath.XXXXXX)
 NAME=datapath
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
-nodes="ks r2 gm3 gm4 gm5 h3 h4"
+nodes="ks r2 gm3 gm4 gm5 h3 h4 h33"
 
 say() { echo "datapath: $*"; }
 ns() { echo "$P$1"; }
@@ -74,6 +76,7 @@ veth r2 gm4 gm4 wan0
 veth r2 gm5 gm5 wan0
 veth gm3 lan0 h3 eth0
 veth gm4 lan0 h4 eth0
+veth gm3 lan1 h33 eth0
 batch "$(ns ks)" topology <<EOF
 link set lo up
 addr add 10.1.12.1/24 dev eth0
@@ -109,6 +112,17 @@ link set eth0 up
 route add default via 192.168.$g.1
 EOF
 done
+# gm3's second LAN: traffic between its own LANs is routed by gm3 alone.
+batch "$(ns gm3)" topology <<EOF
+addr add 192.168.33.1/24 dev lan1
+link set lan1 up
+EOF
+batch "$(ns h33)" topology <<EOF
+link set lo up
+addr add 192.168.33.10/24 dev eth0
+link set eth0 up
+route add default via 192.168.33.1
+EOF
 batch "$(ns gm5)" topology <<EOF
 link set lo up
 addr add 10.1.25.5/24 dev wan0
@@ -147,6 +161,7 @@ signing_key = "$work/rekey.pem"
 EOF
 for g in 3 4 5; do
   lan='lan_interfaces = ["lan0"]'
+  [ $g = 3 ] && lan='lan_interfaces = ["lan0", "lan1"]'
   [ $g = 5 ] && lan='lan_interfaces = []'
   cat >"$work/gm$g.toml" <<EOF
 [member]
@@ -286,6 +301,15 @@ other=$(grep -o 'ESP(spi=0x[0-9a-f]*' "$work/traffic.txt" | sort -u | wc -l)
 [ "$other" = 1 ] || fail "r2 saw ESP with $other SPIs, expected one: $(grep -o 'ESP(spi=0x[0-9a-f]*' "$work/traffic.txt" | sort -u)"
 esp=$(grep -c 'ESP(spi=' "$work/traffic.txt")
 say "1 ping both ways, pings from gm3 and gm4 themselves, TCP 1 MiB h3 -> h4 intact: r2 saw $esp ESP packets, one SPI, hosts' own addresses, nothing in clear"
+
+# Between gm3's own LANs (the ACL permits 192.168.0.0/16 both ways): routed
+# by gm3 in clear, never steered out of the WAN or sent as ESP to h33.
+capture_r2
+in_ns h3 ping -c 3 -i 0.3 -W 3 192.168.33.10 >"$work/ping" 2>&1 || fail "h3 -> h33 (gm3's other LAN) failed: $(tail -2 "$work/ping")"
+capture_stop hairpin
+! grep -q '192\.168\.33\.' "$work/hairpin.txt" || fail "traffic between gm3's own LANs crossed r2: $(grep '192\.168\.33\.' "$work/hairpin.txt" | head -3)"
+grep -q 'deny ip 192.168.3.0/24 192.168.33.0/24' "$work/gm3.log" || fail "gm3 did not log its own-LAN bypass"
+say "1 between gm3's own LANs (h3 -> h33): ping in clear through gm3 alone (deny ip 192.168.3.0/24 192.168.33.0/24 put before the group's ACL), nothing on r2"
 
 # ---- 2a. path MTU: DF datagrams at and beyond the usable size ----
 # The group SA carries inner packets up to 1438 bytes on a 1500-byte WAN

@@ -1,17 +1,19 @@
 #include "gm/dataplane.h"
 
 #include <bpf/bpf.h>
+#include <ifaddrs.h>
 #include <linux/if_link.h>
 #include <linux/magic.h>
 #include <net/if.h>
+#include <netinet/in.h>
 #include <sys/mount.h>
 #include <sys/statfs.h>
-
-#include <cerrno>
-#include <cstring>
 #include <time.h>
 
 #include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <tuple>
 
@@ -53,7 +55,56 @@ std::vector<SaStep> plan_sas(const std::vector<TekView>& teks, const std::map<st
   return steps;
 }
 
+std::vector<gdoi::AclEntry> own_lan_bypass(const std::vector<gdoi::Prefix>& lans) {
+  std::vector<gdoi::AclEntry> out;
+  for (const gdoi::Prefix& p : lans)
+    for (const gdoi::Prefix& q : lans) {
+      if (p == q || p.family != q.family) continue;
+      gdoi::AclEntry e;
+      e.action = gdoi::AclEntry::Action::Deny;
+      e.source = p;
+      e.destination = q;
+      out.push_back(e);
+    }
+  return out;
+}
+
 namespace {
+
+// The networks of `interfaces`' addresses (IPv4, and IPv6 but link-local).
+std::vector<gdoi::Prefix> interface_prefixes(const std::vector<kmod::Interface>& interfaces) {
+  std::vector<gdoi::Prefix> out;
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return out;
+  for (ifaddrs* i = list; i; i = i->ifa_next) {
+    if (!i->ifa_addr || !i->ifa_netmask) continue;
+    if (std::none_of(interfaces.begin(), interfaces.end(), [&](const kmod::Interface& f) { return f.name == i->ifa_name; }))
+      continue;
+    gdoi::Prefix p;
+    const std::uint8_t* addr = nullptr;
+    const std::uint8_t* mask = nullptr;
+    std::size_t n = 0;
+    if (i->ifa_addr->sa_family == AF_INET) {
+      p.family = 4, n = 4;
+      addr = reinterpret_cast<const std::uint8_t*>(&reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr);
+      mask = reinterpret_cast<const std::uint8_t*>(&reinterpret_cast<sockaddr_in*>(i->ifa_netmask)->sin_addr);
+    } else if (i->ifa_addr->sa_family == AF_INET6) {
+      p.family = 6, n = 16;
+      addr = reinterpret_cast<const std::uint8_t*>(&reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr);
+      mask = reinterpret_cast<const std::uint8_t*>(&reinterpret_cast<sockaddr_in6*>(i->ifa_netmask)->sin6_addr);
+      if (addr[0] == 0xfe && (addr[1] & 0xc0) == 0x80) continue;
+    } else {
+      continue;
+    }
+    for (std::size_t b = 0; b < n; ++b) {
+      p.address[b] = addr[b] & mask[b];
+      p.length = static_cast<std::uint8_t>(p.length + std::popcount(mask[b]));
+    }
+    if (std::find(out.begin(), out.end(), p) == out.end()) out.push_back(p);
+  }
+  freeifaddrs(list);
+  return out;
+}
 
 std::string steps_word(SaStep::Kind k) {
   switch (k) {
@@ -124,6 +175,9 @@ crypto::Result<void> Dataplane::setup() {
     if (!lan) return Error{where + "LAN " + lan.error()};
     lans_.push_back(*lan);
   }
+  bypass_ = own_lan_bypass(interface_prefixes(lans_));
+  for (const gdoi::AclEntry& e : bypass_)
+    log(LogLevel::Info, "Group " + options_.group_name + ": between its own LANs in clear, before the group's ACL: " + e.str());
   auto xfrm = kmod::XfrmSocket::open();
   if (!xfrm) return Error{where + xfrm.error()};
   xfrm_ = std::move(*xfrm);
@@ -218,16 +272,20 @@ crypto::Result<void> Dataplane::forget_spis() {
 
 crypto::Result<void> Dataplane::install_policy(const gdoi::GroupPolicy& policy) {
   const std::string where = "group " + options_.group_name + ": ";
-  std::vector<gdoi::AclEntry> fail_close = options_.fail_close;
+  std::vector<gdoi::AclEntry> main = bypass_;
+  main.insert(main.end(), policy.acl.begin(), policy.acl.end());
+  std::vector<gdoi::AclEntry> fail_close = bypass_;
+  fail_close.insert(fail_close.end(), options_.fail_close.begin(), options_.fail_close.end());
   fail_close.insert(fail_close.end(), policy.fail_close_acl.begin(), policy.fail_close_acl.end());
-  if (!policy_ || policy_->acl != policy.acl || fail_close != fail_close_) {
-    auto acl = datapath::compile_acl(policy.acl);
+  if (!policy_ || main != acl_ || fail_close != fail_close_) {
+    auto acl = datapath::compile_acl(main);
     if (!acl) return Error{where + "the ACL: " + acl.error()};
     auto fc = datapath::compile_acl(fail_close);
     if (!fc) return Error{where + "the fail-close ACL: " + fc.error()};
     if (auto ok = dp_->install(*acl, *fc); !ok) return Error{where + ok.error()};
   }
   policy_ = policy;
+  acl_ = std::move(main);
   fail_close_ = std::move(fail_close);
   return {};
 }
@@ -420,7 +478,7 @@ json Dataplane::status() const {
       out.push_back({{"line", acl[i].str()}, {"hits", i < h.size() ? h[i] : 0}});
     return out;
   };
-  j["acl_hits"] = hits(COVEY_ACL_MAIN, policy_ ? policy_->acl : std::vector<gdoi::AclEntry>{});
+  j["acl_hits"] = hits(COVEY_ACL_MAIN, acl_);
   j["fail_close_hits"] = hits(COVEY_ACL_FAIL_CLOSE, fail_close_);
   return j;
 }

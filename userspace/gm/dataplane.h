@@ -53,6 +53,14 @@ struct SaStep {
 // on; the active one is sent on.
 std::vector<SaStep> plan_sas(const std::vector<TekView>& teks, const std::map<std::uint32_t, InstalledSa>& installed);
 
+// Traffic between two of the member's own LAN prefixes is routed by the
+// member itself and never crosses the WAN, so it must not be steered into
+// the group SA (it would leave by the WAN as ESP and come back, or be sent
+// as ESP to a LAN host). `deny ip P Q` for every ordered pair of distinct
+// prefixes of one family, put before the key server's ACL: the classifier
+// already decides first-match at no cost per entry.
+std::vector<gdoi::AclEntry> own_lan_bypass(const std::vector<gdoi::Prefix>& lans);
+
 struct DataplaneOptions {
   std::string group_name;
   std::uint32_t group_id = 0;
@@ -112,7 +120,9 @@ class Dataplane {
   std::unique_ptr<kmod::RouteSocket> rtnl_;
   std::unique_ptr<datapath::Datapath> dp_;
   std::optional<gdoi::GroupPolicy> policy_;  // installed
-  std::vector<gdoi::AclEntry> fail_close_;   // installed: the member's lines, then the key server's
+  std::vector<gdoi::AclEntry> bypass_;       // own_lan_bypass of the LAN interfaces' prefixes
+  std::vector<gdoi::AclEntry> acl_;          // installed: bypass_, then the key server's ACL
+  std::vector<gdoi::AclEntry> fail_close_;   // installed: bypass_, the member's lines, then the key server's
   std::vector<std::uint32_t> sids_;
   std::optional<datapath::TbarPolicy> tbar_;  // applied
   std::map<std::uint32_t, InstalledSa> installed_;
