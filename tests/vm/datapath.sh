@@ -29,6 +29,7 @@
 #      group's ESP sent to it.
 #   5b kill -9 of gm3: h3 -> h4 dropped within the lease, nothing in clear
 #      on r2; gm3 restarted: traffic flows again.
+#   and a clean stop (SIGTERM) of gm4 leaves nothing of covey in its kernel.
 # Under TCG every exec costs a noticeable fraction of a second: commands for
 # one namespace go through one `ip -batch`, and waits poll sparingly.
 set -u
@@ -419,5 +420,23 @@ start gm3 "$GM"
 wait_for gm3 "s['data_path']['state']" active "gm3 coming back"
 in_ns h3 ping -c 3 -i 0.3 -W 3 192.168.4.10 >"$work/ping" 2>&1 || fail "h3 -> h4 after gm3's restart: $(tail -2 "$work/ping")"
 say "5b gm3 restarted: registered again, h3 -> h4 flows"
+
+# ---- a clean stop leaves the host as it was ----
+kill -TERM "$(cat "$work/gm4.pid")"
+wait "$(cat "$work/gm4.pid")" 2>/dev/null
+left=$( {
+  ip -n "$(ns gm4)" xfrm state
+  ip -n "$(ns gm4)" xfrm policy
+  tc -n "$(ns gm4)" filter show dev wan0 ingress
+  tc -n "$(ns gm4)" filter show dev wan0 egress
+  tc -n "$(ns gm4)" filter show dev lan0 ingress
+  ip -n "$(ns gm4)" link show wan0 | grep -o 'xdp[a-z]*'
+  ip -n "$(ns gm4)" addr show dev lo | grep -o '169\.254\.77\.[0-9]*'
+  ip -n "$(ns gm4)" route show 169.254.77.2
+} 2>&1)
+[ -z "$left" ] || fail "gm4 stopped (SIGTERM) but left behind:
+$left"
+grep -q "data path removed from the kernel" "$work/gm4.log" || fail "gm4 did not log its clean stop"
+say "clean stop (SIGTERM) of gm4: no XFRM state or policy, tc filter, XDP program, anchor address or route left"
 
 say "PASS"
