@@ -258,6 +258,14 @@ say "2 registration in clear: $n848 GDOI datagrams on r2 (deny udp any eq 848 an
 spi=$(field gm3 "s['data_path']['sending_spi']")
 [ "$spi" = "$(field gm4 "s['data_path']['sending_spi']")" ] || fail "gm3 and gm4 send on different SPIs"
 say "both members send on TEK SPI $spi"
+# A second member in gm4's namespace (another control socket) must refuse,
+# not flush gm4's SAs.
+sed "s#$work/gm4.sock#$work/gm4b.sock#; s#$work/gm4-state#$work/gm4b-state#" "$work/gm4.toml" >"$work/gm4b.toml"
+in_ns gm4 "$GM" --config "$work/gm4b.toml" >"$work/gm4b.log" 2>&1 && fail "a second covey-gm started its data path beside gm4's"
+grep -q "another covey-gm already drives the data path in this network namespace" "$work/gm4b.log" ||
+  fail "the second covey-gm in gm4 did not say why it stopped: $(tail -2 "$work/gm4b.log")"
+[ "$(field gm4 "s['data_path']['sending_spi']")" = "$spi" ] || fail "gm4 lost its SA to the second covey-gm"
+say "a second covey-gm beside gm4 refused: $(grep -o 'another covey-gm already drives[^(]*' "$work/gm4b.log")"
 
 # ---- 1. traffic between the LANs and from the GMs themselves ----
 capture_r2
@@ -280,9 +288,15 @@ print(n, h.hexdigest())' >"$work/tcp.rx" 2>&1 &
 rx=$!
 sleep 1
 in_ns h3 python3 -c '
-import hashlib, socket, random
+import hashlib, socket, random, time
 data = random.Random(5).randbytes(1 << 20)
-c = socket.create_connection(("192.168.4.10", 5001), timeout=30); c.sendall(data); c.close()
+for attempt in range(30):  # the listener in h4 may still be starting (TCG)
+    try:
+        c = socket.create_connection(("192.168.4.10", 5001), timeout=30)
+        break
+    except ConnectionRefusedError:
+        time.sleep(0.5)
+c.sendall(data); c.close()
 print(len(data), hashlib.sha256(data).hexdigest())' >"$work/tcp.tx" 2>&1 ||
   { capture_stop traffic; fail "TCP h3 -> h4: $(tail -1 "$work/tcp.tx")"; }
 wait $rx

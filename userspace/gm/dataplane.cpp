@@ -7,12 +7,16 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include <sys/statfs.h>
 #include <time.h>
 
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <filesystem>
 #include <tuple>
@@ -145,16 +149,41 @@ crypto::Result<void> mount_bpffs() {
   return {};
 }
 
+// One data path per network namespace: the anchors and the XFRM entries
+// covey owns are the namespace's, and a second member would flush the
+// first one's SAs. An abstract Unix socket is per network namespace and
+// goes away with the process, also on kill -9.
+crypto::Result<int> claim_namespace(const std::string& group) {
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Error{std::string("socket(AF_UNIX): ") + std::strerror(errno)};
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  const char name[] = "covey-gm data path";
+  std::memcpy(a.sun_path + 1, name, sizeof name - 1);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), offsetof(sockaddr_un, sun_path) + sizeof name) != 0) {
+    int e = errno;
+    close(fd);
+    if (e == EADDRINUSE)
+      return Error{"group " + group + ": another covey-gm already drives the data path in this network namespace "
+                   "(one group per host: the anchors and covey's XFRM entries are the host's)"};
+    return Error{std::string("binding the data path's claim socket: ") + std::strerror(e)};
+  }
+  return fd;
+}
+
 }  // namespace
 
 crypto::Result<std::unique_ptr<Dataplane>> Dataplane::start(const DataplaneOptions& options) {
+  auto claim = claim_namespace(options.group_name);
+  if (!claim) return Error{claim.error()};
+  std::unique_ptr<Dataplane> d(new Dataplane);
+  d->claim_fd_ = *claim;
+  if (auto ok = mount_bpffs(); !ok) return Error{"group " + options.group_name + ": " + ok.error()};
   // The kernel first: a member that cannot encrypt must say so at start,
   // not when the first protected packet leaves in clear.
-  if (auto ok = mount_bpffs(); !ok) return Error{"group " + options.group_name + ": " + ok.error()};
   kmod::ProbeReport report = kmod::probe_kernel();
   if (!report.ready())
     return Error{"this kernel lacks what covey's data path needs (covey-gm --probe):\n" + report.text()};
-  std::unique_ptr<Dataplane> d(new Dataplane);
   d->options_ = options;
   d->reqid_ = kmod::kDefaultOwnership.reqid_first | (options.group_id & 0xffffu);
   d->pin_dir_ = options.pin_root + "/" + pin_name(options.group_name);
@@ -439,7 +468,9 @@ void Dataplane::stop() {
   }
 }
 
-Dataplane::~Dataplane() = default;
+Dataplane::~Dataplane() {
+  if (claim_fd_ >= 0) close(claim_fd_);
+}
 
 json Dataplane::status() const {
   json j;

@@ -130,6 +130,7 @@ class Dataplane {
   std::optional<std::uint64_t> pseudotime_epoch_ns_;  // CLOCK_MONOTONIC ns at pseudotime 0, mod 2^32 ms
   std::optional<std::string> error_;
   bool attached_ = false;
+  int claim_fd_ = -1;  // this network namespace's data path is ours while it is open
 };
 
 // CLOCK_MONOTONIC in ns, the programs' clock.
