@@ -13,6 +13,8 @@ JOBS       ?= $(shell nproc)
 FUZZ_SECONDS ?= 600
 # e.g. "--members 2000 --settle 35" (see tests/bench/registration_bench.py --help)
 REGISTRATION_BENCH_FLAGS ?=
+# e.g. "--mib 16 --repeats 5" (see tests/bench/vm_throughput.py --help)
+VM_THROUGHPUT_BENCH_FLAGS ?=
 CMAKE_FLAGS ?=
 
 .PHONY: all build san deps test unit bench fuzz format clean lab lab-down
@@ -56,6 +58,9 @@ bench: deps build
 	@echo "== registration (tools/gm-swarm against covey-ks)"
 	@python3 tests/bench/registration_bench.py --build $(BUILD) --out $(BUILD)/bench $(REGISTRATION_BENCH_FLAGS) || \
 	  echo "registration bench did not run; the table below lacks it"
+	@echo "== VM throughput (covey's data path against static XFRM SAs, in the VM; root)"
+	@python3 tests/bench/vm_throughput.py --build $(BUILD) --out $(BUILD)/bench $(VM_THROUGHPUT_BENCH_FLAGS) || \
+	  echo "VM throughput bench measured nothing; the table below says why"
 	@python3 tools/bench-report.py $(BUILD)/bench
 
 fuzz: deps san

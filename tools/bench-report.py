@@ -2,8 +2,9 @@
 """Prints one table of every benchmark result under a folder of Google
 Benchmark JSON files, with the project's targets beside them, then the
 registration load results (registration.json, from
-tests/bench/registration_bench.py) against theirs, and writes the same
-rows to summary.json there. Exit status is 0: benchmarks report, they do
+tests/bench/registration_bench.py) and the VM throughput comparison
+(vm_throughput.json, from tests/bench/vm_throughput.py) against theirs, and
+writes the same rows to summary.json there. Exit status is 0: benchmarks report, they do
 not fail the build (wall-clock numbers vary by machine)."""
 import json
 import pathlib
@@ -27,6 +28,30 @@ REGISTRATION_TARGETS = {
     "ks_rss_mb_at_10000": ("<", 100.0, "issue gm-swarm: 10,000 members < 100 MB"),
     "rekey_unicast_first_push_to_last_ack_s": ("<", 2.0, "issue rekey: 10,000 members < 2 s"),
 }
+
+# vm_throughput.json: covey's TCP rate over the static XFRM tunnel's, same VM run.
+VM_THROUGHPUT_TARGET = (">=", 0.9, "issue 5: covey >= 0.9x static XFRM SAs without BPF")
+
+
+def vm_throughput_rows(folder):
+    """(name, value, unit, target, meets, note) from vm_throughput.json; an error row when it measured nothing."""
+    path = pathlib.Path(folder) / "vm_throughput.json"
+    if not path.exists():
+        return []
+    d = json.loads(path.read_text())
+    if d.get("error"):
+        return [("vm_throughput", None, "", None, None, "NOT MEASURED: " + d["error"])]
+    where = (f"median of {len(d['static']['mbit_s'])}, {d.get('mib')} MiB a run, {d.get('accel')}, "
+             f"kernel {d.get('kernel')}")
+    op, target, note = VM_THROUGHPUT_TARGET
+    return [
+        ("vm_static_xfrm_mbit_s", d["static"]["median_mbit_s"], "Mb/s", None, None, where),
+        ("vm_covey_mbit_s", d["covey"]["median_mbit_s"], "Mb/s", None, None, where),
+        ("vm_covey_to_static_ratio", d["ratio"], "", f"{op} {target:g}", d["ratio"] >= target,
+         note + ("" if d.get("same_transform") else "; TRANSFORMS DIFFER")),
+        ("vm_covey_to_static_median_pair_ratio", d.get("median_pair_ratio"), "", None, None,
+         "each covey run over the static run before it"),
+    ]
 
 
 def registration_rows(folder):
@@ -145,6 +170,17 @@ def main(folder):
             "meets_target": meets,
             "note": target_note or note,
         })
+    vm = vm_throughput_rows(folder)
+    if vm:
+        print()
+        print("VM throughput: TCP h3 -> h4, covey's data path against static XFRM SAs (tests/bench/vm_throughput.py)")
+        print(f"{'metric':44} {'value':>12} {'target':>10}  verdict")
+    for name, value, unit, target, meets, note in vm:
+        v = "" if meets is None else ("met" if meets else "NOT met")
+        shown = "-" if value is None else f"{value:.2f}"
+        print(f"{name:44} {shown:>9} {unit:<4} {target or '-':>8}  {v} {note}")
+        rows.append({"suite": "vm_throughput", "name": name, "value": value, "unit": unit, "target": target,
+                     "meets_target": meets, "note": note})
     (pathlib.Path(folder) / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
 
 
