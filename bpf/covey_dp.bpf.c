@@ -257,6 +257,18 @@ static __always_inline int covey_route(struct __sk_buff *skb, struct covey_stats
 		__builtin_memcpy(fib.ipv6_dst, real->dst, 16);
 	}
 	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT);
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS && fib.ifindex == skb->ifindex) {
+		/* The usual case: out of the device the packet is on, to a
+		 * neighbour the kernel knows. Its address from the lookup, and
+		 * on: a redirect would send the packet through the neighbour
+		 * layer and this program once more, per packet. */
+		if (bpf_skb_store_bytes(skb, 0, fib.dmac, ETH_ALEN, 0) ||
+		    bpf_skb_store_bytes(skb, ETH_ALEN, fib.smac, ETH_ALEN, 0)) {
+			st->rewrite_no_route++;
+			return TC_ACT_SHOT;
+		}
+		return TC_ACT_OK;
+	}
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH) {
 		st->rewrite_no_route++;
 		return TC_ACT_SHOT;

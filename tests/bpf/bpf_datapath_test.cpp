@@ -13,6 +13,11 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <gtest/gtest.h>
+
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#include <cstring>
 #include <linux/if_link.h>
 #include <linux/pkt_cls.h>
 #include <net/if.h>
@@ -1447,6 +1452,45 @@ TEST_F(DatapathTest, RewrittenEspIsRoutedByItsRealDestination) {
   EXPECT_EQ(r.retval, kRedirect);
   EXPECT_EQ(r.out, esp4(ip4("10.1.1.1"), ip4("10.2.5.5")));
   expect_delta(before, dp_->stats(), {{"rewritten", 1}}, "routed");
+
+  // A neighbour the kernel knows, on this same device: the lookup's MAC
+  // addresses written and on its way, no redirect (no second pass). A
+  // full-size packet too: the route's MTU is checked against the IP
+  // packet, not the frame.
+  ASSERT_TRUE(sh("ip neigh replace 192.0.2.254 lladdr 02:00:5e:00:02:fe dev covey-wan0 nud permanent"));
+  std::array<std::uint8_t, 6> own{};
+  {
+    // This namespace's interface (its /sys is the host's).
+    ifreq req{};
+    std::strncpy(req.ifr_name, "covey-wan0", IFNAMSIZ - 1);
+    const int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    ASSERT_EQ(ioctl(fd, SIOCGIFHWADDR, &req), 0);
+    close(fd);
+    std::memcpy(own.data(), req.ifr_hwaddr.sa_data, 6);
+  }
+  for (std::size_t ip_length : {std::size_t{0}, std::size_t{1500}}) {
+    auto make = [&](std::array<std::uint8_t, 4> src, std::array<std::uint8_t, 4> dst) {
+      Ipv4Frame f;
+      f.src = src;
+      f.dst = dst;
+      f.protocol = 50;
+      f.id = 0x77;
+      f.payload = esp(kSpi, 9);
+      if (ip_length) f.payload.resize(ip_length - 20, 0xab);
+      return frame(f);
+    };
+    ticket = steer(*dp_, udp4("10.1.1.1", "10.2.5.5"), clock_);
+    before = dp_->stats();
+    r = run_tc(*dp_, Program::WanEgress, make(kAnchorLocal, kAnchorGroup), {.mark = ticket, .ifindex = ifindex});
+    EXPECT_EQ(r.retval, static_cast<std::uint32_t>(TC_ACT_OK)) << "IP length " << ip_length;
+    Bytes expected = make(ip4("10.1.1.1"), ip4("10.2.5.5"));
+    const std::array<std::uint8_t, 6> gateway{0x02, 0x00, 0x5e, 0x00, 0x02, 0xfe};
+    std::copy(gateway.begin(), gateway.end(), expected.begin());
+    std::copy(own.begin(), own.end(), expected.begin() + 6);
+    EXPECT_EQ(r.out, expected) << "IP length " << ip_length;
+    expect_delta(before, dp_->stats(), {{"rewritten", 1}}, "routed to a known neighbour");
+  }
+  ASSERT_TRUE(sh("ip neigh del 192.0.2.254 dev covey-wan0"));
 
   // None (the anchor's route is no help): dropped, counted.
   ticket = steer(*dp_, udp4("10.1.1.1", "10.7.5.5"), clock_);
