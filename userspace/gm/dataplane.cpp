@@ -1,6 +1,7 @@
 #include "gm/dataplane.h"
 
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <ifaddrs.h>
 #include <linux/if_link.h>
 #include <linux/magic.h>
@@ -276,6 +277,17 @@ crypto::Result<void> Dataplane::setup() {
   if (auto ok = dp_->attach_tc(wan_.ifindex, datapath::Program::WanIngress); !ok) return Error{where + ok.error()};
   if (auto ok = dp_->attach_xdp(wan_.ifindex, options_.xdp_flags); !ok) return Error{where + ok.error()};
   attached_ = true;
+  // Generic (skb) XDP also runs on packets XFRM has just decrypted, which
+  // it cannot tell from clear ones (no secpath in XDP): dropping clear
+  // traffic the ACL protects would drop the group's own decrypted traffic.
+  bpf_xdp_query_opts q{};
+  q.sz = sizeof q;
+  if (bpf_xdp_query(wan_.ifindex, 0, &q) == 0 && q.attach_mode == XDP_ATTACHED_SKB) {
+    dp_->set_drop_clear(false);
+    log(LogLevel::Warning, "Group " + options_.group_name + ": XDP runs in generic mode on " + wan_.name +
+                               " (the driver has none, or xdp_mode = \"generic\"): clear traffic that the ACL says must "
+                               "arrive encrypted is not dropped on arrival");
+  }
   std::string lans;
   for (const auto& l : lans_) lans += (lans.empty() ? "" : ", ") + l.name;
   log(LogLevel::Info, "Group " + options_.group_name + ": data path on WAN " + wan_.name +
