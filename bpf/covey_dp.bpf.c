@@ -366,14 +366,16 @@ int covey_wan_egress(struct __sk_buff *skb)
 	if (covey_stats_cfg(&cfg, &st))
 		return TC_ACT_SHOT;
 
-	switch (covey_parse(skb, &pkt)) {
+	/* A steered packet here is the group SA's ESP (or a packet no policy
+	 * took, which is dropped anyway): only its outer headers are read. */
+	steered = covey_is_steered(cfg, skb->mark);
+	switch (covey_parse_n(skb, &pkt, steered ? COVEY_PARSE_OUTER : COVEY_PARSE_LINEAR)) {
 	case COVEY_PARSE_NOT_IP:
 		return TC_ACT_OK;
 	case COVEY_PARSE_MALFORMED:
 		st->malformed++;
 		return TC_ACT_SHOT;
 	}
-	steered = covey_is_steered(cfg, skb->mark);
 
 	if (pkt.protocol == IPPROTO_ESP) {
 		struct covey_spi *sp;
@@ -559,8 +561,9 @@ int covey_wan_ingress(struct __sk_buff *skb)
 		return TC_ACT_OK; /* another SA's */
 	if (covey_stats_cfg(&cfg, &st))
 		return TC_ACT_SHOT;
-	/* With TBAR off the stamp, if any, is still removed. */
-	switch (covey_parse(skb, &pkt)) {
+	/* With TBAR off the stamp, if any, is still removed. The check reads
+	 * the IP header (the stamp is its first option) and no further. */
+	switch (covey_parse_n(skb, &pkt, COVEY_PARSE_OUTER)) {
 	case COVEY_PARSE_NOT_IP:
 		return TC_ACT_OK;
 	case COVEY_PARSE_MALFORMED:
