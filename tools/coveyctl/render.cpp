@@ -413,10 +413,12 @@ void counters_section(Page& page, const Json& stats) {
     if (c.drop && n) dropped += *n;
     (c.drop ? drops : rows).push_back({c.stage, c.name, n ? std::to_string(*n) : "-", c.meaning});
   }
-  for (const auto& [name, v] : stats.items()) {
+  for (const auto& item : stats.items()) {
+    // Not a structured binding: clang 14 (the sanitizer build) cannot capture one.
+    const std::string& name = item.key();
     bool known = std::any_of(std::begin(kCounters), std::end(kCounters),
                              [&name](const CounterInfo& c) { return name == c.name; });
-    auto n = count(v);
+    auto n = count(item.value());
     if (known || (n && *n == 0)) continue;
     rows.push_back({"Other", name, n ? std::to_string(*n) : "-", ""});
   }
