@@ -466,6 +466,75 @@ static __always_inline int covey_own_mac(const __u8 *mac, const __u8 *own)
 	return any && !diff;
 }
 
+/* What arrives on the WAN, before XFRM: the decisions of covey_wan_xdp,
+ * also made at tc ingress (COVEY_CFG_INBOUND_TC) where XDP would copy
+ * every packet. `own` is a packet of this GM's own on its way into the SA
+ * (bounced from the WAN's egress), never clear traffic arriving. */
+enum covey_inbound {
+	COVEY_IN_PASS,
+	COVEY_IN_DROP,
+	COVEY_IN_TO_ANCHOR, /* group ESP: outer destination := ANCHOR_IN */
+};
+
+static __always_inline enum covey_inbound covey_inbound(void *data, void *end, struct covey_packet *pkt,
+							 const struct covey_config *cfg, struct covey_stats *st,
+							 int own)
+{
+	__u32 flags = COVEY_READ_ONCE(cfg->flags);
+	__u32 anchors = flags & (pkt->family == COVEY_FAMILY_V4 ? COVEY_CFG_ANCHORS_V4 : COVEY_CFG_ANCHORS_V6);
+
+	if (pkt->protocol == IPPROTO_ESP) {
+		struct covey_spi *sp;
+		int ours;
+
+		if (!anchors)
+			return COVEY_IN_PASS; /* not configured yet */
+		if (pkt->fragment == COVEY_FRAG_LATER) {
+			/* No SPI to read: a later fragment belongs to the group
+			 * if the ACL would have encrypted something between its
+			 * addresses (protocol and ports unseen), and must reach
+			 * ANCHOR_IN like its first fragment to be reassembled. */
+			__u32 gen = COVEY_READ_ONCE(cfg->generation) & 1;
+			__u32 key = COVEY_HEAD_INDEX(gen, COVEY_ACL_MAIN, pkt->family), result;
+			const struct covey_acl_head *head = bpf_map_lookup_elem(&covey_acl_heads, &key);
+
+			pkt->protocol = COVEY_PROTO_UNSEEN;
+			result = head ? covey_acl_classify(head, pkt) : COVEY_RESULT_ERROR;
+			ours = result != COVEY_RESULT_ERROR && (result & COVEY_RESULT_PERMIT);
+			if (!ours)
+				return COVEY_IN_PASS;
+			st->esp_in_fragment++;
+		} else {
+			sp = covey_spi_lookup(covey_esp_spi(data, end, pkt));
+			if (!sp || !(sp->flags & COVEY_SPI_INBOUND)) {
+				if (flags & COVEY_CFG_DROP_UNKNOWN_SPI) {
+					st->esp_unknown_drop++;
+					return COVEY_IN_DROP;
+				}
+				st->esp_unknown_pass++;
+				return COVEY_IN_PASS;
+			}
+			st->esp_in++;
+		}
+		return COVEY_IN_TO_ANCHOR;
+	}
+
+	if ((flags & COVEY_CFG_DROP_CLEAR) && !own) {
+		__u32 gen = COVEY_READ_ONCE(cfg->generation) & 1;
+		__u32 key = COVEY_HEAD_INDEX(gen, COVEY_ACL_MAIN, pkt->family), result;
+		const struct covey_acl_head *head = bpf_map_lookup_elem(&covey_acl_heads, &key);
+
+		result = head ? covey_acl_classify(head, pkt) : COVEY_RESULT_ERROR;
+		/* GET VPN drops clear traffic that its ACL says is encrypted:
+		 * a sender in the group would have encrypted it. */
+		if (result != COVEY_RESULT_ERROR && (result & COVEY_RESULT_PERMIT)) {
+			st->clear_drop++;
+			return COVEY_IN_DROP;
+		}
+	}
+	return COVEY_IN_PASS;
+}
+
 SEC("xdp")
 int covey_wan_xdp(struct xdp_md *ctx)
 {
@@ -473,75 +542,76 @@ int covey_wan_xdp(struct xdp_md *ctx)
 	struct covey_packet pkt = {};
 	struct covey_config *cfg;
 	struct covey_stats *st;
-	__u32 flags, anchors;
-	const __u8 *anchor_in;
+	struct ethhdr *eth = data;
+	int own;
 
 	if (covey_stats_cfg(&cfg, &st))
 		return XDP_PASS;
 	if (covey_parse_frame(data, end, &pkt) != COVEY_PARSE_IP)
 		return XDP_PASS; /* the stack judges what it cannot parse */
-	flags = COVEY_READ_ONCE(cfg->flags);
-	anchors = flags & (pkt.family == COVEY_FAMILY_V4 ? COVEY_CFG_ANCHORS_V4 : COVEY_CFG_ANCHORS_V6);
-	anchor_in = pkt.family == COVEY_FAMILY_V4 ? cfg->anchor_in_v4 : cfg->anchor_in_v6;
-
-	if (pkt.protocol == IPPROTO_ESP) {
-		struct covey_spi *sp;
-		int ours;
-
-		if (!anchors)
-			return XDP_PASS; /* not configured yet */
-		if (pkt.fragment == COVEY_FRAG_LATER) {
-			/* No SPI to read: a later fragment belongs to the group
-			 * if the ACL would have encrypted something between its
-			 * addresses (protocol and ports unseen), and must reach
-			 * ANCHOR_IN like its first fragment to be reassembled. */
-			__u32 gen = COVEY_READ_ONCE(cfg->generation) & 1;
-			__u32 key = COVEY_HEAD_INDEX(gen, COVEY_ACL_MAIN, pkt.family), result;
-			const struct covey_acl_head *head = bpf_map_lookup_elem(&covey_acl_heads, &key);
-
-			pkt.protocol = COVEY_PROTO_UNSEEN;
-			result = head ? covey_acl_classify(head, &pkt) : COVEY_RESULT_ERROR;
-			ours = result != COVEY_RESULT_ERROR && (result & COVEY_RESULT_PERMIT);
-			if (!ours)
-				return XDP_PASS;
-			st->esp_in_fragment++;
-		} else {
-			sp = covey_spi_lookup(covey_esp_spi(data, end, &pkt));
-			if (!sp || !(sp->flags & COVEY_SPI_INBOUND)) {
-				if (flags & COVEY_CFG_DROP_UNKNOWN_SPI) {
-					st->esp_unknown_drop++;
-					return XDP_DROP;
-				}
-				st->esp_unknown_pass++;
-				return XDP_PASS;
-			}
-			st->esp_in++;
-		}
-		covey_xdp_set_dst(ctx, &pkt, anchor_in);
+	/* The GM's own steered packets, bounced from the WAN's egress, meet
+	 * generic XDP on their way in (their source MAC is the WAN's own). */
+	own = (void *)(eth + 1) <= end && covey_own_mac(eth->h_source, cfg->wan_mac);
+	switch (covey_inbound(data, end, &pkt, cfg, st, own)) {
+	case COVEY_IN_DROP:
+		return XDP_DROP;
+	case COVEY_IN_TO_ANCHOR:
+		covey_xdp_set_dst(ctx, &pkt, pkt.family == COVEY_FAMILY_V4 ? cfg->anchor_in_v4 : cfg->anchor_in_v6);
+		return XDP_PASS;
+	default:
 		return XDP_PASS;
 	}
+}
 
-	if (flags & COVEY_CFG_DROP_CLEAR) {
-		struct ethhdr *eth = data;
-		__u32 gen = COVEY_READ_ONCE(cfg->generation) & 1;
-		__u32 key = COVEY_HEAD_INDEX(gen, COVEY_ACL_MAIN, pkt.family), result;
-		const struct covey_acl_head *head;
+/* tc: the outer destination becomes `dst` (IPv4: header checksum fixed). */
+static __always_inline int covey_skb_set_dst(struct __sk_buff *skb, const struct covey_packet *pkt, const __u8 *dst)
+{
+	__u32 l3 = pkt->l3_off & 0x1ff;
 
-		/* The GM's own steered packets, bounced from the WAN's egress,
-		 * meet generic XDP on their way in: they are on their way into
-		 * the SA, not arriving in clear. */
-		if ((void *)(eth + 1) <= end && covey_own_mac(eth->h_source, cfg->wan_mac))
-			return XDP_PASS;
-		head = bpf_map_lookup_elem(&covey_acl_heads, &key);
-		result = head ? covey_acl_classify(head, &pkt) : COVEY_RESULT_ERROR;
-		/* GET VPN drops clear traffic that its ACL says is encrypted:
-		 * a sender in the group would have encrypted it. */
-		if (result != COVEY_RESULT_ERROR && (result & COVEY_RESULT_PERMIT)) {
-			st->clear_drop++;
-			return XDP_DROP;
-		}
+	if (pkt->family == COVEY_FAMILY_V4) {
+		__u32 from, to;
+
+		__builtin_memcpy(&to, dst, 4);
+		if (bpf_skb_load_bytes(skb, l3 + 16, &from, 4) || bpf_l3_csum_replace(skb, l3 + 10, from, to, 4) ||
+		    bpf_skb_store_bytes(skb, l3 + 16, &to, 4, 0))
+			return -1;
+		return 0;
 	}
-	return XDP_PASS;
+	return bpf_skb_store_bytes(skb, l3 + 24, (void *)dst, 16, 0) ? -1 : 0;
+}
+
+/* tc ingress of the WAN for what XFRM has not seen yet, when this program
+ * rather than XDP makes the inbound decisions. ESP needs only its outer
+ * headers (no ciphertext pulled into the head); other traffic is read
+ * whole for the clear-traffic check. */
+static __always_inline int covey_wan_inbound_tc(struct __sk_buff *skb, const struct covey_config *cfg,
+						struct covey_stats *st)
+{
+	struct covey_packet pkt = {};
+	int own = covey_is_steered(cfg, skb->mark);
+
+	if (covey_parse_n(skb, &pkt, COVEY_PARSE_OUTER) != COVEY_PARSE_IP)
+		return TC_ACT_OK; /* the stack judges what it cannot parse */
+	if (pkt.protocol != IPPROTO_ESP) {
+		if (own || !(COVEY_READ_ONCE(cfg->flags) & COVEY_CFG_DROP_CLEAR))
+			return TC_ACT_OK;
+		__builtin_memset(&pkt, 0, sizeof(pkt));
+		if (covey_parse(skb, &pkt) != COVEY_PARSE_IP)
+			return TC_ACT_OK;
+	}
+	/* Packet pointers read again after the last pull, not reused from
+	 * before it (the verifier treats those as plain numbers). */
+	asm volatile("" ::: "memory");
+	switch (covey_inbound((void *)(long)skb->data, (void *)(long)skb->data_end, &pkt, cfg, st, own)) {
+	case COVEY_IN_DROP:
+		return TC_ACT_SHOT;
+	case COVEY_IN_TO_ANCHOR:
+		return covey_skb_set_dst(skb, &pkt, pkt.family == COVEY_FAMILY_V4 ? cfg->anchor_in_v4 : cfg->anchor_in_v6)
+			       ? TC_ACT_SHOT
+			       : TC_ACT_OK;
+	default:
+		return TC_ACT_OK;
+	}
 }
 
 SEC("tc")
@@ -554,8 +624,12 @@ int covey_wan_ingress(struct __sk_buff *skb)
 	__u32 spi;
 
 	spi = covey_secpath_spi(skb);
-	if (!spi)
-		return TC_ACT_OK; /* not decrypted: XDP has seen it */
+	if (!spi) {
+		/* Not decrypted: XDP has seen it, unless this program decides. */
+		if (covey_stats_cfg(&cfg, &st) || !(COVEY_READ_ONCE(cfg->flags) & COVEY_CFG_INBOUND_TC))
+			return TC_ACT_OK;
+		return covey_wan_inbound_tc(skb, cfg, st);
+	}
 	sp = covey_spi_lookup(spi);
 	if (!sp || !(sp->flags & COVEY_SPI_INBOUND))
 		return TC_ACT_OK; /* another SA's */

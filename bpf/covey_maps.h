@@ -251,6 +251,8 @@ struct covey_tbar_tx {
 #define COVEY_CFG_EGRESS_FIB 0x10u       /* route the rewritten ESP (bpf_fib_lookup) */
 #define COVEY_CFG_ANCHORS_V4 0x20u       /* the IPv4 anchors are set */
 #define COVEY_CFG_ANCHORS_V6 0x40u
+#define COVEY_CFG_INBOUND_TC 0x80u       /* the WAN's tc ingress makes covey_wan_xdp's decisions
+					  * (no XDP program attached: veth's XDP copies every packet) */
 
 /* covey_config value (one cell, mmapable: user space stores single words). */
 struct covey_config {

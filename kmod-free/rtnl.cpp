@@ -1,7 +1,9 @@
 #include "rtnl.h"
 
 #include <libmnl/libmnl.h>
+#include <linux/ethtool.h>
 #include <linux/if_link.h>
+#include <linux/sockios.h>
 #include <linux/neighbour.h>
 #include <linux/rtnetlink.h>
 #include <linux/veth.h>
@@ -63,6 +65,19 @@ crypto::Result<Interface> interface_info(const std::string& name) {
   i.mtu = static_cast<std::uint32_t>(req.ifr_mtu);
   close(fd);
   return i;
+}
+
+std::string interface_driver(const std::string& name) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return "";
+  ethtool_drvinfo info{};
+  info.cmd = ETHTOOL_GDRVINFO;
+  ifreq req{};
+  std::strncpy(req.ifr_name, name.c_str(), IFNAMSIZ - 1);
+  req.ifr_data = reinterpret_cast<char*>(&info);
+  const int rc = ioctl(fd, SIOCETHTOOL, &req);
+  close(fd);
+  return rc == 0 ? std::string(info.driver, strnlen(info.driver, sizeof info.driver)) : "";
 }
 
 crypto::Result<void> write_sysctl(const std::string& key, const std::string& value) {

@@ -26,6 +26,8 @@ struct Interface {
 };
 // By name, in the calling thread's network namespace.
 crypto::Result<Interface> interface_info(const std::string& name);
+// The interface's driver as ethtool names it ("veth", "virtio_net"); "" if unknown.
+std::string interface_driver(const std::string& name);
 
 // /proc/sys/net/... as `key` with dots ("net.ipv4.conf.wan0.accept_local").
 crypto::Result<void> write_sysctl(const std::string& key, const std::string& value);

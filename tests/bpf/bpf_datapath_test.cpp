@@ -781,13 +781,32 @@ TEST_F(DatapathTest, XdpInbound) {
     SCOPED_TRACE(c.description);
     dp_->set_drop_unknown_spi(c.drop_unknown);
     dp_->set_drop_clear(c.drop_clear);
-    const covey_stats before = dp_->stats();
-    const Result r = run_xdp(*dp_, c.in);
-    EXPECT_EQ(r.retval, c.action);
     const Bytes& want = c.out.empty() ? c.in : c.out;
-    EXPECT_EQ(r.out, want) << "got  " << hex(r.out) << "\nwant " << hex(want);
-    expect_delta(before, dp_->stats(), c.delta, c.description);
+    // The same decisions at the WAN's tc ingress (COVEY_CFG_INBOUND_TC, for
+    // a WAN without XDP), on packets XFRM has not seen (no secpath); there
+    // the GM's own bounced packets are known by their steering mark.
+    for (const bool tc : {false, true}) {
+      SCOPED_TRACE(tc ? "tc ingress" : "XDP");
+      dp_->set_inbound_tc(tc);
+      const covey_stats before = dp_->stats();
+      const bool own = c.description.starts_with("the GM's own");
+      const Result r = tc ? run_tc(*dp_, Program::WanIngress, c.in,
+                                   {.mark = own ? (5u << COVEY_MARK_SLOT_SHIFT) | kSteerMark | 1 : 0u, .spi = 0})
+                          : run_xdp(*dp_, c.in);
+      const std::uint32_t action = !tc ? c.action : c.action == XDP_DROP ? TC_ACT_SHOT : TC_ACT_OK;
+      EXPECT_EQ(r.retval, action);
+      EXPECT_EQ(r.out, want) << "got  " << hex(r.out) << "\nwant " << hex(want);
+      expect_delta(before, dp_->stats(), c.delta, c.description);
+    }
   }
+  dp_->set_inbound_tc(false);
+  // Without the flag, tc ingress leaves what XDP decides alone.
+  const Bytes esp = esp4(real_src, real_dst);
+  const covey_stats before = dp_->stats();
+  const Result r = run_tc(*dp_, Program::WanIngress, esp, {.spi = 0});
+  EXPECT_EQ(r.retval, static_cast<std::uint32_t>(TC_ACT_OK));
+  EXPECT_EQ(r.out, esp);
+  expect_delta(before, dp_->stats(), {}, "tc ingress without COVEY_CFG_INBOUND_TC");
 }
 
 // ---------------------------------------------------------------------

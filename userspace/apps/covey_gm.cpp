@@ -5,8 +5,6 @@
 #include <boost/asio.hpp>
 #include <iostream>
 
-#include <linux/if_link.h>
-
 #include "apps/daemon_cli.h"
 #include "apps/phase1_setup.h"
 #include "common/log.h"
@@ -66,9 +64,11 @@ int main(int argc, char** argv) {
     dp.lans = cfg.member.lan_interfaces;
     dp.fail_close = cfg.member.fail_close;
     using Mode = config::GmMemberConfig::XdpMode;
-    dp.xdp_flags = cfg.member.xdp_mode == Mode::Native    ? XDP_FLAGS_DRV_MODE
-                   : cfg.member.xdp_mode == Mode::Generic ? XDP_FLAGS_SKB_MODE
-                                                          : 0u;
+    using DpMode = gm::DataplaneOptions::XdpMode;
+    dp.xdp_mode = cfg.member.xdp_mode == Mode::Native    ? DpMode::Native
+                  : cfg.member.xdp_mode == Mode::Generic ? DpMode::Generic
+                  : cfg.member.xdp_mode == Mode::Off     ? DpMode::Off
+                                                         : DpMode::Auto;
     dp.drop_unknown_spi = cfg.member.drop_unknown_spi;
     options.dataplane = dp;
   }

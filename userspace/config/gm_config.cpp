@@ -90,9 +90,11 @@ void read_member(const toml::table& t, const std::string& folder, Diagnostics& d
     if (*mode == "auto") m.xdp_mode = GmMemberConfig::XdpMode::Auto;
     else if (*mode == "native") m.xdp_mode = GmMemberConfig::XdpMode::Native;
     else if (*mode == "generic") m.xdp_mode = GmMemberConfig::XdpMode::Generic;
+    else if (*mode == "off") m.xdp_mode = GmMemberConfig::XdpMode::Off;
     else
       d.error(r.where("xdp_mode"), "[member] xdp_mode \"" + *mode +
-                                       "\" is not one of \"auto\" (the driver's XDP if it has one), \"native\", \"generic\"");
+                                       "\" is not one of \"auto\" (native XDP unless the WAN is a veth), \"native\", "
+                                       "\"generic\", \"off\" (inbound decisions at tc ingress)");
   }
   if (auto v = r.boolean("drop_unknown_spi", "drop_unknown_spi = false")) m.drop_unknown_spi = *v;
   r.finish();

@@ -33,7 +33,7 @@ struct GmMemberConfig {
   // registration too): permit = drop. The key server's fail-close ACL is
   // added after these lines once registered.
   std::vector<gdoi::AclEntry> fail_close;
-  enum class XdpMode : std::uint8_t { Auto, Native, Generic };
+  enum class XdpMode : std::uint8_t { Auto, Native, Generic, Off };
   XdpMode xdp_mode = XdpMode::Auto;
   // ESP with an SPI that is not the group's is dropped on the WAN (off:
   // the host may run other IPsec).

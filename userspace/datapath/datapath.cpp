@@ -389,6 +389,9 @@ crypto::Result<void> Datapath::remove_spi(std::uint32_t spi) {
   return {};
 }
 
+void Datapath::set_inbound_tc(bool on) {
+  set_flag(COVEY_CFG_INBOUND_TC, on);
+}
 void Datapath::set_drop_unknown_spi(bool on) {
   set_flag(COVEY_CFG_DROP_UNKNOWN_SPI, on);
 }

@@ -116,6 +116,10 @@ class Datapath {
   // The group's SPIs (COVEY_SPI_INBOUND, COVEY_SPI_OUTBOUND).
   crypto::Result<void> set_spi(std::uint32_t spi, std::uint32_t flags);
   crypto::Result<void> remove_spi(std::uint32_t spi);
+  // The WAN's tc ingress program makes the inbound decisions of
+  // covey_wan_xdp (known SPIs to ANCHOR_IN, unknown-SPI and clear drops):
+  // for a WAN without XDP attached.
+  void set_inbound_tc(bool on);
   void set_drop_unknown_spi(bool on);
   void set_drop_clear(bool on);
   // Route rewritten ESP by its real destination (bpf_fib_lookup and

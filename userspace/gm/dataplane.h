@@ -67,7 +67,11 @@ struct DataplaneOptions {
   std::string wan;
   std::vector<std::string> lans;
   std::vector<gdoi::AclEntry> fail_close;  // the member's own lines, before the key server's
-  std::uint32_t xdp_flags = 0;             // 0 (the driver's if it has one), XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE
+  // Where the inbound decisions are made (known SPIs to ANCHOR_IN, unknown
+  // SPIs and clear traffic dropped): Auto = XDP where the driver runs it
+  // natively and the WAN is no veth, else tc ingress; Off = tc ingress.
+  enum class XdpMode : std::uint8_t { Auto, Native, Generic, Off };
+  XdpMode xdp_mode = XdpMode::Auto;
   bool drop_unknown_spi = false;
   std::string pin_root = "/sys/fs/bpf/covey";
   // Link-local: never routed beyond this host, and not on any wire
@@ -130,6 +134,9 @@ class Dataplane {
   std::optional<std::uint64_t> pseudotime_epoch_ns_;  // CLOCK_MONOTONIC ns at pseudotime 0, mod 2^32 ms
   std::optional<std::string> error_;
   bool attached_ = false;
+  bool xdp_attached_ = false;
+  std::uint32_t xdp_flags_ = 0;
+  std::string inbound_;  // "XDP (native)", "XDP (generic)", "tc ingress"
   int claim_fd_ = -1;  // this network namespace's data path is ours while it is open
 };
 
