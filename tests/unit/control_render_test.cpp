@@ -225,6 +225,15 @@ TEST(ControlRender, GmDataPathOff) {
 
 // Before the first registration: no TEK, the local fail-close ACL dropping,
 // everything else still in clear (no group ACL yet).
+TEST(ControlRender, GmDataPathSaysWhereInboundIsDecided) {
+  Json reply = gm_status_reply();
+  reply["data_path"] = data_path("active", {{"packets", 1}});
+  EXPECT_FALSE(contains(render_gm_status(reply, kCtx), "Inbound Decisions At"));  // an older covey-gm
+  reply["data_path"]["inbound"] = "tc ingress";
+  EXPECT_TRUE(contains(render_gm_status(reply, kCtx), "      Inbound Decisions At   : tc ingress\n"))
+      << render_gm_status(reply, kCtx);
+}
+
 TEST(ControlRender, GmDataPathFailCloseBeforeRegistration) {
   Json reply = gm_status_reply();
   reply["state"] = "registering";

@@ -480,6 +480,9 @@ void data_path_section(Page& page, const Json& dp) {
     page.field(6, "Inbound SPIs", in->empty() ? "none" : joined(*in, ", "));
   else
     page.field(6, "Inbound SPIs", "-");
+  // Where arriving ESP is judged: "XDP (native)", "XDP (generic)", "tc ingress".
+  if (const Json* in = field_of(dp, "inbound"); in != nullptr && in->is_string())
+    page.field(6, "Inbound Decisions At", in->get<std::string>());
   // Where `bpftool map dump pinned <dir>/covey_stats` and friends read from.
   page.field(6, "BPF Maps Pinned At", text(dp, "pin_dir"));
   const Json* acl = field_of(dp, "acl_hits");
