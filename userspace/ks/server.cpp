@@ -69,15 +69,8 @@ void set_multicast_interface(int fd, const Address& a) {
 
 }  // namespace
 
-Server::Server(boost::asio::io_context& io, ServerOptions options, Groups& groups)
-    : io_(io),
-      options_(std::move(options)),
-      dispatcher_(options_.dispatcher, groups, Address{}),
-      rekeyer_(groups),
-      clock_(io),
-      buffers_(16, Bytes(65536)) {
-  dispatcher_.set_rekeyer(&rekeyer_);
-}
+Server::Server(boost::asio::io_context& io, ServerOptions options, KeyServer& core)
+    : io_(io), options_(std::move(options)), core_(core), clock_(io), buffers_(16, Bytes(65536)) {}
 
 std::int64_t Server::now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -85,8 +78,7 @@ std::int64_t Server::now_ms() {
 
 bool Server::start(std::string* error) {
   // Events the log would discard are not built at all.
-  dispatcher_.set_min_severity(severity(log_level()));
-  rekeyer_.set_min_severity(severity(log_level()));
+  core_.set_min_severity(severity(log_level()));
   if (options_.keylog_path && !keylog_.open(*options_.keylog_path, error)) return false;
   for (const Endpoint& e : options_.listen) {
     auto s = UdpSocket::bind(e, error);
@@ -130,7 +122,7 @@ void Server::drain(Listener& l) {
     reply_from_.clear();
     for (std::size_t k = 0; k < n; ++k) {
       const UdpSocket::Received& r = received_[k];
-      for (Outgoing& o : dispatcher_.receive(r.from, r.local, ByteView(buffers_[k]).first(r.size), now_ms())) {
+      for (Outgoing& o : core_.receive(r.from, r.local, ByteView(buffers_[k]).first(r.size), now_ms())) {
         replies_.push_back(std::move(o));
         reply_from_.push_back(r.local);
       }
@@ -180,7 +172,7 @@ bool Server::set_multicast_ttl(Listener& l, std::uint8_t ttl) {
 }
 
 void Server::send_pushes() {
-  pushes_ = rekeyer_.take_outgoing();
+  pushes_ = core_.take_outgoing();
   if (pushes_.empty()) return;
   // One sendmmsg batch per socket: a rekey of thousands of members is a
   // few dozen system calls. Multicast datagrams are one per rekey and go
@@ -218,17 +210,14 @@ void Server::send_pushes() {
 }
 
 void Server::flush_events() {
-  for (const Event& e : dispatcher_.take_events()) log(level(e.severity), e.text);
-  for (const Event& e : rekeyer_.take_events()) log(level(e.severity), e.text);
-  for (const KeylogEntry& k : dispatcher_.take_keylog()) {
+  for (const Event& e : core_.take_events()) log(level(e.severity), e.text);
+  for (const KeylogEntry& k : core_.take_keylog()) {
     keylog_.write(k.initiator_cookie, k.encryption_key);
   }
 }
 
 void Server::tick() {
-  const std::int64_t t_ms = now_ms();
-  dispatcher_.expire(seconds_of(t_ms));
-  rekeyer_.tick(t_ms);
+  core_.tick(now_ms());
   flush();
   clock_.expires_after(std::chrono::seconds(1));
   clock_.async_wait([this](const boost::system::error_code& ec) {

@@ -1,5 +1,5 @@
 // covey-ks's event loop: UDP sockets, the one-second clock, the keylog and
-// the log, around the pure Dispatcher and Rekeyer. One thread, one
+// the log, around the key server's core (ks/key_server.h). One thread, one
 // io_context.
 #pragma once
 
@@ -13,14 +13,12 @@
 
 #include "common/keylog.h"
 #include "common/udp.h"
-#include "ks/dispatcher.h"
-#include "ks/rekey.h"
+#include "ks/key_server.h"
 
 namespace covey::ks {
 
 struct ServerOptions {
   std::vector<Endpoint> listen;  // e.g. 0.0.0.0:848 and [::]:848
-  DispatcherOptions dispatcher;
   std::optional<std::string> keylog_path;
   // The key server's own address: the interface multicast rekeys leave by
   // (IP_MULTICAST_IF). Unset or unspecified: the kernel's choice.
@@ -29,15 +27,11 @@ struct ServerOptions {
 
 class Server {
  public:
-  Server(boost::asio::io_context& io, ServerOptions options, Groups& groups);
+  Server(boost::asio::io_context& io, ServerOptions options, KeyServer& core);
   // Binds every listen address; false (with `error`) if any fails.
   bool start(std::string* error);
-  const Dispatcher& dispatcher() const { return dispatcher_; }
-  Dispatcher& dispatcher() { return dispatcher_; }
-  Rekeyer& rekeyer() { return rekeyer_; }
-  const Rekeyer& rekeyer() const { return rekeyer_; }
-  // Sends what the rekeyer handed out and logs what both cores said; the
-  // control handlers call it after asking the rekeyer for a rekey.
+  // Sends the pushes the core handed out and logs what it said; called
+  // after every datagram batch, tick and control command.
   void flush();
   // Unix time in ms: the pure cores take it where a message they build
   // carries the pseudotime, and count seconds of it elsewhere.
@@ -60,8 +54,7 @@ class Server {
 
   boost::asio::io_context& io_;
   ServerOptions options_;
-  Dispatcher dispatcher_;
-  Rekeyer rekeyer_;
+  KeyServer& core_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   boost::asio::steady_timer clock_;
   Keylog keylog_;

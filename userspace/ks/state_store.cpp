@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "crypto/hash.h"
+#include "ks/store.h"
 
 namespace covey::ks {
 
@@ -609,5 +610,19 @@ crypto::Result<void> restore_state(const std::string& path, Groups& groups) {
   }
   return {};
 }
+
+StateFile::StateFile(std::string state_dir) : path_(state_file_path(state_dir)) {}
+
+crypto::Result<bool> StateFile::restore(Groups& groups) {
+  struct stat st {};
+  if (::lstat(path_.c_str(), &st) != 0) {
+    if (errno == ENOENT) return false;
+    return Error{sys_error("state file", path_)};
+  }
+  if (auto r = restore_state(path_, groups); !r) return Error{r.error()};
+  return true;
+}
+
+crypto::Result<void> StateFile::save(const Groups& groups) { return save_state(path_, groups); }
 
 }  // namespace covey::ks

@@ -32,7 +32,7 @@
 // - members lazily and at clean shutdown: covey-ks saves dirty members a
 //   second after the last save at the earliest, and no sooner than 20
 //   times what that save took, so that saves stay a small part of its time
-//   at any member count (apps/covey_ks.cpp). A member whose record is
+//   at any member count (ks/key_server.h). A member whose record is
 //   lost misses unicast rekeys and registers again, which is a nuisance,
 //   not a security fault, and not worth an fsync per registration at
 //   thousands of registrations a second. The same holds

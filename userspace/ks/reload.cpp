@@ -1,11 +1,11 @@
-#include "apps/ks_reload.h"
+#include "ks/reload.h"
 
 #include <set>
 
 #include "apps/phase1_setup.h"
 #include "crypto/x509.h"
 
-namespace covey::apps {
+namespace covey::ks {
 
 namespace {
 
@@ -31,7 +31,7 @@ crypto::Result<Bytes> public_key_der(const std::string& path) {
 }  // namespace
 
 std::vector<std::string> reload_problems(const config::KsConfig& running, const config::KsConfig& next,
-                                         const ks::Groups& groups) {
+                                         const Groups& groups) {
   std::vector<std::string> problems;
   const auto& a = running.server;
   const auto& b = next.server;
@@ -50,7 +50,7 @@ std::vector<std::string> reload_problems(const config::KsConfig& running, const 
   std::set<std::string> names;
   for (const config::KsGroupConfig& g : next.groups) {
     names.insert(g.policy.name);
-    const ks::Group* running_group = nullptr;
+    const Group* running_group = nullptr;
     for (const auto& [id, owned] : groups.all())
       if (owned->policy().name == g.policy.name) running_group = owned.get();
     if (!running_group) {
@@ -78,21 +78,21 @@ std::vector<std::string> reload_problems(const config::KsConfig& running, const 
   return problems;
 }
 
-KsReload reload(config::KsConfig& running, config::KsConfig next, ks::Groups& groups, ks::Dispatcher& dispatcher,
-                ks::Rekeyer& rekeyer, std::int64_t now_ms) {
+KsReload reload(config::KsConfig& running, config::KsConfig next, Groups& groups, Dispatcher& dispatcher,
+                Rekeyer& rekeyer, std::int64_t now_ms) {
   KsReload out;
   out.problems = reload_problems(running, next, groups);
   std::string error;
-  auto credentials = phase1_credentials(next.isakmp, &error);
+  auto credentials = apps::phase1_credentials(next.isakmp, &error);
   if (!credentials) out.problems.push_back(error);
   if (!out.problems.empty()) return out;
 
   out.ok = true;
-  dispatcher.set_phase1(phase1_transforms(next.isakmp), std::move(credentials));
+  dispatcher.set_phase1(apps::phase1_transforms(next.isakmp), std::move(credentials));
   for (const config::KsGroupConfig& gc : next.groups) {
-    ks::Group* g = groups.find(gc.policy.name);
-    g->set_authorization(ks::Authorization{gc.authorization, gc.authorization_subjects});
-    rekeyer.set_margins(gc.policy.identity, ks::RekeyMargins{gc.tek_margin_s, gc.kek_margin_s});
+    Group* g = groups.find(gc.policy.name);
+    g->set_authorization(Authorization{gc.authorization, gc.authorization_subjects});
+    rekeyer.set_margins(gc.policy.identity, RekeyMargins{gc.tek_margin_s, gc.kek_margin_s});
     auto seq = rekeyer.change_policy(*g, gc.policy, now_ms);
     if (!seq)
       out.errors.push_back(seq.error());
@@ -103,4 +103,4 @@ KsReload reload(config::KsConfig& running, config::KsConfig next, ks::Groups& gr
   return out;
 }
 
-}  // namespace covey::apps
+}  // namespace covey::ks

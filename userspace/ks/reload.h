@@ -11,7 +11,7 @@
 #include "ks/dispatcher.h"
 #include "ks/rekey.h"
 
-namespace covey::apps {
+namespace covey::ks {
 
 struct KsReload {
   bool ok = false;
@@ -24,13 +24,13 @@ struct KsReload {
 // [server] settings, groups added or removed, a group's identity, a
 // group's rekey signing key (members hold its public key). Empty: reloadable.
 std::vector<std::string> reload_problems(const config::KsConfig& running, const config::KsConfig& next,
-                                         const ks::Groups& groups);
+                                         const Groups& groups);
 
 // Applies `next` when reload_problems finds nothing: phase-1 proposals
 // and credentials, authorization, rekey margins, and each group's policy,
 // rekeying the groups whose members would see the change. `running`
 // becomes `next` on success.
-KsReload reload(config::KsConfig& running, config::KsConfig next, ks::Groups& groups, ks::Dispatcher& dispatcher,
-                ks::Rekeyer& rekeyer, std::int64_t now_ms);
+KsReload reload(config::KsConfig& running, config::KsConfig next, Groups& groups, Dispatcher& dispatcher,
+                Rekeyer& rekeyer, std::int64_t now_ms);
 
-}  // namespace covey::apps
+}  // namespace covey::ks
