@@ -105,19 +105,21 @@ static __always_inline int covey_trie_walk(__u32 base, __u32 root, const __u8 *a
 			i++;
 			continue;
 		}
-		/* A skip record: key, mask, next, resume, miss (covey_maps.h). */
+		/* A skip record (struct covey_trie_skip, covey_maps.h). */
 		index = (base + (cell & COVEY_TRIE_OFFSET)) / COVEY_CELLS_PER_ROW;
 		row = bpf_map_lookup_elem(&covey_acl_trie, &index);
 		if (!row)
 			return -1;
-		diff = ((words[0] ^ row->cell[0]) & row->cell[4]) | ((words[1] ^ row->cell[1]) & row->cell[5]) |
-		       ((words[2] ^ row->cell[2]) & row->cell[6]) | ((words[3] ^ row->cell[3]) & row->cell[7]);
+		diff = ((words[0] ^ row->cell[COVEY_SKIP_KEY + 0]) & row->cell[COVEY_SKIP_MASK + 0]) |
+		       ((words[1] ^ row->cell[COVEY_SKIP_KEY + 1]) & row->cell[COVEY_SKIP_MASK + 1]) |
+		       ((words[2] ^ row->cell[COVEY_SKIP_KEY + 2]) & row->cell[COVEY_SKIP_MASK + 2]) |
+		       ((words[3] ^ row->cell[COVEY_SKIP_KEY + 3]) & row->cell[COVEY_SKIP_MASK + 3]);
 		if (diff) {
-			*cls = row->cell[10];
+			*cls = row->cell[COVEY_SKIP_MISS];
 			return 0;
 		}
-		cell = row->cell[8];
-		i = row->cell[9];
+		cell = row->cell[COVEY_SKIP_NEXT];
+		i = row->cell[COVEY_SKIP_RESUME];
 	}
 	return -1;
 }

@@ -86,6 +86,25 @@ struct covey_trie_skip {
 	__u32 miss;     /* different: this class */
 	__u32 unused[5];
 };
+/* The classifier reads a skip record as the raw cells of one row (a
+ * struct covey_cells), by these indices; the asserts keep the struct
+ * user space writes and the cells BPF reads the same bytes. */
+#define COVEY_SKIP_KEY 0
+#define COVEY_SKIP_MASK 4
+#define COVEY_SKIP_NEXT 8
+#define COVEY_SKIP_RESUME 9
+#define COVEY_SKIP_MISS 10
+#ifdef __cplusplus
+#define COVEY_LAYOUT_ASSERT(what) static_assert(what, #what)
+#else
+#define COVEY_LAYOUT_ASSERT(what) _Static_assert(what, #what)
+#endif
+COVEY_LAYOUT_ASSERT(sizeof(struct covey_trie_skip) == sizeof(struct covey_cells));
+COVEY_LAYOUT_ASSERT(__builtin_offsetof(struct covey_trie_skip, key) == COVEY_SKIP_KEY * sizeof(__u32));
+COVEY_LAYOUT_ASSERT(__builtin_offsetof(struct covey_trie_skip, mask) == COVEY_SKIP_MASK * sizeof(__u32));
+COVEY_LAYOUT_ASSERT(__builtin_offsetof(struct covey_trie_skip, next) == COVEY_SKIP_NEXT * sizeof(__u32));
+COVEY_LAYOUT_ASSERT(__builtin_offsetof(struct covey_trie_skip, resume) == COVEY_SKIP_RESUME * sizeof(__u32));
+COVEY_LAYOUT_ASSERT(__builtin_offsetof(struct covey_trie_skip, miss) == COVEY_SKIP_MISS * sizeof(__u32));
 
 /* A final-table cell: 0 = no entry matches (the implicit deny), otherwise
  * the ACL position of the first matching entry plus one, with
@@ -293,55 +312,64 @@ struct covey_config {
 	__u32 inner_mtu_v6;
 };
 
-/* covey_stats value (per CPU): what the programs did with packets. */
+/* Every data-path counter, defined once: the field of struct covey_stats,
+ * the section `coveyctl gm status` lists it under, whether it counts
+ * dropped packets (1) or not (0), and what it counts. The BPF struct, the
+ * JSON covey-gm sends, `gm status`, the tests and any metrics endpoint all
+ * expand this list, in this order: the packet's path through the
+ * programs. Add a counter here and everything that shows counters has it. */
+#define COVEY_STATS(X)                                                                                        \
+	X(packets, "Classification", 0, "seen by the classifier")                                             \
+	X(not_ip, "Classification", 0, "neither IPv4 nor IPv6: passed")                                       \
+	X(malformed, "Classification", 1, "IP header cut short or inconsistent")                              \
+	X(ports_unseen, "Classification", 0, "classified without ports (fragment, truncated L4)")              \
+	X(encrypt, "Classification", 0, "matched a permit: steered into the group SA")                        \
+	X(bypass_deny, "Classification", 0, "matched a deny: sent in clear")                                  \
+	X(bypass_implicit, "Classification", 0, "matched no entry: sent in clear")                            \
+	X(fail_close_drop, "Classification", 1, "fail-close ACL permit while no TEK is active")               \
+	X(table_error, "Classification", 1, "a classifier table lookup failed")                               \
+	/* GET VPN without fail-close: a permit outside the fail-close ACL while no TEK is active */          \
+	X(bypass_no_tek, "Classification", 0, "matched a permit, no TEK active: sent in clear")               \
+	X(steer_claimed, "Steering", 0, "slot taken for a new address pair")                                  \
+	X(steer_full, "Steering", 1, "every probed steering slot busy with another pair")                     \
+	X(local_bounced, "Steering", 0, "the GM's own packet bounced to ingress to meet XFRM")                \
+	X(bounce_error, "Steering", 1, "the GM's own packet could not be readdressed to bounce")              \
+	X(rewritten, "Steering", 0, "ESP given its real addresses back")                                      \
+	X(rewrite_stale, "Steering", 1, "steering slot changed hands before the rewrite")                     \
+	X(rewrite_mismatch, "Steering", 1, "steered ESP whose outer header is not the anchors'")              \
+	/* COVEY_CFG_EGRESS_FIB */                                                                              \
+	X(rewrite_no_route, "Steering", 1, "no route for the real destination")                               \
+	X(anchor_unsteered, "Steering", 1, "ESP to the group anchor without a steering ticket")               \
+	X(steered_clear, "Steering", 1, "steered packet reached the WAN in clear (no XFRM policy)")           \
+	X(esp_out, "Steering", 0, "group ESP sent out the WAN")                                               \
+	X(esp_in, "Inbound", 0, "group ESP (known SPI) steered to the inbound anchor")                        \
+	X(esp_in_fragment, "Inbound", 0, "later fragment of group ESP steered to the inbound anchor")         \
+	X(esp_unknown_drop, "Inbound", 1, "ESP with an unknown SPI (drop_unknown_spi)")                       \
+	X(esp_unknown_pass, "Inbound", 0, "ESP with an unknown SPI: passed")                                  \
+	X(clear_drop, "Inbound", 1, "arrived in clear, but the ACL says encrypted")                           \
+	X(tbar_stamped, "TBAR", 0, "stamped on the way into the SA")                                          \
+	X(tbar_no_room, "TBAR", 1, "IPv4 options leave no room for the stamp")                                \
+	X(tbar_error, "TBAR", 1, "stamp could not be written or removed")                                     \
+	X(mss_clamped, "TBAR", 0, "TCP SYN MSS clamped to fit the stamp")                                     \
+	X(tbar_accepted, "TBAR", 0, "stamp inside the window: checked, stripped")                             \
+	X(tbar_late, "TBAR", 1, "stamp older than the window")                                                \
+	X(tbar_early, "TBAR", 1, "stamp newer than the window")                                               \
+	X(tbar_duplicate, "TBAR", 1, "counter already seen inside the window (replay)")                       \
+	X(tbar_too_old, "TBAR", 1, "in time, but behind the counter window")                                  \
+	X(tbar_missing, "TBAR", 1, "decrypted group ESP without a stamp")                                     \
+	X(tbar_no_peer, "TBAR", 1, "no room for a new sender's window")                                       \
+	/* its datagram's first fragment carries the stamp and was checked */                                 \
+	X(tbar_unstamped_fragment, "TBAR", 0, "later fragment without a stamp: passed unchecked")             \
+	/* bpf/README.md, "Path MTU": answered with ICMP fragmentation needed (MTU inner_mtu - 12) */         \
+	X(frag_needed_sent, "Path MTU", 0, "DF packet too big once stamped: ICMP frag. needed sent")         \
+	X(frag_needed_error, "Path MTU", 1, "too big once stamped, and the ICMP answer failed")
+
+/* covey_stats value (per CPU): what the programs did with packets, one
+ * __u64 per COVEY_STATS entry. */
+#define COVEY_STATS_FIELD(name, section, drop, text) __u64 name;
 struct covey_stats {
-	__u64 packets;            /* every packet the classifier saw */
-	__u64 not_ip;             /* passed: neither IPv4 nor IPv6 */
-	__u64 malformed;          /* dropped: an IP header cut short or inconsistent */
-	__u64 ports_unseen;       /* classified without ports (fragments, truncated L4) */
-	__u64 encrypt;            /* matched a permit: steered into the group SA */
-	__u64 bypass_deny;        /* matched a deny: sent in clear */
-	__u64 bypass_implicit;    /* matched no entry: sent in clear */
-	__u64 fail_close_drop;    /* dropped by the fail-close ACL */
-	__u64 table_error;        /* dropped: a classifier table lookup failed */
-	__u64 bypass_no_tek;      /* matched a permit while no TEK is active, outside the
-				   * fail-close ACL: sent in clear (GET VPN without fail-close) */
-	/* Steering. */
-	__u64 steer_claimed;      /* a slot taken for a new address pair */
-	__u64 steer_full;         /* dropped: every probed slot busy with another pair */
-	__u64 local_bounced;      /* WAN egress: the GM's own packet sent back to ingress to meet XFRM */
-	__u64 bounce_error;       /* dropped: the GM's own packet could not be readdressed for the bounce */
-	__u64 rewritten;          /* WAN egress: ESP given its real addresses back */
-	__u64 rewrite_stale;      /* dropped: the slot changed hands (or never held the ticket) */
-	__u64 rewrite_mismatch;   /* dropped: steered ESP whose outer header is not the anchors' */
-	__u64 rewrite_no_route;   /* dropped: no route for the real destination (COVEY_CFG_EGRESS_FIB) */
-	__u64 anchor_unsteered;   /* dropped: ESP to ANCHOR_GROUP without a ticket */
-	__u64 steered_clear;      /* dropped: a steered packet reached the WAN in clear (no XFRM policy took it) */
-	__u64 esp_out;            /* WAN egress: the group's ESP, already rewritten, passed */
-	/* Inbound (XDP). */
-	__u64 esp_in;             /* known SPI: outer destination set to ANCHOR_IN */
-	__u64 esp_in_fragment;    /* a later fragment of group ESP (by the ACL): to ANCHOR_IN */
-	__u64 esp_unknown_drop;   /* unknown SPI, dropped (COVEY_CFG_DROP_UNKNOWN_SPI) */
-	__u64 esp_unknown_pass;   /* unknown SPI, passed */
-	__u64 clear_drop;         /* clear packet the ACL says must arrive encrypted */
-	/* TBAR. */
-	__u64 tbar_stamped;
-	__u64 tbar_no_room;       /* dropped: IPv4 options leave no room for the stamp */
-	__u64 tbar_error;         /* dropped: the stamp could not be written or removed */
-	__u64 mss_clamped;
-	__u64 tbar_accepted;      /* checked, inside the window, stripped */
-	__u64 tbar_late;          /* dropped: stamp older than the window */
-	__u64 tbar_early;         /* dropped: stamp newer than the window */
-	__u64 tbar_duplicate;     /* dropped: counter already seen inside the window */
-	__u64 tbar_too_old;       /* dropped: in time, but behind the counter window */
-	__u64 tbar_missing;       /* dropped: group ESP decrypted to a packet without a stamp */
-	__u64 tbar_no_peer;       /* dropped: no room for a new sender's window */
-	__u64 tbar_unstamped_fragment; /* passed unchecked: a non-initial fragment without a stamp
-					* (its datagram's first fragment carries one and was checked) */
-	/* Path MTU (bpf/README.md, "Path MTU"). */
-	__u64 frag_needed_sent;   /* a DF packet too big for the SA once stamped: answered with ICMP
-				   * fragmentation needed (MTU inner_mtu - 12) instead of being sent */
-	__u64 frag_needed_error;  /* dropped: too big once stamped, and the answer could not be built */
+	COVEY_STATS(COVEY_STATS_FIELD)
 };
+#undef COVEY_STATS_FIELD
 
 #endif /* COVEY_BPF_COVEY_MAPS_H */

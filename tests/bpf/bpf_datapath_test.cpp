@@ -77,30 +77,12 @@ struct Counter {
   __u64 covey_stats::*field;
 };
 
-#define COVEY_COUNTER(f) \
-  Counter {              \
-#f, &covey_stats::f  \
-  }
 const std::vector<Counter>& counters() {
-  static const std::vector<Counter> all = {
-      COVEY_COUNTER(packets),          COVEY_COUNTER(not_ip),           COVEY_COUNTER(malformed),
-      COVEY_COUNTER(ports_unseen),     COVEY_COUNTER(encrypt),          COVEY_COUNTER(bypass_deny),
-      COVEY_COUNTER(bypass_implicit),  COVEY_COUNTER(fail_close_drop),  COVEY_COUNTER(table_error),
-      COVEY_COUNTER(bypass_no_tek),    COVEY_COUNTER(steer_claimed),    COVEY_COUNTER(steer_full),
-      COVEY_COUNTER(local_bounced),    COVEY_COUNTER(bounce_error),     COVEY_COUNTER(rewritten),
-      COVEY_COUNTER(rewrite_stale),    COVEY_COUNTER(rewrite_mismatch), COVEY_COUNTER(rewrite_no_route),
-      COVEY_COUNTER(anchor_unsteered), COVEY_COUNTER(steered_clear),    COVEY_COUNTER(esp_out),
-      COVEY_COUNTER(esp_in),           COVEY_COUNTER(esp_in_fragment),  COVEY_COUNTER(esp_unknown_drop),
-      COVEY_COUNTER(esp_unknown_pass), COVEY_COUNTER(clear_drop),       COVEY_COUNTER(tbar_stamped),
-      COVEY_COUNTER(tbar_no_room),     COVEY_COUNTER(tbar_error),       COVEY_COUNTER(mss_clamped),
-      COVEY_COUNTER(tbar_accepted),    COVEY_COUNTER(tbar_late),        COVEY_COUNTER(tbar_early),
-      COVEY_COUNTER(tbar_duplicate),   COVEY_COUNTER(tbar_too_old),     COVEY_COUNTER(tbar_missing),
-      COVEY_COUNTER(tbar_no_peer),     COVEY_COUNTER(tbar_unstamped_fragment),
-      COVEY_COUNTER(frag_needed_sent), COVEY_COUNTER(frag_needed_error),
-  };
+#define COVEY_COUNTER(name, section, drop, text) Counter{#name, &covey_stats::name},
+  static const std::vector<Counter> all = {COVEY_STATS(COVEY_COUNTER)};
+#undef COVEY_COUNTER
   return all;
 }
-#undef COVEY_COUNTER
 
 using Delta = std::map<std::string, std::uint64_t>;
 

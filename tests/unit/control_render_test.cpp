@@ -188,14 +188,9 @@ TEST(ControlRender, KsPseudotimeOnlyWithATbarWindow) {
 // zero unless `counters` sets it.
 Json data_path(const char* state, const Json& counters) {
   Json stats = Json::object();
-  for (const char* name :
-       {"packets", "not_ip", "malformed", "ports_unseen", "encrypt", "bypass_deny", "bypass_implicit",
-        "fail_close_drop", "table_error", "bypass_no_tek", "steer_claimed", "steer_full", "local_bounced",
-        "bounce_error", "rewritten", "rewrite_stale", "rewrite_mismatch", "rewrite_no_route", "anchor_unsteered",
-        "steered_clear", "esp_out", "esp_in", "esp_in_fragment", "esp_unknown_drop", "esp_unknown_pass",
-        "clear_drop", "tbar_stamped", "tbar_no_room", "tbar_error", "mss_clamped", "tbar_accepted", "tbar_late",
-        "tbar_early", "tbar_duplicate", "tbar_too_old", "tbar_missing", "tbar_no_peer", "tbar_unstamped_fragment",
-        "frag_needed_sent", "frag_needed_error"})
+#define COVEY_STAT(name, section, drop, text) #name,
+  for (const char* name : {COVEY_STATS(COVEY_STAT)})
+#undef COVEY_STAT
     stats[name] = std::uint64_t{0};
   stats.update(counters);
   return Json{{"state", state},           {"error", nullptr},

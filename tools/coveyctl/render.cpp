@@ -6,6 +6,8 @@
 #include <string_view>
 #include <vector>
 
+#include "covey_maps.h"
+
 namespace covey::coveyctl {
 namespace {
 
@@ -325,52 +327,14 @@ struct CounterInfo {
   const char* name;     // the C field name, as gm.status and `bpftool map dump` spell it
   const char* stage;    // group heading for a counter that is not a drop
   bool drop;            // listed under "Dropped" instead, so losses stand out
-  const char* meaning;  // one line, from the field's comment in covey_maps.h
+  const char* meaning;  // one line (COVEY_STATS in covey_maps.h)
 };
 
-// In the order of struct covey_stats: the packet's path through the programs.
-constexpr CounterInfo kCounters[] = {
-    {"packets", "Classification", false, "seen by the classifier"},
-    {"not_ip", "Classification", false, "neither IPv4 nor IPv6: passed"},
-    {"malformed", "Classification", true, "IP header cut short or inconsistent"},
-    {"ports_unseen", "Classification", false, "classified without ports (fragment, truncated L4)"},
-    {"encrypt", "Classification", false, "matched a permit: steered into the group SA"},
-    {"bypass_deny", "Classification", false, "matched a deny: sent in clear"},
-    {"bypass_implicit", "Classification", false, "matched no entry: sent in clear"},
-    {"fail_close_drop", "Classification", true, "fail-close ACL permit while no TEK is active"},
-    {"table_error", "Classification", true, "a classifier table lookup failed"},
-    {"bypass_no_tek", "Classification", false, "matched a permit, no TEK active: sent in clear"},
-    {"steer_claimed", "Steering", false, "slot taken for a new address pair"},
-    {"steer_full", "Steering", true, "every probed steering slot busy with another pair"},
-    {"local_bounced", "Steering", false, "the GM's own packet bounced to ingress to meet XFRM"},
-    {"bounce_error", "Steering", true, "the GM's own packet could not be readdressed to bounce"},
-    {"rewritten", "Steering", false, "ESP given its real addresses back"},
-    {"rewrite_stale", "Steering", true, "steering slot changed hands before the rewrite"},
-    {"rewrite_mismatch", "Steering", true, "steered ESP whose outer header is not the anchors'"},
-    {"rewrite_no_route", "Steering", true, "no route for the real destination"},
-    {"anchor_unsteered", "Steering", true, "ESP to the group anchor without a steering ticket"},
-    {"steered_clear", "Steering", true, "steered packet reached the WAN in clear (no XFRM policy)"},
-    {"esp_out", "Steering", false, "group ESP sent out the WAN"},
-    {"esp_in", "Inbound", false, "group ESP (known SPI) steered to the inbound anchor"},
-    {"esp_in_fragment", "Inbound", false, "later fragment of group ESP steered to the inbound anchor"},
-    {"esp_unknown_drop", "Inbound", true, "ESP with an unknown SPI (drop_unknown_spi)"},
-    {"esp_unknown_pass", "Inbound", false, "ESP with an unknown SPI: passed"},
-    {"clear_drop", "Inbound", true, "arrived in clear, but the ACL says encrypted"},
-    {"tbar_stamped", "TBAR", false, "stamped on the way into the SA"},
-    {"tbar_no_room", "TBAR", true, "IPv4 options leave no room for the stamp"},
-    {"tbar_error", "TBAR", true, "stamp could not be written or removed"},
-    {"mss_clamped", "TBAR", false, "TCP SYN MSS clamped to fit the stamp"},
-    {"tbar_accepted", "TBAR", false, "stamp inside the window: checked, stripped"},
-    {"tbar_late", "TBAR", true, "stamp older than the window"},
-    {"tbar_early", "TBAR", true, "stamp newer than the window"},
-    {"tbar_duplicate", "TBAR", true, "counter already seen inside the window (replay)"},
-    {"tbar_too_old", "TBAR", true, "in time, but behind the counter window"},
-    {"tbar_missing", "TBAR", true, "decrypted group ESP without a stamp"},
-    {"tbar_no_peer", "TBAR", true, "no room for a new sender's window"},
-    {"tbar_unstamped_fragment", "TBAR", false, "later fragment without a stamp: passed unchecked"},
-    {"frag_needed_sent", "Path MTU", false, "DF packet too big once stamped: ICMP frag. needed sent"},
-    {"frag_needed_error", "Path MTU", true, "too big once stamped, and the ICMP answer failed"},
-};
+// Every counter of struct covey_stats, in its order: the packet's path
+// through the programs (bpf/covey_maps.h, COVEY_STATS).
+#define COVEY_STAT(name, section, drop, text) {#name, section, drop != 0, text},
+constexpr CounterInfo kCounters[] = {COVEY_STATS(COVEY_STAT)};
+#undef COVEY_STAT
 
 // A counter as JSON sends it (covey_stats fields are u64); nullopt when it is
 // not a non-negative integer.

@@ -530,17 +530,8 @@ json Dataplane::status() const {
   if (!dp_) return j;
   const covey_stats s = dp_->stats();
   json st;
-#define COVEY_STAT(f) st[#f] = s.f;
-  COVEY_STAT(packets) COVEY_STAT(not_ip) COVEY_STAT(malformed) COVEY_STAT(ports_unseen) COVEY_STAT(encrypt)
-  COVEY_STAT(bypass_deny) COVEY_STAT(bypass_implicit) COVEY_STAT(fail_close_drop) COVEY_STAT(table_error)
-  COVEY_STAT(bypass_no_tek) COVEY_STAT(steer_claimed) COVEY_STAT(steer_full) COVEY_STAT(local_bounced)
-  COVEY_STAT(bounce_error) COVEY_STAT(rewritten) COVEY_STAT(rewrite_stale) COVEY_STAT(rewrite_mismatch)
-  COVEY_STAT(rewrite_no_route) COVEY_STAT(anchor_unsteered) COVEY_STAT(steered_clear) COVEY_STAT(esp_out)
-  COVEY_STAT(esp_in) COVEY_STAT(esp_in_fragment) COVEY_STAT(esp_unknown_drop) COVEY_STAT(esp_unknown_pass)
-  COVEY_STAT(clear_drop) COVEY_STAT(tbar_stamped) COVEY_STAT(tbar_no_room) COVEY_STAT(tbar_error)
-  COVEY_STAT(mss_clamped) COVEY_STAT(tbar_accepted) COVEY_STAT(tbar_late) COVEY_STAT(tbar_early)
-  COVEY_STAT(tbar_duplicate) COVEY_STAT(tbar_too_old) COVEY_STAT(tbar_missing) COVEY_STAT(tbar_no_peer)
-  COVEY_STAT(tbar_unstamped_fragment) COVEY_STAT(frag_needed_sent) COVEY_STAT(frag_needed_error)
+#define COVEY_STAT(name, section, drop, text) st[#name] = s.name;
+  COVEY_STATS(COVEY_STAT)
 #undef COVEY_STAT
   j["stats"] = st;
   auto hits = [&](covey_acl_kind kind, const std::vector<gdoi::AclEntry>& acl) {
