@@ -12,6 +12,7 @@
 // of its own (no routes but its own). Needs root; exits 77 without it.
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <gtest/gtest.h>
 
 #include <sys/ioctl.h>
@@ -1530,7 +1531,7 @@ TEST_F(DatapathTest, AttachAndDetach) {
     EXPECT_NE(shown.find(name), std::string::npos) << name << " in:\n" << shown;
 
   for (Program p : {Program::LanIngress, Program::WanEgress}) EXPECT_TRUE(dp_->detach_tc(ifindex, p).ok());
-  EXPECT_TRUE(dp_->detach_xdp(ifindex, XDP_FLAGS_SKB_MODE).ok());
+  EXPECT_TRUE(dp_->detach_xdp(ifindex).ok());
   const std::string after = run_text("bpftool net show dev covey-lan0 2>&1");
   EXPECT_EQ(after.find("covey_lan_ingre"), std::string::npos) << after;
   EXPECT_EQ(after.find(xdp), std::string::npos) << after;
@@ -1539,6 +1540,129 @@ TEST_F(DatapathTest, AttachAndDetach) {
   EXPECT_NE(bad.error().find("covey_lan_ingress to tc ingress of ? (ifindex 999999)"), std::string::npos)
       << bad.error();
   sh("ip link del covey-lan0");
+}
+
+// Another tool's program: passes everything, named `name`.
+int foreign_program(bpf_prog_type type, const char* name) {
+  bpf_insn insns[2] = {};
+  insns[0].code = BPF_ALU64 | BPF_MOV | BPF_K;  // r0 = verdict
+  insns[0].imm = type == BPF_PROG_TYPE_XDP ? XDP_PASS : TC_ACT_OK;
+  insns[1].code = BPF_JMP | BPF_EXIT;
+  return bpf_prog_load(type, name, "GPL", insns, 2, nullptr);
+}
+
+std::uint32_t prog_id(int fd) {
+  bpf_prog_info info{};
+  std::uint32_t len = sizeof(info);
+  return bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.id : 0;
+}
+
+std::uint32_t xdp_on(int ifindex) {
+  std::uint32_t id = 0;
+  bpf_xdp_query_id(ifindex, XDP_FLAGS_SKB_MODE, &id);
+  return id;
+}
+
+// The program at `handle` and `priority` of a tc hook, 0 if none (covey's
+// slot: handle 0xc0e1, priority 1).
+std::uint32_t tc_on(int ifindex, bpf_tc_attach_point point, std::uint32_t handle = 0xc0e1,
+                    std::uint32_t priority = 1) {
+  bpf_tc_hook hook{};
+  hook.sz = sizeof(hook);
+  hook.ifindex = ifindex;
+  hook.attach_point = point;
+  bpf_tc_opts opts{};
+  opts.sz = sizeof(opts);
+  opts.handle = handle;
+  opts.priority = priority;
+  return bpf_tc_query(&hook, &opts) == 0 ? opts.prog_id : 0;
+}
+
+// What other tools attach stays where it is; covey replaces and removes
+// only its own programs, an earlier run's included (vm.attach_ownership
+// checks the same through covey-gm).
+TEST_F(DatapathTest, OnlyCoveysOwnProgramsAreReplacedOrRemoved) {
+  ASSERT_TRUE(sh("ip link add covey-own0 type ifb && ip link set covey-own0 up"));
+  const int ifindex = static_cast<int>(if_nametoindex("covey-own0"));
+  ASSERT_NE(ifindex, 0);
+  const int xdp = foreign_program(BPF_PROG_TYPE_XDP, "foreign_xdp");
+  const int tc = foreign_program(BPF_PROG_TYPE_SCHED_CLS, "foreign_tc");
+  ASSERT_GE(xdp, 0);
+  ASSERT_GE(tc, 0);
+
+  // A foreign XDP program: refused by name and id, neither replaced nor removed.
+  ASSERT_EQ(bpf_xdp_attach(ifindex, xdp, XDP_FLAGS_SKB_MODE, nullptr), 0);
+  auto refused = dp_->attach_xdp(ifindex, XDP_FLAGS_SKB_MODE);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().find("covey-own0 (ifindex " + std::to_string(ifindex) +
+                                 ") already has XDP program 'foreign_xdp' (id " +
+                                 std::to_string(prog_id(xdp)) + ")"),
+            std::string::npos)
+      << refused.error();
+  auto kept = dp_->detach_xdp(ifindex);
+  EXPECT_FALSE(kept.ok());
+  EXPECT_NE(kept.error().find("left in place"), std::string::npos) << kept.error();
+  EXPECT_EQ(xdp_on(ifindex), prog_id(xdp));
+  ASSERT_EQ(bpf_xdp_detach(ifindex, XDP_FLAGS_SKB_MODE, nullptr), 0);
+
+  // An earlier run's programs (the object loaded again, then closed as by
+  // kill -9) are covey's: replaced.
+  {
+    auto earlier = open_datapath(64);
+    ASSERT_TRUE(earlier);
+    ASSERT_TRUE(earlier->attach_xdp(ifindex, XDP_FLAGS_SKB_MODE).ok());
+    ASSERT_TRUE(earlier->attach_tc(ifindex, Program::LanIngress).ok());
+  }
+  auto replaced = dp_->attach_xdp(ifindex, XDP_FLAGS_SKB_MODE);
+  ASSERT_TRUE(replaced.ok()) << replaced.error();
+  EXPECT_EQ(xdp_on(ifindex), prog_id(dp_->program_fd(Program::WanXdp)));
+  ASSERT_TRUE(dp_->attach_tc(ifindex, Program::LanIngress).ok());
+  EXPECT_EQ(tc_on(ifindex, BPF_TC_INGRESS), prog_id(dp_->program_fd(Program::LanIngress)));
+
+  // A foreign filter in covey's slot: refused and kept; one at another
+  // priority is no concern of covey's.
+  bpf_tc_hook egress{};
+  egress.sz = sizeof(egress);
+  egress.ifindex = ifindex;
+  egress.attach_point = BPF_TC_EGRESS;
+  bpf_tc_opts slot{};
+  slot.sz = sizeof(slot);
+  slot.prog_fd = tc;
+  slot.handle = 0xc0e1;
+  slot.priority = 1;
+  ASSERT_EQ(bpf_tc_attach(&egress, &slot), 0);
+  bpf_tc_hook ingress = egress;
+  ingress.attach_point = BPF_TC_INGRESS;
+  bpf_tc_opts beside{};
+  beside.sz = sizeof(beside);
+  beside.prog_fd = tc;
+  beside.handle = 1;
+  beside.priority = 7;
+  ASSERT_EQ(bpf_tc_attach(&ingress, &beside), 0);
+  auto taken = dp_->attach_tc(ifindex, Program::WanEgress);
+  ASSERT_FALSE(taken.ok());
+  EXPECT_NE(taken.error().find("BPF filter 'foreign_tc' (id " + std::to_string(prog_id(tc)) +
+                               ") holds covey's handle 0xc0e1 priority 1"),
+            std::string::npos)
+      << taken.error();
+  EXPECT_FALSE(dp_->detach_tc(ifindex, Program::WanEgress).ok());
+  EXPECT_EQ(tc_on(ifindex, BPF_TC_EGRESS), prog_id(tc));
+
+  // Covey's stop: its own programs go, the others stay. Another tool's XDP
+  // program attached over covey's meanwhile stays too.
+  EXPECT_TRUE(dp_->detach_tc(ifindex, Program::LanIngress).ok());
+  EXPECT_EQ(tc_on(ifindex, BPF_TC_INGRESS), 0u);
+  EXPECT_EQ(tc_on(ifindex, BPF_TC_INGRESS, 1, 7), prog_id(tc));
+  EXPECT_EQ(tc_on(ifindex, BPF_TC_EGRESS), prog_id(tc));
+  EXPECT_TRUE(dp_->detach_xdp(ifindex).ok());
+  EXPECT_EQ(xdp_on(ifindex), 0u);
+  ASSERT_TRUE(dp_->attach_xdp(ifindex, XDP_FLAGS_SKB_MODE).ok());
+  ASSERT_EQ(bpf_xdp_attach(ifindex, xdp, XDP_FLAGS_SKB_MODE, nullptr), 0);
+  EXPECT_FALSE(dp_->detach_xdp(ifindex).ok());
+  EXPECT_EQ(xdp_on(ifindex), prog_id(xdp));
+  close(xdp);
+  close(tc);
+  sh("ip link del covey-own0");
 }
 
 }  // namespace

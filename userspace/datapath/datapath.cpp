@@ -48,8 +48,12 @@ int libbpf_print(enum libbpf_print_level level, const char* format, va_list args
   char line[4096];
   std::vsnprintf(line, sizeof line, format, args);
   // attach_tc creates the clsact qdisc if missing; an existing one is
-  // not an error, though the kernel says so.
-  if (std::strstr(line, "Exclusivity flag on, cannot modify")) return 0;
+  // not an error, though the kernel says so. Nor is an empty slot where
+  // attach_tc and detach_tc look for covey's filter.
+  for (const char* expected :
+       {"Exclusivity flag on, cannot modify", "Cannot find specified filter chain",
+        "Filter with specified priority/protocol not found", "Specified filter handle not found"})
+    if (std::strstr(line, expected)) return 0;
   return std::fputs(line, stderr);
 }
 
@@ -65,14 +69,18 @@ void store(T& field, T value) {
 
 constexpr std::uint64_t kDefaultSteerStaleNs = 1000000000ull;
 
-// tc filters covey installs: one per hook, found again by handle and priority.
+// tc filters covey installs: one per hook, found again by handle and
+// priority, and told from another tool's filter there by its program's name.
 constexpr std::uint32_t kTcHandle = 0xc0e1;
 constexpr std::uint32_t kTcPriority = 1;
 
-std::string interface_name(int ifindex) {
+std::string interface_short_name(int ifindex) {
   char name[IF_NAMESIZE] = {};
-  const std::string n = if_indextoname(static_cast<unsigned>(ifindex), name) ? name : "?";
-  return n + " (ifindex " + std::to_string(ifindex) + ")";
+  return if_indextoname(static_cast<unsigned>(ifindex), name) ? name : "?";
+}
+
+std::string interface_name(int ifindex) {
+  return interface_short_name(ifindex) + " (ifindex " + std::to_string(ifindex) + ")";
 }
 
 bool is_egress(Program p) {
@@ -470,52 +478,196 @@ void Datapath::set_tbar_counter(std::uint32_t counter) {
   bpf_map_update_elem(bpf_map__fd(skel_->maps.covey_tbar_tx), &key, &tx, BPF_ANY);
 }
 
-crypto::Result<void> Datapath::attach_tc(int ifindex, Program program) {
-  if (program == Program::WanXdp) return Error{"covey datapath: covey_wan_xdp attaches with attach_xdp"};
+namespace {
+
+// A program's name as the kernel keeps it (15 characters: covey_lan_ingre).
+std::string kernel_name(int prog_fd) {
+  bpf_prog_info info{};
+  std::uint32_t len = sizeof info;
+  return bpf_obj_get_info_by_fd(prog_fd, &info, &len) == 0 ? std::string(info.name) : std::string();
+}
+
+// A program attached by someone, by its id: an fd for XDP's old_prog_fd and
+// its kernel name (empty if it is gone).
+struct Attached {
+  explicit Attached(std::uint32_t prog_id) : id(prog_id), fd(bpf_prog_get_fd_by_id(prog_id)) {
+    if (fd >= 0) name = kernel_name(fd);
+  }
+  ~Attached() {
+    if (fd >= 0) close(fd);
+  }
+  Attached(const Attached&) = delete;
+  Attached& operator=(const Attached&) = delete;
+  std::string str() const { return "'" + name + "' (id " + std::to_string(id) + ")"; }
+  std::uint32_t id;
+  int fd;
+  std::string name;
+};
+
+// The XDP programs on `ifindex`, with the mode flag each was attached in.
+crypto::Result<std::vector<std::pair<std::uint32_t, std::uint32_t>>> xdp_programs(int ifindex) {
+  bpf_xdp_query_opts q{};
+  q.sz = sizeof q;
+  if (int err = bpf_xdp_query(ifindex, 0, &q))
+    return Error{"covey datapath: asking which XDP program " + interface_name(ifindex) +
+                 " runs: " + error_text(err)};
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> out;
+  for (auto [id, mode] :
+       {std::pair{q.drv_prog_id, XDP_FLAGS_DRV_MODE}, std::pair{q.skb_prog_id, XDP_FLAGS_SKB_MODE},
+        std::pair{q.hw_prog_id, XDP_FLAGS_HW_MODE}})
+    if (id != 0) out.emplace_back(id, mode);
+  return out;
+}
+
+std::string tc_hook_text(int ifindex, Program program) {
+  return std::string("tc ") + (is_egress(program) ? "egress" : "ingress") + " of " + interface_name(ifindex);
+}
+
+bpf_tc_hook tc_hook(int ifindex, Program program) {
   bpf_tc_hook hook{};
   hook.sz = sizeof(hook);
   hook.ifindex = ifindex;
   hook.attach_point = is_egress(program) ? BPF_TC_EGRESS : BPF_TC_INGRESS;
-  const std::string where = std::string(program_name(program)) + " to tc " +
-                            (is_egress(program) ? "egress" : "ingress") + " of " + interface_name(ifindex);
+  return hook;
+}
+
+}  // namespace
+
+// Covey's programs are known by name, so those of an earlier run (kill -9
+// leaves them attached: fail-close) are covey's too.
+bool Datapath::is_covey(const std::string& name) const {
+  if (name.empty()) return false;
+  for (Program p : {Program::LanIngress, Program::WanEgress, Program::WanXdp, Program::WanIngress})
+    if (kernel_name(program_fd(p)) == name) return true;
+  return false;
+}
+
+// What holds covey's handle and priority on a hook: Error if it is not
+// covey's, true if it is, false if nothing does.
+crypto::Result<bool> Datapath::tc_slot_is_covey(int ifindex, Program program) const {
+  bpf_tc_hook hook = tc_hook(ifindex, program);
+  bpf_tc_opts q{};
+  q.sz = sizeof(q);
+  q.handle = kTcHandle;
+  q.priority = kTcPriority;
+  char slot[48];
+  std::snprintf(slot, sizeof slot, "handle 0x%x priority %u", kTcHandle, kTcPriority);
+  // No filter at the priority, or none with the handle: ENOENT; no filter on
+  // the hook at all, or one of another kind at the priority: EINVAL (then
+  // bpf_tc_attach fails, the kernel keeps the priority for that filter).
+  if (int err = bpf_tc_query(&hook, &q); err == -ENOENT || err == -EINVAL)
+    return false;
+  else if (err)
+    return Error{"asking what holds covey's " + std::string(slot) + " on " + tc_hook_text(ifindex, program) +
+                 ": " + error_text(err)};
+  const Attached there(q.prog_id);
+  if (!is_covey(there.name))
+    return Error{"BPF filter " + there.str() + " holds covey's " + slot + ", not covey's"};
+  return true;
+}
+
+// Not a flush of the hook: only covey's handle and priority, other filters
+// on the hook stay where they are. Covey's own filter there (an earlier
+// run's) is replaced.
+crypto::Result<void> Datapath::attach_tc(int ifindex, Program program) {
+  if (program == Program::WanXdp) return Error{"covey datapath: covey_wan_xdp attaches with attach_xdp"};
+  bpf_tc_hook hook = tc_hook(ifindex, program);
+  const std::string where = std::string(program_name(program)) + " to " + tc_hook_text(ifindex, program);
   if (int err = bpf_tc_hook_create(&hook); err && err != -EEXIST)
     return Error{"covey datapath: attaching " + where + ": creating the clsact qdisc: " + error_text(err)};
+  auto covey = tc_slot_is_covey(ifindex, program);
+  if (!covey) {
+    char del[96];
+    std::snprintf(del, sizeof del, "tc filter del dev %s %s pref %u handle 0x%x bpf",
+                  interface_short_name(ifindex).c_str(), is_egress(program) ? "egress" : "ingress",
+                  kTcPriority, kTcHandle);
+    return Error{"covey datapath: attaching " + where + ": " + covey.error() +
+                 ": covey will not replace it; delete it (" + del + ")"};
+  }
   bpf_tc_opts opts{};
   opts.sz = sizeof(opts);
   opts.prog_fd = program_fd(program);
   opts.handle = kTcHandle;
   opts.priority = kTcPriority;
-  opts.flags = BPF_TC_F_REPLACE;
+  opts.flags = *covey ? BPF_TC_F_REPLACE : 0;
   if (int err = bpf_tc_attach(&hook, &opts))
-    return Error{"covey datapath: attaching " + where + ": " + error_text(err)};
+    return Error{"covey datapath: attaching " + where + ": " + error_text(err) +
+                 (err == -EINVAL ? " (does another tool's filter of another kind hold priority " +
+                                       std::to_string(kTcPriority) + "?)"
+                                 : std::string())};
   return {};
 }
 
+// The clsact qdisc stays, also when covey created it: other tools may have
+// added filters since, and an empty clsact passes every packet.
 crypto::Result<void> Datapath::detach_tc(int ifindex, Program program) {
-  bpf_tc_hook hook{};
-  hook.sz = sizeof(hook);
-  hook.ifindex = ifindex;
-  hook.attach_point = is_egress(program) ? BPF_TC_EGRESS : BPF_TC_INGRESS;
+  const std::string where = std::string("covey datapath: detaching ") + program_name(program) + " from " +
+                            tc_hook_text(ifindex, program) + ": ";
+  auto covey = tc_slot_is_covey(ifindex, program);
+  if (!covey) return Error{where + covey.error() + ": left in place"};
+  if (!*covey) return {};
+  bpf_tc_hook hook = tc_hook(ifindex, program);
   bpf_tc_opts opts{};
   opts.sz = sizeof(opts);
   opts.handle = kTcHandle;
   opts.priority = kTcPriority;
-  if (int err = bpf_tc_detach(&hook, &opts); err && err != -ENOENT)
-    return Error{std::string("covey datapath: detaching ") + program_name(program) + " from " +
-                 interface_name(ifindex) + ": " + error_text(err)};
+  if (int err = bpf_tc_detach(&hook, &opts); err && err != -ENOENT) return Error{where + error_text(err)};
   return {};
 }
 
+// Only where no XDP program runs, or over covey's own: an earlier run's in
+// the same mode is replaced in one step (no moment without a program), in
+// another mode removed first.
 crypto::Result<void> Datapath::attach_xdp(int ifindex, std::uint32_t xdp_flags) {
-  if (int err = bpf_xdp_attach(ifindex, program_fd(Program::WanXdp), xdp_flags, nullptr))
-    return Error{"covey datapath: attaching covey_wan_xdp to " + interface_name(ifindex) + ": " +
-                 error_text(err)};
+  const std::string where = "covey datapath: attaching covey_wan_xdp to " + interface_name(ifindex) + ": ";
+  auto programs = xdp_programs(ifindex);
+  if (!programs) return Error{programs.error()};
+  for (const auto& [id, mode] : *programs) {
+    const Attached there(id);
+    if (!is_covey(there.name))
+      return Error{"covey datapath: " + interface_name(ifindex) + " already has XDP program " + there.str() +
+                   " attached, not covey's: covey will not replace it; detach it (ip link set dev " +
+                   interface_short_name(ifindex) + " xdp off)"};
+  }
+  std::unique_ptr<Attached> replaced;
+  for (const auto& [id, mode] : *programs) {
+    auto there = std::make_unique<Attached>(id);
+    if (mode == xdp_flags) {
+      replaced = std::move(there);
+      continue;
+    }
+    bpf_xdp_attach_opts o{};
+    o.sz = sizeof o;
+    o.old_prog_fd = there->fd;
+    if (int err = bpf_xdp_detach(ifindex, mode, &o))
+      return Error{where + "removing an earlier run's XDP program " + there->str() + ": " + error_text(err)};
+  }
+  bpf_xdp_attach_opts opts{};
+  opts.sz = sizeof opts;
+  if (replaced) opts.old_prog_fd = replaced->fd;
+  const std::uint32_t flags =
+      xdp_flags | (replaced ? 0u : static_cast<std::uint32_t>(XDP_FLAGS_UPDATE_IF_NOEXIST));
+  if (int err = bpf_xdp_attach(ifindex, program_fd(Program::WanXdp), flags, &opts))
+    return Error{where + error_text(err) +
+                 (err == -EBUSY || err == -EEXIST ? " (another XDP program got there first)" : "")};
   return {};
 }
 
-crypto::Result<void> Datapath::detach_xdp(int ifindex, std::uint32_t xdp_flags) {
-  if (int err = bpf_xdp_detach(ifindex, xdp_flags, nullptr); err && err != -ENOENT)
-    return Error{"covey datapath: detaching XDP from " + interface_name(ifindex) + ": " + error_text(err)};
+crypto::Result<void> Datapath::detach_xdp(int ifindex) {
+  const std::string where = "covey datapath: detaching XDP from " + interface_name(ifindex) + ": ";
+  auto programs = xdp_programs(ifindex);
+  if (!programs) return Error{programs.error()};
+  for (const auto& [id, mode] : *programs) {
+    const Attached there(id);
+    if (!is_covey(there.name))
+      return Error{where + "it runs XDP program " + there.str() + ", not covey's: left in place"};
+    // Compared and removed in one step: a program attached meanwhile stays.
+    bpf_xdp_attach_opts o{};
+    o.sz = sizeof o;
+    o.old_prog_fd = there.fd;
+    if (int err = bpf_xdp_detach(ifindex, mode, &o); err && err != -ENOENT)
+      return Error{where + "XDP program " + there.str() + ": " + error_text(err)};
+  }
   return {};
 }
 

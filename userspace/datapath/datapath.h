@@ -137,12 +137,16 @@ class Datapath {
   void set_tbar_counter(std::uint32_t counter);
 
   // Attaching: tc programs to the clsact qdisc of `ifindex` (created if
-  // missing), XDP in `xdp_flags` mode (XDP_FLAGS_DRV_MODE, _SKB_MODE, or 0).
-  // What stays attached survives this process: fail-close with the GM gone.
+  // missing, never removed) at covey's own handle and priority, XDP in
+  // `xdp_flags` mode (XDP_FLAGS_DRV_MODE, _SKB_MODE, or 0). Only covey's
+  // programs are replaced or detached (known by name: an earlier run's are
+  // covey's too); another program in covey's place is refused, named by
+  // name and id, and left where it is. What stays attached survives this
+  // process: fail-close with the GM gone.
   crypto::Result<void> attach_tc(int ifindex, Program program);
   crypto::Result<void> detach_tc(int ifindex, Program program);
   crypto::Result<void> attach_xdp(int ifindex, std::uint32_t xdp_flags);
-  crypto::Result<void> detach_xdp(int ifindex, std::uint32_t xdp_flags);
+  crypto::Result<void> detach_xdp(int ifindex);
   // Fail-close: enforced while no_tek_active is set, and after
   // `expires_ns` (CLOCK_MONOTONIC; 0 = never) even if the flag is clear.
   void set_no_tek_active(bool no_tek_active);
@@ -164,6 +168,8 @@ class Datapath {
   Datapath() = default;
   crypto::Result<void> map_tables();
   void set_flag(std::uint32_t flag, bool on);
+  bool is_covey(const std::string& kernel_name) const;
+  crypto::Result<bool> tc_slot_is_covey(int ifindex, Program program) const;
 
   covey_dp* skel_ = nullptr;
   Capacity capacity_;

@@ -288,16 +288,19 @@ crypto::Result<void> Dataplane::setup() {
     const std::uint32_t flags = options_.xdp_mode == DataplaneOptions::XdpMode::Native    ? XDP_FLAGS_DRV_MODE
                                 : options_.xdp_mode == DataplaneOptions::XdpMode::Generic ? XDP_FLAGS_SKB_MODE
                                                                         : 0u;
-    if (auto ok = dp_->attach_xdp(wan_.ifindex, flags); !ok) return Error{where + ok.error()};
-    xdp_flags_ = flags;
+    if (auto ok = dp_->attach_xdp(wan_.ifindex, flags); !ok)
+      return Error{where + ok.error() + "; xdp_mode = \"off\" attaches no XDP"};
     xdp_attached_ = true;
     bpf_xdp_query_opts q{};
     q.sz = sizeof q;
     if (options_.xdp_mode == DataplaneOptions::XdpMode::Auto && bpf_xdp_query(wan_.ifindex, 0, &q) == 0 &&
         q.attach_mode == XDP_ATTACHED_SKB) {
-      (void)dp_->detach_xdp(wan_.ifindex, flags);
+      (void)dp_->detach_xdp(wan_.ifindex);
       xdp_attached_ = false;
     }
+  } else if (auto ok = dp_->detach_xdp(wan_.ifindex); !ok) {
+    // Not wanted now: an earlier run's goes, another tool's stays.
+    log(LogLevel::Info, "Group " + options_.group_name + ": " + ok.error());
   }
   dp_->set_inbound_tc(!xdp_attached_);
   if (xdp_attached_ && options_.xdp_mode == DataplaneOptions::XdpMode::Generic) {
@@ -484,7 +487,7 @@ void Dataplane::stop() {
     for (auto p : {datapath::Program::WanEgress, datapath::Program::WanIngress})
       if (auto ok = dp_->detach_tc(wan_.ifindex, p); !ok) log(LogLevel::Warning, ok.error());
     if (xdp_attached_)
-      if (auto ok = dp_->detach_xdp(wan_.ifindex, xdp_flags_); !ok) log(LogLevel::Warning, ok.error());
+      if (auto ok = dp_->detach_xdp(wan_.ifindex); !ok) log(LogLevel::Warning, ok.error());
     xdp_attached_ = false;
     attached_ = false;
   }

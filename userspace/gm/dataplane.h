@@ -135,7 +135,6 @@ class Dataplane {
   std::optional<std::string> error_;
   bool attached_ = false;
   bool xdp_attached_ = false;
-  std::uint32_t xdp_flags_ = 0;
   std::string inbound_;  // "XDP (native)", "XDP (generic)", "tc ingress"
   int claim_fd_ = -1;  // this network namespace's data path is ours while it is open
 };
