@@ -69,21 +69,6 @@ const char* reason_name(RekeyReason r) {
   return "operator";
 }
 
-std::uint32_t tek_margin(const RekeyMargins& m, const gdoi::GroupPolicy& p) {
-  return m.tek_s ? *m.tek_s : std::min<std::uint32_t>(90, p.tek_lifetime_s / 4);
-}
-
-std::uint32_t kek_margin(const RekeyMargins& m, const gdoi::GroupPolicy& p) {
-  return m.kek_s ? *m.kek_s : std::min<std::uint32_t>(300, p.kek.lifetime_s / 4);
-}
-
-std::uint32_t shortened_lifetime(std::int64_t remaining_s, const gdoi::GroupPolicy& p) {
-  if (remaining_s <= 0) return 0;
-  std::int64_t slt = std::max<std::int64_t>(90, std::min<std::int64_t>(p.tek_lifetime_s / 20, 3600));
-  slt = std::max<std::int64_t>(slt, p.activation_delay_s);
-  return static_cast<std::uint32_t>(std::min(remaining_s, slt));
-}
-
 bool member_visible_change(const gdoi::GroupPolicy& a, const gdoi::GroupPolicy& b) {
   // Not here: name and identity (a reload refuses changes to them), and
   // the retransmission settings and multicast TTL, which only the key
