@@ -151,6 +151,11 @@ TEST_F(KsRekey, ScheduleIsExpiryMinusTheMargins) {
   shortlived.kek.lifetime_s = 1000;
   EXPECT_EQ(ks::tek_margin({}, shortlived), 50u);
   EXPECT_EQ(ks::kek_margin({}, shortlived), 250u);
+  // Never shorter than the activation delay and the retransmissions (2 x
+  // 10 s, + 5 s of ticks and transit) take.
+  gdoi::GroupPolicy delayed = lab_policy();
+  delayed.activation_delay_s = 120;
+  EXPECT_EQ(ks::tek_margin({}, delayed), 145u);
   rekeyer->set_margins(134, ks::RekeyMargins{30, 600});
   EXPECT_EQ(rekeyer->tek_rekey_at(group()), kStart + 3600 - 30);
   EXPECT_EQ(rekeyer->kek_rekey_at(group()), kStart + 86400 - 600);
@@ -558,7 +563,9 @@ TEST(KsRekeyShortening, GetVpnFormula) {
   EXPECT_EQ(ks::shortened_lifetime(100000, p), 3600u);  // at most 3600 s
   p.tek_lifetime_s = 3600;
   p.activation_delay_s = 600;
-  EXPECT_EQ(ks::shortened_lifetime(3000, p), 600u);  // members need it until the new one activates
+  // Members need it until the new one activates, also those that take the
+  // push at its last retransmission (2 x 10 s, + 5 s of ticks and transit).
+  EXPECT_EQ(ks::shortened_lifetime(3000, p), 625u);
 }
 
 // ------------------------------------------------------- policy change

@@ -231,11 +231,16 @@ crypto::Result<std::uint32_t> Rekeyer::run(Group& g, const Plan& plan, std::int6
 
   if (plan.policy) g.set_policy(*plan.policy);
   const gdoi::GroupPolicy& p = g.policy();
+  // A KEK rekey due before this push has reached every member would
+  // replace it while some still wait for a retransmission (and would bring
+  // them a TEK too late to activate in time): the KEK is renewed in this
+  // push instead, at most a delivery span early.
+  const bool new_kek = plan.new_kek || now + delivery_span(p, unicast) >= kek_rekey_at(g);
   auto tek = g.new_tek(now);
   if (!tek) return undo(tek.error());
   tek->lifetime_s = p.tek_lifetime_s;
   std::optional<gdoi::Kek> kek;
-  if (plan.new_kek) {
+  if (new_kek) {
     auto k = g.new_kek();
     if (!k) return undo(k.error());
     kek = std::move(*k);
@@ -317,7 +322,7 @@ crypto::Result<std::uint32_t> Rekeyer::run(Group& g, const Plan& plan, std::int6
   if (logs(Severity::Info)) {
     std::string how = unicast ? "unicast" : "multicast";
     std::string detail = std::string(reason_name(plan.reason)) + ", TEK SPI " + spi_hex(tek->spi);
-    if (plan.new_kek) detail += ", new KEK " + to_hex(g.kek().spi);
+    if (new_kek) detail += ", new KEK " + to_hex(g.kek().spi);
     if (!unicast)
       detail += ", to " + Endpoint{multicast_group(transport), transport.port}.str() + " TTL " + std::to_string(transport.ttl);
     log(Severity::Info, "Sending rekey SEQ " + std::to_string(seq) + " for group " + name + " to " +
