@@ -188,6 +188,27 @@ TEST_F(KsRekey, TekRekeyAtItsTimeNotBefore) {
   EXPECT_TRUE(sent().empty());
 }
 
+// A KEK rekey due while a TEK rekey's push is still being delivered would
+// replace that push before every member has it: the TEK rekey takes the
+// new KEK along instead.
+TEST_F(KsRekey, ATekRekeyTakesAlongAKekDueWithinItsDelivery) {
+  gdoi::GroupPolicy p = lab_policy();
+  p.kek.lifetime_s = 3820;  // KEK rekey due at +3520, 10 s after the TEK's
+  make(p);
+  join(kGm3);
+  ASSERT_EQ(rekeyer->kek_rekey_at(group()), kStart + 3520);
+  ASSERT_LT(10u, ks::delivery_span(group().policy()));
+  const gdoi::KekSpi kek_before = group().kek().spi;
+  now = kStart + 3510;
+  rekeyer->tick(ms(now));
+  ASSERT_EQ(sent().size(), 1u);
+  EXPECT_EQ(rekeyer->last_rekey(group())->reason, RekeyReason::TekLifetime);
+  EXPECT_NE(group().kek().spi, kek_before);
+  EXPECT_EQ(group().kek_expires_at(), now + 3820);
+  rekeyer->tick(ms(kStart + 3520));  // nothing left due
+  EXPECT_EQ(group().seq(), 1u);
+}
+
 TEST_F(KsRekey, KekRekeyRollsTheKekUnderTheOldOne) {
   join(kGm3);
   const gdoi::Kek old = group().kek();
