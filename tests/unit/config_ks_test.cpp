@@ -447,6 +447,18 @@ TEST_F(KsConfigTest, EachMistakeIsReportedOnItsLine) {
       {"activation delay past the lifetime", "lifetime = 3600", "lifetime = 3600\nactivation_delay = 3600",
        "activation_delay", "shorter than the TEK lifetime"},
       {"lifetime too short", "lifetime = 3600", "lifetime = 10", "lifetime", "out of range 20.."},
+      {"tek margin shorter than the activation delay and the retransmissions",
+       "lifetime = 3600\n\n[group.rekey]\n" + rekey_key,
+       "lifetime = 3600\nactivation_delay = 120\n\n[group.rekey]\n" + rekey_key + "\ntek_margin = 90", "tek_margin",
+       "group GET_VPN rekey tek_margin = 90 s is shorter than activation_delay 120 s + retransmit_count 2 x "
+       "retransmit_period 10 s + 5 s of key server ticks and transit = 145 s"},
+      {"TEK lifetime too short for the retransmissions", "lifetime = 3600", "lifetime = 40", "[group.rekey]",
+       "group GET_VPN rekey tek_margin (the default, 25 s: activation_delay 0 s + retransmit_count 2 x "
+       "retransmit_period 10 s + 5 s of key server ticks and transit) leaves 15 s of the TEK lifetime ([[group]] "
+       "lifetime = 40 s) between two rekeys, not more than the 25 s a push takes to reach every member"},
+      {"KEK lifetime too short for the retransmissions", rekey_key, rekey_key + "\nlifetime = 30", "[group.rekey]",
+       "group GET_VPN rekey kek_margin (the default, 7 s) leaves 23 s of the KEK lifetime ([group.rekey] lifetime = "
+       "30 s) between two rekeys, not more than the 25 s"},
       {"bad transform", "lifetime = 3600", "transform = \"esp-aes 256\"", "transform", "add esp-sha256-hmac"},
       {"multicast without address", rekey_key, rekey_key + "\ntransport = \"multicast\"", "[group.rekey]",
        "has no address"},

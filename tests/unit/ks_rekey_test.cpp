@@ -151,6 +151,11 @@ TEST_F(KsRekey, ScheduleIsExpiryMinusTheMargins) {
   shortlived.kek.lifetime_s = 1000;
   EXPECT_EQ(ks::tek_margin({}, shortlived), 50u);
   EXPECT_EQ(ks::kek_margin({}, shortlived), 250u);
+  // Never shorter than the activation delay and the retransmissions (2 x
+  // 10 s, + 5 s of ticks and transit) take.
+  gdoi::GroupPolicy delayed = lab_policy();
+  delayed.activation_delay_s = 120;
+  EXPECT_EQ(ks::tek_margin({}, delayed), 145u);
   rekeyer->set_margins(134, ks::RekeyMargins{30, 600});
   EXPECT_EQ(rekeyer->tek_rekey_at(group()), kStart + 3600 - 30);
   EXPECT_EQ(rekeyer->kek_rekey_at(group()), kStart + 86400 - 600);
@@ -181,6 +186,27 @@ TEST_F(KsRekey, TekRekeyAtItsTimeNotBefore) {
   rekeyer->tick(ms(kStart + 3600));
   EXPECT_EQ(group().teks().size(), 1u);
   EXPECT_TRUE(sent().empty());
+}
+
+// A KEK rekey due while a TEK rekey's push is still being delivered would
+// replace that push before every member has it: the TEK rekey takes the
+// new KEK along instead.
+TEST_F(KsRekey, ATekRekeyTakesAlongAKekDueWithinItsDelivery) {
+  gdoi::GroupPolicy p = lab_policy();
+  p.kek.lifetime_s = 3820;  // KEK rekey due at +3520, 10 s after the TEK's
+  make(p);
+  join(kGm3);
+  ASSERT_EQ(rekeyer->kek_rekey_at(group()), kStart + 3520);
+  ASSERT_LT(10u, ks::delivery_span(group().policy()));
+  const gdoi::KekSpi kek_before = group().kek().spi;
+  now = kStart + 3510;
+  rekeyer->tick(ms(now));
+  ASSERT_EQ(sent().size(), 1u);
+  EXPECT_EQ(rekeyer->last_rekey(group())->reason, RekeyReason::TekLifetime);
+  EXPECT_NE(group().kek().spi, kek_before);
+  EXPECT_EQ(group().kek_expires_at(), now + 3820);
+  rekeyer->tick(ms(kStart + 3520));  // nothing left due
+  EXPECT_EQ(group().seq(), 1u);
 }
 
 TEST_F(KsRekey, KekRekeyRollsTheKekUnderTheOldOne) {
@@ -558,7 +584,9 @@ TEST(KsRekeyShortening, GetVpnFormula) {
   EXPECT_EQ(ks::shortened_lifetime(100000, p), 3600u);  // at most 3600 s
   p.tek_lifetime_s = 3600;
   p.activation_delay_s = 600;
-  EXPECT_EQ(ks::shortened_lifetime(3000, p), 600u);  // members need it until the new one activates
+  // Members need it until the new one activates, also those that take the
+  // push at its last retransmission (2 x 10 s, + 5 s of ticks and transit).
+  EXPECT_EQ(ks::shortened_lifetime(3000, p), 625u);
 }
 
 // ------------------------------------------------------- policy change

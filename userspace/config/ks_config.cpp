@@ -7,6 +7,7 @@
 #include "config/config_common.h"
 #include "config/key_files.h"
 #include "config/policy_syntax.h"
+#include "ks/schedule.h"
 
 namespace covey::config {
 
@@ -162,34 +163,19 @@ void read_signing_key(TableReader& r, const std::string& folder, KsGroupConfig& 
     d.warning(r.where("signing_key"), field + " is readable by every user; chmod 600 it");
 }
 
-// When rekeys are pushed: this long before the TEK (KEK) expires.
+// When rekeys are pushed: this long before the TEK (KEK) expires. Whether
+// the group's schedule can work is ks/schedule.h's to say, as the key
+// server schedules by it.
 void read_margins(TableReader& r, KsGroupConfig& g) {
   Diagnostics& d = r.diagnostics();
-  const gdoi::GroupPolicy& p = g.policy;
-  if (auto v = r.integer("tek_margin", 1, 0xffffffff, "tek_margin = 90")) {
-    if (*v >= p.tek_lifetime_s) {
-      d.error(r.where("tek_margin"), r.name() + " tek_margin = " + std::to_string(*v) +
-                                         " s must be shorter than the TEK lifetime (" +
-                                         std::to_string(p.tek_lifetime_s) + " s); the default is min(90, lifetime / 4)");
-    } else {
-      g.tek_margin_s = static_cast<std::uint32_t>(*v);
-      if (p.activation_delay_s >= *v)
-        d.warning(r.where("tek_margin"), r.name() + " tek_margin = " + std::to_string(*v) +
-                                             " s is not longer than activation_delay = " +
-                                             std::to_string(p.activation_delay_s) +
-                                             " s: members would have no TEK to send on between the old one's "
-                                             "expiry and the new one's activation");
-    }
-  }
-  if (auto v = r.integer("kek_margin", 1, 0xffffffff, "kek_margin = 300")) {
-    if (*v >= p.kek.lifetime_s) {
-      d.error(r.where("kek_margin"), r.name() + " kek_margin = " + std::to_string(*v) +
-                                         " s must be shorter than the KEK lifetime (" +
-                                         std::to_string(p.kek.lifetime_s) + " s); the default is min(300, lifetime / 4)");
-    } else {
-      g.kek_margin_s = static_cast<std::uint32_t>(*v);
-    }
-  }
+  ks::RekeyMargins m;
+  if (auto v = r.integer("tek_margin", 1, 0xffffffff, "tek_margin = 90")) m.tek_s = static_cast<std::uint32_t>(*v);
+  if (auto v = r.integer("kek_margin", 1, 0xffffffff, "kek_margin = 300")) m.kek_s = static_cast<std::uint32_t>(*v);
+  const auto problems = ks::check_schedule(g.policy, m);
+  for (const auto& problem : problems) d.error(r.where(problem.key), r.name() + " " + problem.message);
+  if (!problems.empty()) return;
+  g.tek_margin_s = m.tek_s;
+  g.kek_margin_s = m.kek_s;
 }
 
 // [group.rekey]: the KEK and how GROUPKEY-PUSH messages travel.
@@ -353,7 +339,9 @@ KsGroupConfig read_group(const toml::table& t, std::size_t index, const std::str
 
   read_transform(r, policy.tek);
   // 20 s: the shortest TEK whose scheduled rekey (a quarter of the lifetime
-  // before its end, by default) still leaves members 5 s to take the push.
+  // before its end, by default) still leaves members 5 s to take the push;
+  // ks::check_schedule refuses more when retransmissions and
+  // activation_delay need it.
   if (auto v = detail::read_lifetime(r, "lifetime", "lifetime = 3600", 20)) policy.tek_lifetime_s = *v;
   read_tbar(r, policy.tbar_window_ms);
   if (auto acl = detail::read_acl(r, "fail_close", kAclExample)) policy.fail_close_acl = std::move(*acl);

@@ -39,8 +39,8 @@ struct KsGroupConfig {
   std::vector<gdoi::Prefix> authorization;
   std::vector<std::string> authorization_subjects;  // exact, or ending in '*'
   // [group.rekey] tek_margin, kek_margin: seconds before a TEK (KEK)
-  // expires that its successor is pushed. nullopt: min(90 s, TEK lifetime
-  // / 4) and min(300 s, KEK lifetime / 4) (ks/rekey.h).
+  // expires that its successor is pushed. nullopt: the defaults of
+  // ks/schedule.h, which also refuses margins that cannot work.
   std::optional<std::uint32_t> tek_margin_s, kek_margin_s;
 };
 

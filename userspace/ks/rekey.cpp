@@ -69,21 +69,6 @@ const char* reason_name(RekeyReason r) {
   return "operator";
 }
 
-std::uint32_t tek_margin(const RekeyMargins& m, const gdoi::GroupPolicy& p) {
-  return m.tek_s ? *m.tek_s : std::min<std::uint32_t>(90, p.tek_lifetime_s / 4);
-}
-
-std::uint32_t kek_margin(const RekeyMargins& m, const gdoi::GroupPolicy& p) {
-  return m.kek_s ? *m.kek_s : std::min<std::uint32_t>(300, p.kek.lifetime_s / 4);
-}
-
-std::uint32_t shortened_lifetime(std::int64_t remaining_s, const gdoi::GroupPolicy& p) {
-  if (remaining_s <= 0) return 0;
-  std::int64_t slt = std::max<std::int64_t>(90, std::min<std::int64_t>(p.tek_lifetime_s / 20, 3600));
-  slt = std::max<std::int64_t>(slt, p.activation_delay_s);
-  return static_cast<std::uint32_t>(std::min(remaining_s, slt));
-}
-
 bool member_visible_change(const gdoi::GroupPolicy& a, const gdoi::GroupPolicy& b) {
   // Not here: name and identity (a reload refuses changes to them), and
   // the retransmission settings and multicast TTL, which only the key
@@ -246,11 +231,16 @@ crypto::Result<std::uint32_t> Rekeyer::run(Group& g, const Plan& plan, std::int6
 
   if (plan.policy) g.set_policy(*plan.policy);
   const gdoi::GroupPolicy& p = g.policy();
+  // A KEK rekey due before this push has reached every member would
+  // replace it while some still wait for a retransmission (and would bring
+  // them a TEK too late to activate in time): the KEK is renewed in this
+  // push instead, at most a delivery span early.
+  const bool new_kek = plan.new_kek || now + delivery_span(p, unicast) >= kek_rekey_at(g);
   auto tek = g.new_tek(now);
   if (!tek) return undo(tek.error());
   tek->lifetime_s = p.tek_lifetime_s;
   std::optional<gdoi::Kek> kek;
-  if (plan.new_kek) {
+  if (new_kek) {
     auto k = g.new_kek();
     if (!k) return undo(k.error());
     kek = std::move(*k);
@@ -332,7 +322,7 @@ crypto::Result<std::uint32_t> Rekeyer::run(Group& g, const Plan& plan, std::int6
   if (logs(Severity::Info)) {
     std::string how = unicast ? "unicast" : "multicast";
     std::string detail = std::string(reason_name(plan.reason)) + ", TEK SPI " + spi_hex(tek->spi);
-    if (plan.new_kek) detail += ", new KEK " + to_hex(g.kek().spi);
+    if (new_kek) detail += ", new KEK " + to_hex(g.kek().spi);
     if (!unicast)
       detail += ", to " + Endpoint{multicast_group(transport), transport.port}.str() + " TTL " + std::to_string(transport.ttl);
     log(Severity::Info, "Sending rekey SEQ " + std::to_string(seq) + " for group " + name + " to " +

@@ -43,27 +43,13 @@
 #include "gdoi/push.h"
 #include "ks/event.h"
 #include "ks/group.h"
+#include "ks/schedule.h"
 
 namespace covey::ks {
 
 enum class RekeyReason : std::uint8_t { TekLifetime, KekLifetime, PolicyChange, Operator, MemberRemoved };
 // "tek-lifetime", "kek-lifetime", "policy-change", "operator", "member-removed"
 const char* reason_name(RekeyReason r);
-
-// How long before a TEK (KEK) expires its successor is pushed. nullopt:
-// min(90 s, lifetime / 4) for the TEK, min(300 s, lifetime / 4) for the KEK.
-struct RekeyMargins {
-  std::optional<std::uint32_t> tek_s, kek_s;
-};
-std::uint32_t tek_margin(const RekeyMargins& m, const gdoi::GroupPolicy& p);
-std::uint32_t kek_margin(const RekeyMargins& m, const gdoi::GroupPolicy& p);
-
-// The lifetime left to the TEKs a triggered rekey (operator, policy change,
-// member removal) replaces, as GET VPN computes it ("GET VPN GM Removal and
-// Policy Trigger": TEK_SLT = MIN(TEK_RLT, MAX(90 s, MIN(5% of TEK_CLT,
-// 3600 s)))), but never below the activation delay, so that members keep a
-// TEK to send on until the new one activates.
-std::uint32_t shortened_lifetime(std::int64_t remaining_s, const gdoi::GroupPolicy& p);
 
 // Whether two policies differ in what members hold (ACL, transform,
 // lifetimes, KEK policy, rekey transport, TBAR window, fail-close ACL,
