@@ -45,7 +45,9 @@ nodes="ks r2 gm3 gm4 h3 h4"
 work=$(mktemp -d /tmp/covey-tput.XXXXXX)
 NAME=vm_throughput
 here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
 . "$here/../vm/lib.sh"
+. "$top/tools/lab/topology.sh"
 # PATH may lead to a pyenv shim (a shell script that starts more processes):
 # under TCG that costs seconds per call. Debian's own python3 when present.
 PY=python3
@@ -85,52 +87,8 @@ bytes=$((mib * 1048576))
 result "kernel=$(uname -r) bytes=$bytes repeats=$repeats cpus=$(grep -c ^processor /proc/cpuinfo)"
 
 # ---- two copies of the topology ----
-topology() { # PREFIX
-  p=$1
-  for n in $nodes; do ip netns add "$p$n" || fail "cannot create namespace $p$n"; done
-  for l in "ks eth0 r2 ks0" "r2 gm3 gm3 wan0" "r2 gm4 gm4 wan0" "gm3 lan0 h3 eth0" "gm4 lan0 h4 eth0"; do
-    set -- $l
-    ip link add "$2" netns "$p$1" type veth peer name "$4" netns "$p$3" || fail "veth $p$1/$2 - $p$3/$4"
-  done
-  batch "${p}ks" topology <<EOF
-link set lo up
-addr add 10.1.12.1/24 dev eth0
-link set eth0 up
-route add default via 10.1.12.2
-EOF
-  batch "${p}r2" topology <<EOF
-link set lo up
-addr add 10.1.12.2/24 dev ks0
-addr add 10.1.23.2/24 dev gm3
-addr add 10.1.24.2/24 dev gm4
-link set ks0 up
-link set gm3 up
-link set gm4 up
-route add 192.168.3.0/24 via 10.1.23.3
-route add 192.168.4.0/24 via 10.1.24.4
-EOF
-  for g in 3 4; do
-    batch "${p}gm$g" topology <<EOF
-link set lo up
-addr add 10.1.2$g.$g/24 dev wan0
-addr add 192.168.$g.1/24 dev lan0
-link set wan0 up
-link set lan0 up
-route add default via 10.1.2$g.2
-EOF
-    batch "${p}h$g" topology <<EOF
-link set lo up
-addr add 192.168.$g.10/24 dev eth0
-link set eth0 up
-route add default via 192.168.$g.1
-EOF
-  done
-  for n in r2 gm3 gm4; do
-    ip netns exec "$p$n" sh -c 'echo 1 > /proc/sys/net/ipv4/ip_forward' || fail "forwarding in $p$n"
-  done
-}
-topology $S
-topology $C
+lab_topology $S
+lab_topology $C
 
 # ---- covey first: its members verify their BPF while the static side runs ----
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/rekey.pem" 2>/dev/null || fail "openssl genpkey"

@@ -40,7 +40,9 @@ P=cvm-dp-
 work=$(mktemp -d /tmp/covey-datapath.XXXXXX)
 NAME=datapath
 here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
 . "$here/lib.sh"
+. "$top/tools/lab/topology.sh"
 nodes="ks r2 gm3 gm4 gm5 h3 h4 h33"
 
 say() { echo "datapath: $*"; }
@@ -68,69 +70,8 @@ for cmd in ip tcpdump ping python3 openssl; do
 done
 say "kernel $(uname -r)"
 
-# ---- topology ----
-for n in $nodes; do ip netns add "$P$n" || fail "cannot create namespace $P$n"; done
-veth() { ip link add "$2" netns "$P$1" type veth peer name "$4" netns "$P$3" || fail "veth $1/$2 - $3/$4"; }
-veth ks eth0 r2 ks0
-veth r2 gm3 gm3 wan0
-veth r2 gm4 gm4 wan0
-veth r2 gm5 gm5 wan0
-veth gm3 lan0 h3 eth0
-veth gm4 lan0 h4 eth0
-veth gm3 lan1 h33 eth0
-batch "$(ns ks)" topology <<EOF
-link set lo up
-addr add 10.1.12.1/24 dev eth0
-link set eth0 up
-route add default via 10.1.12.2
-EOF
-batch "$(ns r2)" topology <<EOF
-link set lo up
-addr add 10.1.12.2/24 dev ks0
-addr add 10.1.23.2/24 dev gm3
-addr add 10.1.24.2/24 dev gm4
-addr add 10.1.25.2/24 dev gm5
-link set ks0 up
-link set gm3 up
-link set gm4 up
-link set gm5 up
-route add 192.168.3.0/24 via 10.1.23.3
-route add 192.168.4.0/24 via 10.1.24.4
-EOF
-for g in 3 4; do
-  batch "$(ns gm$g)" topology <<EOF
-link set lo up
-addr add 10.1.2$g.$g/24 dev wan0
-addr add 192.168.$g.1/24 dev lan0
-link set wan0 up
-link set lan0 up
-route add default via 10.1.2$g.2
-EOF
-  batch "$(ns h$g)" topology <<EOF
-link set lo up
-addr add 192.168.$g.10/24 dev eth0
-link set eth0 up
-route add default via 192.168.$g.1
-EOF
-done
-# gm3's second LAN: traffic between its own LANs is routed by gm3 alone.
-batch "$(ns gm3)" topology <<EOF
-addr add 192.168.33.1/24 dev lan1
-link set lan1 up
-EOF
-batch "$(ns h33)" topology <<EOF
-link set lo up
-addr add 192.168.33.10/24 dev eth0
-link set eth0 up
-route add default via 192.168.33.1
-EOF
-batch "$(ns gm5)" topology <<EOF
-link set lo up
-addr add 10.1.25.5/24 dev wan0
-link set wan0 up
-route add default via 10.1.25.2
-EOF
-for n in r2 gm3 gm4; do in_ns $n sh -c 'echo 1 > /proc/sys/net/ipv4/ip_forward' || fail "forwarding in $n"; done
+# ---- topology: the reference lab and gm5, h33 ----
+lab_topology "$P" gm5 h33
 
 # ---- configuration ----
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/rekey.pem" 2>/dev/null || fail "openssl genpkey"
@@ -286,7 +227,7 @@ while True:
     h.update(b); n += len(b)
 print(n, h.hexdigest())' >"$work/tcp.rx" 2>&1 &
 rx=$!
-sleep 1
+wait_until 30 "h4's TCP listener" '[ -n "$(in_ns h4 ss -Hltn sport = :5001)" ]'
 in_ns h3 python3 -c '
 import hashlib, socket, random, time
 data = random.Random(5).randbytes(1 << 20)
@@ -339,7 +280,7 @@ try:
 except socket.timeout: pass
 print(" ".join(map(str, sizes)))' >"$work/udp.rx" 2>&1 &
 rx=$!
-sleep 1
+wait_until 30 "h4's UDP receiver" '[ -n "$(in_ns h4 ss -Hlun sport = :5002)" ]'
 fn0=$(stat gm3 frag_needed_sent)
 in_ns h3 python3 -c '
 import errno, socket, time
@@ -378,19 +319,26 @@ fresh=$!
 in_ns r2 python3 "$here/replay.py" gm4 192.168.3.10 192.168.4.10 --after 5 >"$work/replay.out" 2>&1 ||
   fail "replay: $(cat "$work/replay.out")"
 wait $fresh || fail "fresh traffic h3 -> h4 during the replays lost packets: $(grep -o '[0-9]* received.*loss' "$work/ping.fresh")"
-sleep 1
+wait_until 5 "gm4 counting both replays" \
+  '[ $(( $(stat gm4 tbar_duplicate) - dup0 + $(stat gm4 tbar_late) - late0 )) -ge 2 ]'
 dup=$(( $(stat gm4 tbar_duplicate) - dup0 )) late=$(( $(stat gm4 tbar_late) - late0 ))
 [ $dup = 1 ] && [ $late = 1 ] || fail "replays of one ESP packet to gm4: expected 1 tbar_duplicate and 1 tbar_late, counted $dup and $late
 $(cat "$work/replay.out")"
 say "4 replay of $(head -1 "$work/replay.out" | cut -d' ' -f1-2) at gm4: within the 3 s window tbar_duplicate, $(tail -1 "$work/replay.out" | cut -d' ' -f3-4) s later tbar_late; fresh pings: $(grep -o '[0-9]* received.*loss' "$work/ping.fresh")"
 
 # ---- 3. 50 packets/s across two TEK rekeys ----
+acc0=$(stat gm4 tbar_accepted)
 in_ns h3 ping -c 1250 -i 0.02 -W 2 192.168.4.10 >"$work/ping.rekey" 2>&1 &
 flow=$!
-sleep 3
+wait_until 30 "the 50 pps flow reaching gm4" '[ $(( $(stat gm4 tbar_accepted) - acc0 )) -ge 50 ]'
 for r in 1 2; do
+  was=$(field gm3 "s['data_path']['sending_spi']")
   in_ns ks "$CTL" ks rekey GET_VPN --socket "$work/ks.sock" >"$work/rekey.out" 2>&1 || fail "ks rekey: $(cat "$work/rekey.out")"
-  sleep 9
+  # Both members send on the new TEK once its activation delay is over.
+  for g in gm3 gm4; do
+    wait_until 30 "rekey $r: $g sending on the new TEK" \
+      '[ "$(field $g "s[\"data_path\"][\"sending_spi\"]")" != "$was" ]'
+  done
 done
 wait $flow
 got=$(grep -o '[0-9]* packets transmitted, [0-9]* received' "$work/ping.rekey")
@@ -413,7 +361,7 @@ in_ns r2 python3 "$here/replay.py" gm4 192.168.3.10 192.168.4.10 --out gm5 --dst
 offer=$!
 in_ns h3 ping -c 20 -i 0.3 -W 2 192.168.4.10 >/dev/null 2>&1
 wait $offer || fail "offering group ESP to gm5: $(cat "$work/replay6.out")"
-sleep 1
+wait_until 5 "gm5's ESP input seeing the group's packet" '[ $(xfrm_stat gm5 XfrmInNoStates) -gt $nostates0 ]'
 nostates=$(( $(xfrm_stat gm5 XfrmInNoStates) - nostates0 ))
 [ $nostates -ge 1 ] || fail "gm5's ESP input did not see the group's packet (XfrmInNoStates +$nostates)"
 say "6 gm5 refused at registration, no SA; the group's ESP offered to its ESP input: XfrmInNoStates +$nostates, nothing decrypted"
@@ -422,7 +370,9 @@ say "6 gm5 refused at registration, no SA; the group's ESP offered to its ESP in
 kill -9 "$(cat "$work/gm3.pid")"
 wait "$(cat "$work/gm3.pid")" 2>/dev/null
 [ -z "$(ip netns pids "$(ns gm3)")" ] || fail "gm3 survived kill -9"
-sleep 7  # the lease (5 s) runs out
+# Until the lease (5 s) runs out, gm3's programs still steer into the SAs
+# it left; then the fail-close ACL holds and the probe is dropped.
+wait_until 20 "gm3's lease running out after kill -9" '! in_ns h3 ping -c 1 -W 1 192.168.4.10 >/dev/null 2>&1'
 capture_r2
 in_ns h3 ping -c 3 -i 0.3 -W 1 192.168.4.10 >"$work/ping" 2>&1 && fail "h3 -> h4 got through with gm3 killed"
 capture_stop killed

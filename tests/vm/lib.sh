@@ -33,3 +33,16 @@ capture_start() { # NS IF
     sleep 0.1
   done
 }
+
+# Polls CONDITION (a shell command line, eval'ed) once a second until it
+# holds; fails naming WHAT after SECONDS. The scenario scripts wait on what
+# they are about to check (a counter, a socket, a packet's fate), not a
+# fixed sleep that is too long on a quiet machine and too short on a busy one.
+wait_until() { # SECONDS WHAT CONDITION
+  wu_i=0
+  until eval "$3"; do
+    wu_i=$((wu_i + 1))
+    [ $wu_i -le "$1" ] || fail "$2 did not happen within $1 s"
+    sleep 1
+  done
+}

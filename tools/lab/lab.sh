@@ -5,6 +5,7 @@
 #                      \--- 10.1.24.4 gm4 --- 192.168.4.0/24 (h4 .10)
 #
 # r2 is the transit router: it knows every route and nothing about keys.
+# The topology is tools/lab/topology.sh's, which the VM tier builds too.
 #   lab.sh up [CONFIG_DIR]   topology, then covey-ks and both covey-gm from
 #                            CONFIG_DIR/{ks,gm3,gm4}.toml (default examples/lab)
 #   lab.sh topology          the namespaces and links only
@@ -13,8 +14,6 @@
 #   lab.sh show              coveyctl from each daemon
 #   lab.sh key [CONFIG_DIR]  make CONFIG_DIR/ks-rekey.pem if it is missing
 # Runtime files (logs, sockets, keylogs, pids) live in $COVEY_LAB_RUN.
-# Each node is configured by tools/lab/provision/<role>.sh run inside its
-# namespace: the same scripts configure the lab's VMs (vagrant/).
 # `make lab` (tools/lab/make-lab.sh) adds traffic: tools/lab/demo.sh.
 set -euo pipefail
 
@@ -31,33 +30,13 @@ need_root() {
   if [ "$(id -u)" != 0 ]; then echo "lab.sh: the lab makes network namespaces and needs root" >&2; exit 1; fi
 }
 
+. "$top/tools/lab/topology.sh"
+
 topology() {
   need_root
   down_namespaces
   mkdir -p "$run"
-  for n in "${nodes[@]}"; do ip netns add "$(ns "$n")"; done
-  # The wires, each end in its node's namespace under its lab name; the
-  # provisioning scripts below bring them up and address them.
-  ip -batch - <<EOF
-link add eth0 netns $(ns ks) type veth peer name ks0 netns $(ns r2)
-link add gm3 netns $(ns r2) type veth peer name wan0 netns $(ns gm3)
-link add gm4 netns $(ns r2) type veth peer name wan0 netns $(ns gm4)
-link add lan0 netns $(ns gm3) type veth peer name eth0 netns $(ns h3)
-link add lan0 netns $(ns gm4) type veth peer name eth0 netns $(ns h4)
-EOF
-  provision ks ks.sh --if eth0 10.1.12.1/24 --default 10.1.12.2
-  provision r2 r2.sh --if ks0 10.1.12.2/24 --if gm3 10.1.23.2/24 --if gm4 10.1.24.2/24 \
-    --route 192.168.3.0/24 10.1.23.3 --route 192.168.4.0/24 10.1.24.4
-  provision gm3 gm.sh --wan wan0 10.1.23.3/24 --lan lan0 192.168.3.1/24 --default 10.1.23.2
-  provision gm4 gm.sh --wan wan0 10.1.24.4/24 --lan lan0 192.168.4.1/24 --default 10.1.24.2
-  provision h3 host.sh --if eth0 192.168.3.10/24 --default 192.168.3.1
-  provision h4 host.sh --if eth0 192.168.4.10/24 --default 192.168.4.1
-}
-
-provision() {  # provision NODE SCRIPT ARGS...: the node's provisioning script, inside its namespace
-  local node=$1 script=$2
-  shift 2
-  in_ns "$node" sh "$top/tools/lab/provision/$script" "$@"
+  lab_topology "$prefix"
 }
 
 start() {  # start NODE PROGRAM CONFIG
