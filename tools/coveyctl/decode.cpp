@@ -713,7 +713,8 @@ std::optional<Bytes> Decoder::State::decrypt(const Datagram&, const Header& h, B
 Decoder::Decoder(Keylog keylog) : state_(std::make_unique<State>()) { state_->keylog = std::move(keylog); }
 Decoder::~Decoder() = default;
 
-Json Decoder::decode(const Datagram& d) {
+Json Decoder::decode(const Datagram& d, Bytes* clear) {
+  if (clear) clear->clear();
   Json m;
   m["frame"] = d.frame;
   m["time"] = d.time;
@@ -747,6 +748,7 @@ Json Decoder::decode(const Datagram& d) {
       }
       plain = std::move(*p);
       body = plain;
+      if (clear) *clear = plain;
     }
     // Offsets count from the start of the datagram, as if the body were clear.
     auto chain = decode_payloads(body, h->next_payload, h->exchange, kHeaderSize, h->encrypted());
