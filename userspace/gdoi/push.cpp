@@ -4,6 +4,7 @@
 
 #include <openssl/evp.h>
 
+#include "crypto/cipher.h"
 #include "crypto/gdoi.h"
 #include "crypto/hash.h"
 #include "wire/message.h"
@@ -272,6 +273,16 @@ namespace {
 
 PushResult refuse(PushRefused::Reason r, std::string detail) { return PushRefused{r, std::move(detail)}; }
 
+// The KEK held, re-sent: the same IV and the same key as the cipher reads
+// it, for gdoid re-sends a 3DES KEK with its DES parity bits set
+// (INTEROP.md 5). Under another cipher, the same octets.
+bool same_kek(const KekPolicy& held_policy, const Kek& held, const KekPolicy& policy, const Kek& sent) {
+  const ByteView a = held.algorithm_key.view(), b = sent.algorithm_key.view();
+  if (policy.cipher != held_policy.cipher) return crypto::equal_constant_time(a, b);
+  const std::size_t iv = crypto::block_size(policy.cipher);  // both are IV and key: checked on receipt
+  return crypto::equal_constant_time(a.first(iv), b.first(iv)) && crypto::same_key(policy.cipher, a.subspan(iv), b.subspan(iv));
+}
+
 bool has_ack_request(const SaKekPayload& k) {
   return std::any_of(k.attributes.begin(), k.attributes.end(),
                      [](const Attribute& a) { return a.type == kek_attr::KekAckRequested; });
@@ -354,8 +365,7 @@ PushResult PushReceiver::receive(ByteView datagram) {
     auto keys = decode_key_download(*kd, *sa);
     if (!keys) return refuse(R::Malformed, at + keys.error());
     if (keys->kek) {
-      if (keys->kek->spi == kek_.spi &&
-          !crypto::equal_constant_time(keys->kek->algorithm_key, kek_.algorithm_key))
+      if (keys->kek->spi == kek_.spi && !same_kek(policy_, kek_, sa->policy.kek, *keys->kek))
         return refuse(R::Malformed, at + "a new KEK under the current cookies (RFC 6407 4: a new cookie pair)");
       // The key server re-sends its signature key with every KEK; parse it
       // only when it changed (decoding a SubjectPublicKeyInfo costs more
