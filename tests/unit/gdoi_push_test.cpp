@@ -469,6 +469,9 @@ TEST_P(Push, KekRekeyWhoseKdNamesTheHeldKekGivesTheNewKek) {
   EXPECT_TRUE(a->kek_replaced);
   ASSERT_TRUE(a->keys.kek);
   EXPECT_EQ(a->keys.kek->spi, next.spi);
+  EXPECT_EQ(a->interop_note,
+            "KD KEK packet named the KEK held (" + to_hex(held.spi) + "), not the SA KEK's new SPI " + to_hex(next.spi) +
+                ", as gdoid does: taken as the new KEK's");
   EXPECT_EQ(lab.member->kek().spi, next.spi);
   EXPECT_TRUE(crypto::equal_constant_time(lab.member->kek().algorithm_key, next.algorithm_key));
   EXPECT_EQ(lab.member->seq(), 0u);

@@ -411,7 +411,10 @@ void follow(const std::string& capture, Followed& f) {
       ASSERT_TRUE(member.receiver().has_value()) << at;
       const gdoi::Kek& held = member.receiver()->kek();
       EXPECT_EQ(to_hex(held.spi), a.value("spi", "")) << at;
-      if (held.spi != held_before) ++f.kek_rekeys;
+      if (held.spi != held_before) {
+        ++f.kek_rekeys;
+        EXPECT_NE(joined(out.log).find(", as gdoid does: taken as the new KEK's"), std::string::npos) << at << ":\n" << joined(out.log);
+      }
       for (const Json& p : (*kd)["key_packets"]) {
         if (p.value("kd_type", 0) == static_cast<int>(KeyPacketType::Kek)) {
           EXPECT_EQ(to_hex(held.algorithm_key), to_hex(attribute_hex(p, kek_key_attr::KekAlgorithmKey))) << at;

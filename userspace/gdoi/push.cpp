@@ -269,6 +269,17 @@ crypto::Result<PushReceiver> PushReceiver::create(Kek kek, KekPolicy policy, std
   return PushReceiver(std::move(kek), policy, std::move(*key), seq, ack_requested);
 }
 
+std::optional<KeyDownloadPayload> gdoid_kek_rekey_kd(const KeyDownloadPayload& kd, const KekSpi& held, const KekSpi& sa_kek) {
+  if (sa_kek == held) return std::nullopt;
+  const auto is_kek = [](const KeyPacket& p) { return p.type == static_cast<std::uint8_t>(KeyPacketType::Kek); };
+  if (std::count_if(kd.packets.begin(), kd.packets.end(), is_kek) != 1) return std::nullopt;
+  const auto packet = std::find_if(kd.packets.begin(), kd.packets.end(), is_kek);
+  if (!std::equal(packet->spi.begin(), packet->spi.end(), held.begin(), held.end())) return std::nullopt;
+  KeyDownloadPayload out = kd;
+  out.packets[static_cast<std::size_t>(packet - kd.packets.begin())].spi.assign(sa_kek.begin(), sa_kek.end());
+  return out;
+}
+
 namespace {
 
 PushResult refuse(PushRefused::Reason r, std::string detail) { return PushRefused{r, std::move(detail)}; }
@@ -362,7 +373,12 @@ PushResult PushReceiver::receive(ByteView datagram) {
     if (std::any_of(kd->packets.begin(), kd->packets.end(),
                     [](const KeyPacket& p) { return p.type == static_cast<std::uint8_t>(KeyPacketType::Sid); }))
       return refuse(R::Malformed, at + "KD carries SIDs, which a push must not (RFC 6407 5.6.4)");
-    auto keys = decode_key_download(*kd, *sa);
+    std::optional<KeyDownloadPayload> gdoid_kd;
+    if (sa->kek_spi) gdoid_kd = gdoid_kek_rekey_kd(*kd, kek_.spi, *sa->kek_spi);
+    if (gdoid_kd)
+      out.interop_note = "KD KEK packet named the KEK held (" + to_hex(kek_.spi) + "), not the SA KEK's new SPI " +
+                         to_hex(*sa->kek_spi) + ", as gdoid does: taken as the new KEK's";
+    auto keys = decode_key_download(gdoid_kd ? *gdoid_kd : *kd, *sa);
     if (!keys) return refuse(R::Malformed, at + keys.error());
     if (keys->kek) {
       if (keys->kek->spi == kek_.spi && !same_kek(policy_, kek_, sa->policy.kek, *keys->kek))
