@@ -14,6 +14,7 @@
 
 #include "coveyctl/decode.h"
 #include "coveyctl/pcap.h"
+#include "crypto/cipher.h"
 #include "gdoi/policy_codec.h"
 #include "gm/rekey_state.h"
 #include "ks/group.h"
@@ -434,6 +435,24 @@ void follow(const std::string& capture, Followed& f) {
 }
 
 }  // namespace
+
+// The 3DES key of gdoid's KEK as its SEQ 1 and SEQ 2 carried it
+// (KEK_ALGORITHM_KEY after the 8-octet IV f7758b5fb2bd2b05, which did not
+// change): 14 octets differ, each in its lowest bit, DES's parity bit.
+TEST(InteropGdoid, ResentTripleDesKekIsTheSameDesKey) {
+  const Bytes seq1 = hex("d46092cb6cc165f72e4b159d746342d22ac36ed924cfe54b");
+  const Bytes seq2 = hex("d56192cb6dc164f72f4a159d756243d32ac26ed925cee54a");
+  EXPECT_NE(seq1, seq2);
+  EXPECT_TRUE(crypto::same_key(crypto::CipherAlgorithm::TripleDesCbc, seq1, seq2));
+  // Not so for AES, which has no parity bits, nor for any other bit.
+  EXPECT_FALSE(crypto::same_key(crypto::CipherAlgorithm::Aes128Cbc, ByteView(seq1).first(16), ByteView(seq2).first(16)));
+  for (std::size_t i = 0; i < seq1.size(); ++i)
+    for (int bit = 1; bit < 8; ++bit) {
+      Bytes other = seq2;
+      other[i] ^= static_cast<std::uint8_t>(1u << bit);
+      EXPECT_FALSE(crypto::same_key(crypto::CipherAlgorithm::TripleDesCbc, seq1, other)) << i << " " << bit;
+    }
+}
 
 // gdoid with a 3DES KEK: SEQ 1 (new TEK), SEQ 2 (the KEK re-sent with its
 // DES parity bits set: INTEROP.md 5), SEQ 3 (the KEK rekey, its KD naming
