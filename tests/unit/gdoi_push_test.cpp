@@ -12,6 +12,7 @@
 #include <map>
 #include <sstream>
 
+#include "crypto/gdoi.h"
 #include "crypto/random.h"
 #include "gdoi/push.h"
 #include "ks/group.h"
@@ -28,8 +29,9 @@ using R = PushRefused::Reason;
 namespace {
 
 
-GroupPolicy lab_policy(KekPolicy::Signature sig) {
+GroupPolicy lab_policy(KekPolicy::Signature sig, CipherAlgorithm kek_cipher) {
   GroupPolicy p;
+  p.kek.cipher = kek_cipher;
   p.name = "GET_VPN";
   p.identity = 134;
   AclEntry permit;
@@ -60,8 +62,9 @@ struct Lab {
   crypto::PrivateKey signing_key;
   std::optional<PushReceiver> member;
 
-  explicit Lab(KekPolicy::Signature sig = KekPolicy::Signature::Rsa) : signing_key(new_key(sig)) {
-    auto g = ks::Group::create(lab_policy(sig), ks::Authorization{{prefix("10.1.0.0", 16)}, {}}, clone_key(signing_key), kKs, kNow);
+  explicit Lab(KekPolicy::Signature sig = KekPolicy::Signature::Rsa, CipherAlgorithm kek_cipher = CipherAlgorithm::Aes256Cbc)
+      : signing_key(new_key(sig)) {
+    auto g = ks::Group::create(lab_policy(sig, kek_cipher), ks::Authorization{{prefix("10.1.0.0", 16)}, {}}, clone_key(signing_key), kKs, kNow);
     EXPECT_TRUE(g.ok()) << g.error();
     group = std::move(*g);
     auto offer = group->offer(PeerTraits{true}, kNow * 1000);  // ms
@@ -349,6 +352,155 @@ TEST_P(Push, NewKeyUnderTheSameCookiesIsMalformed) {
   auto r = lab.member->receive(lab.push(lab.rekey(1, lab.tek(), same_spi)));
   ASSERT_TRUE(refused(r));
   EXPECT_EQ(refused(r)->reason, R::Malformed) << describe(r);
+  EXPECT_EQ(Snapshot(*lab.member), before);
+}
+
+// ------------------------------ the reference implementation's rekeys (INTEROP.md 5, 6)
+
+namespace {
+
+// `k` with `mask` XORed into octet `i` of KEK_ALGORITHM_KEY (IV then key).
+Kek flipped(Kek k, std::size_t i, std::uint8_t mask) {
+  Bytes b(k.algorithm_key.view().begin(), k.algorithm_key.view().end());
+  b.at(i) ^= mask;
+  k.algorithm_key = crypto::SecretBytes(ByteView(b));
+  return k;
+}
+
+// The push `c` as gdoid makes a KEK rekey (INTEROP.md 6): the SA KEK names
+// the new KEK while the KD's KEK packet names `kd_spis[0]` (gdoid: the KEK
+// the members hold), one KEK packet per SPI given. build_push refuses to
+// make it, so it is made here the same way: signed, then encrypted under
+// the KEK the member holds.
+Bytes gdoid_push(const Lab& lab, const PushContent& c, const std::vector<KekSpi>& kd_spis) {
+  wire::KeyDownloadPayload kd = encode_key_download(c.keys);
+  auto kek_packet = std::find_if(kd.packets.begin(), kd.packets.end(), [](const wire::KeyPacket& p) {
+    return p.type == static_cast<std::uint8_t>(wire::KeyPacketType::Kek);
+  });
+  EXPECT_NE(kek_packet, kd.packets.end());
+  wire::KeyPacket packet = *kek_packet;
+  kd.packets.erase(kek_packet);
+  for (const KekSpi& spi : kd_spis) {
+    packet.spi.assign(spi.begin(), spi.end());
+    kd.packets.insert(kd.packets.begin(), packet);
+  }
+  const KekPolicy& policy = lab.group->policy().kek;
+  const auto scheme = signature_scheme(policy.signature);
+  const std::size_t sig_size =
+      crypto::gdoi::sign_rekey(lab.signing_key, scheme, policy.signature_hash, wire::encode_header({}), {}, wire::kHeaderSize + 4).value().size();
+  Bytes body = wire::encode_payloads({wire::SequenceNumberPayload{c.seq}, *c.sa, kd, wire::SignaturePayload{Bytes(sig_size, 0)}});
+  const std::size_t before_sig = body.size() - 4 - sig_size;
+  wire::Header h;
+  std::copy(lab.group->kek().spi.begin(), lab.group->kek().spi.begin() + 8, h.initiator_cookie.begin());
+  std::copy(lab.group->kek().spi.begin() + 8, lab.group->kek().spi.end(), h.responder_cookie.begin());
+  h.next_payload = static_cast<std::uint8_t>(wire::PayloadType::SequenceNumber);
+  h.exchange = static_cast<std::uint8_t>(wire::ExchangeType::GroupkeyPush);
+  h.flags = wire::kFlagEncryption;
+  auto sig = crypto::gdoi::sign_rekey(lab.signing_key, scheme, policy.signature_hash, wire::encode_header(h),
+                                      ByteView(body).first(before_sig), static_cast<std::uint32_t>(wire::kHeaderSize + body.size()));
+  EXPECT_TRUE(sig.ok() && sig->size() == sig_size);
+  std::copy(sig->begin(), sig->end(), body.begin() + static_cast<std::ptrdiff_t>(before_sig + 4));
+  auto ct = crypto::gdoi::kek_encrypt(policy.cipher, lab.group->kek().algorithm_key, body);
+  EXPECT_TRUE(ct.ok());
+  h.length = static_cast<std::uint32_t>(wire::kHeaderSize + ct->size());
+  Bytes out = wire::encode_header(h);
+  append(out, *ct);
+  return out;
+}
+
+}  // namespace
+
+// DES ignores the lowest bit of each key octet (its parity bit, FIPS 46-3);
+// gdoid re-sends its 3DES KEK with those bits set. The same KEK: accepted,
+// no KEK rekey, and the member keeps the octets the key server sent last.
+TEST_P(Push, ResentTripleDesKekDifferingOnlyInParityBitsIsTheSameKek) {
+  Lab lab(GetParam(), CipherAlgorithm::TripleDesCbc);
+  Kek resent = lab.group->kek();
+  for (std::size_t i = 8; i < 32; ++i) resent = flipped(resent, i, 0x01);  // after the 8-octet IV
+  auto r = lab.member->receive(lab.push(lab.rekey(1, lab.tek(), resent)));
+  const PushAccepted* a = accepted(r);
+  ASSERT_TRUE(a) << describe(r);
+  EXPECT_FALSE(a->kek_replaced);
+  EXPECT_EQ(lab.member->seq(), 1u);
+  EXPECT_TRUE(crypto::equal_constant_time(lab.member->kek().algorithm_key, resent.algorithm_key));
+  // The next push, under the same cookies and the same DES key, goes on.
+  EXPECT_TRUE(accepted(lab.member->receive(lab.push(lab.rekey(2, lab.tek()), resent))));
+}
+
+// Any other bit is another key: every non-parity bit of the 3DES key, and
+// every bit of the IV (CBC uses all of it).
+TEST_P(Push, TripleDesKekDifferingInAnyOtherBitIsStillANewKek) {
+  Lab lab(GetParam(), CipherAlgorithm::TripleDesCbc);
+  Snapshot before(*lab.member);
+  const Tek t = lab.tek();
+  for (std::size_t i = 0; i < 32; ++i)
+    for (int bit = i < 8 ? 0 : 1; bit < 8; ++bit) {
+      auto r = lab.member->receive(lab.push(lab.rekey(1, t, flipped(lab.group->kek(), i, static_cast<std::uint8_t>(1u << bit)))));
+      ASSERT_TRUE(refused(r)) << "octet " << i << " bit " << bit;
+      EXPECT_EQ(refused(r)->detail, "GROUPKEY-PUSH SEQ 1: a new KEK under the current cookies (RFC 6407 4: a new cookie pair)");
+      EXPECT_EQ(Snapshot(*lab.member), before);
+    }
+}
+
+// AES has no parity bits: its keys are compared whole.
+TEST_P(Push, AesKekDifferingInALowestBitIsStillANewKek) {
+  for (CipherAlgorithm c : {CipherAlgorithm::Aes128Cbc, CipherAlgorithm::Aes256Cbc}) {
+    Lab lab(GetParam(), c);
+    Snapshot before(*lab.member);
+    const Tek t = lab.tek();
+    for (std::size_t i = 16; i < lab.group->kek().algorithm_key.size(); ++i) {
+      auto r = lab.member->receive(lab.push(lab.rekey(1, t, flipped(lab.group->kek(), i, 0x01))));
+      ASSERT_TRUE(refused(r)) << crypto::name(c) << " octet " << i;
+      EXPECT_EQ(refused(r)->detail, "GROUPKEY-PUSH SEQ 1: a new KEK under the current cookies (RFC 6407 4: a new cookie pair)");
+      EXPECT_EQ(Snapshot(*lab.member), before);
+    }
+  }
+}
+
+// gdoid's KEK rekey: one KEK packet naming the KEK this member holds, in a
+// push whose SA KEK names a new SPI. The packet's key is the new KEK's.
+TEST_P(Push, KekRekeyWhoseKdNamesTheHeldKekGivesTheNewKek) {
+  Lab lab(GetParam());
+  const Kek held = lab.group->kek();
+  const Kek next = lab.fresh_kek();
+  auto r = lab.member->receive(gdoid_push(lab, lab.rekey(1, lab.tek(), next), {held.spi}));
+  const PushAccepted* a = accepted(r);
+  ASSERT_TRUE(a) << describe(r);
+  EXPECT_TRUE(a->kek_replaced);
+  ASSERT_TRUE(a->keys.kek);
+  EXPECT_EQ(a->keys.kek->spi, next.spi);
+  EXPECT_EQ(a->interop_note,
+            "KD KEK packet named the KEK held (" + to_hex(held.spi) + "), not the SA KEK's new SPI " + to_hex(next.spi) +
+                ", as gdoid does: taken as the new KEK's");
+  EXPECT_EQ(lab.member->kek().spi, next.spi);
+  EXPECT_TRUE(crypto::equal_constant_time(lab.member->kek().algorithm_key, next.algorithm_key));
+  EXPECT_EQ(lab.member->seq(), 0u);
+  EXPECT_TRUE(accepted(lab.member->receive(lab.push(lab.rekey(1, lab.tek()), next))));
+}
+
+// Anything else is refused as before: a KD naming neither KEK, or two KEK
+// packets, or a KD naming the held KEK beside an SA KEK naming it too but
+// with another key.
+TEST_P(Push, KdKekPacketNamingAnythingElseIsStillRefused) {
+  Lab lab(GetParam());
+  const Kek held = lab.group->kek();
+  const Kek next = lab.fresh_kek();
+  Snapshot before(*lab.member);
+  const Tek t = lab.tek();
+  auto third = lab.member->receive(gdoid_push(lab, lab.rekey(1, t, next), {lab.fresh_kek().spi}));
+  ASSERT_TRUE(refused(third)) << describe(third);
+  EXPECT_EQ(refused(third)->detail, "GROUPKEY-PUSH SEQ 1: KD KEK packet: SPI does not match the SA KEK's");
+  auto two = lab.member->receive(gdoid_push(lab, lab.rekey(1, t, next), {held.spi, held.spi}));
+  ASSERT_TRUE(refused(two)) << describe(two);
+  EXPECT_EQ(refused(two)->detail, "GROUPKEY-PUSH SEQ 1: KD KEK packet: SPI does not match the SA KEK's");
+  auto two_new = lab.member->receive(gdoid_push(lab, lab.rekey(1, t, next), {held.spi, next.spi}));
+  ASSERT_TRUE(refused(two_new)) << describe(two_new);
+  EXPECT_EQ(refused(two_new)->detail, "GROUPKEY-PUSH SEQ 1: KD: more than one KEK packet (RFC 6407 5.6.2)");
+  Kek same_spi = next;
+  same_spi.spi = held.spi;
+  auto same = lab.member->receive(gdoid_push(lab, lab.rekey(1, t, same_spi), {held.spi}));
+  ASSERT_TRUE(refused(same)) << describe(same);
+  EXPECT_EQ(refused(same)->detail, "GROUPKEY-PUSH SEQ 1: a new KEK under the current cookies (RFC 6407 4: a new cookie pair)");
   EXPECT_EQ(Snapshot(*lab.member), before);
 }
 

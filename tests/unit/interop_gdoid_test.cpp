@@ -4,11 +4,19 @@
 // covey-ks (bytes from gdoid's -DA=99 log, "crypto_encrypt: before
 // encryption" / "crypto_decrypt: after decryption", padding removed).
 // Each quirk covey tolerates has a test here; so does each it refuses.
+// The rekeys are tested on whole captures (tests/unit/data/README.md):
+// covey-gm registering with gdoid and following its pushes.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <fstream>
+#include <sstream>
 
+#include "coveyctl/decode.h"
+#include "coveyctl/pcap.h"
+#include "crypto/cipher.h"
 #include "gdoi/policy_codec.h"
+#include "gm/rekey_state.h"
 #include "ks/group.h"
 #include "wire/message.h"
 
@@ -251,4 +259,236 @@ TEST(InteropGdoid, HostDestinationGoesAsIpv4Addr) {
   auto back = gdoi::decode_group_sa(sa);
   ASSERT_TRUE(back.ok()) << back.error();
   EXPECT_EQ(back->policy.acl, p.acl);
+}
+
+// ------------------------------------------------ gdoid's rekeys, captured
+
+namespace {
+
+using coveyctl::Json;
+
+// One datagram of a capture as `coveyctl decode` reads it, with its body
+// in the clear when the decoder could decrypt it.
+struct Seen {
+  coveyctl::Datagram datagram;
+  Json message;
+  Bytes clear;
+  bool from_ks() const { return datagram.src == "10.77.0.1"; }
+  bool is(ExchangeType e) const { return message["header"].value("exchange", 0) == static_cast<int>(e); }
+};
+
+std::string data_file(const std::string& name) {
+  std::ifstream in(std::string(COVEY_TEST_DATA) + "/" + name, std::ios::binary);
+  EXPECT_TRUE(in) << name;
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+coveyctl::Keylog keylog_of(const std::string& capture) {
+  coveyctl::Keylog k;
+  EXPECT_EQ(coveyctl::parse_keylog(data_file(capture + ".keylog"), k), "");
+  return k;
+}
+
+std::vector<coveyctl::Datagram> datagrams_of(const std::string& capture) {
+  coveyctl::Capture c = coveyctl::read_capture(std::string(COVEY_TEST_DATA) + "/" + capture + ".pcap");
+  EXPECT_EQ(c.error, "") << capture;
+  return c.datagrams;
+}
+
+std::vector<Seen> decode(const std::string& capture) {
+  coveyctl::Decoder decoder(keylog_of(capture));
+  std::vector<Seen> out;
+  for (auto& d : datagrams_of(capture)) {
+    Seen s{d, {}, {}};
+    s.message = decoder.decode(d, &s.clear);
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+PayloadChain clear_payloads(const Seen& s) {
+  auto h = decode_header(s.datagram.payload);
+  EXPECT_TRUE(h.ok());
+  auto chain = decode_payloads(s.clear, h->next_payload, h->exchange, kHeaderSize, true);
+  EXPECT_TRUE(chain.ok()) << "frame " << s.datagram.frame << ": " << (chain.ok() ? "" : chain.error().message());
+  return chain.ok() ? *chain : PayloadChain{};
+}
+
+// The member's registration, from the key server's GROUPKEY-PULL messages
+// 2 (SA) and 4 (SEQ, KD) as decrypted with the keylog, read as the pull
+// reads them.
+std::optional<gdoi::Registration> registration_of(const std::vector<Seen>& seen) {
+  std::optional<gdoi::ReceivedSa> sa;
+  for (const Seen& s : seen) {
+    if (!s.is(ExchangeType::GroupkeyPull) || !s.from_ks() || s.clear.empty()) continue;
+    PayloadChain c = clear_payloads(s);
+    if (const auto* gsa = first<GroupSaPayload>(c)) {
+      auto r = gdoi::decode_group_sa(*gsa);
+      EXPECT_TRUE(r.ok()) << r.error();
+      if (r.ok()) sa = std::move(*r);
+    }
+    const auto* kd = first<KeyDownloadPayload>(c);
+    if (!kd || !sa) continue;
+    auto keys = gdoi::decode_key_download(*kd, *sa);
+    EXPECT_TRUE(keys.ok()) << keys.error();
+    if (!keys.ok()) return std::nullopt;
+    gdoi::Registration r;
+    r.group_id = 16777217;
+    r.policy = sa->policy;
+    r.keys = std::move(*keys);
+    if (const auto* seq = first<SequenceNumberPayload>(c)) r.seq = seq->number;
+    return r;
+  }
+  return std::nullopt;
+}
+
+// A JSON payload of `type` in a decoded message, or null.
+const Json* payload_json(const Json& message, PayloadType type) {
+  for (const Json& p : message["payloads"])
+    if (p.value("type", 0) == static_cast<int>(type)) return &p;
+  return nullptr;
+}
+
+Bytes attribute_hex(const Json& packet, std::uint16_t type) {
+  for (const Json& a : packet["attributes"])
+    if (a.value("type", 0) == type) return hex(a.value("value_hex", ""));
+  return {};
+}
+
+std::string spi_text(std::uint32_t spi) {  // as the decoder shows a 4-octet SPI
+  char b[9];
+  std::snprintf(b, sizeof b, "%08x", spi);
+  return b;
+}
+
+std::int64_t seconds(const Seen& s) { return static_cast<std::int64_t>(s.datagram.time); }
+
+std::string joined(const std::vector<gm::LogEvent>& log) {
+  std::string out;
+  for (const auto& e : log) out += e.text + "\n";
+  return out;
+}
+
+// covey-gm's view of a capture: it registers as the capture shows, then
+// receives every push in order, each at its capture time. Every push must
+// be applied; after each, the member holds the KEK and TEKs that
+// `coveyctl decode` shows in it.
+struct Followed {
+  std::size_t pushes = 0, kek_rekeys = 0, pushes_after_kek_rekey = 0;
+};
+
+void follow(const std::string& capture, Followed& f) {
+  const std::vector<Seen> seen = decode(capture);
+  auto reg = registration_of(seen);
+  EXPECT_TRUE(reg.has_value()) << capture << ": no registration decrypted";
+  if (!reg) return;
+  EXPECT_TRUE(reg->keys.kek.has_value());
+  gm::RekeyState member(gm::RekeyOptions{"GDOID", *Address::parse("10.77.0.2")});
+  std::int64_t registered_at = 0;
+  for (const Seen& s : seen)
+    if (s.is(ExchangeType::GroupkeyPull) && s.from_ks()) registered_at = seconds(s);
+  auto ok = member.registered(*reg, registered_at);
+  EXPECT_TRUE(ok.ok()) << (ok.ok() ? "" : ok.error());
+
+  for (const Seen& s : seen) {
+    if (!s.is(ExchangeType::GroupkeyPush)) continue;
+    ++f.pushes;
+    const std::string at = capture + " frame " + std::to_string(s.datagram.frame);
+    const auto held_before = member.receiver() ? member.receiver()->kek().spi : gdoi::KekSpi{};
+    gm::PushOutcome out = member.receive_push(s.datagram.payload, Endpoint{*Address::parse(s.datagram.src), s.datagram.src_port},
+                                              gm::PushVia::Multicast, seconds(s));
+    EXPECT_EQ(out.kind, gm::PushOutcome::Kind::Applied) << at << ":\n" << joined(out.log);
+    if (out.kind != gm::PushOutcome::Kind::Applied) continue;
+    if (f.kek_rekeys > 0) ++f.pushes_after_kek_rekey;
+
+    const Json* sa = payload_json(s.message, PayloadType::SecurityAssociation);
+    const Json* kd = payload_json(s.message, PayloadType::KeyDownload);
+    if (!sa || !kd) continue;  // a push that only deletes
+    for (const Json& a : (*sa)["sa_attributes"]) {
+      if (a.value("name", "") != "SA KEK") continue;
+      // The KEK of the SA KEK, its key the one the KD carried.
+      ASSERT_TRUE(member.receiver().has_value()) << at;
+      const gdoi::Kek& held = member.receiver()->kek();
+      EXPECT_EQ(to_hex(held.spi), a.value("spi", "")) << at;
+      if (held.spi != held_before) {
+        ++f.kek_rekeys;
+        EXPECT_NE(joined(out.log).find(", as gdoid does: taken as the new KEK's"), std::string::npos) << at << ":\n" << joined(out.log);
+      }
+      for (const Json& p : (*kd)["key_packets"]) {
+        if (p.value("kd_type", 0) == static_cast<int>(KeyPacketType::Kek)) {
+          EXPECT_EQ(to_hex(held.algorithm_key), to_hex(attribute_hex(p, kek_key_attr::KekAlgorithmKey))) << at;
+        }
+      }
+    }
+    for (const Json& p : (*kd)["key_packets"]) {
+      if (p.value("kd_type", 0) != static_cast<int>(KeyPacketType::Tek)) continue;
+      const auto views = member.teks(seconds(s));
+      auto t = std::find_if(views.begin(), views.end(), [&](const gm::TekView& v) { return spi_text(v.tek->spi) == p.value("spi", ""); });
+      ASSERT_NE(t, views.end()) << at << ": TEK SPI " << p.value("spi", "") << " not held";
+      EXPECT_EQ(to_hex(t->tek->encryption_key), to_hex(attribute_hex(p, tek_key_attr::TekAlgorithmKey))) << at;
+      EXPECT_EQ(to_hex(t->tek->integrity_key), to_hex(attribute_hex(p, tek_key_attr::TekIntegrityKey))) << at;
+    }
+  }
+  EXPECT_EQ(member.counters().rekeys_received, f.pushes) << capture;
+}
+
+}  // namespace
+
+// The 3DES key of gdoid's KEK as its SEQ 1 and SEQ 2 carried it
+// (KEK_ALGORITHM_KEY after the 8-octet IV f7758b5fb2bd2b05, which did not
+// change): 14 octets differ, each in its lowest bit, DES's parity bit.
+TEST(InteropGdoid, ResentTripleDesKekIsTheSameDesKey) {
+  const Bytes seq1 = hex("d46092cb6cc165f72e4b159d746342d22ac36ed924cfe54b");
+  const Bytes seq2 = hex("d56192cb6dc164f72f4a159d756243d32ac26ed925cee54a");
+  EXPECT_NE(seq1, seq2);
+  EXPECT_TRUE(crypto::same_key(crypto::CipherAlgorithm::TripleDesCbc, seq1, seq2));
+  // Not so for AES, which has no parity bits, nor for any other bit.
+  EXPECT_FALSE(crypto::same_key(crypto::CipherAlgorithm::Aes128Cbc, ByteView(seq1).first(16), ByteView(seq2).first(16)));
+  for (std::size_t i = 0; i < seq1.size(); ++i)
+    for (int bit = 1; bit < 8; ++bit) {
+      Bytes other = seq2;
+      other[i] ^= static_cast<std::uint8_t>(1u << bit);
+      EXPECT_FALSE(crypto::same_key(crypto::CipherAlgorithm::TripleDesCbc, seq1, other)) << i << " " << bit;
+    }
+}
+
+// gdoid with a 3DES KEK: SEQ 1 (new TEK), SEQ 2 (the KEK re-sent with its
+// DES parity bits set: INTEROP.md 5), SEQ 3 (the KEK rekey, its KD naming
+// the old KEK: INTEROP.md 6), then three pushes under the new KEK.
+TEST(InteropGdoid, MemberFollowsEveryPushOfGdoidWithA3desKek) {
+  Followed f;
+  follow("gdoid-ks-3des-kek", f);
+  EXPECT_EQ(f.pushes, 6u);
+  EXPECT_EQ(f.kek_rekeys, 1u);
+  EXPECT_EQ(f.pushes_after_kek_rekey, 3u);
+}
+
+// gdoid with an AES-128 KEK: SEQ 1 and 2, the KEK rekey, two pushes under
+// the new KEK.
+TEST(InteropGdoid, MemberFollowsEveryPushOfGdoidWithAnAesKek) {
+  Followed f;
+  follow("gdoid-ks-aes-kek", f);
+  EXPECT_EQ(f.pushes, 5u);
+  EXPECT_EQ(f.kek_rekeys, 1u);
+  EXPECT_EQ(f.pushes_after_kek_rekey, 2u);
+}
+
+// `coveyctl decode` (its library function, as the command runs it) opens
+// every push of both captures, those under the KEK the rekey brought too.
+TEST(InteropGdoid, DecodeDecryptsEveryPushOfBothCaptures) {
+  for (const char* capture : {"gdoid-ks-3des-kek", "gdoid-ks-aes-kek"}) {
+    Json messages = coveyctl::decode_all(datagrams_of(capture), keylog_of(capture));
+    std::size_t pushes = 0;
+    for (const Json& m : messages) {
+      if (m["header"].value("exchange", 0) != static_cast<int>(ExchangeType::GroupkeyPush)) continue;
+      ++pushes;
+      const std::string at = std::string(capture) + " frame " + std::to_string(m.value("frame", 0));
+      EXPECT_EQ(m["decryption"].value("status", ""), "decrypted") << at << ": " << m["decryption"].dump();
+      EXPECT_FALSE(m.contains("error")) << at << ": " << m.value("error", "");
+      EXPECT_FALSE(m["payloads"].empty()) << at;
+    }
+    EXPECT_EQ(pushes, std::string(capture) == "gdoid-ks-3des-kek" ? 6u : 5u) << capture;
+  }
 }

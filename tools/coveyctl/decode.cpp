@@ -10,6 +10,7 @@
 #include "crypto/gdoi.h"
 #include "crypto/hash.h"
 #include "crypto/ikev1.h"
+#include "gdoi/push.h"
 #include "wire/names.h"
 
 namespace covey::coveyctl {
@@ -480,7 +481,7 @@ struct Decoder::State {
   std::map<Spi16, KekKey> kek_key;
 
   void learn_clear_main_mode(const Datagram& d, const Header& h, const std::vector<Payload>& payloads);
-  void learn_group_keys(std::size_t frame, const std::vector<Payload>& payloads);
+  void learn_group_keys(std::size_t frame, const Header& h, const std::vector<Payload>& payloads);
   // Plaintext, or why there is none; `how` says which key and IV were used.
   std::optional<Bytes> decrypt(const Datagram& d, const Header& h, ByteView ciphertext, Json& how);
   std::optional<Bytes> decrypt_phase1_sa(const Header& h, ByteView ciphertext, Json& how);
@@ -551,7 +552,17 @@ void Decoder::State::learn_clear_main_mode(const Datagram& d, const Header& h, c
   }
 }
 
-void Decoder::State::learn_group_keys(std::size_t frame, const std::vector<Payload>& payloads) {
+void Decoder::State::learn_group_keys(std::size_t frame, const Header& h, const std::vector<Payload>& payloads) {
+  // A push's KD may name the KEK that encrypted it where its SA KEK names
+  // the new one, as gdoid's KEK rekey does: read it as the member does.
+  const GroupSaPayload* push_sa = nullptr;
+  std::optional<KeyDownloadPayload> gdoid_kd;
+  if (h.exchange == static_cast<std::uint8_t>(ExchangeType::GroupkeyPush))
+    for (const auto& pl : payloads) {
+      if (const auto* sa = std::get_if<GroupSaPayload>(&pl); sa && sa->kek) push_sa = sa;
+      if (const auto* kd = std::get_if<KeyDownloadPayload>(&pl); kd && push_sa)
+        gdoid_kd = gdoi::gdoid_kek_rekey_kd(*kd, push_spi(h), push_sa->kek->spi);
+    }
   for (const auto& pl : payloads) {
     if (const auto* sa = std::get_if<GroupSaPayload>(&pl); sa && sa->kek) {
       KekPolicy k;
@@ -563,13 +574,15 @@ void Decoder::State::learn_group_keys(std::size_t frame, const std::vector<Paylo
       kek_policy[sa->kek->spi] = k;
     }
     if (const auto* kd = std::get_if<KeyDownloadPayload>(&pl)) {
+      if (gdoid_kd) kd = &*gdoid_kd;
       for (const auto& kp : kd->packets) {
         if (kp.type != static_cast<std::uint8_t>(KeyPacketType::Kek) || kp.spi.size() != 16) continue;
         const Attribute* a = find(kp.attributes, kek_key_attr::KekAlgorithmKey);
         if (!a || a->basic) continue;
         Spi16 spi{};
         std::copy(kp.spi.begin(), kp.spi.end(), spi.begin());
-        kek_key[spi] = KekKey{a->value, "KD KEK packet in " + frame_ref(frame)};
+        kek_key[spi] = KekKey{a->value, "KD KEK packet in " + frame_ref(frame) +
+                                            (gdoid_kd ? " (naming the KEK it came under, as gdoid does)" : "")};
       }
     }
   }
@@ -713,7 +726,8 @@ std::optional<Bytes> Decoder::State::decrypt(const Datagram&, const Header& h, B
 Decoder::Decoder(Keylog keylog) : state_(std::make_unique<State>()) { state_->keylog = std::move(keylog); }
 Decoder::~Decoder() = default;
 
-Json Decoder::decode(const Datagram& d) {
+Json Decoder::decode(const Datagram& d, Bytes* clear) {
+  if (clear) clear->clear();
   Json m;
   m["frame"] = d.frame;
   m["time"] = d.time;
@@ -747,6 +761,7 @@ Json Decoder::decode(const Datagram& d) {
       }
       plain = std::move(*p);
       body = plain;
+      if (clear) *clear = plain;
     }
     // Offsets count from the start of the datagram, as if the body were clear.
     auto chain = decode_payloads(body, h->next_payload, h->exchange, kHeaderSize, h->encrypted());
@@ -766,7 +781,7 @@ Json Decoder::decode(const Datagram& d) {
     m["payloads"] = std::move(list);
     if (h->exchange == static_cast<std::uint8_t>(ExchangeType::IdentityProtection) && !h->encrypted())
       state_->learn_clear_main_mode(d, *h, chain->payloads);
-    state_->learn_group_keys(d.frame, chain->payloads);
+    state_->learn_group_keys(d.frame, *h, chain->payloads);
   } catch (const std::exception& e) {
     // Nothing above should throw on any input; if it does, this message is lost, not the capture.
     m["error"] = std::string("internal error while decoding: ") + e.what();

@@ -37,7 +37,10 @@ class Decoder {
 
   // One message object (README.md): header, payloads, decryption, and
   // "error" when the datagram is malformed. Never throws on any input.
-  Json decode(const Datagram& d);
+  // `clear`, when given, receives the body after the header as decrypted
+  // (what the payload offsets count in), and stays empty for a message
+  // that was not encrypted or could not be decrypted.
+  Json decode(const Datagram& d, Bytes* clear = nullptr);
 
  private:
   struct State;

@@ -81,4 +81,12 @@ Bytes last_cipher_block(CipherAlgorithm cipher, ByteView ciphertext) {
   return Bytes(last.begin(), last.end());
 }
 
+bool same_key(CipherAlgorithm cipher, ByteView a, ByteView b) {
+  if (a.size() != b.size()) return false;
+  const std::uint8_t used = cipher == CipherAlgorithm::TripleDesCbc ? 0xfe : 0xff;
+  std::uint8_t diff = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) diff = static_cast<std::uint8_t>(diff | ((a[i] ^ b[i]) & used));
+  return diff == 0;
+}
+
 }  // namespace covey::crypto

@@ -29,4 +29,9 @@ Result<Bytes> cbc_decrypt(CipherAlgorithm cipher, ByteView key, ByteView iv, Byt
 // this one, sent or received (RFC 2409 Appendix B). Empty if there is none.
 Bytes last_cipher_block(CipherAlgorithm cipher, ByteView ciphertext);
 
+// Whether two keys are the same key to the cipher, in constant time. DES
+// ignores the lowest bit of each key octet (its parity bit, FIPS 46-3), so
+// 3DES keys that differ only there are equal; AES keys must match whole.
+bool same_key(CipherAlgorithm cipher, ByteView a, ByteView b);
+
 }  // namespace covey::crypto

@@ -4,6 +4,7 @@
 
 #include <openssl/evp.h>
 
+#include "crypto/cipher.h"
 #include "crypto/gdoi.h"
 #include "crypto/hash.h"
 #include "wire/message.h"
@@ -268,9 +269,30 @@ crypto::Result<PushReceiver> PushReceiver::create(Kek kek, KekPolicy policy, std
   return PushReceiver(std::move(kek), policy, std::move(*key), seq, ack_requested);
 }
 
+std::optional<KeyDownloadPayload> gdoid_kek_rekey_kd(const KeyDownloadPayload& kd, const KekSpi& held, const KekSpi& sa_kek) {
+  if (sa_kek == held) return std::nullopt;
+  const auto is_kek = [](const KeyPacket& p) { return p.type == static_cast<std::uint8_t>(KeyPacketType::Kek); };
+  if (std::count_if(kd.packets.begin(), kd.packets.end(), is_kek) != 1) return std::nullopt;
+  const auto packet = std::find_if(kd.packets.begin(), kd.packets.end(), is_kek);
+  if (!std::equal(packet->spi.begin(), packet->spi.end(), held.begin(), held.end())) return std::nullopt;
+  KeyDownloadPayload out = kd;
+  out.packets[static_cast<std::size_t>(packet - kd.packets.begin())].spi.assign(sa_kek.begin(), sa_kek.end());
+  return out;
+}
+
 namespace {
 
 PushResult refuse(PushRefused::Reason r, std::string detail) { return PushRefused{r, std::move(detail)}; }
+
+// The KEK held, re-sent: the same IV and the same key as the cipher reads
+// it, for gdoid re-sends a 3DES KEK with its DES parity bits set
+// (INTEROP.md 5). Under another cipher, the same octets.
+bool same_kek(const KekPolicy& held_policy, const Kek& held, const KekPolicy& policy, const Kek& sent) {
+  const ByteView a = held.algorithm_key.view(), b = sent.algorithm_key.view();
+  if (policy.cipher != held_policy.cipher) return crypto::equal_constant_time(a, b);
+  const std::size_t iv = crypto::block_size(policy.cipher);  // both are IV and key: checked on receipt
+  return crypto::equal_constant_time(a.first(iv), b.first(iv)) && crypto::same_key(policy.cipher, a.subspan(iv), b.subspan(iv));
+}
 
 bool has_ack_request(const SaKekPayload& k) {
   return std::any_of(k.attributes.begin(), k.attributes.end(),
@@ -351,11 +373,15 @@ PushResult PushReceiver::receive(ByteView datagram) {
     if (std::any_of(kd->packets.begin(), kd->packets.end(),
                     [](const KeyPacket& p) { return p.type == static_cast<std::uint8_t>(KeyPacketType::Sid); }))
       return refuse(R::Malformed, at + "KD carries SIDs, which a push must not (RFC 6407 5.6.4)");
-    auto keys = decode_key_download(*kd, *sa);
+    std::optional<KeyDownloadPayload> gdoid_kd;
+    if (sa->kek_spi) gdoid_kd = gdoid_kek_rekey_kd(*kd, kek_.spi, *sa->kek_spi);
+    if (gdoid_kd)
+      out.interop_note = "KD KEK packet named the KEK held (" + to_hex(kek_.spi) + "), not the SA KEK's new SPI " +
+                         to_hex(*sa->kek_spi) + ", as gdoid does: taken as the new KEK's";
+    auto keys = decode_key_download(gdoid_kd ? *gdoid_kd : *kd, *sa);
     if (!keys) return refuse(R::Malformed, at + keys.error());
     if (keys->kek) {
-      if (keys->kek->spi == kek_.spi &&
-          !crypto::equal_constant_time(keys->kek->algorithm_key, kek_.algorithm_key))
+      if (keys->kek->spi == kek_.spi && !same_kek(policy_, kek_, sa->policy.kek, *keys->kek))
         return refuse(R::Malformed, at + "a new KEK under the current cookies (RFC 6407 4: a new cookie pair)");
       // The key server re-sends its signature key with every KEK; parse it
       // only when it changed (decoding a SubjectPublicKeyInfo costs more

@@ -85,6 +85,15 @@ crypto::Result<Ack> verify_ack(const Kek& kek, crypto::CipherAlgorithm kek_ciphe
 
 // ------------------------------------------------------------ group member
 
+// The reference implementation's KEK rekey (stv0g/gdoid, INTEROP.md 6): its
+// KD names the KEK the members hold while the SA KEK of the same push
+// names the new one (RFC 6407 5.6 wants the two equal). Exactly that shape,
+// one KEK packet naming `held` beside an SA KEK naming another SPI, gives
+// the KD as the RFC has it, that packet naming `sa_kek`; its key is the new
+// KEK's. Any other KD: nullopt, and it is read as it is.
+std::optional<wire::KeyDownloadPayload> gdoid_kek_rekey_kd(const wire::KeyDownloadPayload& kd, const KekSpi& held,
+                                                           const KekSpi& sa_kek);
+
 struct PushAccepted {
   std::uint32_t seq = 0;
   PushDeletes deletes;
@@ -99,6 +108,7 @@ struct PushAccepted {
   // decrypted with (the old one, even when the push replaced it).
   bool ack_requested = false;
   AckKey ack_key;
+  std::string interop_note;  // a key server's quirk tolerated in this push, for the log
 };
 
 struct PushRefused {

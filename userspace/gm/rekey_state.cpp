@@ -344,6 +344,9 @@ void RekeyState::apply(const gdoi::PushAccepted& a, const std::string& ks, std::
   if (said.empty()) said.push_back("policy only");
   out.log.push_back({LogLevel::Info, "Received rekey SEQ " + std::to_string(a.seq) + " for group " + options_.group_name +
                                          " from KS " + ks + ": " + joined(said, ", ")});
+  if (!a.interop_note.empty())
+    out.log.push_back({LogLevel::Info, "Rekey SEQ " + std::to_string(a.seq) + " for group " + options_.group_name + " from KS " +
+                                           ks + ": " + a.interop_note});
 
   last_seq_ = a.seq;
   ++counters_.rekeys_received;
