@@ -22,6 +22,7 @@
 #include <memory>
 #include <optional>
 
+#include "common/clock.h"
 #include "fixtures.h"
 #include "gm/agent.h"
 #include "ks/server.h"
@@ -156,6 +157,23 @@ struct Lab {
 
 }  // namespace
 
+// The clock itself: an NTP step moves the offset to the wall clock that
+// status replies add, not the time keys and timers run on.
+TEST(ClockStep, ClockFollowsElapsedTimeAndShowsTheStep) {
+  g_step_ns = 0;
+  const std::int64_t t0 = clock::now_s();
+  EXPECT_NEAR(double(t0), double(unix_ms() / 1000), 1);
+  EXPECT_EQ(clock::wall_offset_s(), 0);
+  step_wall(5h);
+  EXPECT_NEAR(double(clock::now_s()), double(t0), 1);
+  EXPECT_EQ(clock::wall_offset_s(), 5 * 3600);
+  pass(10s);
+  EXPECT_NEAR(double(clock::now_s()), double(t0 + 10), 1);
+  step_wall(-10h);
+  EXPECT_EQ(clock::wall_offset_s(), -5 * 3600);
+  EXPECT_NEAR(double(clock::now_ms() / 1000), double(t0 + 10), 1);
+}
+
 // The key server rekeys when its TEK's lifetime has passed (less the rekey
 // margin), and the member holds that TEK for exactly its lifetime, however
 // the wall clock is stepped in between.
@@ -192,6 +210,8 @@ TEST(ClockStep, TekAndKekLifetimesRunOnElapsedTimeAcrossWallSteps) {
   step_wall(5h);
   lab.run();
   unchanged("wall clock 5 h ahead");
+  // What the member shows is on the wall clock as it reads now.
+  EXPECT_NEAR(lab.member()["registered_at"].get<double>(), double(unix_ms() / 1000 - since()), 2);
   step_wall(-10h);
   lab.run();
   unchanged("wall clock 5 h behind");

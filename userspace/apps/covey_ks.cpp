@@ -11,6 +11,7 @@
 #include "apps/daemon_cli.h"
 #include "apps/ks_reload.h"
 #include "apps/phase1_setup.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "config/ks_config.h"
 #include "control/server.h"
@@ -25,14 +26,6 @@
 #include <cstring>
 
 using namespace covey;
-
-namespace {
-
-std::int64_t wall_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"covey-ks: GDOI key server (RFC 6407) on UDP 848"};
@@ -65,7 +58,7 @@ int main(int argc, char** argv) {
       }
 
   ks::Groups groups;
-  std::int64_t now = wall_now();
+  std::int64_t now = clock::now_s();
   for (const config::KsGroupConfig& g : cfg.groups) {
     // A key file is read into memory that wipes itself.
     auto pem = crypto::read_pem_file(g.signing_key);
@@ -154,7 +147,7 @@ int main(int argc, char** argv) {
   }
   for (const auto& [id, g] : groups.all())
     log(LogLevel::Info, "group " + g->policy().name + ": next rekey in " +
-                            std::to_string(std::max<std::int64_t>(server.rekeyer().next_rekey_at(*g) - wall_now(), 0)) +
+                            std::to_string(std::max<std::int64_t>(server.rekeyer().next_rekey_at(*g) - clock::now_s(), 0)) +
                             " s (TEK margin " + std::to_string(ks::tek_margin(server.rekeyer().margins(*g), g->policy())) +
                             " s, KEK margin " + std::to_string(ks::kek_margin(server.rekeyer().margins(*g), g->policy())) +
                             " s)");
@@ -166,7 +159,7 @@ int main(int argc, char** argv) {
     for (const auto& p : next.problems)
       if (p.is_error()) problems.push_back(p.str());
     apps::KsReload r;
-    if (next.ok()) r = apps::reload(cfg, std::move(*next.config), groups, server.dispatcher(), server.rekeyer(), ks::Server::now_ms());
+    if (next.ok()) r = apps::reload(cfg, std::move(*next.config), groups, server.dispatcher(), server.rekeyer(), clock::now_ms());
     for (auto& p : r.problems) problems.push_back(std::move(p));
     server.flush();
     if (!problems.empty()) {
@@ -200,14 +193,15 @@ int main(int argc, char** argv) {
     std::optional<std::string> group;
     if (req.contains("group") && req["group"].is_string()) group = req["group"].get<std::string>();
     if (cmd == "ks.group")
-      return ks::group_status(groups, &server.rekeyer(), group, req.value("show_keys", false), ks::Server::now_ms());
-    if (cmd == "ks.members") return ks::member_status(groups, group);
+      return ks::group_status(groups, &server.rekeyer(), group, req.value("show_keys", false), clock::now_ms(),
+                              clock::wall_offset_s());
+    if (cmd == "ks.members") return ks::member_status(groups, group, clock::wall_offset_s());
     if (cmd == "ks.reload") return do_reload();
     if (cmd == "ks.rekey") {
       if (!group) return {{"ok", false}, {"error", "ks.rekey needs \"group\", e.g. {\"cmd\":\"ks.rekey\",\"group\":\"GET_VPN\"}"}};
       ks::Group* g = find_group(*group);
       if (!g) return {{"ok", false}, {"error", "no group named " + *group}};
-      auto seq = server.rekeyer().rekey(*g, ks::RekeyReason::Operator, ks::Server::now_ms());
+      auto seq = server.rekeyer().rekey(*g, ks::RekeyReason::Operator, clock::now_ms());
       server.flush();
       if (!seq) return {{"ok", false}, {"error", seq.error()}};
       auto last = server.rekeyer().last_rekey(*g);
@@ -223,7 +217,7 @@ int main(int argc, char** argv) {
         return {{"ok", false},
                 {"error", "ks.remove-member needs \"address\", the member's IP address, e.g. "
                           "{\"cmd\":\"ks.remove-member\",\"address\":\"10.1.24.4\"}"}};
-      auto seq = server.rekeyer().remove_member(*address, group, ks::Server::now_ms());
+      auto seq = server.rekeyer().remove_member(*address, group, clock::now_ms());
       server.flush();
       if (!seq) return {{"ok", false}, {"error", seq.error()}};
       return {{"ok", true},

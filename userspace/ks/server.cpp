@@ -11,6 +11,7 @@
 #include <cstring>
 #include <map>
 
+#include "common/clock.h"
 #include "common/log.h"
 
 namespace covey::ks {
@@ -79,10 +80,6 @@ Server::Server(boost::asio::io_context& io, ServerOptions options, Groups& group
   dispatcher_.set_rekeyer(&rekeyer_);
 }
 
-std::int64_t Server::now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 bool Server::start(std::string* error) {
   // Events the log would discard are not built at all.
   dispatcher_.set_min_severity(severity(log_level()));
@@ -130,7 +127,7 @@ void Server::drain(Listener& l) {
     reply_from_.clear();
     for (std::size_t k = 0; k < n; ++k) {
       const UdpSocket::Received& r = received_[k];
-      for (Outgoing& o : dispatcher_.receive(r.from, r.local, ByteView(buffers_[k]).first(r.size), now_ms())) {
+      for (Outgoing& o : dispatcher_.receive(r.from, r.local, ByteView(buffers_[k]).first(r.size), clock::now_ms())) {
         replies_.push_back(std::move(o));
         reply_from_.push_back(r.local);
       }
@@ -226,7 +223,7 @@ void Server::flush_events() {
 }
 
 void Server::tick() {
-  const std::int64_t t_ms = now_ms();
+  const std::int64_t t_ms = clock::now_ms();
   dispatcher_.expire(seconds_of(t_ms));
   rekeyer_.tick(t_ms);
   flush();

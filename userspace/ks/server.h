@@ -39,9 +39,6 @@ class Server {
   // Sends what the rekeyer handed out and logs what both cores said; the
   // control handlers call it after asking the rekeyer for a rekey.
   void flush();
-  // Unix time in ms: the pure cores take it where a message they build
-  // carries the pseudotime, and count seconds of it elsewhere.
-  static std::int64_t now_ms();
 
  private:
   struct Listener {
