@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "apps/daemon_cli.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "config/ks_config.h"
 #include "control/server.h"
@@ -31,7 +32,7 @@ int main(int argc, char** argv) {
   const std::string keylog = args.keylog.empty() ? parsed.config->server.keylog : args.keylog;
   const std::string state_dir = parsed.config->server.state_dir;
   auto opened = ks::KeyServer::open(std::move(*parsed.config), args.config_path,
-                                    std::make_unique<ks::StateFile>(state_dir), !keylog.empty(), ks::Server::now_ms());
+                                    std::make_unique<ks::StateFile>(state_dir), !keylog.empty(), clock::now_ms());
   if (!opened) {
     log(LogLevel::Error, "not starting: " + opened.error());
     return 1;
@@ -54,7 +55,7 @@ int main(int argc, char** argv) {
   }
 
   auto handler = [&](const nlohmann::json& req) -> nlohmann::json {
-    nlohmann::json reply = core.handle(req, ks::Server::now_ms());
+    nlohmann::json reply = core.handle(req, clock::now_ms(), clock::wall_offset_s());
     server.flush();
     return reply;
   };
@@ -72,7 +73,7 @@ int main(int argc, char** argv) {
     hangup.async_wait([&](const boost::system::error_code& ec, int) {
       if (ec) return;
       log(LogLevel::Info, "SIGHUP: reloading " + args.config_path);
-      core.reload(ks::Server::now_ms());
+      core.reload(clock::now_ms());
       server.flush();
       arm_hangup();
     });

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "gm/status.h"
 #include "wire/message.h"
@@ -29,10 +30,6 @@ bool is_push(ByteView datagram) {
 
 Agent::Agent(boost::asio::io_context& io, AgentOptions options)
     : io_(io), options_(std::move(options)), clock_(io), rng_(std::random_device{}()), keys_(rekey_options(options_)) {}
-
-std::int64_t Agent::now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 bool Agent::start(std::string* error) {
   if (options_.key_servers.empty()) {
@@ -61,7 +58,7 @@ void Agent::begin_registration() {
   const Endpoint& ks = options_.key_servers[ks_index_];
   attempt_.emplace(options_.registrar, ks, options_.local.address);
   state_ = State::Registering;
-  send(attempt_->start(now()));
+  send(attempt_->start(clock::now_s()));
   flush_events();
 }
 
@@ -95,7 +92,7 @@ void Agent::on_readable() {
       log(LogLevel::Debug, "dropped datagram from " + r->from.str() + ": not the key server being registered with");
       continue;
     }
-    send(attempt_->receive(ByteView(buffer_).first(r->size), now()));
+    send(attempt_->receive(ByteView(buffer_).first(r->size), clock::now_s()));
     keylog_phase1();
     flush_events();
     if (attempt_->done()) finish_attempt();
@@ -117,7 +114,7 @@ void Agent::keylog_phase1() {
 
 void Agent::finish_attempt() {
   Registrar& a = *attempt_;
-  std::int64_t t = now();
+  std::int64_t t = clock::now_s();
   crypto::Result<void> taken;
   if (a.registration()) taken = keys_.registered(*a.registration(), t);
   if (a.registration() && taken) {
@@ -165,7 +162,7 @@ void Agent::finish_attempt() {
 }
 
 void Agent::on_push(ByteView datagram, const Endpoint& from, PushVia via) {
-  PushOutcome out = keys_.receive_push(datagram, from, via, now());
+  PushOutcome out = keys_.receive_push(datagram, from, via, clock::now_s());
   for (const LogEvent& e : out.log) log(e.level, e.text);
   if (out.ack) {
     // RFC 8263 3: to the key server endpoint the push came from, from the
@@ -237,7 +234,7 @@ void Agent::on_multicast_readable() {
 }
 
 void Agent::tick() {
-  std::int64_t t = now();
+  std::int64_t t = clock::now_s();
   for (const LogEvent& e : keys_.tick(t)) log(e.level, e.text);
   sync_dataplane(false);
   if (attempt_) {
@@ -264,7 +261,7 @@ void Agent::sync_dataplane(bool registration) {
     pseudotime_serial_ = pt->serial;
     dataplane_->pseudotime(pt->ms, monotonic_ns(), registration);
   }
-  if (auto ok = dataplane_->sync(keys_, now()); !ok) log(LogLevel::Error, ok.error());
+  if (auto ok = dataplane_->sync(keys_, clock::now_s()); !ok) log(LogLevel::Error, ok.error());
 }
 
 void Agent::stop() {
@@ -275,7 +272,9 @@ void Agent::stop() {
 }
 
 json Agent::status(bool show_keys) const {
-  std::int64_t t = now();
+  std::int64_t t = clock::now_s();
+  // Times as the host's wall clock reads them now (common/clock.h).
+  const std::int64_t wall = clock::wall_offset_s();
   const bool registered = keys_.is_registered();
   json j;
   j["ok"] = true;
@@ -285,11 +284,13 @@ json Agent::status(bool show_keys) const {
   for (std::size_t i = 0; i < options_.key_servers.size(); ++i)
     kss.push_back({{"address", options_.key_servers[i].str()}, {"active", registered && options_.key_servers[i] == registered_with_}});
   j["key_servers"] = kss;
-  j["registered_at"] = registered ? json(*keys_.registered_at()) : json(nullptr);
+  j["registered_at"] = registered ? json(*keys_.registered_at() + wall) : json(nullptr);
   const auto expected_by = keys_.next_rekey_expected_by();
-  j["reregister_at"] = retry_at_ ? json(retry_at_) : registered && expected_by ? json(*expected_by) : json(nullptr);
+  j["reregister_at"] = retry_at_                   ? json(retry_at_ + wall)
+                       : registered && expected_by ? json(*expected_by + wall)
+                                                   : json(nullptr);
   j["last_error"] = last_error_ ? json(*last_error_) : json(nullptr);
-  j.update(key_status(keys_, t, show_keys, multicast_.has_value()));
+  j.update(key_status(keys_, t, show_keys, multicast_.has_value(), wall));
   j["data_path"] = dataplane_ ? dataplane_->status() : json{{"state", "off"}};
   return j;
 }

@@ -60,7 +60,6 @@ class Agent {
   void keylog_phase1();
   // The kernel follows the keys: after a registration, an applied push, each tick.
   void sync_dataplane(bool registration);
-  static std::int64_t now();
 
   boost::asio::io_context& io_;
   AgentOptions options_;

@@ -92,7 +92,7 @@ class Dataplane {
   Dataplane(const Dataplane&) = delete;
   Dataplane& operator=(const Dataplane&) = delete;
 
-  // The member's keys now (wall-clock seconds, as RekeyState keeps them):
+  // The member's keys now (seconds of common/clock.h, as RekeyState keeps them):
   // the policy's tables if it changed, the SAs, the SPIs, the lease.
   // Errors name the SA or table and leave the rest as it was.
   crypto::Result<void> sync(const RekeyState& keys, std::int64_t now);

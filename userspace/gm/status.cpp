@@ -6,7 +6,8 @@ namespace covey::gm {
 
 using nlohmann::json;
 
-json key_status(const RekeyState& keys, std::int64_t t, bool show_keys, bool multicast_joined) {
+json key_status(const RekeyState& keys, std::int64_t t, bool show_keys, bool multicast_joined,
+                std::int64_t wall_offset_s) {
   const bool registered = keys.is_registered();
   const auto expected_by = keys.next_rekey_expected_by();
   json j;
@@ -19,8 +20,8 @@ json key_status(const RekeyState& keys, std::int64_t t, bool show_keys, bool mul
     for (const TekView& v : keys.teks(t)) {
       json tj = {{"spi", spi_hex(v.tek->spi)},         {"transform", p.tek.str()},
                  {"lifetime_s", v.lifetime_s},         {"remaining_s", v.remaining_s},
-                 {"state", name(v.state)},             {"activates_at", v.activates_at},
-                 {"deactivates_at", v.deactivates_at}};
+                 {"state", name(v.state)},             {"activates_at", v.activates_at + wall_offset_s},
+                 {"deactivates_at", v.deactivates_at + wall_offset_s}};
       if (show_keys) tj["keys"] = {{"encryption", to_hex(v.tek->encryption_key)}, {"integrity", to_hex(v.tek->integrity_key)}};
       teks.push_back(tj);
     }
@@ -58,7 +59,7 @@ json key_status(const RekeyState& keys, std::int64_t t, bool show_keys, bool mul
   j["rekeys_since_registration"] = c.rekeys_since_registration;
   j["acks_sent"] = c.acks_sent;
   j["last_seq"] = last_seq ? json(*last_seq) : json(nullptr);
-  j["next_rekey_expected_by"] = registered && expected_by ? json(*expected_by) : json(nullptr);
+  j["next_rekey_expected_by"] = registered && expected_by ? json(*expected_by + wall_offset_s) : json(nullptr);
   j["pushes_refused"] = {{"unknown_kek", c.unknown_kek},
                          {"undecryptable", c.undecryptable},
                          {"malformed", c.malformed},

@@ -2,7 +2,8 @@
 // join and who has, the numbers that must never repeat (SPIs, SIDs, SEQ)
 // and its pseudotime clock. Pure: the caller passes the time.
 //
-// Time is Unix time. Lifetimes and schedules count whole seconds (`now`);
+// Time is common/clock.h's: Unix time that NTP steps after the start do
+// not move. Lifetimes and schedules count whole seconds (`now`);
 // calls that may build a message take milliseconds (`now_ms`), because the
 // pseudotime a message carries counts milliseconds.
 #pragma once

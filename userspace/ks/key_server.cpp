@@ -175,13 +175,14 @@ nlohmann::json KeyServer::reload(std::int64_t now_ms) {
   return reply;
 }
 
-nlohmann::json KeyServer::handle(const nlohmann::json& req, std::int64_t now_ms) {
+nlohmann::json KeyServer::handle(const nlohmann::json& req, std::int64_t now_ms, std::int64_t wall_offset_s) {
   now_ms_ = now_ms;
   const std::string cmd = req.value("cmd", "");
   std::optional<std::string> group;
   if (req.contains("group") && req["group"].is_string()) group = req["group"].get<std::string>();
-  if (cmd == "ks.group") return group_status(groups_, &rekeyer_, group, req.value("show_keys", false), now_ms);
-  if (cmd == "ks.members") return member_status(groups_, group);
+  if (cmd == "ks.group")
+    return group_status(groups_, &rekeyer_, group, req.value("show_keys", false), now_ms, wall_offset_s);
+  if (cmd == "ks.members") return member_status(groups_, group, wall_offset_s);
   if (cmd == "ks.reload") return reload(now_ms);
   if (cmd == "ks.rekey") {
     if (!group) return {{"ok", false}, {"error", "ks.rekey needs \"group\", e.g. {\"cmd\":\"ks.rekey\",\"group\":\"GET_VPN\"}"}};

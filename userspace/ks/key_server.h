@@ -49,7 +49,9 @@ class KeyServer {
   std::vector<Outgoing> receive(const Endpoint& from, const Address& local, ByteView datagram, std::int64_t now_ms);
   // A control command (userspace/control/PROTOCOL.md): ks.group,
   // ks.members, ks.reload, ks.rekey, ks.remove-member. The JSON reply.
-  nlohmann::json handle(const nlohmann::json& command, std::int64_t now_ms);
+  // `wall_offset_s`: what to add to covey's clock (common/clock.h) for the
+  // host's wall clock, so that the times shown are the host's.
+  nlohmann::json handle(const nlohmann::json& command, std::int64_t now_ms, std::int64_t wall_offset_s = 0);
   // The configuration file read again and applied whole, or refused whole
   // with every reason (SIGHUP and ks.reload).
   nlohmann::json reload(std::int64_t now_ms);

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <map>
 
+#include "common/clock.h"
 #include "common/log.h"
 
 namespace covey::ks {
@@ -72,10 +73,6 @@ void set_multicast_interface(int fd, const Address& a) {
 Server::Server(boost::asio::io_context& io, ServerOptions options, KeyServer& core)
     : io_(io), options_(std::move(options)), core_(core), clock_(io), buffers_(16, Bytes(65536)) {}
 
-std::int64_t Server::now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 bool Server::start(std::string* error) {
   // Events the log would discard are not built at all.
   core_.set_min_severity(severity(log_level()));
@@ -122,7 +119,7 @@ void Server::drain(Listener& l) {
     reply_from_.clear();
     for (std::size_t k = 0; k < n; ++k) {
       const UdpSocket::Received& r = received_[k];
-      for (Outgoing& o : core_.receive(r.from, r.local, ByteView(buffers_[k]).first(r.size), now_ms())) {
+      for (Outgoing& o : core_.receive(r.from, r.local, ByteView(buffers_[k]).first(r.size), clock::now_ms())) {
         replies_.push_back(std::move(o));
         reply_from_.push_back(r.local);
       }
@@ -217,7 +214,7 @@ void Server::flush_events() {
 }
 
 void Server::tick() {
-  core_.tick(now_ms());
+  core_.tick(clock::now_ms());
   flush();
   clock_.expires_after(std::chrono::seconds(1));
   clock_.async_wait([this](const boost::system::error_code& ec) {

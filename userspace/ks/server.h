@@ -33,9 +33,6 @@ class Server {
   // Sends the pushes the core handed out and logs what it said; called
   // after every datagram batch, tick and control command.
   void flush();
-  // Unix time in ms: the pure cores take it where a message they build
-  // carries the pseudotime, and count seconds of it elsewhere.
-  static std::int64_t now_ms();
 
  private:
   struct Listener {

@@ -16,6 +16,11 @@
 // field a line and each member on one line; restore_state parses it as
 // JSON, so it also reads the indented files earlier versions wrote.
 //
+// Times (TEK and KEK expiry, pseudotime epoch, registrations) are Unix
+// times of common/clock.h: a wall-clock step between two runs shifts them
+// by the step (forward: the keys are rekeyed at once; back: they live
+// longer by the step); one while covey-ks runs does not.
+//
 // Key material is hex: the file is root's alone. A missing first line is
 // "not a covey-ks state file", another version is refused by number, and a
 // digest mismatch means truncation or corruption. Nothing is ever silently

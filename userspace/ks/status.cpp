@@ -29,12 +29,12 @@ std::int64_t remaining(std::int64_t until, std::int64_t now) { return until > no
 
 }  // namespace
 
-json rekey_status(const Group& g, const Rekeyer& rekeyer, std::int64_t now) {
+json rekey_status(const Group& g, const Rekeyer& rekeyer, std::int64_t now, std::int64_t wall_offset_s) {
   json j;
   j["rekeys_sent"] = rekeyer.rekeys_sent(g);
   if (auto last = rekeyer.last_rekey(g))
     j["last_rekey"] = {{"seq", last->seq},
-                       {"at", last->at},
+                       {"at", last->at + wall_offset_s},
                        {"reason", reason_name(last->reason)},
                        {"members", last->members},
                        {"acked", last->acked},
@@ -42,12 +42,12 @@ json rekey_status(const Group& g, const Rekeyer& rekeyer, std::int64_t now) {
   else
     j["last_rekey"] = nullptr;
   // Due already (a rekey that could not be saved waits for its retry): now.
-  j["next_rekey_at"] = std::max(rekeyer.next_rekey_at(g), now);
+  j["next_rekey_at"] = std::max(rekeyer.next_rekey_at(g), now) + wall_offset_s;
   return j;
 }
 
 json group_status(const Groups& groups, const Rekeyer* rekeyer, const std::optional<std::string>& name, bool show_keys,
-                  std::int64_t now_ms) {
+                  std::int64_t now_ms, std::int64_t wall_offset_s) {
   const std::int64_t now = seconds_of(now_ms);
   json out = json::array();
   for (const auto& [id, g] : groups.all()) {
@@ -58,7 +58,7 @@ json group_status(const Groups& groups, const Rekeyer* rekeyer, const std::optio
     j["identity"] = p.identity;
     j["members"] = g->members().size();
     j["seq"] = g->seq();
-    if (rekeyer) j.update(rekey_status(*g, *rekeyer, now));
+    if (rekeyer) j.update(rekey_status(*g, *rekeyer, now, wall_offset_s));
     json rekey;
     rekey["mode"] = p.rekey.mode == gdoi::RekeyTransport::Mode::Unicast ? "unicast" : "multicast";
     if (p.rekey.mode == gdoi::RekeyTransport::Mode::Multicast) {
@@ -102,7 +102,7 @@ json group_status(const Groups& groups, const Rekeyer* rekeyer, const std::optio
   return {{"ok", true}, {"groups", out}};
 }
 
-json member_status(const Groups& groups, const std::optional<std::string>& name) {
+json member_status(const Groups& groups, const std::optional<std::string>& name, std::int64_t wall_offset_s) {
   json out = json::array();
   for (const auto& [id, g] : groups.all()) {
     if (!selected(*g, name)) continue;
@@ -110,7 +110,7 @@ json member_status(const Groups& groups, const std::optional<std::string>& name)
     for (const auto& [addr, m] : g->members())
       members.push_back({{"address", addr.str()},
                          {"identity", m.identity},
-                         {"registered_at", m.registered_at},
+                         {"registered_at", m.registered_at + wall_offset_s},
                          {"registrations", m.registrations},
                          {"sids", m.sids},
                          {"last_acked_seq", m.last_acked_seq ? json(*m.last_acked_seq) : json(nullptr)},
