@@ -11,7 +11,9 @@
 #include <map>
 
 #include "fixtures.h"
+#include "crypto/hash.h"
 #include "gdoi/push.h"
+#include "gdoi/vendor_id.h"
 #include "gm/registrar.h"
 #include "ks/dispatcher.h"
 #include "ks/rekey.h"
@@ -213,6 +215,15 @@ gdoi::PushAccepted accept(gdoi::PushReceiver& rx, ByteView datagram, const char*
 }
 
 }  // namespace
+
+TEST(VendorId, TheMagicIsTheDocumentedDigest) {
+  auto d = crypto::digest(crypto::HashAlgorithm::Sha256, {as_bytes("covey GDOI")});
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(to_hex(ByteView(*d).first(16)), to_hex(kCoveyMagic));
+  EXPECT_EQ(to_hex(gdoi::covey_vendor_id()), to_hex(covey_vid()));
+  EXPECT_EQ(gdoi::peer_traits({Bytes{1, 2}, covey_vid()}), gdoi::PeerTraits{true});
+  EXPECT_FALSE(gdoi::peer_traits({kCoveyMagic}).covey);
+}
 
 TEST(VendorId, MainModeMessagesOneAndTwoCarryCoveysVendorId) {
   World w;
