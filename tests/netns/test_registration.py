@@ -17,7 +17,9 @@ PULL_PAYLOADS = [
     ("KS", ["HASH", "SEQ", "KD"]),
 ]
 # Main Mode with pre-shared keys: SA, SA, KE+NONCE twice, then encrypted ID+HASH twice.
-MAIN_MODE_PAYLOADS = [["SA"], ["SA"], ["KE", "NONCE"], ["KE", "NONCE"], ["ID", "HASH"], ["ID", "HASH"]]
+# Messages 1 and 2 carry covey's Vendor ID, the member's and the key server's.
+MAIN_MODE_PAYLOADS = [["SA", "VENDOR ID"], ["SA", "VENDOR ID"], ["KE", "NONCE"], ["KE", "NONCE"], ["ID", "HASH"],
+                      ["ID", "HASH"]]
 
 
 class RegistrationTest(unittest.TestCase):
@@ -112,6 +114,9 @@ class RegistrationTest(unittest.TestCase):
         for gm, mm in main_mode.items():
             self.assertEqual([[p["name"] for p in m["payloads"] if p["name"] != "NOTIFY"] for m in mm],
                              MAIN_MODE_PAYLOADS, f"Main Mode of {gm}:\n{dump}")
+            for m in mm[:2]:
+                self.assertTrue(m["payloads"][1].get("vendor", "").startswith("covey version 1, features"),
+                                f"frame {m['frame']} of {gm}'s Main Mode:\n{dump}")
         self.assertEqual(sorted(gm for gm, _ in pulls), sorted(GM_ADDRESS.values()),
                          f"one GROUPKEY-PULL exchange per member:\n{dump}")
 

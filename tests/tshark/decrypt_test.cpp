@@ -10,6 +10,7 @@
 #include "coveyctl/decode.h"
 #include "crypto/gdoi.h"
 #include "crypto/ikev1.h"
+#include "gdoi/vendor_id.h"
 #include "json_check.h"
 #include "pcap_writer.h"
 #include "run.h"
@@ -177,6 +178,25 @@ TEST(CoveyctlDecrypt, WrongKeyIsAPerMessageErrorNotACrash) {
     ASSERT_TRUE(out[i].contains("error")) << out[i].dump();
     EXPECT_NE(out[i]["error"].get<std::string>().find("wrong key or IV?"), std::string::npos);
   }
+}
+
+// Main Mode message 1 as covey-gm sends it: covey's Vendor ID is named,
+// another vendor's left as octets.
+TEST(CoveyctlDecode, NamesCoveysVendorId) {
+  Header h;
+  h.initiator_cookie = initiator_cookie();
+  h.exchange = static_cast<std::uint8_t>(ExchangeType::IdentityProtection);
+  const Bytes covey = gdoi::covey_vendor_id(), other{0xaf, 0xca, 0xd7, 0x13};
+  Bytes d = encode_message(h, {VendorIdPayload{covey}, VendorIdPayload{other}});
+  const auto out = coveyctl::decode_all({{1, 0, "10.1.23.3", "10.1.12.1", 848, 848, d, {}}}, {});
+  ASSERT_EQ(out.size(), 1u);
+  const auto& ps = out[0]["payloads"];
+  ASSERT_EQ(ps.size(), 2u) << out[0].dump();
+  EXPECT_EQ(ps[0]["vendor"], "covey version 1, features 0x0000000f (deny entries, port ranges, TBAR, fail-close ACL)");
+  EXPECT_EQ(ps[0]["data"], to_hex(covey));
+  EXPECT_EQ(ps[0]["summary"], "VENDOR ID: covey version 1, features 0x0000000f (deny entries, port ranges, TBAR, fail-close ACL)");
+  EXPECT_FALSE(ps[1].contains("vendor"));
+  EXPECT_EQ(ps[1]["data"], "afcad713");
 }
 
 TEST(Keylog, ParsesWiresharkTableAndNamesBadLines) {

@@ -117,6 +117,21 @@ TEST(ControlRender, KsMembersTable) {
             "Group SPARE (identity 7): 0 members\n");
 }
 
+// Which members sent covey's Vendor ID, and so get covey's extensions.
+TEST(ControlRender, KsMembersSaysWhichPolicyEachGets) {
+  Json reply = Json::parse(R"({"ok":true,"groups":[
+    {"name":"GET_VPN","identity":134,"members":[
+      {"address":"10.1.23.3","identity":"10.1.23.3","registered_at":1763900000,"registrations":1,"sids":[0],
+       "last_acked_seq":null,"missed_rekeys":0,"covey_features":15},
+      {"address":"10.1.24.4","identity":"10.1.24.4","registered_at":1763900100,"registrations":1,"sids":[1],
+       "last_acked_seq":null,"missed_rekeys":0,"covey_features":null}]}]})");
+  EXPECT_EQ(render_ks_members(reply, kCtx),
+            "Group GET_VPN (identity 134): 2 members\n"
+            "  ADDRESS    IDENTITY   REGISTERED                           REGISTRATIONS  SIDS  LAST ACK  MISSED  POLICY\n"
+            "  10.1.23.3  10.1.23.3  2025-11-23 12:13:20 UTC (188 s ago)  1              0     none      0       covey 0xf\n"
+            "  10.1.24.4  10.1.24.4  2025-11-23 12:15:00 UTC (88 s ago)   1              1     none      0       RFC 6407\n");
+}
+
 // Key material appears only when the daemon put it in the reply (it does so
 // only for a request with "show_keys":true).
 TEST(ControlRender, KeysOnlyWhenTheReplyHasThem) {

@@ -121,3 +121,64 @@ TEST(PolicyCodecPseudotime, DecodeNamesCoveysPrivateAttributes) {
 }
 
 }  // namespace
+
+// Each private attribute goes with the feature bit of covey's Vendor ID
+// that names it (gdoi/vendor_id.h). A deny entry with a port range goes
+// only to a member that reads ranges: read as any port it would pass in
+// clear traffic the policy encrypts.
+TEST(PolicyCodecFeatures, EachPrivateAttributeOnlyWithItsFeature) {
+  GroupPolicy p = tbar_policy();
+  AclEntry deny_dns;
+  deny_dns.action = AclEntry::Action::Deny;
+  deny_dns.protocol = 17;
+  deny_dns.destination_port = {53, 53};
+  AclEntry deny_range = deny_dns;
+  deny_range.destination_port = {5000, 5999};
+  AclEntry web;
+  web.protocol = 6;
+  web.source = prefix("192.168.0.0", 16);
+  web.destination = prefix("192.168.0.0", 16);
+  web.destination_port = {8000, 8099};
+  p.acl = {deny_dns, deny_range, web, p.acl[0]};
+  p.fail_close_acl = {p.acl[3]};
+  EXPECT_EQ(features_needed(p), covey_feature::All);
+
+  auto deny_ports = [](const GroupPolicy& r) {
+    std::vector<std::uint16_t> out;
+    for (const AclEntry& e : r.acl)
+      if (e.action == AclEntry::Action::Deny) out.push_back(e.destination_port.first);
+    return out;
+  };
+  auto received = [&](std::uint32_t features) {
+    return over_the_wire(encode_group_sa(p, std::nullopt, {tek()}, true, PeerTraits{true, features}, 42));
+  };
+  using namespace covey_feature;
+  auto all = received(All);
+  EXPECT_EQ(all.policy.acl, p.acl);
+  EXPECT_EQ(all.policy.fail_close_acl, p.fail_close_acl);
+  EXPECT_EQ(all.policy.tbar_window_ms, p.tbar_window_ms);
+  EXPECT_EQ(all.pseudotime_ms, 42u);
+
+  auto no_ranges = received(All & ~PortRanges);
+  EXPECT_EQ(deny_ports(no_ranges.policy), (std::vector<std::uint16_t>{53}));
+  EXPECT_EQ(no_ranges.policy.acl.size(), 3u);
+  EXPECT_EQ(no_ranges.policy.acl[1].destination_port, PortRange{});  // the web range, as any port
+
+  auto no_deny = received(All & ~AclAction);
+  EXPECT_TRUE(deny_ports(no_deny.policy).empty());
+  EXPECT_EQ(no_deny.policy.acl.size(), 2u);
+
+  auto no_tbar = received(All & ~Tbar);
+  EXPECT_FALSE(no_tbar.policy.tbar_window_ms);
+  EXPECT_FALSE(no_tbar.pseudotime_ms);
+  EXPECT_EQ(no_tbar.policy.fail_close_acl, p.fail_close_acl);
+
+  auto no_fail_close = received(All & ~FailCloseAcl);
+  EXPECT_TRUE(no_fail_close.policy.fail_close_acl.empty());
+  EXPECT_EQ(no_fail_close.policy.tbar_window_ms, p.tbar_window_ms);
+
+  // What a member lacks of what the policy needs.
+  EXPECT_EQ(PeerTraits{}.lacks(features_needed(p)), All);
+  EXPECT_EQ((PeerTraits{true, All & ~Tbar}.lacks(features_needed(p))), Tbar);
+  EXPECT_EQ(feature_names(All), "deny entries, port ranges, TBAR, fail-close ACL");
+}

@@ -61,7 +61,9 @@ struct Lab {
 
   void phase1(const char* gm_addr) {
     ike::Phase1Transform t;
-    auto gm = ike::MainMode::initiator({t}, psk("k"), Endpoint{*Address::parse("10.1.12.1"), 848}, *Address::parse(gm_addr));
+    // A covey member, as covey-gm's registrar: its message 1 carries covey's Vendor ID.
+    auto gm = ike::MainMode::initiator({t}, psk("k"), Endpoint{*Address::parse("10.1.12.1"), 848}, *Address::parse(gm_addr),
+                                       {gdoi::covey_vendor_id()});
     auto ks = ike::MainMode::responder({t}, psk("k"), Endpoint{*Address::parse(gm_addr), 848}, *Address::parse("10.1.12.1"));
     Bytes to_ks = *gm.start();
     for (int i = 0; i < 3; ++i) {

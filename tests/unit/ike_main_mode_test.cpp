@@ -88,6 +88,27 @@ TEST(MainMode, PreSharedKeyEstablishesTheSameSaOnBothSides) {
   }
 }
 
+// RFC 2408 3.16: Vendor IDs go in the first messages. Each side keeps the
+// other's, whatever they say, and carries on as without them.
+TEST(MainMode, VendorIdsTravelInMessagesOneAndTwoAndAreKeptOnTheSa) {
+  auto t = tf(CipherAlgorithm::Aes256Cbc, HashAlgorithm::Sha256, 19);
+  const Bytes gm_vid{0x01, 0x02, 0x03}, other{0xaf, 0xca}, ks_vid{0x0a, 0x0b};
+  Pair p{MainMode::initiator({t}, psk("k"), ep("10.1.12.1"), *Address::parse("10.1.23.3"), {gm_vid, other}),
+         MainMode::responder({t}, psk("k"), ep("10.1.23.3"), *Address::parse("10.1.12.1"), {ks_vid}),
+         {}, {}, {}, {}, {}};
+  p.run();
+  ASSERT_TRUE(p.gm_sa && p.ks_sa);
+  EXPECT_EQ(p.ks_sa->peer_vendor_ids, (std::vector<Bytes>{gm_vid, other}));
+  EXPECT_EQ(p.gm_sa->peer_vendor_ids, (std::vector<Bytes>{ks_vid}));
+  for (std::size_t i = 0; i < 4; ++i) {
+    auto m = wire::decode_message(p.wire[i]);
+    ASSERT_TRUE(m.ok());
+    auto vids = std::count_if(m->payloads.begin(), m->payloads.end(),
+                              [](const wire::Payload& x) { return std::holds_alternative<wire::VendorIdPayload>(x); });
+    EXPECT_EQ(vids, i == 0 ? 2 : i == 1 ? 1 : 0) << "message " << i + 1;
+  }
+}
+
 TEST(MainMode, ResponderPicksTheFirstAcceptableOfferUnmodified) {
   auto a = tf(CipherAlgorithm::Aes128Cbc, HashAlgorithm::Sha1, 5);
   auto b = tf(CipherAlgorithm::Aes256Cbc, HashAlgorithm::Sha256, 14);

@@ -88,11 +88,13 @@ class KsRekey : public ::testing::Test {
 
   // Registers `addr` as GROUPKEY-PULL does (message 2's offer, admission
   // at message 3) and gives it a receiver from what messages 2 and 4 carry.
+  // A covey member: its Main Mode carried covey's Vendor ID.
   void join(const Address& addr, std::uint16_t port = 848) {
     auto offer = group().offer(gdoi::PeerTraits{true}, ms(now));
     offer.group_id = 134;
     ike::Phase1Sa sa;
     sa.peer = Endpoint{addr, port};
+    sa.peer_vendor_ids = {gdoi::covey_vendor_id()};
     groups->set_clock_ms(ms(now));
     groups->set_local(kKs);
     auto admitted = groups->admit(offer, sa, 1);

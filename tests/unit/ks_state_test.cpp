@@ -136,6 +136,10 @@ TEST_F(KsState, RoundTripKeepsKeysSpisSidsSeqAndMembers) {
   delivered.registered_to = *Address::parse("10.1.12.1");
   delivered.last_acked_seq = 40;
   delivered.missed_rekeys = 2;
+  // What Main Mode announced: covey with some features, covey with all,
+  // no Vendor ID.
+  delivered.traits = gdoi::PeerTraits{true, gdoi::covey_feature::AclAction | gdoi::covey_feature::Tbar};
+  g.find_member(*Address::parse("10.1.23.3"))->traits = gdoi::PeerTraits{true};
   ASSERT_TRUE(ks::save_state(path_, *before));
 
   auto after = make_groups(lab_config());
@@ -167,7 +171,10 @@ TEST_F(KsState, RoundTripKeepsKeysSpisSidsSeqAndMembers) {
     EXPECT_EQ(r.registered_to, m.registered_to);
     EXPECT_EQ(r.last_acked_seq, m.last_acked_seq);
     EXPECT_EQ(r.missed_rekeys, m.missed_rekeys);
+    EXPECT_EQ(r.traits, m.traits) << addr.str();
   }
+  EXPECT_EQ(h.members().at(*Address::parse("10.1.24.4")).traits.features, 0x5u);
+  EXPECT_FALSE(h.members().at(*Address::parse("10.1.25.5")).traits.covey);
   EXPECT_EQ(h.members().at(*Address::parse("10.1.24.4")).port, 40000);
   EXPECT_EQ(h.members().at(*Address::parse("10.1.24.4")).last_acked_seq, 40u);
   EXPECT_FALSE(h.members().at(*Address::parse("10.1.23.3")).last_acked_seq);
@@ -252,6 +259,32 @@ TEST_F(KsState, OldFilesWithoutDeliveryFieldsLoad) {
   EXPECT_EQ(m.missed_rekeys, 0u);
   EXPECT_EQ(after->find(134)->seq(), before->find(134)->seq());
   EXPECT_TRUE(same(after->find(134)->kek().algorithm_key, before->find(134)->kek().algorithm_key));
+}
+
+// A file from before covey exchanged Vendor IDs: its members were all sent
+// covey's extensions, and keep getting them until they register again.
+TEST_F(KsState, OldFilesWithoutCoveyFeaturesRestoreMembersAsCovey) {
+  auto before = make_groups(lab_config());
+  admit(*before, 134, "10.1.23.3");
+  ASSERT_FALSE(before->find(134)->members().at(*Address::parse("10.1.23.3")).traits.covey);
+  ASSERT_TRUE(ks::save_state(path_, *before));
+  std::string old = reseal(read(path_), [](std::string& body) {
+    nlohmann::json doc = nlohmann::json::parse(body);
+    for (auto& g : doc["groups"])
+      for (auto& m : g["members"]) {
+        ASSERT_TRUE(m.contains("covey_features"));
+        EXPECT_TRUE(m["covey_features"].is_null());
+        m.erase("covey_features");
+      }
+    body = doc.dump(1);
+  });
+  write(path_, old);
+  auto after = make_groups(lab_config());
+  auto restored = ks::restore_state(path_, *after);
+  ASSERT_TRUE(restored) << restored.error() << "\n" << old;
+  const ks::Member& m = after->find(134)->members().at(*Address::parse("10.1.23.3"));
+  EXPECT_EQ(m.traits, gdoi::PeerTraits{true});
+  EXPECT_EQ(m.traits.features, gdoi::covey_feature::All);
 }
 
 // Identities are certificate subjects: whatever bytes they hold, the file

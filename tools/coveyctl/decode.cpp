@@ -11,6 +11,7 @@
 #include "crypto/hash.h"
 #include "crypto/ikev1.h"
 #include "gdoi/push.h"
+#include "gdoi/vendor_id.h"
 #include "wire/names.h"
 
 namespace covey::coveyctl {
@@ -335,7 +336,14 @@ struct PayloadJson {
   Json operator()(const HashPayload& p) const { return blob("HASH", p.data); }
   Json operator()(const SignaturePayload& p) const { return blob("SIG", p.data); }
   Json operator()(const NoncePayload& p) const { return blob("NONCE", p.data); }
-  Json operator()(const VendorIdPayload& p) const { return blob("VENDOR ID", p.data); }
+  Json operator()(const VendorIdPayload& p) const {
+    Json j = blob("VENDOR ID", p.data);
+    if (auto covey = gdoi::describe_covey_vendor_id(p.data)) {
+      j["vendor"] = *covey;
+      j["summary"] = "VENDOR ID: " + *covey;
+    }
+    return j;
+  }
   Json operator()(const NotificationPayload& p) const {
     Json j;
     put(j, "doi", p.doi, doi_name(p.doi));

@@ -1,6 +1,7 @@
 #include "coveyctl/render.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <ctime>
 #include <optional>
 #include <string_view>
@@ -264,11 +265,15 @@ std::string render_ks_members(const Json& reply, const RenderContext& ctx) {
     // Rekey delivery columns only from a key server that sends rekeys.
     const bool rekeys = std::any_of(members.begin(), members.end(),
                                     [](const Json& m) { return field_of(m, "missed_rekeys") != nullptr; });
+    // What it announced in Main Mode, from a key server that records it.
+    const bool vendor = std::any_of(members.begin(), members.end(),
+                                    [](const Json& m) { return field_of(m, "covey_features") != nullptr; });
     std::vector<std::vector<std::string>> rows{{"ADDRESS", "IDENTITY", "REGISTERED", "REGISTRATIONS", "SIDS"}};
     if (rekeys) {
       rows[0].push_back("LAST ACK");
       rows[0].push_back("MISSED");
     }
+    if (vendor) rows[0].push_back("POLICY");
     for (const Json& m : members) {
       auto at = integer(m, "registered_at");
       rows.push_back({text(m, "address"), text(m, "identity"), at ? when(*at, ctx) : "-", text(m, "registrations"),
@@ -276,6 +281,12 @@ std::string render_ks_members(const Json& reply, const RenderContext& ctx) {
       if (rekeys) {
         rows.back().push_back(is_null(m, "last_acked_seq") ? "none" : text(m, "last_acked_seq"));
         rows.back().push_back(text(m, "missed_rekeys"));
+      }
+      if (vendor) {
+        auto f = integer(m, "covey_features");
+        char hex[16] = "";
+        if (f) std::snprintf(hex, sizeof hex, "%llx", static_cast<unsigned long long>(*f));
+        rows.back().push_back(f ? std::string("covey 0x") + hex : "RFC 6407");
       }
     }
     table(page, 2, rows);

@@ -172,6 +172,17 @@ std::uint16_t kek_alg(CipherAlgorithm c) {
 
 }  // namespace
 
+std::uint32_t features_needed(const GroupPolicy& p) {
+  std::uint32_t need = 0;
+  for (const AclEntry& e : p.acl) {
+    if (e.action == AclEntry::Action::Deny) need |= covey_feature::AclAction;
+    if (needs_range(e.source_port) || needs_range(e.destination_port)) need |= covey_feature::PortRanges;
+  }
+  if (p.tbar_window_ms) need |= covey_feature::Tbar;
+  if (!p.fail_close_acl.empty()) need |= covey_feature::FailCloseAcl;
+  return need;
+}
+
 GroupSaPayload encode_group_sa(const GroupPolicy& policy, const std::optional<KekAnnouncement>& kek,
                                const std::vector<Tek>& teks, bool with_gap, PeerTraits peer,
                                std::optional<std::uint32_t> pseudotime_ms) {
@@ -213,18 +224,23 @@ GroupSaPayload encode_group_sa(const GroupPolicy& policy, const std::optional<Ke
     GapPayload gap;
     gap.attributes = {Attribute::tv(gap_attr::ActivationTimeDelay, static_cast<std::uint16_t>(std::min<std::uint32_t>(policy.activation_delay_s, 0xffff))),
                       Attribute::tv(gap_attr::DeactivationTimeDelay, static_cast<std::uint16_t>(std::min<std::uint32_t>(policy.deactivation_delay_s, 0xffff)))};
-    if (peer.covey && !policy.fail_close_acl.empty())
+    if (peer.has(covey_feature::FailCloseAcl) && !policy.fail_close_acl.empty())
       gap.attributes.push_back(Attribute::tlv(covey_attr::FailCloseAcl, encode_acl_records(policy.fail_close_acl)));
     // The clock only matters to a member that checks TBAR stamps; without
     // a window it would be a reading of the key server's clock for nothing.
-    if (peer.covey && policy.tbar_window_ms && pseudotime_ms)
+    if (peer.has(covey_feature::Tbar) && policy.tbar_window_ms && pseudotime_ms)
       gap.attributes.push_back(Attribute::tlv(covey_attr::PseudotimeMs, u32_bytes(*pseudotime_ms)));
     sa.gap = std::move(gap);
   }
   const TekTransform& t = policy.tek;
   for (const Tek& tek : teks) {
     for (const AclEntry& e : policy.acl) {
-      if (e.action == AclEntry::Action::Deny && !peer.covey) continue;
+      // A deny entry a member reads wider than it is (a port range read as
+      // any port) would send in clear what the policy encrypts: not sent.
+      const bool ranged = needs_range(e.source_port) || needs_range(e.destination_port);
+      if (e.action == AclEntry::Action::Deny &&
+          (!peer.has(covey_feature::AclAction) || (ranged && !peer.has(covey_feature::PortRanges))))
+        continue;
       SaTekPayload s;
       s.protocol_id = kGdoiProtoIpsecEsp;
       s.protocol = e.protocol;
@@ -255,19 +271,19 @@ GroupSaPayload encode_group_sa(const GroupPolicy& policy, const std::optional<Ke
                                   t.integrity == TekTransform::Integrity::HmacSha1_96 ? ipsec_value::HmacSha1 : ipsec_value::HmacSha2_256));
       a.push_back(Attribute::tv(ipsec_attr::AddressPreservation, ipsec_value::PreserveSourceAndDestination));
       a.push_back(Attribute::tv(ipsec_attr::SaDirection, ipsec_value::Symmetric));
-      if (peer.covey) {
+      if (peer.has(covey_feature::AclAction))
         a.push_back(Attribute::tv(covey_attr::AclAction, e.action == AclEntry::Action::Permit ? covey_attr::ActionEncrypt : covey_attr::ActionBypass));
-        if (needs_range(e.source_port) || needs_range(e.destination_port)) {
-          Bytes r;
-          Writer w(r);
-          w.u16(e.source_port.first);
-          w.u16(e.source_port.last);
-          w.u16(e.destination_port.first);
-          w.u16(e.destination_port.last);
-          a.push_back(Attribute::tlv(covey_attr::PortRanges, r));
-        }
-        if (policy.tbar_window_ms) a.push_back(Attribute::tlv(covey_attr::TbarWindowMs, u32_bytes(*policy.tbar_window_ms)));
+      if (peer.has(covey_feature::PortRanges) && ranged) {
+        Bytes r;
+        Writer w(r);
+        w.u16(e.source_port.first);
+        w.u16(e.source_port.last);
+        w.u16(e.destination_port.first);
+        w.u16(e.destination_port.last);
+        a.push_back(Attribute::tlv(covey_attr::PortRanges, r));
       }
+      if (peer.has(covey_feature::Tbar) && policy.tbar_window_ms)
+        a.push_back(Attribute::tlv(covey_attr::TbarWindowMs, u32_bytes(*policy.tbar_window_ms)));
       sa.teks.push_back(std::move(s));
     }
   }

@@ -7,18 +7,23 @@
 // the standard SRC/DST ID fields, so any GDOI member (and tshark) reads the
 // selectors. What RFC 6407 has no field for goes in IPsec SA attributes of
 // the private range (RFC 2407 6.7: 32001-32767, "amongst cooperating
-// systems"), sent only to members that announced covey's Vendor ID:
-//   32001 COVEY_ACL_ACTION     B  1 encrypt (permit), 2 bypass (deny)
-//   32002 COVEY_PORT_RANGES    V  source first,last, destination first,last (4 x 16 bits)
-//   32003 COVEY_TBAR_WINDOW_MS V  32 bits; absent = time-based anti-replay off
+// systems"), sent only to members that announced covey's Vendor ID
+// (gdoi/vendor_id.h), each with the feature bit that names it:
+//   32001 COVEY_ACL_ACTION     B  1 encrypt (permit), 2 bypass (deny)        AclAction
+//   32002 COVEY_PORT_RANGES    V  source first,last, destination first,last  PortRanges
+//                                 (4 x 16 bits)
+//   32003 COVEY_TBAR_WINDOW_MS V  32 bits; absent = time-based anti-replay   Tbar
+//                                 off
 // and in GAP attributes of its private range (RFC 6407 5.4: 128-255):
-//   200   COVEY_FAIL_CLOSE_ACL V  the fail-close ACL, 48 octets an entry
-//   201   COVEY_PSEUDOTIME_MS  V  32 bits: the key server's pseudotime (ms,
+//   200   COVEY_FAIL_CLOSE_ACL V  the fail-close ACL, 48 octets an entry     FailCloseAcl
+//   201   COVEY_PSEUDOTIME_MS  V  32 bits: the key server's pseudotime (ms,  Tbar
 //                                 mod 2^32) when it built this message; only
 //                                 with a TBAR window. Members run their TBAR
 //                                 clock from it (docs/ARCHITECTURE.md).
 // A member without the extension sees only permit entries (deny entries
-// are not sent to it), which is the RFC's model: SA TEKs are traffic to protect.
+// are not sent to it), each port range as any port, which is the RFC's
+// model: SA TEKs are traffic to protect (docs/ARCHITECTURE.md, "covey's
+// Vendor ID").
 #pragma once
 
 #include <string>
@@ -27,6 +32,7 @@
 #include "crypto/result.h"
 #include "gdoi/keys.h"
 #include "gdoi/policy.h"
+#include "gdoi/vendor_id.h"
 #include "wire/payloads.h"
 
 namespace covey::gdoi {
@@ -37,11 +43,6 @@ inline constexpr std::uint16_t FailCloseAcl = 200, PseudotimeMs = 201;  // GAP
 inline constexpr std::uint16_t ActionEncrypt = 1, ActionBypass = 2;
 }  // namespace covey_attr
 
-// Who is on the other end, and so which encoding it gets.
-struct PeerTraits {
-  bool covey = false;  // sent covey's Vendor ID: private attributes understood
-};
-
 // Policy that a key server sends about a rekey SA.
 struct KekAnnouncement {
   std::array<std::uint8_t, 16> spi{};
@@ -49,9 +50,14 @@ struct KekAnnouncement {
   std::uint32_t remaining_s = 0;
 };
 
+// The covey features that enforcing `policy` as configured takes: a deny
+// entry, a port range, a TBAR window, a fail-close ACL. A member without
+// one of them gets what RFC 6407 can say of the policy.
+std::uint32_t features_needed(const GroupPolicy& policy);
+
 // `pseudotime_ms`: the key server's pseudotime now, as this SA is built;
-// it goes in the GAP (COVEY_PSEUDOTIME_MS) when there is one, the peer is
-// covey and the policy has a TBAR window, and is dropped otherwise.
+// it goes in the GAP (COVEY_PSEUDOTIME_MS) when there is one, the peer
+// has TBAR and the policy a TBAR window, and is dropped otherwise.
 wire::GroupSaPayload encode_group_sa(const GroupPolicy& policy, const std::optional<KekAnnouncement>& kek,
                                      const std::vector<Tek>& teks, bool with_gap, PeerTraits peer,
                                      std::optional<std::uint32_t> pseudotime_ms = std::nullopt);

@@ -81,6 +81,7 @@ class GroupDirectory {
     wire::GroupSaPayload sa;  // message 2's policy
     KeyMaterial keys;         // the keys for exactly that policy (SIDs added at admission)
     std::string interop_note;  // an interop quirk tolerated to find the group, for the log
+    std::string warning;       // what this member will not enforce of the policy, for the log
   };
   // Message 1: the group the member named and whether it may join. Errors
   // carry the notification to send (INVALID-ID-INFORMATION for an unknown

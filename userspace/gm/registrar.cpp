@@ -2,13 +2,16 @@
 
 #include <algorithm>
 
+#include "gdoi/vendor_id.h"
+
 namespace covey::gm {
 
 Registrar::Registrar(RegistrarOptions options, Endpoint ks, Address local)
     : options_(std::move(options)),
       ks_(ks),
       local_(local),
-      main_mode_(ike::MainMode::initiator(options_.offers, options_.credentials, ks, local)) {}
+      // covey's Vendor ID: a covey key server then sends covey's extensions.
+      main_mode_(ike::MainMode::initiator(options_.offers, options_.credentials, ks, local, {gdoi::covey_vendor_id()})) {}
 
 std::vector<Bytes> Registrar::sent(std::optional<Bytes> d, std::int64_t now) {
   if (!d) return {};
@@ -79,6 +82,13 @@ std::vector<Bytes> Registrar::receive(ByteView datagram, std::int64_t now) {
       }
       sa_ = std::move(s.established);
       events_.push_back("Phase 1 SA with KS " + ks_.address.str() + " established: " + sa_->transform.str());
+      // Any GDOI key server will do; one that is not covey sends RFC 6407
+      // policy alone, which the operator should know before wondering where
+      // the deny entries went.
+      if (!gdoi::peer_traits(sa_->peer_vendor_ids).covey)
+        events_.push_back("KS " + ks_.address.str() +
+                          " sent no covey Vendor ID: expecting RFC 6407 policy alone (no deny entries, port ranges, TBAR "
+                          "or fail-close ACL)");
       pull_.emplace(options_.group_id, options_.sid_request);
       auto m1 = pull_->start(*sa_);
       if (!m1) {

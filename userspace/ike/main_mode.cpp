@@ -41,17 +41,35 @@ bool nonce_size_ok(std::size_t n) { return n >= 8 && n <= 256; }  // RFC 2409 5
 }  // namespace
 
 MainMode::MainMode(bool initiator, std::vector<Phase1Transform> transforms, std::shared_ptr<const Credentials> creds,
-                   Endpoint peer, Address local)
-    : initiator_(initiator), transforms_(std::move(transforms)), creds_(std::move(creds)), peer_(peer), local_(local) {}
+                   Endpoint peer, Address local, std::vector<Bytes> vendor_ids)
+    : initiator_(initiator),
+      transforms_(std::move(transforms)),
+      creds_(std::move(creds)),
+      peer_(peer),
+      local_(local),
+      vendor_ids_(std::move(vendor_ids)) {}
 
 MainMode MainMode::initiator(std::vector<Phase1Transform> offers, std::shared_ptr<const Credentials> creds,
-                             Endpoint peer, Address local_address) {
-  return MainMode(true, std::move(offers), std::move(creds), peer, local_address);
+                             Endpoint peer, Address local_address, std::vector<Bytes> vendor_ids) {
+  return MainMode(true, std::move(offers), std::move(creds), peer, local_address, std::move(vendor_ids));
 }
 
 MainMode MainMode::responder(std::vector<Phase1Transform> accepted, std::shared_ptr<const Credentials> creds,
-                             Endpoint peer, Address local_address) {
-  return MainMode(false, std::move(accepted), std::move(creds), peer, local_address);
+                             Endpoint peer, Address local_address, std::vector<Bytes> vendor_ids) {
+  return MainMode(false, std::move(accepted), std::move(creds), peer, local_address, std::move(vendor_ids));
+}
+
+Bytes MainMode::sa_message(const SaPayload& sa) const {
+  std::vector<Payload> ps{sa};
+  for (const Bytes& v : vendor_ids_) ps.push_back(VendorIdPayload{v});
+  return encode_message(header(ExchangeType::IdentityProtection), ps);
+}
+
+// Kept whatever they say: what a Vendor ID means is its owner's business
+// (the caller's), and one it does not know it ignores (RFC 2408 3.16).
+void MainMode::record_vendor_ids(const Message& m) {
+  for (const auto& p : m.payloads)
+    if (const auto* v = std::get_if<VendorIdPayload>(&p)) peer_vendor_ids_.push_back(v->data);
 }
 
 int MainMode::message_number() const {
@@ -105,7 +123,7 @@ crypto::Result<Bytes> MainMode::start() {
   std::copy(cookie->begin(), cookie->end(), icookie_.begin());
   SaPayload sa = phase1_sa(transforms_);
   sai_b_ = body_of(sa);
-  Bytes d = encode_message(header(ExchangeType::IdentityProtection), {sa});
+  Bytes d = sa_message(sa);
   state_ = State::SentSa;
   last_sent_ = d;
   return d;
@@ -235,8 +253,9 @@ Step MainMode::on_sa_offer(const Message& m, ByteView datagram) {
   std::copy(cookie->begin(), cookie->end(), rcookie_.begin());
   // The chosen transform goes back unmodified (RFC 2409 5).
   SaPayload reply{sa.doi, sa.situation, {Proposal{p.number, p.protocol, p.spi, {*pick}}}};
+  record_vendor_ids(m);
   state_ = State::SentSa;
-  return sent(encode_message(header(ExchangeType::IdentityProtection), {reply}));
+  return sent(sa_message(reply));
 }
 
 // Initiator, message 2: the responder must pick one of our transforms,
@@ -257,6 +276,7 @@ Step MainMode::on_sa_choice(const Message& m) {
   if (chosen->auth == AuthMethod::RsaSignature && (!creds_->signer || !creds_->verify_certificate))
     return fail(NotifyType::NoProposalChosen, "responder chose " + chosen->str() + " but no certificate is configured", false);
   chosen_ = *chosen;
+  record_vendor_ids(m);
   auto msg = key_exchange_message();
   if (!msg) return fail(NotifyType::InvalidKeyInformation, msg.error(), false);
   state_ = State::SentKe;
@@ -466,6 +486,7 @@ Step MainMode::on_authentication(const Header& h, ByteView datagram, std::int64_
   sa.peer = peer_;
   sa.peer_id = *id;
   if (peer_cert_) sa.peer_subject = peer_cert_->subject;
+  sa.peer_vendor_ids = peer_vendor_ids_;
   sa.established_at = now;
   s.established = std::move(sa);
   state_ = State::Done;

@@ -2,8 +2,8 @@
 // a pure state machine: datagrams in, datagrams and an established SA out.
 //
 //   Initiator (GM)                       Responder (KS)
-//   HDR, SA                      -->
-//                                <--     HDR, SA
+//   HDR, SA [, VID...]           -->
+//                                <--     HDR, SA [, VID...]
 //   HDR, KE, Ni                  -->
 //                                <--     HDR, KE, Nr
 //   HDR*, IDii, [CERT,] HASH_I/SIG_I -->
@@ -66,10 +66,13 @@ class MainMode {
  public:
   // offers: the initiator's proposals in order of preference; for the
   // responder, the transforms it accepts. local_address: our ID with PSK.
+  // vendor_ids: Vendor ID payloads to send in message 1 (initiator) or 2
+  // (responder), where IKEv1 carries them (RFC 2408 3.16); the peer's from
+  // those messages end up in Phase1Sa::peer_vendor_ids.
   static MainMode initiator(std::vector<Phase1Transform> offers, std::shared_ptr<const Credentials> creds,
-                            Endpoint peer, Address local_address);
+                            Endpoint peer, Address local_address, std::vector<Bytes> vendor_ids = {});
   static MainMode responder(std::vector<Phase1Transform> accepted, std::shared_ptr<const Credentials> creds,
-                            Endpoint peer, Address local_address);
+                            Endpoint peer, Address local_address, std::vector<Bytes> vendor_ids = {});
 
   // Initiator: message 1 (random initiator cookie).
   crypto::Result<Bytes> start();
@@ -89,7 +92,10 @@ class MainMode {
  private:
   enum class State { Start, SentSa, SentKe, SentAuth, Done, Failed };
   MainMode(bool initiator, std::vector<Phase1Transform> transforms, std::shared_ptr<const Credentials> creds,
-           Endpoint peer, Address local);
+           Endpoint peer, Address local, std::vector<Bytes> vendor_ids);
+  // The SA payload followed by our Vendor IDs (messages 1 and 2).
+  Bytes sa_message(const wire::SaPayload& sa) const;
+  void record_vendor_ids(const wire::Message& m);
 
   Step initiator_receive(const wire::Header& h, ByteView datagram, std::int64_t now);
   Step responder_receive(const wire::Header& h, ByteView datagram, std::int64_t now);
@@ -111,6 +117,7 @@ class MainMode {
   std::shared_ptr<const Credentials> creds_;
   Endpoint peer_;
   Address local_;
+  std::vector<Bytes> vendor_ids_, peer_vendor_ids_;
   wire::Cookie icookie_{}, rcookie_{};
 
   Phase1Transform chosen_;

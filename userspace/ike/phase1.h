@@ -6,6 +6,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/address.h"
 #include "common/bytes.h"
@@ -53,6 +54,10 @@ struct Phase1Sa {
   Endpoint peer;
   wire::IdentificationPayload peer_id;
   std::string peer_subject;  // certificate subject when signatures authenticated the peer
+  // The Vendor ID payloads the peer sent in Main Mode message 1 or 2 (RFC
+  // 2408 3.16), in order. Like everything before message 5, not
+  // authenticated: HASH_I and HASH_R cover the SA payload, not these.
+  std::vector<Bytes> peer_vendor_ids;
   std::int64_t established_at = 0;  // seconds, caller's clock
 
   // Encrypts a phase-2 message: header (exchange, message id, flags) with

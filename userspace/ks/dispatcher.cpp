@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "gdoi/vendor_id.h"
 #include "ks/rekey.h"
 
 namespace covey::ks {
@@ -94,7 +95,8 @@ std::vector<Outgoing> Dispatcher::main_mode(const Header& h, const Endpoint& fro
         ++counters_.half_open_evicted;
         drop_half_open(half_open_.find(ages_.front()));
       }
-      auto mm = ike::MainMode::responder(options_.phase1, options_.credentials, from, local);
+      // covey's Vendor ID answers a covey member's (and is ignored by others).
+      auto mm = ike::MainMode::responder(options_.phase1, options_.credentials, from, local, {gdoi::covey_vendor_id()});
       ike::Step s = mm.receive(datagram, now);
       if (s.failure) {
         ++counters_.phase1_failed;
@@ -228,6 +230,7 @@ std::vector<Outgoing> Dispatcher::phase2(const Header& h, const Endpoint& from, 
       log(Severity::Info, "Registration of GM " + from.address.str() + " complete for group " + group);
     }
     if (offer && !offer->interop_note.empty()) log(Severity::Warning, "GM " + from.address.str() + ": " + offer->interop_note);
+    if (offer && !offer->warning.empty()) log(Severity::Warning, offer->warning);
   }
   return out;
 }

@@ -167,6 +167,7 @@ crypto::Result<GroupDirectory::Admission> Group::admit(const ike::Phase1Sa& memb
   ++m.registrations;
   m.port = member.peer.port;
   m.registered_to = registered_to;
+  m.traits = gdoi::peer_traits(member.peer_vendor_ids);
   // A registration hands out the current keys: what it missed before is moot.
   m.missed_rekeys = 0;
   m.registered_seq = seq_;
@@ -281,10 +282,21 @@ std::variant<GroupDirectory::Offer, ike::Failure> Groups::offer(const wire::Iden
     return ike::Failure{wire::NotifyType::InvalidIdInformation, "GM " + member.peer.address.str() + " asked for unknown " + named};
   if (auto why = g->authorization().refuse(member.peer.address, member.peer_subject))
     return ike::Failure{wire::NotifyType::AuthenticationFailed, "group " + g->policy().name + ": " + *why};
-  // covey's Vendor ID is not yet exchanged in phase 1, so every member
-  // gets covey's extensions; see docs/ARCHITECTURE.md.
-  auto offer = g->offer(gdoi::PeerTraits{true}, now_ms_);
+  // covey's private attributes only for a member that sent covey's Vendor
+  // ID (docs/ARCHITECTURE.md, "covey's Vendor ID"); any other gets RFC
+  // 6407 alone. It is still a member: the operator hears what it will not
+  // enforce.
+  const gdoi::PeerTraits traits = gdoi::peer_traits(member.peer_vendor_ids);
+  auto offer = g->offer(traits, now_ms_);
   offer.interop_note = std::move(note);
+  if (std::uint32_t lost = traits.lacks(gdoi::features_needed(g->policy()))) {
+    const std::string group = g->policy().name + " (" + std::to_string(g->policy().identity) + ")";
+    offer.warning = "GM " + member.peer.address.str() +
+                    (traits.covey ? "'s covey Vendor ID lacks features the policy needs; group " + group +
+                                        " sends it the policy without: "
+                                  : " sent no covey Vendor ID; group " + group + " sends it RFC 6407 policy alone, without: ") +
+                    gdoi::feature_names(lost);
+  }
   return offer;
 }
 

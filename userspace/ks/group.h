@@ -60,6 +60,9 @@ struct Member {
   // The SEQ its registration's message 4 carried: a push at or below it
   // brought nothing the registration did not. Memory only.
   std::uint32_t registered_seq = 0;
+  // What it announced in Main Mode (covey's Vendor ID or none), and so
+  // what its registration and every unicast push to it carry.
+  gdoi::PeerTraits traits;
 
   Endpoint endpoint() const { return Endpoint{address, port}; }
 };

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
+#include <set>
 
 #include "gdoi/policy_codec.h"
 #include "wire/message.h"
@@ -278,23 +279,39 @@ crypto::Result<std::uint32_t> Rekeyer::run(Group& g, const Plan& plan, std::int6
   announced.lifetime_s = static_cast<std::uint32_t>(std::max<std::int64_t>(kek_expires_at - now, 0));
   gdoi::GroupPolicy sa_policy = p;
   sa_policy.deactivation_delay_s = deactivation;
-  gdoi::PushContent content;
-  content.seq = seq;
-  // Every push carries the SA KEK (with the KEK in KD, new or current):
-  // members learn the KEK's remaining lifetime and whether to acknowledge
-  // from each push, and a policy change of the KEK or transport reaches
-  // them at once. Every member, as at registration, gets covey's extensions
-  // (docs/ARCHITECTURE.md: the Vendor ID is not exchanged yet), and with
-  // them the group's pseudotime, which each push refreshes.
-  content.sa = gdoi::encode_group_sa(sa_policy, gdoi::KekAnnouncement{announced.spi, g.ks_address(), announced.lifetime_s},
-                                     {*tek}, true, gdoi::PeerTraits{true}, g.pseudotime_ms(now_ms));
-  // Unicast is acknowledged (RFC 8263), also the unicast push of a member
-  // removal in a multicast group.
-  if (unicast) request_ack(*content.sa->kek);
-  content.keys.teks = {*tek};
-  content.keys.kek = announced;
-  auto datagram = gdoi::build_push(content, current_kek, current_kek_policy, g.signing_key());
-  if (!datagram) return undo(datagram.error());
+  // Who gets which encoding (docs/ARCHITECTURE.md, "covey's Vendor ID"):
+  // as at registration, covey's extensions, and with them the group's
+  // pseudotime, only to members that sent covey's Vendor ID. Unicast: one
+  // datagram per kind of member. Multicast: one for all, with what every
+  // member understands.
+  std::set<gdoi::PeerTraits> kinds;
+  if (unicast) {
+    for (const auto& [addr, m] : g.members()) kinds.insert(m.traits);
+  } else {
+    gdoi::PeerTraits all{true};
+    for (const auto& [addr, m] : g.members()) all = all.common(m.traits);
+    kinds.insert(all);
+  }
+  std::map<gdoi::PeerTraits, std::shared_ptr<const Bytes>> datagrams;
+  const std::uint32_t pseudotime = g.pseudotime_ms(now_ms);
+  for (const gdoi::PeerTraits& kind : kinds) {
+    gdoi::PushContent content;
+    content.seq = seq;
+    // Every push carries the SA KEK (with the KEK in KD, new or current):
+    // members learn the KEK's remaining lifetime and whether to acknowledge
+    // from each push, and a policy change of the KEK or transport reaches
+    // them at once.
+    content.sa = gdoi::encode_group_sa(sa_policy, gdoi::KekAnnouncement{announced.spi, g.ks_address(), announced.lifetime_s},
+                                       {*tek}, true, kind, pseudotime);
+    // Unicast is acknowledged (RFC 8263), also the unicast push of a member
+    // removal in a multicast group.
+    if (unicast) request_ack(*content.sa->kek);
+    content.keys.teks = {*tek};
+    content.keys.kek = announced;
+    auto datagram = gdoi::build_push(content, current_kek, current_kek_policy, g.signing_key());
+    if (!datagram) return undo(datagram.error());
+    datagrams.emplace(kind, std::make_shared<const Bytes>(std::move(*datagram)));
+  }
   auto ack_key = gdoi::derive_ack_key(current_kek, current_kek_policy.cipher);
   if (!ack_key) return undo(ack_key.error());
 
@@ -309,7 +326,7 @@ crypto::Result<std::uint32_t> Rekeyer::run(Group& g, const Plan& plan, std::int6
 
   auto push = std::make_shared<SentPush>();
   push->record = RekeyRecord{g.policy().identity, seq, now, plan.reason, unicast, 0, 0};
-  push->datagram = std::make_shared<const Bytes>(std::move(*datagram));
+  push->datagrams = std::move(datagrams);
   push->ack_key = std::move(*ack_key);
   push->retransmit_period_s = std::max<std::uint32_t>(p.rekey.retransmit_period_s, 1);
   push->retransmit_count = p.rekey.retransmit_count;
@@ -323,6 +340,8 @@ crypto::Result<std::uint32_t> Rekeyer::run(Group& g, const Plan& plan, std::int6
     std::string how = unicast ? "unicast" : "multicast";
     std::string detail = std::string(reason_name(plan.reason)) + ", TEK SPI " + spi_hex(tek->spi);
     if (new_kek) detail += ", new KEK " + to_hex(g.kek().spi);
+    if (push->datagrams.size() > 1)
+      detail += ", " + std::to_string(push->datagrams.size()) + " encodings by the members' Vendor IDs";
     if (!unicast)
       detail += ", to " + Endpoint{multicast_group(transport), transport.port}.str() + " TTL " + std::to_string(transport.ttl);
     log(Severity::Info, "Sending rekey SEQ " + std::to_string(seq) + " for group " + name + " to " +
@@ -337,8 +356,10 @@ void Rekeyer::deliver(Group& g, GroupState& st, const std::shared_ptr<SentPush>&
                       const gdoi::RekeyTransport& transport, bool unicast, std::int64_t now) {
   const std::optional<Address> ks = specified(g.ks_address()) ? std::optional<Address>(g.ks_address()) : std::nullopt;
   if (!unicast) {
-    outgoing_.push_back(PushDatagram{Endpoint{multicast_group(transport), transport.port}, ks, push->datagram, transport.ttl});
+    outgoing_.push_back(PushDatagram{Endpoint{multicast_group(transport), transport.port}, ks,
+                                     push->datagrams.begin()->second, transport.ttl});
     push->record.members = g.members().size();
+    warn_multicast_loss(g, st, push->datagrams.begin()->first);
     return;
   }
   std::vector<Address> members;
@@ -355,16 +376,41 @@ void Rekeyer::deliver(Group& g, GroupState& st, const std::shared_ptr<SentPush>&
     const Member* m = g.find_member(addr);
     Delivery d;
     d.push = push;
+    d.datagram = push->datagrams.at(m->traits);
     d.sent = 1;
     d.next_at = now + push->retransmit_period_s;
     d.outstanding = true;
     d.to = m->endpoint();
     d.from = m->registered_to ? m->registered_to : ks;
-    outgoing_.push_back(PushDatagram{d.to, d.from, push->datagram, std::nullopt});
+    outgoing_.push_back(PushDatagram{d.to, d.from, d.datagram, std::nullopt});
     st.deliveries.insert_or_assign(addr, std::move(d));
     ++sent;
   }
   push->record.members = sent;
+}
+
+void Rekeyer::warn_multicast_loss(const Group& g, GroupState& st, const gdoi::PeerTraits& sent) {
+  const std::uint32_t lost = sent.lacks(gdoi::features_needed(g.policy()));
+  if (lost == st.multicast_lost) return;
+  st.multicast_lost = lost;
+  if (!lost) {
+    log(Severity::Info, "Group " + label(g) + ": every member understands covey's extensions again; multicast rekeys carry them");
+    return;
+  }
+  constexpr std::size_t kNamed = 5;
+  std::string who;
+  std::size_t n = 0;
+  for (const auto& [addr, m] : g.members()) {
+    if (!m.traits.lacks(lost)) continue;
+    if (n++ < kNamed) who += (who.empty() ? "" : ", ") + addr.str();
+  }
+  if (n > kNamed) who += " and " + std::to_string(n - kNamed) + " more";
+  log(Severity::Warning, "Group " + label(g) +
+                             (sent.covey ? " has members whose covey Vendor ID lacks features (" + who +
+                                               "): its multicast rekeys carry the policy"
+                                         : " has members without covey's Vendor ID (" + who +
+                                               "): its multicast rekeys carry RFC 6407 policy alone") +
+                             ", without: " + gdoi::feature_names(lost));
 }
 
 void Rekeyer::retransmit(Group& g, GroupState& st, std::int64_t now) {
@@ -389,7 +435,7 @@ void Rekeyer::retransmit(Group& g, GroupState& st, std::int64_t now) {
       continue;
     }
     if (d.sent <= d.push->retransmit_count) {
-      outgoing_.push_back(PushDatagram{d.to, d.from, d.push->datagram, std::nullopt});
+      outgoing_.push_back(PushDatagram{d.to, d.from, d.datagram, std::nullopt});
       ++d.sent;
       d.next_at = now + d.push->retransmit_period_s;
       ++counters_.retransmissions;

@@ -12,22 +12,28 @@
 //   2. SEQ + 1 (never reset, also not when the KEK changes);
 //   3. the push, SEQ, SA (SA KEK, GAP, SA TEK), KD (the TEK, and the KEK
 //      the next pushes come under), built and signed ONCE under the current
-//      KEK: every member gets the same datagram; with a TBAR window, the
-//      GAP carries the group's pseudotime as of that moment, so a
-//      retransmission carries it as of the first copy;
+//      KEK for each encoding its members need: with covey's private
+//      attributes for members that sent covey's Vendor ID, RFC 6407 alone
+//      for the others (docs/ARCHITECTURE.md, "covey's Vendor ID"); the
+//      same SEQ, keys and pseudotime in each, so that an acknowledgement
+//      names the push by SEQ and ack key whichever a member got; with a
+//      TBAR window, the GAP carries the group's pseudotime as of that
+//      moment, so a retransmission carries it as of the first copy;
 //   4. the group takes the new keys and the state file is written; only
 //      then is the datagram handed out. A failed write undoes 1-4 and
 //      sends nothing.
 //
-// Delivery. Unicast: each member gets the datagram at the address and port
-// it registered from, is retransmitted the same bytes every
+// Delivery. Unicast: each member gets its encoding's datagram at the
+// address and port it registered from, is retransmitted the same bytes every
 // retransmit_period_s up to retransmit_count times, and acknowledges it
 // (RFC 8263: ID = its registered address, SEQ = a push sent to it, HASH
 // under the ack key of the KEK that encrypted the push). A push never
 // acknowledged is a miss; a member that misses three in a row is dropped,
 // as GET VPN does. A rekey while an older one is unacknowledged replaces it
 // and counts the older as missed. Multicast: one datagram to the group's
-// address and port, no acknowledgement.
+// address and port, no acknowledgement; it carries what every current
+// member understands (covey's extensions only when all sent the Vendor
+// ID), and the key server says once what a mixed group loses.
 #pragma once
 
 #include <cstdint>
@@ -56,7 +62,8 @@ const char* reason_name(RekeyReason r);
 // activation and deactivation delays), so that a reload must rekey.
 bool member_visible_change(const gdoi::GroupPolicy& a, const gdoi::GroupPolicy& b);
 
-// One datagram to send. All datagrams of one rekey share the same bytes.
+// One datagram to send. All datagrams of one rekey to members of one kind
+// (PeerTraits) share the same bytes.
 struct PushDatagram {
   Endpoint to;
   std::optional<Address> from;  // the key server address to send from
@@ -124,12 +131,14 @@ class Rekeyer {
  private:
   struct SentPush {
     RekeyRecord record;
-    std::shared_ptr<const Bytes> datagram;
+    // One per encoding its members need; multicast: exactly one.
+    std::map<gdoi::PeerTraits, std::shared_ptr<const Bytes>> datagrams;
     gdoi::AckKey ack_key;  // of the KEK that encrypted it
     std::uint32_t retransmit_period_s = 0, retransmit_count = 0;
   };
   struct Delivery {
     std::shared_ptr<SentPush> push;  // the latest sent to this member
+    std::shared_ptr<const Bytes> datagram;  // the push's encoding for this member
     std::uint32_t sent = 0;          // times sent
     std::int64_t next_at = 0;        // retransmit (or count the miss) then
     bool outstanding = false;        // neither acknowledged nor missed yet
@@ -143,6 +152,9 @@ class Rekeyer {
     // Recent pushes, newest last: an acknowledgement must name one.
     std::deque<std::shared_ptr<SentPush>> recent;
     std::map<Address, Delivery> deliveries;
+    // The covey features the last multicast push left out for members
+    // without them: said once, when it changes.
+    std::uint32_t multicast_lost = 0;
   };
   struct Plan {
     RekeyReason reason = RekeyReason::Operator;
@@ -158,6 +170,9 @@ class Rekeyer {
   void deliver(Group& g, GroupState& st, const std::shared_ptr<SentPush>& push, const gdoi::RekeyTransport& transport,
                bool unicast, std::int64_t now);
   void retransmit(Group& g, GroupState& st, std::int64_t now);
+  // Logs, when it changes, what the multicast push encoded as `sent` leaves
+  // out that the policy needs, and which members it is for.
+  void warn_multicast_loss(const Group& g, GroupState& st, const gdoi::PeerTraits& sent);
   // Counts a miss; true when that dropped the member from the group.
   bool miss(Group& g, GroupState& st, const Address& member, std::uint32_t seq);
   bool logs(Severity s) const { return s >= min_severity_; }

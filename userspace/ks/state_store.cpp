@@ -241,6 +241,11 @@ void write_member(StateText& out, const Member& m) {
     out.raw("null");
   out.raw(",\"last_acked_seq\":").number_or_null(m.last_acked_seq);
   out.raw(",\"missed_rekeys\":").number(m.missed_rekeys);
+  out.raw(",\"covey_features\":");
+  if (m.traits.covey)
+    out.number(m.traits.features);
+  else
+    out.raw("null");
   out.raw("}");
 }
 
@@ -406,6 +411,19 @@ Group::State parse_group(const json& j, const std::string& where) {
       if (!local) throw FieldError{mw + ".registered_to \"" + to + "\" is not an IP address"};
       m.registered_to = *local;
     }
+    // What its Main Mode announced: the covey features of its Vendor ID,
+    // null without one. A file from before covey exchanged Vendor IDs has
+    // no such field; its members were all sent covey's extensions, and keep
+    // getting them until they register again: the alternative, RFC 6407
+    // alone, would silently take deny entries, TBAR and the fail-close ACL
+    // away from every covey member at the key server's upgrade (and, in a
+    // multicast group, from the whole group).
+    if (!members[i].contains("covey_features"))
+      m.traits = gdoi::PeerTraits{true};
+    else if (members[i]["covey_features"].is_null())
+      m.traits = gdoi::PeerTraits{};
+    else
+      m.traits = gdoi::PeerTraits{true, number<std::uint32_t>(members[i], "covey_features", mw)};
     s.members[m.address] = std::move(m);
   }
   return s;
