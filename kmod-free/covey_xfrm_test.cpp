@@ -101,6 +101,8 @@ int main(int argc, char** argv) {
   pol->add_option("--mark", mark_text)->capture_default_str();
   pol->add_option("--priority", priority)->capture_default_str();
   pol->add_option("--family", family, "inner family, 4 or 6")->capture_default_str();
+  bool delete_policies = false;
+  pol->add_flag("--delete", delete_policies, "delete them (XFRM_MSG_DELPOLICY) instead");
 
   std::string src, dst, enc = "cbc(aes)", auth = "hmac(sha256)";
   std::uint32_t trunc = 128;
@@ -135,6 +137,15 @@ int main(int argc, char** argv) {
     auto opened = XfrmSocket::open(own);
     if (!opened) return fail(opened.error());
     XfrmSocket& x = **opened;
+    // What one operation on single entries cost, for the VM test: one
+    // lookup and one change per entry, never a dump.
+    struct Cost {
+      const XfrmSocket& x;
+      bool print;
+      ~Cost() {
+        if (print) std::cout << "netlink: " << x.requests_sent() << " requests, " << x.dumps_sent() << " dumps\n";
+      }
+    } cost{x, sa->parsed() || pol->parsed() || raw->parsed() || del->parsed()};
 
     if (sa->parsed()) {
       auto parsed = config::parse_tek_transform(transform);
@@ -158,8 +169,9 @@ int main(int argc, char** argv) {
       GroupAnchors anchors{address(local, "--local"), address(group, "--group"), address(in, "--in")};
       GroupPolicies p = group_policies(anchors, static_cast<std::uint8_t>(family), number(reqid, "--reqid"), mark(mark_text), priority);
       for (const Policy* one : {&p.out, &p.in, &p.fwd}) {
-        if (auto r = x.add_policy(*one); !r) return fail(r.error());
-        std::cout << "added " << one->describe() << "\n";
+        auto r = delete_policies ? x.delete_policy(*one) : x.add_policy(*one);
+        if (!r) return fail(r.error());
+        std::cout << (delete_policies ? "deleted " : "added ") << one->describe() << "\n";
       }
     } else if (raw->parsed()) {
       Keys k = read_keys(keys);

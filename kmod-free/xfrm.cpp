@@ -72,10 +72,16 @@ void XfrmSocket::wipe_rx() {
   if (!rx_.empty()) explicit_bzero(rx_.data(), rx_.size());
 }
 
-crypto::Result<KernelAck> XfrmSocket::transact(ByteView request) {
-  const auto* req = reinterpret_cast<const nlmsghdr*>(request.data());
+crypto::Result<void> XfrmSocket::send(ByteView request) {
+  ++requests_sent_;
   if (mnl_socket_sendto(nl_, request.data(), request.size()) < 0)
     return crypto::Error{"sending to the kernel failed (" + errno_words(errno) + ")"};
+  return {};
+}
+
+crypto::Result<KernelAck> XfrmSocket::transact(ByteView request) {
+  const auto* req = reinterpret_cast<const nlmsghdr*>(request.data());
+  if (auto sent = send(request); !sent) return crypto::Error{sent.error()};
   struct Wipe {
     XfrmSocket* s;
     ~Wipe() { s->wipe_rx(); }
@@ -116,8 +122,8 @@ crypto::Result<void> XfrmSocket::dump(Bytes (*build)(std::uint32_t), const char*
   for (int attempt = 1; attempt <= kDumpAttempts; ++attempt) {
     const std::uint32_t seq = ++seq_;
     Bytes request = build(seq);
-    if (mnl_socket_sendto(nl_, request.data(), request.size()) < 0)
-      return crypto::Error{std::string("dumping ") + what + ": sending failed (" + errno_words(errno) + ")"};
+    ++dumps_sent_;
+    if (auto sent = send(request); !sent) return crypto::Error{std::string("dumping ") + what + ": " + sent.error()};
     bool interrupted = false, done = false;
     entry.restart();
     while (!done) {

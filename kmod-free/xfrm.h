@@ -59,12 +59,17 @@ class XfrmSocket {
   // The kernel's answer to the last request it refused, for callers that
   // act on the errno (the probe tells a missing ESP from a missing cipher).
   const std::optional<KernelAck>& last_refusal() const { return last_refusal_; }
+  // Requests sent to the kernel so far, and how many of them were dumps:
+  // what an operation costs (covey-xfrm-test prints them).
+  std::uint64_t requests_sent() const { return requests_sent_; }
+  std::uint64_t dumps_sent() const { return dumps_sent_; }
 
  private:
   explicit XfrmSocket(const Ownership& ownership) : ownership_(ownership) {}
   // Sends one request and returns the kernel's NLMSG_ERROR (error 0 = ack).
   crypto::Result<KernelAck> transact(ByteView request);
   crypto::Result<void> expect_ack(ByteView request, const std::string& operation, const std::string& what);
+  crypto::Result<void> send(ByteView request);
   // Runs a dump, handing each entry to `entry`; restarts when the kernel
   // flags it as interrupted by a concurrent change.
   template <class Entry>
@@ -80,6 +85,7 @@ class XfrmSocket {
   // the buffer is wiped after every use.
   std::vector<std::uint8_t> rx_;
   std::optional<KernelAck> last_refusal_;
+  std::uint64_t requests_sent_ = 0, dumps_sent_ = 0;
 };
 
 }  // namespace covey::kmod
