@@ -4,7 +4,10 @@
 //
 // Keys come from a file (first line the encryption key, second the
 // integrity key, hex), never from the command line, where `ps` shows them.
+#include <poll.h>
+
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -122,6 +125,11 @@ int main(int argc, char** argv) {
   del->add_option("--spi", spi)->required();
   del->add_option("--mark", mark_text)->capture_default_str();
 
+  unsigned expect_expiries = 1, timeout_s = 30;
+  auto* watch = app.add_subcommand("watch-expire", "print the kernel's XFRM expiries (XFRMNLGRP_EXPIRE) until COUNT of covey's arrived");
+  watch->add_option("--count", expect_expiries, "covey's expiries to wait for")->capture_default_str();
+  watch->add_option("--timeout", timeout_s, "seconds")->capture_default_str();
+
   app.add_subcommand("list", "covey's states and policies, and how many foreign ones");
   app.add_subcommand("flush", "delete every state and policy covey owns");
 
@@ -192,6 +200,30 @@ int main(int argc, char** argv) {
       StateId id{address(dst, "--dst"), number(spi, "--spi"), 50, mark(mark_text)};
       if (auto r = x.delete_sa(id); !r) return fail(r.error());
       std::cout << "deleted " << id.describe() << "\n";
+    } else if (watch->parsed()) {
+      auto expiries = XfrmExpiries::open();
+      if (!expiries) return fail(expiries.error());
+      std::cout << "watching XFRMNLGRP_EXPIRE" << std::endl;
+      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+      unsigned seen = 0;
+      while (seen < expect_expiries) {
+        if (std::chrono::steady_clock::now() >= until)
+          return fail("no more expiries after " + std::to_string(timeout_s) + " s: " + std::to_string(seen) + " of " +
+                      std::to_string(expect_expiries) + " of covey's states");
+        pollfd p{(*expiries)->fd(), POLLIN, 0};
+        poll(&p, 1, 200);
+        auto batch = (*expiries)->take();
+        if (!batch) return fail(batch.error());
+        if (batch->overrun) std::cout << "overrun: the kernel dropped expiries" << std::endl;
+        for (const StateExpiry& e : batch->expiries) {
+          if (owns(own, e.state)) {
+            ++seen;
+            std::cout << e.str() << std::endl;
+          } else {
+            std::cout << "not covey's: " << e.str() << std::endl;
+          }
+        }
+      }
     } else if (app.got_subcommand("list")) {
       auto states = x.states();
       if (!states) return fail(states.error());
