@@ -4,7 +4,10 @@
 //
 // Keys come from a file (first line the encryption key, second the
 // integrity key, hex), never from the command line, where `ps` shows them.
+#include <poll.h>
+
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -101,6 +104,8 @@ int main(int argc, char** argv) {
   pol->add_option("--mark", mark_text)->capture_default_str();
   pol->add_option("--priority", priority)->capture_default_str();
   pol->add_option("--family", family, "inner family, 4 or 6")->capture_default_str();
+  bool delete_policies = false;
+  pol->add_flag("--delete", delete_policies, "delete them (XFRM_MSG_DELPOLICY) instead");
 
   std::string src, dst, enc = "cbc(aes)", auth = "hmac(sha256)";
   std::uint32_t trunc = 128;
@@ -120,6 +125,11 @@ int main(int argc, char** argv) {
   del->add_option("--spi", spi)->required();
   del->add_option("--mark", mark_text)->capture_default_str();
 
+  unsigned expect_expiries = 1, timeout_s = 30;
+  auto* watch = app.add_subcommand("watch-expire", "print the kernel's XFRM expiries (XFRMNLGRP_EXPIRE) until COUNT of covey's arrived");
+  watch->add_option("--count", expect_expiries, "covey's expiries to wait for")->capture_default_str();
+  watch->add_option("--timeout", timeout_s, "seconds")->capture_default_str();
+
   app.add_subcommand("list", "covey's states and policies, and how many foreign ones");
   app.add_subcommand("flush", "delete every state and policy covey owns");
 
@@ -135,6 +145,15 @@ int main(int argc, char** argv) {
     auto opened = XfrmSocket::open(own);
     if (!opened) return fail(opened.error());
     XfrmSocket& x = **opened;
+    // What one operation on single entries cost, for the VM test: one
+    // lookup and one change per entry, never a dump.
+    struct Cost {
+      const XfrmSocket& x;
+      bool print;
+      ~Cost() {
+        if (print) std::cout << "netlink: " << x.requests_sent() << " requests, " << x.dumps_sent() << " dumps\n";
+      }
+    } cost{x, sa->parsed() || pol->parsed() || raw->parsed() || del->parsed()};
 
     if (sa->parsed()) {
       auto parsed = config::parse_tek_transform(transform);
@@ -158,8 +177,9 @@ int main(int argc, char** argv) {
       GroupAnchors anchors{address(local, "--local"), address(group, "--group"), address(in, "--in")};
       GroupPolicies p = group_policies(anchors, static_cast<std::uint8_t>(family), number(reqid, "--reqid"), mark(mark_text), priority);
       for (const Policy* one : {&p.out, &p.in, &p.fwd}) {
-        if (auto r = x.add_policy(*one); !r) return fail(r.error());
-        std::cout << "added " << one->describe() << "\n";
+        auto r = delete_policies ? x.delete_policy(*one) : x.add_policy(*one);
+        if (!r) return fail(r.error());
+        std::cout << (delete_policies ? "deleted " : "added ") << one->describe() << "\n";
       }
     } else if (raw->parsed()) {
       Keys k = read_keys(keys);
@@ -180,6 +200,30 @@ int main(int argc, char** argv) {
       StateId id{address(dst, "--dst"), number(spi, "--spi"), 50, mark(mark_text)};
       if (auto r = x.delete_sa(id); !r) return fail(r.error());
       std::cout << "deleted " << id.describe() << "\n";
+    } else if (watch->parsed()) {
+      auto expiries = XfrmExpiries::open();
+      if (!expiries) return fail(expiries.error());
+      std::cout << "watching XFRMNLGRP_EXPIRE" << std::endl;
+      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+      unsigned seen = 0;
+      while (seen < expect_expiries) {
+        if (std::chrono::steady_clock::now() >= until)
+          return fail("no more expiries after " + std::to_string(timeout_s) + " s: " + std::to_string(seen) + " of " +
+                      std::to_string(expect_expiries) + " of covey's states");
+        pollfd p{(*expiries)->fd(), POLLIN, 0};
+        poll(&p, 1, 200);
+        auto batch = (*expiries)->take();
+        if (!batch) return fail(batch.error());
+        if (batch->overrun) std::cout << "overrun: the kernel dropped expiries" << std::endl;
+        for (const StateExpiry& e : batch->expiries) {
+          if (owns(own, e.state)) {
+            ++seen;
+            std::cout << e.str() << std::endl;
+          } else {
+            std::cout << "not covey's: " << e.str() << std::endl;
+          }
+        }
+      }
     } else if (app.got_subcommand("list")) {
       auto states = x.states();
       if (!states) return fail(states.error());

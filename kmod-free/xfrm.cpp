@@ -3,6 +3,7 @@
 #include <libmnl/libmnl.h>
 #include <linux/netlink.h>
 #include <linux/xfrm.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 
@@ -72,10 +73,16 @@ void XfrmSocket::wipe_rx() {
   if (!rx_.empty()) explicit_bzero(rx_.data(), rx_.size());
 }
 
-crypto::Result<KernelAck> XfrmSocket::transact(ByteView request) {
-  const auto* req = reinterpret_cast<const nlmsghdr*>(request.data());
+crypto::Result<void> XfrmSocket::send(ByteView request) {
+  ++requests_sent_;
   if (mnl_socket_sendto(nl_, request.data(), request.size()) < 0)
     return crypto::Error{"sending to the kernel failed (" + errno_words(errno) + ")"};
+  return {};
+}
+
+crypto::Result<KernelAck> XfrmSocket::transact(ByteView request) {
+  const auto* req = reinterpret_cast<const nlmsghdr*>(request.data());
+  if (auto sent = send(request); !sent) return crypto::Error{sent.error()};
   struct Wipe {
     XfrmSocket* s;
     ~Wipe() { s->wipe_rx(); }
@@ -116,8 +123,8 @@ crypto::Result<void> XfrmSocket::dump(Bytes (*build)(std::uint32_t), const char*
   for (int attempt = 1; attempt <= kDumpAttempts; ++attempt) {
     const std::uint32_t seq = ++seq_;
     Bytes request = build(seq);
-    if (mnl_socket_sendto(nl_, request.data(), request.size()) < 0)
-      return crypto::Error{std::string("dumping ") + what + ": sending failed (" + errno_words(errno) + ")"};
+    ++dumps_sent_;
+    if (auto sent = send(request); !sent) return crypto::Error{std::string("dumping ") + what + ": " + sent.error()};
     bool interrupted = false, done = false;
     entry.restart();
     while (!done) {
@@ -195,14 +202,63 @@ crypto::Result<void> XfrmSocket::add_sa(const EspState& state) {
   // request (keys) is wiped by SecretBytes here.
 }
 
+template <class Take>
+crypto::Result<bool> XfrmSocket::query(ByteView request, std::uint16_t answer, Take&& take) {
+  last_refusal_.reset();
+  const auto* req = reinterpret_cast<const nlmsghdr*>(request.data());
+  if (auto sent = send(request); !sent) return crypto::Error{sent.error()};
+  // The answer to a GETSA carries the state's keys.
+  struct Wipe {
+    XfrmSocket* s;
+    ~Wipe() { s->wipe_rx(); }
+  } wipe{this};
+  for (;;) {
+    ssize_t n = mnl_socket_recvfrom(nl_, rx_.data(), rx_.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return crypto::Error{"no answer from the kernel (" + errno_words(errno) + ")"};
+    }
+    auto* nlh = reinterpret_cast<const nlmsghdr*>(rx_.data());
+    int len = static_cast<int>(n);
+    for (; mnl_nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len)) {
+      if (nlh->nlmsg_seq != req->nlmsg_seq || (nlh->nlmsg_pid != 0 && nlh->nlmsg_pid != portid_)) continue;
+      ByteView msg(reinterpret_cast<const std::uint8_t*>(nlh), nlh->nlmsg_len);
+      if (nlh->nlmsg_type == answer) {
+        if (auto r = take(msg); !r) return crypto::Error{r.error()};
+        return true;
+      }
+      if (nlh->nlmsg_type != NLMSG_ERROR) continue;
+      auto ack = parse_ack(msg);
+      if (!ack) return crypto::Error{ack.error()};
+      if (ack->error == -ESRCH || ack->error == -ENOENT) return false;
+      if (ack->error == 0) return crypto::Error{"the kernel acknowledged without an answer"};
+      last_refusal_ = *ack;
+      return crypto::Error{"kernel refused: " + ack->str(request)};
+    }
+    wipe_rx();
+  }
+}
+
+crypto::Result<std::optional<StateInfo>> XfrmSocket::find_state(const StateId& id) {
+  std::optional<StateInfo> found;
+  auto r = query(build_get_sa(id, ++seq_), XFRM_MSG_NEWSA, [&](ByteView msg) -> crypto::Result<void> {
+    auto s = parse_state(msg);
+    if (!s) return crypto::Error{s.error()};
+    found = std::move(*s);
+    return {};
+  });
+  if (!r) return crypto::Error{"XFRM_MSG_GETSA " + id.describe() + ": " + r.error()};
+  return found;
+}
+
 crypto::Result<void> XfrmSocket::update_sa(const EspState& state) {
   last_refusal_.reset();
   if (auto r = check_owned(state); !r) return r;
-  auto all = states();
-  if (!all) return crypto::Error{"XFRM_MSG_UPDSA " + state.describe() + ": " + all.error()};
-  StateId id{state.destination, state.spi, 50, state.mark};
-  if (auto r = check_state_target(id, *all, ownership_); !r)
-    return crypto::Error{"not updating: " + r.error()};
+  const StateId id{state.destination, state.spi, 50, state.mark};
+  auto found = find_state(id);
+  if (!found) return crypto::Error{"XFRM_MSG_UPDSA " + state.describe() + ": " + found.error()};
+  if (!*found) return crypto::Error{"not updating: no state " + id.describe() + " in the kernel"};
+  if (auto r = check_lookup_answer(id, **found, ownership_); !r) return crypto::Error{"not updating: " + r.error()};
   auto request = build_update_sa(state, ++seq_);
   if (!request) return crypto::Error{request.error()};
   return expect_ack(request->view(), "XFRM_MSG_UPDSA", state.describe());
@@ -210,11 +266,11 @@ crypto::Result<void> XfrmSocket::update_sa(const EspState& state) {
 
 crypto::Result<void> XfrmSocket::delete_sa(const StateId& id) {
   last_refusal_.reset();
-  auto all = states();
-  if (!all) return crypto::Error{"XFRM_MSG_DELSA " + id.describe() + ": " + all.error()};
-  if (auto r = check_state_target(id, *all, ownership_); !r) return crypto::Error{"not deleting: " + r.error()};
-  Bytes request = build_delete_sa(id, ++seq_);
-  return expect_ack(request, "XFRM_MSG_DELSA", id.describe());
+  auto found = find_state(id);
+  if (!found) return crypto::Error{"XFRM_MSG_DELSA " + id.describe() + ": " + found.error()};
+  if (!*found) return crypto::Error{"not deleting: no state " + id.describe() + " in the kernel"};
+  if (auto r = check_lookup_answer(id, **found, ownership_); !r) return crypto::Error{"not deleting: " + r.error()};
+  return expect_ack(build_delete_sa(id, ++seq_), "XFRM_MSG_DELSA", (*found)->describe());
 }
 
 crypto::Result<void> XfrmSocket::add_policy(const Policy& policy) {
@@ -229,18 +285,18 @@ crypto::Result<void> XfrmSocket::add_policy(const Policy& policy) {
 
 crypto::Result<void> XfrmSocket::delete_policy(const Policy& policy) {
   last_refusal_.reset();
-  auto all = policies();
-  if (!all) return crypto::Error{"XFRM_MSG_DELPOLICY " + policy.describe() + ": " + all.error()};
-  for (const auto& p : *all) {
-    if (p.direction != policy.direction || !(p.selector == policy.selector) || !(p.mark == policy.mark) ||
-        p.templates.size() != 1 || p.templates[0].reqid != policy.tmpl.reqid ||
-        p.templates[0].source != policy.tmpl.source || p.templates[0].destination != policy.tmpl.destination)
-      continue;
-    if (!owns(ownership_, p)) return crypto::Error{"not deleting " + p.describe() + ": not covey's (" + ownership_.str() + ")"};
-    Bytes request = build_delete_policy(p, ++seq_);
-    return expect_ack(request, "XFRM_MSG_DELPOLICY", p.describe());
-  }
-  return crypto::Error{"not deleting: no " + policy.describe() + " in the kernel"};
+  const PolicyId key = policy.id();
+  std::optional<PolicyInfo> found;
+  auto r = query(build_get_policy(key, ++seq_), XFRM_MSG_NEWPOLICY, [&](ByteView msg) -> crypto::Result<void> {
+    auto p = parse_policy(msg);
+    if (!p) return crypto::Error{p.error()};
+    found = std::move(*p);
+    return {};
+  });
+  if (!r) return crypto::Error{"XFRM_MSG_GETPOLICY " + key.describe() + ": " + r.error()};
+  if (!*r) return crypto::Error{"not deleting: no " + policy.describe() + " in the kernel"};
+  if (auto c = check_lookup_answer(policy, *found, ownership_); !c) return crypto::Error{"not deleting: " + c.error()};
+  return expect_ack(build_delete_policy(key, ++seq_), "XFRM_MSG_DELPOLICY", found->describe());
 }
 
 crypto::Result<FlushReport> XfrmSocket::flush_owned() {
@@ -276,6 +332,56 @@ crypto::Result<FlushReport> XfrmSocket::flush_owned() {
     return crypto::Error{all};
   }
   return report;
+}
+
+crypto::Result<std::unique_ptr<XfrmExpiries>> XfrmExpiries::open() {
+  std::unique_ptr<XfrmExpiries> s(new XfrmExpiries());
+  s->nl_ = mnl_socket_open(NETLINK_XFRM);
+  if (!s->nl_) {
+    int e = errno;
+    return crypto::Error{"cannot open an XFRM netlink socket for the kernel's expiries (" + errno_words(e) + ")"};
+  }
+  if (mnl_socket_bind(s->nl_, 0, MNL_SOCKET_AUTOPID) < 0)
+    return crypto::Error{"cannot bind the XFRM expiry socket (" + errno_words(errno) + ")"};
+  int group = XFRMNLGRP_EXPIRE;
+  if (mnl_socket_setsockopt(s->nl_, NETLINK_ADD_MEMBERSHIP, &group, sizeof group) < 0)
+    return crypto::Error{"cannot subscribe to the kernel's XFRM expiries, XFRMNLGRP_EXPIRE (" + errno_words(errno) + ")"};
+  const int fd = mnl_socket_get_fd(s->nl_);
+  if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)
+    return crypto::Error{"cannot make the XFRM expiry socket non-blocking (" + errno_words(errno) + ")"};
+  s->rx_.resize(kReceiveBuffer);
+  return s;
+}
+
+XfrmExpiries::~XfrmExpiries() {
+  if (nl_) mnl_socket_close(nl_);
+}
+
+int XfrmExpiries::fd() const { return mnl_socket_get_fd(nl_); }
+
+crypto::Result<XfrmExpiries::Batch> XfrmExpiries::take() {
+  Batch batch;
+  for (;;) {
+    ssize_t n = mnl_socket_recvfrom(nl_, rx_.data(), rx_.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return batch;
+      if (errno == ENOBUFS) {
+        batch.overrun = true;
+        continue;
+      }
+      return crypto::Error{"reading the kernel's XFRM expiries: " + errno_words(errno)};
+    }
+    auto* nlh = reinterpret_cast<const nlmsghdr*>(rx_.data());
+    int len = static_cast<int>(n);
+    for (; mnl_nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len)) {
+      if (nlh->nlmsg_type != XFRM_MSG_EXPIRE) continue;
+      auto e = parse_expire(ByteView(reinterpret_cast<const std::uint8_t*>(nlh), nlh->nlmsg_len));
+      if (!e) return crypto::Error{"an XFRM expiry from the kernel: " + e.error()};
+      batch.expiries.push_back(std::move(*e));
+    }
+    explicit_bzero(rx_.data(), static_cast<std::size_t>(n));
+  }
 }
 
 }  // namespace covey::kmod

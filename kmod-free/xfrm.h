@@ -4,9 +4,12 @@
 // where the kernel gives one, its extended-ack message).
 //
 // Ownership: the socket installs only states and policies inside its
-// Ownership (reqid range and mark mask) and deletes or updates only those
-// it finds in a dump and can prove are covey's; a foreign SA is never
-// touched, also not by flush_owned().
+// Ownership (reqid range and mark mask). It changes or deletes one only
+// after the kernel's own lookup for it (GETSA, GETPOLICY: one request,
+// whatever else the host holds) answered with covey's entry, and then with
+// the same key, so the kernel reaches that same entry; a foreign one, also
+// one that shadows covey's in the lookup, is never touched. Only
+// flush_owned() dumps the tables: it has to find what covey owns.
 #pragma once
 
 #include <cstdint>
@@ -37,14 +40,19 @@ class XfrmSocket {
 
   // XFRM_MSG_NEWSA. The request (with the keys) is wiped once the kernel answered.
   crypto::Result<void> add_sa(const EspState& state);
-  // XFRM_MSG_UPDSA of a state covey owns (checked against a dump first).
+  // XFRM_MSG_UPDSA of a state covey owns: a GETSA by (destination, SPI,
+  // ESP, mark) must answer with covey's state, then the UPDSA (the kernel
+  // finds the state it updates by the same key).
   crypto::Result<void> update_sa(const EspState& state);
-  // XFRM_MSG_DELSA of a state covey owns (checked against a dump first).
+  // XFRM_MSG_DELSA of a state covey owns, checked by a GETSA the same way.
   crypto::Result<void> delete_sa(const StateId& id);
+  // The state the kernel's lookup for `id` reaches (XFRM_MSG_GETSA, without
+  // its keys); nullopt when there is none.
+  crypto::Result<std::optional<StateInfo>> find_state(const StateId& id);
 
   crypto::Result<void> add_policy(const Policy& policy);
-  // Finds the owned policy with this direction, selector, mark and template
-  // in a dump, and deletes it by its kernel index and exact mark.
+  // XFRM_MSG_GETPOLICY by direction, selector and mark must answer with
+  // covey's policy with this template, then XFRM_MSG_DELPOLICY by the same key.
   crypto::Result<void> delete_policy(const Policy& policy);
 
   // Dumps (without keys).
@@ -59,12 +67,21 @@ class XfrmSocket {
   // The kernel's answer to the last request it refused, for callers that
   // act on the errno (the probe tells a missing ESP from a missing cipher).
   const std::optional<KernelAck>& last_refusal() const { return last_refusal_; }
+  // Requests sent to the kernel so far, and how many of them were dumps:
+  // what an operation costs (covey-xfrm-test prints them).
+  std::uint64_t requests_sent() const { return requests_sent_; }
+  std::uint64_t dumps_sent() const { return dumps_sent_; }
 
  private:
   explicit XfrmSocket(const Ownership& ownership) : ownership_(ownership) {}
   // Sends one request and returns the kernel's NLMSG_ERROR (error 0 = ack).
   crypto::Result<KernelAck> transact(ByteView request);
   crypto::Result<void> expect_ack(ByteView request, const std::string& operation, const std::string& what);
+  // Sends a GET (no NLM_F_ACK) and hands its answer of type `answer` to
+  // `take`; false when the kernel has no such entry (ESRCH, ENOENT).
+  template <class Take>
+  crypto::Result<bool> query(ByteView request, std::uint16_t answer, Take&& take);
+  crypto::Result<void> send(ByteView request);
   // Runs a dump, handing each entry to `entry`; restarts when the kernel
   // flags it as interrupted by a concurrent change.
   template <class Entry>
@@ -80,6 +97,34 @@ class XfrmSocket {
   // the buffer is wiped after every use.
   std::vector<std::uint8_t> rx_;
   std::optional<KernelAck> last_refusal_;
+  std::uint64_t requests_sent_ = 0, dumps_sent_ = 0;
+};
+
+// A second NETLINK_XFRM socket, subscribed to XFRMNLGRP_EXPIRE: the kernel
+// announces there every state whose soft or hard limit ran out (hard: it
+// deleted the state), whoever installed it. Non-blocking: take() returns
+// what has arrived.
+class XfrmExpiries {
+ public:
+  // In the calling thread's network namespace; needs CAP_NET_ADMIN.
+  static crypto::Result<std::unique_ptr<XfrmExpiries>> open();
+  ~XfrmExpiries();
+  XfrmExpiries(const XfrmExpiries&) = delete;
+  XfrmExpiries& operator=(const XfrmExpiries&) = delete;
+
+  int fd() const;
+  struct Batch {
+    std::vector<StateExpiry> expiries;
+    // The socket's buffer overflowed (ENOBUFS) and the kernel dropped
+    // announcements: look the states up again.
+    bool overrun = false;
+  };
+  crypto::Result<Batch> take();
+
+ private:
+  XfrmExpiries() = default;
+  mnl_socket* nl_ = nullptr;
+  std::vector<std::uint8_t> rx_;
 };
 
 }  // namespace covey::kmod

@@ -191,9 +191,11 @@ std::size_t request_header_size(std::uint16_t type) {
   switch (type) {
     case XFRM_MSG_NEWSA:
     case XFRM_MSG_UPDSA: return sizeof(xfrm_usersa_info);
-    case XFRM_MSG_DELSA: return sizeof(xfrm_usersa_id);
+    case XFRM_MSG_DELSA:
+    case XFRM_MSG_GETSA: return sizeof(xfrm_usersa_id);
     case XFRM_MSG_NEWPOLICY: return sizeof(xfrm_userpolicy_info);
-    case XFRM_MSG_DELPOLICY: return sizeof(xfrm_userpolicy_id);
+    case XFRM_MSG_DELPOLICY:
+    case XFRM_MSG_GETPOLICY: return sizeof(xfrm_userpolicy_id);
     default: return 0;
   }
 }
@@ -386,9 +388,11 @@ std::string StateId::describe() const {
   return s;
 }
 
-Bytes build_delete_sa(const StateId& id, std::uint32_t seq) {
+namespace {
+
+Bytes sa_id_request(std::uint16_t type, std::uint16_t flags, const StateId& id, std::uint32_t seq) {
   std::uint8_t buf[256] = {};
-  nlmsghdr* nlh = start(buf, XFRM_MSG_DELSA, NLM_F_REQUEST | NLM_F_ACK, seq);
+  nlmsghdr* nlh = start(buf, type, flags, seq);
   auto* sid = put_header<xfrm_usersa_id>(nlh);
   sid->daddr = to_xfrm(id.destination);
   sid->spi = htonl(id.spi);
@@ -397,6 +401,33 @@ Bytes build_delete_sa(const StateId& id, std::uint32_t seq) {
   if (id.mark.mask != 0) put_mark(nlh, id.mark);
   return finish(buf);
 }
+
+Bytes policy_id_request(std::uint16_t type, std::uint16_t flags, const PolicyId& p, std::uint32_t seq) {
+  std::uint8_t buf[512] = {};
+  nlmsghdr* nlh = start(buf, type, flags, seq);
+  auto* pid = put_header<xfrm_userpolicy_id>(nlh);
+  pid->sel.family = static_cast<std::uint16_t>(af(p.selector.family == 6 ? 6 : 4));
+  pid->sel.saddr = to_xfrm(p.selector.source);
+  pid->sel.daddr = to_xfrm(p.selector.destination);
+  pid->sel.prefixlen_s = p.selector.source_prefix;
+  pid->sel.prefixlen_d = p.selector.destination_prefix;
+  pid->index = p.index;  // non-zero: the kernel looks up by index, and the mark must equal exactly
+  pid->dir = static_cast<std::uint8_t>(p.direction);
+  put_mark(nlh, p.mark);
+  if (p.type != XFRM_POLICY_TYPE_MAIN) {
+    auto* type_attr = static_cast<xfrm_userpolicy_type*>(put_attr(nlh, XFRMA_POLICY_TYPE, sizeof(xfrm_userpolicy_type)));
+    type_attr->type = p.type;
+  }
+  return finish(buf);
+}
+
+}  // namespace
+
+Bytes build_delete_sa(const StateId& id, std::uint32_t seq) {
+  return sa_id_request(XFRM_MSG_DELSA, NLM_F_REQUEST | NLM_F_ACK, id, seq);
+}
+
+Bytes build_get_sa(const StateId& id, std::uint32_t seq) { return sa_id_request(XFRM_MSG_GETSA, NLM_F_REQUEST, id, seq); }
 
 crypto::Result<Bytes> build_new_policy(const Policy& p, std::uint32_t seq) {
   const std::string what = p.describe();
@@ -438,24 +469,24 @@ crypto::Result<Bytes> build_new_policy(const Policy& p, std::uint32_t seq) {
   return finish(buf);
 }
 
-Bytes build_delete_policy(const PolicyInfo& p, std::uint32_t seq) {
-  std::uint8_t buf[512] = {};
-  nlmsghdr* nlh = start(buf, XFRM_MSG_DELPOLICY, NLM_F_REQUEST | NLM_F_ACK, seq);
-  auto* pid = put_header<xfrm_userpolicy_id>(nlh);
-  pid->sel.family = static_cast<std::uint16_t>(af(p.selector.family == 6 ? 6 : 4));
-  pid->sel.saddr = to_xfrm(p.selector.source);
-  pid->sel.daddr = to_xfrm(p.selector.destination);
-  pid->sel.prefixlen_s = p.selector.source_prefix;
-  pid->sel.prefixlen_d = p.selector.destination_prefix;
-  pid->index = p.index;  // non-zero: the kernel looks up by index, and the mark must equal exactly
-  pid->dir = static_cast<std::uint8_t>(p.direction);
-  put_mark(nlh, p.mark);
-  if (p.type != XFRM_POLICY_TYPE_MAIN) {
-    auto* type = static_cast<xfrm_userpolicy_type*>(put_attr(nlh, XFRMA_POLICY_TYPE, sizeof(xfrm_userpolicy_type)));
-    type->type = p.type;
-  }
-  return finish(buf);
+PolicyId Policy::id() const { return {direction, selector, mark, 0, XFRM_POLICY_TYPE_MAIN}; }
+
+std::string PolicyId::describe() const {
+  std::string s = "policy dir " + std::string(direction_name(direction)) + " " + selector.str();
+  if (mark.mask) s.append(" mark ").append(mark.str());
+  if (index) s.append(" index ").append(std::to_string(index));
+  return s;
 }
+
+Bytes build_delete_policy(const PolicyId& id, std::uint32_t seq) {
+  return policy_id_request(XFRM_MSG_DELPOLICY, NLM_F_REQUEST | NLM_F_ACK, id, seq);
+}
+
+Bytes build_get_policy(const PolicyId& id, std::uint32_t seq) {
+  return policy_id_request(XFRM_MSG_GETPOLICY, NLM_F_REQUEST, id, seq);
+}
+
+Bytes build_delete_policy(const PolicyInfo& p, std::uint32_t seq) { return build_delete_policy(p.id(), seq); }
 
 Bytes build_dump_states(std::uint32_t seq) {
   std::uint8_t buf[64] = {};
@@ -496,14 +527,19 @@ std::size_t payload_len(const nlattr* a) { return mnl_attr_get_payload_len(a); }
 
 }  // namespace
 
-crypto::Result<StateInfo> parse_state(ByteView message) {
+namespace {
+
+// The state in a message whose fixed header starts with xfrm_usersa_info
+// (NEWSA: the info itself; EXPIRE: xfrm_user_expire), and its attributes
+// after `header` bytes.
+crypto::Result<StateInfo> state_from(ByteView message, std::uint16_t type, std::size_t header, const char* type_name) {
   if (message.size() < NLMSG_HDRLEN) return crypto::Error{"XFRM state: message shorter than a netlink header"};
   const auto* nlh = reinterpret_cast<const nlmsghdr*>(message.data());
   if (nlh->nlmsg_len > message.size()) return crypto::Error{"XFRM state: message longer than what arrived"};
-  if (nlh->nlmsg_type != XFRM_MSG_NEWSA)
-    return crypto::Error{"XFRM state: message type " + std::to_string(nlh->nlmsg_type) + ", expected XFRM_MSG_NEWSA"};
-  if (mnl_nlmsg_get_payload_len(nlh) < sizeof(xfrm_usersa_info))
-    return crypto::Error{"XFRM state: payload shorter than struct xfrm_usersa_info"};
+  if (nlh->nlmsg_type != type)
+    return crypto::Error{"XFRM state: message type " + std::to_string(nlh->nlmsg_type) + ", expected " + type_name};
+  if (mnl_nlmsg_get_payload_len(nlh) < header)
+    return crypto::Error{std::string("XFRM state: payload shorter than the fixed header of ") + type_name};
   xfrm_usersa_info info;
   std::memcpy(&info, mnl_nlmsg_get_payload(nlh), sizeof info);
   auto family = covey_family(info.family);
@@ -518,7 +554,7 @@ crypto::Result<StateInfo> parse_state(ByteView message) {
   s.reqid = info.reqid;
   s.replay_window = info.replay_window;
   s.flags = info.flags;
-  auto attrs = collect(nlh, sizeof(xfrm_usersa_info), "XFRM state");
+  auto attrs = collect(nlh, header, "XFRM state");
   if (!attrs) return crypto::Error{attrs.error()};
   const std::string what = "XFRM state " + s.id().describe();
   if (const nlattr* a = attrs->at[XFRMA_MARK]) {
@@ -549,6 +585,24 @@ crypto::Result<StateInfo> parse_state(ByteView message) {
     s.integrity = algo_name(static_cast<const xfrm_algo*>(mnl_attr_get_payload(b))->alg_name, 64);
   }
   return s;
+}
+
+}  // namespace
+
+crypto::Result<StateInfo> parse_state(ByteView message) {
+  return state_from(message, XFRM_MSG_NEWSA, sizeof(xfrm_usersa_info), "XFRM_MSG_NEWSA");
+}
+
+crypto::Result<StateExpiry> parse_expire(ByteView message) {
+  auto s = state_from(message, XFRM_MSG_EXPIRE, sizeof(xfrm_user_expire), "XFRM_MSG_EXPIRE");
+  if (!s) return crypto::Error{s.error()};
+  xfrm_user_expire ue;
+  std::memcpy(&ue, mnl_nlmsg_get_payload(reinterpret_cast<const nlmsghdr*>(message.data())), sizeof ue);
+  return StateExpiry{std::move(*s), ue.hard != 0};
+}
+
+std::string StateExpiry::str() const {
+  return "kernel expired SA spi " + short_hex(state.spi) + (hard ? " (hard)" : " (soft)") + ": " + state.describe();
 }
 
 crypto::Result<PolicyInfo> parse_policy(ByteView message) {
@@ -750,19 +804,28 @@ FlushPlan plan_flush(const std::vector<StateInfo>& states, const std::vector<Pol
   return plan;
 }
 
-crypto::Result<void> check_state_target(const StateId& id, const std::vector<StateInfo>& states,
-                                        const Ownership& ownership) {
-  bool found = false;
-  for (const auto& s : states)
-    if (s.id() == id) {
-      if (!owns(ownership, s))
-        return crypto::Error{s.describe() + " is not covey's (" + ownership.str() + "); leaving it alone"};
-      found = true;
-    }
-  if (!found) return crypto::Error{"no state " + id.describe() + " in the kernel"};
-  if (const StateInfo* twin = foreign_twin(id, states, ownership))
-    return crypto::Error{id.describe() + ": the kernel's lookup would also match the foreign " + twin->describe() +
-                         "; refusing rather than risk changing it"};
+crypto::Result<void> check_lookup_answer(const StateId& id, const StateInfo& found, const Ownership& ownership) {
+  if (!owns(ownership, found)) {
+    if (found.id() == id)
+      return crypto::Error{found.describe() + " is not covey's (" + ownership.str() + "); leaving it alone"};
+    return crypto::Error{id.describe() + ": the kernel's lookup reaches the foreign " + found.describe() +
+                         " first; refusing rather than change it"};
+  }
+  if (found.id() != id)
+    return crypto::Error{id.describe() + ": the kernel's lookup reaches " + found.describe() + " instead; leaving it alone"};
+  return {};
+}
+
+crypto::Result<void> check_lookup_answer(const Policy& wanted, const PolicyInfo& found, const Ownership& ownership) {
+  if (!owns(ownership, found))
+    return crypto::Error{found.describe() + " is not covey's (" + ownership.str() + "); leaving it alone"};
+  const bool same = found.direction == wanted.direction && found.selector == wanted.selector && found.mark == wanted.mark &&
+                    found.templates.size() == 1 && found.templates[0].reqid == wanted.tmpl.reqid &&
+                    found.templates[0].source == wanted.tmpl.source &&
+                    found.templates[0].destination == wanted.tmpl.destination;
+  if (!same)
+    return crypto::Error{"the kernel's lookup for " + wanted.describe() + " reaches " + found.describe() +
+                         " instead; leaving it alone"};
   return {};
 }
 

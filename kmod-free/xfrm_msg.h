@@ -1,8 +1,9 @@
 // XFRM netlink messages for covey's group SAs and policies, built and
 // parsed without a socket: what the kernel is asked (NEWSA, UPDSA, DELSA,
-// NEWPOLICY, DELPOLICY, the dumps), what it answers (states and policies
-// in a dump, NLMSG_ERROR with its extended ack), and which of the kernel's
-// entries covey may remove. xfrm.h sends these over a socket.
+// GETSA, NEWPOLICY, GETPOLICY, DELPOLICY, the dumps), what it answers
+// (states and policies, NLMSG_ERROR with its extended ack) and announces
+// (XFRM_MSG_EXPIRE), and which of the kernel's entries covey may remove.
+// xfrm.h sends these over a socket.
 //
 // The group SA design (docs/ARCHITECTURE.md, "The data path"): per TEK two
 // ESP tunnel-mode states with one SPI and one reqid, outbound
@@ -150,6 +151,8 @@ struct TunnelTemplate {
   bool operator==(const TunnelTemplate&) const = default;
 };
 
+struct PolicyId;
+
 struct Policy {
   Direction direction = Direction::Out;
   Selector selector;
@@ -160,6 +163,8 @@ struct Policy {
   TunnelTemplate tmpl;
 
   std::string describe() const;  // "policy dir out 0.0.0.0/0 -> 0.0.0.0/0 mark 0xe00/0xf00 tmpl 10.1.23.3 -> 169.254.77.1 reqid 0xc0e00001"
+  // The kernel's key for it: direction, selector and mark, no index.
+  PolicyId id() const;
 };
 
 struct GroupPolicies {
@@ -179,8 +184,15 @@ GroupPolicies group_policies(const GroupAnchors& anchors, std::uint8_t inner_fam
 crypto::Result<crypto::SecretBytes> build_new_sa(const EspState& state, std::uint32_t seq);
 crypto::Result<crypto::SecretBytes> build_update_sa(const EspState& state, std::uint32_t seq);
 
-// A state as the kernel finds it for DELSA: (destination, SPI, protocol)
-// and the lookup mark.
+// A state as the kernel finds it for DELSA, GETSA and UPDSA: (destination,
+// SPI, protocol) and the lookup mark. The kernel (net/xfrm/xfrm_user.c,
+// xfrm_user_state_lookup; net/xfrm/xfrm_state.c, __xfrm_state_lookup)
+// takes the value mark & mask and returns the first state in the SPI hash
+// chain whose (value & its mask) == its value. That is a match, not an
+// equality: a state without a mark (mask 0) matches every lookup, so the
+// mark alone cannot keep a request off a foreign state with covey's
+// destination and SPI. A GETSA with the same key answers with exactly the
+// state DELSA or UPDSA would then reach.
 struct StateId {
   Address destination;
   std::uint32_t spi = 0;
@@ -190,11 +202,32 @@ struct StateId {
   std::string describe() const;  // "ESP SPI 0x1a2b3c4d -> 169.254.77.1 mark 0xe00/0xf00"
 };
 Bytes build_delete_sa(const StateId& id, std::uint32_t seq);
+// Without NLM_F_ACK: the kernel answers with the state (XFRM_MSG_NEWSA,
+// keys included) or an NLMSG_ERROR.
+Bytes build_get_sa(const StateId& id, std::uint32_t seq);
 
 crypto::Result<Bytes> build_new_policy(const Policy& policy, std::uint32_t seq);
 
-// DELPOLICY by the kernel's index and the policy's exact mark: the kernel
-// matches both exactly, so nothing but that one policy can go.
+// A policy as the kernel finds it for GETPOLICY and DELPOLICY
+// (xfrm_userpolicy_id; net/xfrm/xfrm_user.c, xfrm_get_policy): by index
+// when it is non-zero, else by direction, selector, type and mark. Since
+// Linux 5.8 the mark must equal the policy's value and mask exactly
+// (xfrm_policy_mark_match); before, it matched as for states. A GETPOLICY
+// answers with the policy a DELPOLICY with the same key would remove.
+struct PolicyId {
+  Direction direction = Direction::Out;
+  Selector selector;
+  Mark mark;
+  std::uint32_t index = 0;
+  std::uint8_t type = 0;  // XFRM_POLICY_TYPE_MAIN
+  std::string describe() const;  // "policy dir out 0.0.0.0/0 -> 0.0.0.0/0 mark 0xe00/0xf00"
+};
+Bytes build_delete_policy(const PolicyId& id, std::uint32_t seq);
+// Without NLM_F_ACK: answered with the policy (XFRM_MSG_NEWPOLICY) or an
+// NLMSG_ERROR.
+Bytes build_get_policy(const PolicyId& id, std::uint32_t seq);
+// DELPOLICY by the kernel's index and the policy's exact mark (a flush
+// deletes what its dump showed): nothing but that one policy can go.
 struct PolicyInfo;
 Bytes build_delete_policy(const PolicyInfo& policy, std::uint32_t seq);
 
@@ -241,12 +274,26 @@ struct PolicyInfo {
   std::uint32_t if_id = 0;
   std::vector<TemplateInfo> templates;
 
+  PolicyId id() const { return {direction, selector, mark, index, type}; }
   std::string describe() const;
 };
 
-// One message of a dump (a whole nlmsghdr); an error names what is malformed.
+// One message of a dump or a GET's answer (a whole nlmsghdr); an error
+// names what is malformed.
 crypto::Result<StateInfo> parse_state(ByteView message);
 crypto::Result<PolicyInfo> parse_policy(ByteView message);
+
+// XFRM_MSG_EXPIRE (struct xfrm_user_expire), multicast to XFRMNLGRP_EXPIRE:
+// a state reached its soft limit (a warning; the state stays) or its hard
+// limit (the kernel deleted it). The state comes without keys, with its
+// mark.
+struct StateExpiry {
+  StateInfo state;
+  bool hard = false;
+  // "kernel expired SA spi 0x1a2b3c4d (hard): ESP SPI 0x1a2b3c4d 10.1.23.3 -> ..."
+  std::string str() const;
+};
+crypto::Result<StateExpiry> parse_expire(ByteView message);
 
 // NLMSG_ERROR (an ack when error == 0) or NLMSG_DONE of a dump, with the
 // extended ack (NETLINK_EXT_ACK) when the kernel sent one.
@@ -286,10 +333,12 @@ struct FlushPlan {
 FlushPlan plan_flush(const std::vector<StateInfo>& states, const std::vector<PolicyInfo>& policies,
                      const Ownership& ownership);
 
-// Whether DELSA/UPDSA for `id` can only reach covey's own state: refuses
-// (with the reason) when the dump has no such owned state or a foreign
-// state the lookup would match as well.
-crypto::Result<void> check_state_target(const StateId& id, const std::vector<StateInfo>& states,
-                                        const Ownership& ownership);
+// Whether the entry a GETSA for `id` (or a GETPOLICY for `wanted`'s key)
+// reached is covey's own one asked for, so that DELSA/UPDSA (DELPOLICY)
+// with the same key can only change that: refuses, naming the entry, a
+// foreign state or policy, also one that merely shadows covey's in the
+// kernel's lookup.
+crypto::Result<void> check_lookup_answer(const StateId& id, const StateInfo& found, const Ownership& ownership);
+crypto::Result<void> check_lookup_answer(const Policy& wanted, const PolicyInfo& found, const Ownership& ownership);
 
 }  // namespace covey::kmod

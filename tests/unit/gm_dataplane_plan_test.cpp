@@ -8,6 +8,7 @@
 #include "gm/dataplane.h"
 
 using namespace covey;
+using covey::gm::forget_expired;
 using covey::gm::InstalledSa;
 using covey::gm::plan_sas;
 using covey::gm::SaStep;
@@ -101,3 +102,55 @@ TEST(DataplaneBypass, TrafficBetweenTheMembersOwnLansStaysInClear) {
 }
 
 }  // namespace
+
+// The kernel deleted a state on its own (its hard lifetime): covey-gm no
+// longer counts it as installed, and the plan puts it back while the TEK
+// is held.
+namespace {
+
+const kmod::GroupAnchors kAnchors{*Address::parse("169.254.77.1"), *Address::parse("169.254.77.2"),
+                                  *Address::parse("169.254.77.3")};
+constexpr std::uint32_t kReqid = 0xc0e00007;
+
+kmod::StateExpiry expiry(std::uint32_t spi, const Address& destination, std::uint32_t reqid, kmod::Mark mark, bool hard) {
+  kmod::StateExpiry e;
+  e.state.spi = spi;
+  e.state.protocol = 50;
+  e.state.source = kAnchors.local;
+  e.state.destination = destination;
+  e.state.reqid = reqid;
+  e.state.mark = mark;
+  e.hard = hard;
+  return e;
+}
+
+}  // namespace
+
+TEST(DataplaneExpiry, HardExpiryOfTheOutboundStateIsPutBackWhileTheTekIsActive) {
+  Teks t;
+  t.add(kOld, TekState::Active);
+  std::map<std::uint32_t, InstalledSa> installed{{kOld, {true, true}}};
+  EXPECT_TRUE(forget_expired(installed, expiry(kOld, kAnchors.group, kReqid, kmod::kDefaultSteeringMark, true), kReqid, kAnchors));
+  EXPECT_EQ(installed, (std::map<std::uint32_t, InstalledSa>{{kOld, {true, false}}}));
+  EXPECT_EQ(plan_sas(t.views, installed), (std::vector<SaStep>{{K::AddOutbound, kOld}}));
+}
+
+TEST(DataplaneExpiry, HardExpiryOfBothStatesOfATekNoLongerHeldForgetsIt) {
+  Teks t;
+  t.add(kNew, TekState::Active);
+  std::map<std::uint32_t, InstalledSa> installed{{kOld, {true, false}}, {kNew, {true, true}}};
+  EXPECT_TRUE(forget_expired(installed, expiry(kOld, kAnchors.in, kReqid, {0, 0xf00}, true), kReqid, kAnchors));
+  EXPECT_EQ(installed, (std::map<std::uint32_t, InstalledSa>{{kNew, {true, true}}}));
+  EXPECT_TRUE(plan_sas(t.views, installed).empty());
+}
+
+TEST(DataplaneExpiry, SoftExpiriesAndOtherGroupsOrDaemonsStatesChangeNothing) {
+  const std::map<std::uint32_t, InstalledSa> held{{kOld, {true, true}}};
+  auto installed = held;
+  EXPECT_TRUE(forget_expired(installed, expiry(kOld, kAnchors.group, kReqid, kmod::kDefaultSteeringMark, false), kReqid, kAnchors));
+  EXPECT_FALSE(forget_expired(installed, expiry(kOld, kAnchors.group, kReqid + 1, kmod::kDefaultSteeringMark, true), kReqid, kAnchors));
+  EXPECT_FALSE(forget_expired(installed, expiry(kOld, kAnchors.group, kReqid, {}, true), kReqid, kAnchors));
+  EXPECT_FALSE(forget_expired(installed, expiry(kOld, *Address::parse("10.9.9.9"), kReqid, kmod::kDefaultSteeringMark, true), kReqid,
+                              kAnchors));
+  EXPECT_EQ(installed, held);
+}

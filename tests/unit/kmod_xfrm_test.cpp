@@ -375,6 +375,56 @@ TEST(KmodXfrmMessage, DeleteSaCarriesDestinationSpiProtocolAndLookupMark) {
   EXPECT_EQ(a[0].type, XFRMA_MARK);
 }
 
+// Changing or deleting one SA is a lookup of that one SA, never a dump:
+// GETSA with the same key as the DELSA/UPDSA that follows.
+TEST(KmodXfrmMessage, GetSaIsOneLookupByDestinationSpiProtocolAndMarkNotADump) {
+  const StateId id{ip("169.254.77.1"), 0x1a2b3c4d, IPPROTO_ESP, {0xe00, 0xf00}};
+  Bytes msg = build_get_sa(id, 6);
+  EXPECT_EQ(nlh_of(msg).nlmsg_type, XFRM_MSG_GETSA);
+  EXPECT_EQ(nlh_of(msg).nlmsg_flags, NLM_F_REQUEST);  // no NLM_F_DUMP; the answer is the state or an error
+  EXPECT_EQ(nlh_of(msg).nlmsg_seq, 6u);
+  auto sid = header_of<xfrm_usersa_id>(msg);
+  EXPECT_EQ(ntohl(sid.spi), 0x1a2b3c4du);
+  EXPECT_EQ(sid.proto, IPPROTO_ESP);
+  EXPECT_EQ(sid.family, AF_INET);
+  EXPECT_EQ(std::memcmp(&sid.daddr.a4, ip("169.254.77.1").bytes.data(), 4), 0);
+  auto a = attrs(msg, sizeof(xfrm_usersa_id));
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].type, XFRMA_MARK);
+  xfrm_mark m;
+  std::memcpy(&m, a[0].payload, sizeof m);
+  EXPECT_EQ(m.v, 0xe00u);
+  EXPECT_EQ(m.m, 0xf00u);
+  // The DELSA that follows carries the very same key.
+  Bytes del = build_delete_sa(id, 7);
+  ASSERT_EQ(del.size(), msg.size());
+  EXPECT_EQ(std::memcmp(del.data() + NLMSG_HDRLEN, msg.data() + NLMSG_HDRLEN, msg.size() - NLMSG_HDRLEN), 0);
+}
+
+TEST(KmodXfrmMessage, PolicyLookupAndDeleteGoBySelectorDirectionAndExactMark) {
+  GroupPolicies p = group_policies(kAnchors, 4, kReqid, kDefaultSteeringMark, 300);
+  auto added = build_new_policy(p.out, 1);
+  ASSERT_TRUE(added);
+  const auto sel = header_of<xfrm_userpolicy_info>(*added).sel;
+  for (Bytes msg : {build_get_policy(p.out.id(), 2), build_delete_policy(p.out.id(), 3)}) {
+    auto id = header_of<xfrm_userpolicy_id>(msg);
+    EXPECT_EQ(id.index, 0u);  // by selector, not by an index a dump would have given
+    EXPECT_EQ(id.dir, XFRM_POLICY_OUT);
+    EXPECT_EQ(std::memcmp(&id.sel, &sel, sizeof sel), 0) << "the kernel compares the whole selector";
+    auto a = attrs(msg, sizeof(xfrm_userpolicy_id));
+    ASSERT_EQ(a.size(), 1u);
+    EXPECT_EQ(a[0].type, XFRMA_MARK);
+    xfrm_mark m;
+    std::memcpy(&m, a[0].payload, sizeof m);
+    EXPECT_EQ(m.v, 0xe00u);
+    EXPECT_EQ(m.m, 0xf00u);
+  }
+  EXPECT_EQ(nlh_of(build_get_policy(p.out.id(), 2)).nlmsg_type, XFRM_MSG_GETPOLICY);
+  EXPECT_EQ(nlh_of(build_get_policy(p.out.id(), 2)).nlmsg_flags, NLM_F_REQUEST);
+  EXPECT_EQ(nlh_of(build_delete_policy(p.out.id(), 3)).nlmsg_type, XFRM_MSG_DELPOLICY);
+  EXPECT_EQ(nlh_of(build_delete_policy(p.out.id(), 3)).nlmsg_flags, NLM_F_REQUEST | NLM_F_ACK);
+}
+
 TEST(KmodXfrmMessage, GroupPoliciesMatchTheSteeringMarkOutAndCoveysBitsClearInAtLevelUse) {
   GroupPolicies p = group_policies(kAnchors, 4, kReqid, {0xe00, 0xf00}, 4000);
   EXPECT_EQ(p.out.mark, (Mark{0xe00, 0xf00}));
@@ -476,6 +526,67 @@ TEST(KmodXfrmParse, StateFromADumpMessageKeepsNamesMarkAndTruncationButNoKeys) {
   EXPECT_EQ(s->truncation_bits, 96u);
   EXPECT_EQ(s->replay_window, 0);
   EXPECT_EQ(s->describe().find(to_hex(t.encryption_key.view())), std::string::npos);
+}
+
+namespace {
+
+// XFRM_MSG_EXPIRE as net/xfrm/xfrm_user.c (build_expire) lays it out:
+// xfrm_user_expire, then the state's mark.
+Bytes expire_message(std::uint32_t spi, const char* dst, std::uint32_t reqid, Mark mark, bool hard) {
+  Bytes msg(NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(xfrm_user_expire)) + NLA_HDRLEN + sizeof(xfrm_mark));
+  nlmsghdr h{};
+  h.nlmsg_len = static_cast<std::uint32_t>(msg.size());
+  h.nlmsg_type = XFRM_MSG_EXPIRE;
+  std::memcpy(msg.data(), &h, sizeof h);
+  xfrm_user_expire ue{};
+  ue.state.id.spi = htonl(spi);
+  ue.state.id.proto = IPPROTO_ESP;
+  std::memcpy(&ue.state.id.daddr, ip(dst).bytes.data(), 4);
+  std::memcpy(&ue.state.saddr, ip("10.1.23.3").bytes.data(), 4);
+  ue.state.family = AF_INET;
+  ue.state.mode = XFRM_MODE_TUNNEL;
+  ue.state.reqid = reqid;
+  ue.hard = hard ? 1 : 0;
+  std::memcpy(msg.data() + NLMSG_HDRLEN, &ue, sizeof ue);
+  nlattr a{static_cast<std::uint16_t>(NLA_HDRLEN + sizeof(xfrm_mark)), XFRMA_MARK};
+  const std::size_t at = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(xfrm_user_expire));
+  std::memcpy(msg.data() + at, &a, sizeof a);
+  xfrm_mark m{mark.value, mark.mask};
+  std::memcpy(msg.data() + at + NLA_HDRLEN, &m, sizeof m);
+  return msg;
+}
+
+}  // namespace
+
+TEST(KmodXfrmParse, ExpireGivesTheStateItsMarkAndWhetherHard) {
+  auto hard = parse_expire(expire_message(0x1a2b3c4d, "169.254.77.1", kReqid, {0xe00, 0xf00}, true));
+  ASSERT_TRUE(hard) << hard.error();
+  EXPECT_TRUE(hard->hard);
+  EXPECT_EQ(hard->state.spi, 0x1a2b3c4du);
+  EXPECT_EQ(hard->state.reqid, kReqid);
+  EXPECT_EQ(hard->state.destination, ip("169.254.77.1"));
+  EXPECT_EQ(hard->state.mark, (Mark{0xe00, 0xf00}));
+  EXPECT_TRUE(owns(kDefaultOwnership, hard->state));
+  EXPECT_EQ(hard->str(),
+            "kernel expired SA spi 0x1a2b3c4d (hard): ESP SPI 0x1a2b3c4d 10.1.23.3 -> 169.254.77.1 reqid 0xc0e00001 mark 0xe00/0xf00");
+  auto soft = parse_expire(expire_message(0x1a2b3c4d, "169.254.77.2", kReqid, {0, 0xf00}, false));
+  ASSERT_TRUE(soft) << soft.error();
+  EXPECT_FALSE(soft->hard);
+  EXPECT_NE(soft->str().find("(soft)"), std::string::npos);
+
+  Bytes short_msg = expire_message(1, "10.0.0.1", 1, {}, true);
+  short_msg.resize(NLMSG_HDRLEN + sizeof(xfrm_usersa_info) - 4);
+  nlmsghdr h;
+  std::memcpy(&h, short_msg.data(), sizeof h);
+  h.nlmsg_len = static_cast<std::uint32_t>(short_msg.size());
+  std::memcpy(short_msg.data(), &h, sizeof h);
+  EXPECT_FALSE(parse_expire(short_msg));
+  // A state from a dump is no expiry.
+  auto built = build_new_sa(group_sa_pair(tek(1, 32, 32), {}, kAnchors, kReqid, kDefaultSteeringMark)->outbound, 1);
+  ASSERT_TRUE(built);
+  auto wrong = parse_expire(built->view());
+  ASSERT_FALSE(wrong);
+  EXPECT_NE(wrong.error().find("expected XFRM_MSG_EXPIRE"), std::string::npos) << wrong.error();
 }
 
 TEST(KmodXfrmParse, RejectsTruncatedAndOverrunningMessages) {
@@ -678,23 +789,34 @@ TEST(KmodOwnership, LookupMatchFollowsTheKernelsMarkRule) {
   EXPECT_FALSE(lookup_would_match(lookup, state(0x100, "10.0.0.3", 1, {})));
 }
 
-TEST(KmodOwnership, StateTargetMustExistBeCoveysAndUnambiguous) {
+TEST(KmodOwnership, LookupAnswerMustBeCoveysOwnEntryAskedFor) {
   const Ownership o = kDefaultOwnership;
   const StateId id{ip("10.0.0.2"), 0x100, IPPROTO_ESP, {0xe00, 0xf00}};
-  std::vector<StateInfo> states = {state(0x100, "10.0.0.2", 0xc0e00001, {0xe00, 0xf00})};
-  EXPECT_TRUE(check_state_target(id, states, o));
+  EXPECT_TRUE(check_lookup_answer(id, state(0x100, "10.0.0.2", 0xc0e00001, {0xe00, 0xf00}), o));
 
-  auto none = check_state_target(id, {}, o);
-  ASSERT_FALSE(none);
-  EXPECT_EQ(none.error(), "no state ESP SPI 0x00000100 -> 10.0.0.2 mark 0xe00/0xf00 in the kernel");
-
-  std::vector<StateInfo> foreign = {state(0x100, "10.0.0.2", 77, {0xe00, 0xf00})};
-  auto f = check_state_target(id, foreign, o);
+  auto f = check_lookup_answer(id, state(0x100, "10.0.0.2", 77, {0xe00, 0xf00}), o);
   ASSERT_FALSE(f);
   EXPECT_NE(f.error().find("is not covey's"), std::string::npos) << f.error();
 
-  states.push_back(state(0x100, "10.0.0.2", 5, {}));
-  auto twin = check_state_target(id, states, o);
+  // A foreign state without a mark matches covey's lookup and, added
+  // later, sits first in the kernel's hash chain: the GETSA answers with it.
+  auto twin = check_lookup_answer(id, state(0x100, "10.0.0.2", 5, {}), o);
   ASSERT_FALSE(twin);
-  EXPECT_NE(twin.error().find("would also match the foreign"), std::string::npos) << twin.error();
+  EXPECT_EQ(twin.error(),
+            "ESP SPI 0x00000100 -> 10.0.0.2 mark 0xe00/0xf00: the kernel's lookup reaches the foreign ESP SPI 0x00000100 "
+            "10.9.9.9 -> 10.0.0.2 reqid 0x00000005 first; refusing rather than change it");
+
+  GroupPolicies p = group_policies(kAnchors, 4, kReqid, kDefaultSteeringMark, 300);
+  PolicyInfo found = policy(Direction::Out, kDefaultSteeringMark, {kReqid}, 9);
+  found.templates[0].source = kAnchors.local;
+  found.templates[0].destination = kAnchors.group;
+  EXPECT_TRUE(check_lookup_answer(p.out, found, o));
+  found.templates[0].reqid = kReqid + 1;  // covey's, but another group's
+  auto other = check_lookup_answer(p.out, found, o);
+  ASSERT_FALSE(other);
+  EXPECT_NE(other.error().find("reaches policy dir out"), std::string::npos) << other.error();
+  found.templates[0].reqid = 7;
+  auto foreign = check_lookup_answer(p.out, found, o);
+  ASSERT_FALSE(foreign);
+  EXPECT_NE(foreign.error().find("is not covey's"), std::string::npos) << foreign.error();
 }

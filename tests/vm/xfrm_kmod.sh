@@ -25,6 +25,13 @@
 # 4. Refusals: a key of the wrong length is refused by the library with the
 #    lengths; the kernel's refusals (a bad key length behind the library's
 #    back, a duplicate SA) come back with the SA and the kernel's words.
+# 5. Cost and expiries: updating or deleting one of covey's states or
+#    policies is one lookup (GETSA, GETPOLICY) and one change by the same
+#    key, never a dump; foreign states with covey's SPI and destinations
+#    but another mark survive, one without a mark that the kernel's lookup
+#    reaches first is refused by name. covey-xfrm-test watch-expire hears
+#    the kernel expire covey's states (a 3 s hard lifetime) and tells a
+#    foreign state's expiry apart.
 #
 # Under TCG every exec costs a noticeable fraction of a second (binaries come
 # over 9p), so commands for one namespace go through one `ip -batch`.
@@ -364,4 +371,97 @@ for ns in $A $B; do xt_ok $ns flush; done
 left=$(coveys_left)
 [ -z "$left" ] || fail "covey's entries survived its flush: $left"
 [ "$(foreign)" = 2 ] && [ "$(foreign_pol)" = 2 ] || fail "covey's flush removed a foreign entry"
+
+# ---- 5. one lookup and one change per entry; the kernel's expiries ----
+S3=0xc0e5e001 R3=0xc0e00003
+keyfile "$work/k3" 32 32
+xt_ok $A group-sa --local 10.99.1.1 --group 10.99.2.2 --in 10.99.1.1 --spi $S3 --reqid $R3 --keys "$work/k3"
+xt_ok $A group-policies --local 10.99.1.1 --group 10.99.2.2 --in 10.99.1.1 --reqid $R3
+# Foreign states with covey's SPI and both destinations, mark 0x100/0x100:
+# covey's lookups (0xe00 and 0x0 under 0xf00) never match them.
+batch $A "foreign states with covey's SPI, another mark" <<EOF
+xfrm state add src 10.99.1.1 dst 10.99.2.2 proto esp spi $S3 reqid 6 mark 0x100 mask 0x100 mode tunnel enc cbc(aes) 0x$(hexkey 16) auth-trunc hmac(sha1) 0x$(hexkey 20) 96
+xfrm state add src 10.99.2.2 dst 10.99.1.1 proto esp spi $S3 reqid 6 mark 0x100 mask 0x100 mode tunnel enc cbc(aes) 0x$(hexkey 16) auth-trunc hmac(sha1) 0x$(hexkey 20) 96
+EOF
+same_spi_foreign() { ip -n $A xfrm state | grep -c "spi $S3 reqid 6 "; }
+[ "$(same_spi_foreign)" = 2 ] || fail "the foreign states with SPI $S3 did not go in"
+xt_ok $A group-sa --update --lifetime 600 --local 10.99.1.1 --group 10.99.2.2 --in 10.99.1.1 --spi $S3 --reqid $R3 --keys "$work/k3"
+grep -q "^netlink: 4 requests, 0 dumps" "$work/xt.out" ||
+  fail "updating covey's two states should take a GETSA and an UPDSA each and no dump: $(cat "$work/xt.out")"
+say "update of covey's two states: $(grep '^netlink' "$work/xt.out")"
+ip -n $A -s xfrm state get src 10.99.1.1 dst 10.99.2.2 proto esp spi $S3 mark 0xe00 mask 0xf00 | grep -q "hard 600(sec)" ||
+  fail "XFRM_MSG_UPDSA did not reach covey's state"
+
+# A foreign twin without a mark matches covey's lookup and sits first in
+# the kernel's chain (newest first): the GETSA answers with it.
+batch $A "foreign twin without a mark" <<EOF
+xfrm state add src 10.99.1.1 dst 10.99.2.2 proto esp spi $S3 reqid 5 mode tunnel enc cbc(aes) 0x$(hexkey 16) auth-trunc hmac(sha1) 0x$(hexkey 20) 96
+EOF
+if xt $A del-sa --dst 10.99.2.2 --spi $S3 --mark 0xe00/0xf00; then
+  # The kernel's chain had covey's state first after all: the DELSA then
+  # reached that one, as the GETSA said.
+  xt_ok $A list
+  grep -q "^covey ESP SPI $S3 10.99.1.1 -> 10.99.2.2" "$work/xt.out" &&
+    fail "del-sa said it deleted covey's outbound state, but it is still there"
+  say "del-sa with a foreign twin present: the kernel's lookup reached covey's state first, and only that went"
+else
+  grep -q "not deleting: ESP SPI $S3 -> 10.99.2.2 mark 0xe00/0xf00: the kernel's lookup reaches the foreign ESP SPI $S3 10.99.1.1 -> 10.99.2.2 reqid 0x00000005 first" "$work/xt.out" ||
+    fail "del-sa with a shadowing foreign twin: $(cat "$work/xt.out")"
+  say "del-sa with a foreign twin: $(grep '^covey-xfrm-test' "$work/xt.out")"
+  ip -n $A xfrm state delete src 10.99.1.1 dst 10.99.2.2 proto esp spi $S3 || fail "cannot delete the foreign twin by hand"
+  xt_ok $A del-sa --dst 10.99.2.2 --spi $S3 --mark 0xe00/0xf00
+  grep -q "^netlink: 2 requests, 0 dumps" "$work/xt.out" ||
+    fail "deleting covey's outbound state should take one GETSA and one DELSA and no dump: $(cat "$work/xt.out")"
+  say "delete of covey's outbound state: $(grep '^netlink' "$work/xt.out")"
+  ip -n $A xfrm state add src 10.99.1.1 dst 10.99.2.2 proto esp spi $S3 reqid 5 mode tunnel enc 'cbc(aes)' 0x$(hexkey 16) auth-trunc 'hmac(sha1)' 0x$(hexkey 20) 96 ||
+    fail "cannot put the foreign twin back"
+fi
+ip -n $A xfrm state | grep -q "spi $S3 reqid 5 " || fail "covey's delete took the foreign twin"
+xt_ok $A del-sa --dst 10.99.1.1 --spi $S3 --mark 0x0/0xf00
+grep -q "^netlink: 2 requests, 0 dumps" "$work/xt.out" ||
+  fail "deleting covey's inbound state should take one GETSA and one DELSA and no dump: $(cat "$work/xt.out")"
+say "delete of covey's inbound state: $(grep '^netlink' "$work/xt.out")"
+[ "$(same_spi_foreign)" = 2 ] || fail "covey's delete removed a foreign state with its SPI: $(ip -n $A xfrm state | grep "spi $S3")"
+ip -n $A xfrm state | grep -q "spi $S3 reqid $R3 " && fail "covey's states with SPI $S3 survived its deletes"
+xt_ok $A group-policies --delete --local 10.99.1.1 --group 10.99.2.2 --in 10.99.1.1 --reqid $R3
+grep -q "^netlink: 6 requests, 0 dumps" "$work/xt.out" ||
+  fail "deleting covey's three policies should take a GETPOLICY and a DELPOLICY each: $(cat "$work/xt.out")"
+say "delete of covey's three policies: $(grep '^netlink' "$work/xt.out")"
+[ "$(foreign_pol)" = 2 ] || fail "covey's policy delete removed a foreign policy"
+say "the foreign states with covey's SPI (another mark; no mark) survived covey's update and deletes"
+batch $A "remove the foreign states with SPI $S3" <<EOF
+xfrm state delete src 10.99.1.1 dst 10.99.2.2 proto esp spi $S3
+xfrm state delete src 10.99.1.1 dst 10.99.2.2 proto esp spi $S3 mark 0x100 mask 0x100
+xfrm state delete src 10.99.2.2 dst 10.99.1.1 proto esp spi $S3 mark 0x100 mask 0x100
+EOF
+
+# The kernel's expiries: covey's pair with a 3 s hard lifetime, and a
+# foreign state with 2 s.
+S4=0xc0e5f001 R4=0xc0e00004
+keyfile "$work/k4" 32 32
+ip netns exec $A "$XT" watch-expire --count 2 --timeout 60 >"$work/watch.out" 2>&1 &
+watch_pid=$!
+i=0
+until grep -q "^watching XFRMNLGRP_EXPIRE" "$work/watch.out"; do
+  i=$((i + 1))
+  [ $i -le 100 ] || fail "watch-expire did not subscribe: $(cat "$work/watch.out")"
+  sleep 0.1
+done
+batch $A "a foreign state with a 2 s hard lifetime" <<EOF
+xfrm state add src 10.99.7.1 dst 10.99.7.3 proto esp spi 0xf0000003 reqid 6 mode tunnel enc cbc(aes) 0x$(hexkey 16) auth-trunc hmac(sha1) 0x$(hexkey 20) 96 limit time-hard 2
+EOF
+xt_ok $A group-sa --lifetime 3 --local 10.99.1.1 --group 10.99.2.2 --in 10.99.1.1 --spi $S4 --reqid $R4 --keys "$work/k4"
+wait $watch_pid || fail "watch-expire: $(cat "$work/watch.out")"
+sed 's/^/xfrm_kmod:   /' "$work/watch.out"
+for st in "10.99.1.1 -> 10.99.2.2 reqid $R4 mark 0xe00/0xf00" "10.99.2.2 -> 10.99.1.1 reqid $R4 mark 0x0/0xf00"; do
+  grep -q "^kernel expired SA spi $S4 (hard): ESP SPI $S4 $st\$" "$work/watch.out" ||
+    fail "no hard expiry of covey's ESP SPI $S4 $st was heard"
+done
+grep -q "^not covey's: kernel expired SA spi 0xf0000003 (hard)" "$work/watch.out" ||
+  fail "the foreign state's expiry was not told apart: $(cat "$work/watch.out")"
+ip -n $A xfrm state | grep -q "spi $S4 " && fail "the kernel announced the hard expiry but the state is still there"
+say "the kernel's hard expiries of covey's two states were heard, the foreign one's told apart"
+[ "$(foreign)" = 2 ] && [ "$(foreign_pol)" = 2 ] || fail "a foreign entry went missing"
+left=$(coveys_left)
+[ -z "$left" ] || fail "covey's entries were left: $left"
 say "PASS"

@@ -60,6 +60,19 @@ std::vector<SaStep> plan_sas(const std::vector<TekView>& teks, const std::map<st
   return steps;
 }
 
+bool forget_expired(std::map<std::uint32_t, InstalledSa>& installed, const kmod::StateExpiry& expiry, std::uint32_t reqid,
+                    const kmod::GroupAnchors& anchors) {
+  const kmod::StateInfo& s = expiry.state;
+  if (s.reqid != reqid || s.mark.mask != kmod::kDefaultSteeringMark.mask) return false;
+  const bool outbound = s.destination == anchors.group, inbound = s.destination == anchors.in;
+  if (!outbound && !inbound) return false;
+  auto held = installed.find(s.spi);
+  if (!expiry.hard || held == installed.end()) return true;
+  (outbound ? held->second.outbound : held->second.inbound) = false;
+  if (held->second == InstalledSa{}) installed.erase(held);
+  return true;
+}
+
 std::vector<gdoi::AclEntry> own_lan_bypass(const std::vector<gdoi::Prefix>& lans) {
   std::vector<gdoi::AclEntry> out;
   for (const gdoi::Prefix& p : lans)
@@ -211,6 +224,9 @@ crypto::Result<void> Dataplane::setup() {
   auto xfrm = kmod::XfrmSocket::open();
   if (!xfrm) return Error{where + xfrm.error()};
   xfrm_ = std::move(*xfrm);
+  auto expiries = kmod::XfrmExpiries::open();
+  if (!expiries) return Error{where + expiries.error()};
+  expiries_ = std::move(*expiries);
   // What a run that died left behind (states with keys of a TEK nobody
   // rekeys any more) goes before anything new is installed.
   auto flushed = xfrm_->flush_owned();
@@ -437,8 +453,49 @@ crypto::Result<void> Dataplane::step(const SaStep& s, const RekeyState& keys, st
   return {};
 }
 
+void Dataplane::take_expiries() {
+  if (!expiries_) return;
+  const std::string group = "Group " + options_.group_name + ": ";
+  auto batch = expiries_->take();
+  if (!batch) {
+    log(LogLevel::Warning, group + batch.error());
+    return;
+  }
+  const auto before = installed_;
+  for (const kmod::StateExpiry& e : batch->expiries) {
+    const bool held = installed_.contains(e.state.spi);
+    if (!forget_expired(installed_, e, reqid_, options_.anchors)) continue;
+    log(e.hard ? LogLevel::Warning : LogLevel::Info,
+        group + e.str() + (!e.hard ? "" : held ? "; no longer installed, put back while its TEK is held" : ""));
+  }
+  if (batch->overrun) {
+    // The kernel dropped announcements: ask it about each state covey-gm
+    // counts as installed (a lookup each, covey's states only).
+    log(LogLevel::Warning, group + "missed XFRM expiries (the socket overflowed): looking the group's states up again");
+    const kmod::GroupAnchors& a = options_.anchors;
+    for (auto it = installed_.begin(); it != installed_.end();) {
+      auto gone = [&](const Address& destination, kmod::Mark mark) {
+        auto found = xfrm_->find_state({destination, it->first, 50, mark});
+        return found && !*found;
+      };
+      if (it->second.outbound && gone(a.group, kmod::kDefaultSteeringMark)) it->second.outbound = false;
+      if (it->second.inbound && gone(a.in, kmod::Mark{0, kmod::kDefaultSteeringMark.mask})) it->second.inbound = false;
+      it = it->second == InstalledSa{} ? installed_.erase(it) : std::next(it);
+    }
+  }
+  for (const auto& [spi, was] : before) {
+    auto now = installed_.find(spi);
+    if (now != installed_.end() && now->second == was) continue;
+    auto ok = now == installed_.end()
+                  ? dp_->remove_spi(spi)
+                  : dp_->set_spi(spi, (now->second.inbound ? COVEY_SPI_INBOUND : 0u) | (now->second.outbound ? COVEY_SPI_OUTBOUND : 0u));
+    if (!ok) log(LogLevel::Warning, group + "TEK SPI " + spi_hex(spi) + ": " + ok.error());
+  }
+}
+
 crypto::Result<void> Dataplane::sync(const RekeyState& keys, std::int64_t now) {
   crypto::Result<void> result;
+  take_expiries();
   if (keys.is_registered() && (!policy_ || *policy_ != keys.policy()))
     if (auto ok = install_policy(keys.policy()); !ok) result = Error{ok.error()};
   if (keys.is_registered()) sids_ = keys.sids();
@@ -491,6 +548,7 @@ void Dataplane::stop() {
     xdp_attached_ = false;
     attached_ = false;
   }
+  expiries_.reset();
   if (xfrm_) {
     auto flushed = xfrm_->flush_owned();
     if (!flushed) log(LogLevel::Warning, "Group " + group + ": " + flushed.error());

@@ -53,6 +53,14 @@ struct SaStep {
 // on; the active one is sent on.
 std::vector<SaStep> plan_sas(const std::vector<TekView>& teks, const std::map<std::uint32_t, InstalledSa>& installed);
 
+// The kernel announced the expiry of a state (XFRMNLGRP_EXPIRE). If it is
+// one of the group's (its reqid, covey's mark mask, an anchor as its
+// destination) and the expiry is hard, the kernel has deleted it: it no
+// longer counts as installed, so the next plan_sas puts it back while its
+// TEK is held, and otherwise forgets it. Returns whether it was the group's.
+bool forget_expired(std::map<std::uint32_t, InstalledSa>& installed, const kmod::StateExpiry& expiry, std::uint32_t reqid,
+                    const kmod::GroupAnchors& anchors);
+
 // Traffic between two of the member's own LAN prefixes is routed by the
 // member itself and never crosses the WAN, so it must not be steered into
 // the group SA (it would leave by the WAN as ESP and come back, or be sent
@@ -114,6 +122,8 @@ class Dataplane {
   crypto::Result<void> install_policy(const gdoi::GroupPolicy& policy);
   void apply_tbar();
   crypto::Result<void> step(const SaStep& s, const RekeyState& keys, std::int64_t now);
+  // Brings installed_ (and the SPI map) in line with what the kernel expired.
+  void take_expiries();
 
   DataplaneOptions options_;
   kmod::Interface wan_;
@@ -121,6 +131,7 @@ class Dataplane {
   std::string pin_dir_;
   std::uint32_t reqid_ = 0;
   std::unique_ptr<kmod::XfrmSocket> xfrm_;
+  std::unique_ptr<kmod::XfrmExpiries> expiries_;
   std::unique_ptr<kmod::RouteSocket> rtnl_;
   std::unique_ptr<datapath::Datapath> dp_;
   std::optional<gdoi::GroupPolicy> policy_;  // installed
