@@ -24,14 +24,17 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <random>
 #include <string>
+#include <thread>
 
 #include "acl_samples.h"
 #include "datapath/acl_compile.h"
@@ -199,16 +202,23 @@ bool steered(std::uint32_t mark) {
 // ---------------------------------------------------------------------
 // A loaded data path with the group's state.
 
-std::unique_ptr<Datapath> open_datapath(std::uint32_t steer_slots, bool test_hooks = true) {
+std::unique_ptr<Datapath> open_datapath(std::uint32_t steer_slots, bool test_hooks = true,
+                                        std::function<void()> between_writes = {}) {
   auto acl = compile_acl(acl_from(kAcl));
   auto fail_close = compile_acl(acl_from({"permit ip 10.0.0.0/8 10.0.0.0/8"}));
   EXPECT_TRUE(acl.ok() && fail_close.ok());
   if (!acl.ok() || !fail_close.ok()) return nullptr;
   Options o;
   o.capacity = Capacity::fitting(*acl, *fail_close);
+  // Room for the other policies some tests install.
+  o.capacity.entries += 8;
+  o.capacity.trie_cells *= 2;
+  o.capacity.port_cells *= 2;
+  o.capacity.cross_cells *= 2;
   o.capacity.steer_slots = steer_slots;
   o.capacity.tbar_peers = 64;
   o.test_hooks = test_hooks;
+  o.between_writes = std::move(between_writes);
   auto d = Datapath::open(o);
   EXPECT_TRUE(d.ok()) << (d.ok() ? "" : d.error());
   if (!d.ok()) return nullptr;
@@ -1443,6 +1453,164 @@ TEST(TbarClock, TheStampCarriesPseudotimeFromTheMonotonicClock) {
   // The programs read the coarse clock: up to a tick (at most 10 ms) behind.
   EXPECT_GE(pt + 10, kPseudotime + (before - at) / kMs);
   EXPECT_LE(pt, kPseudotime + (after - at) / kMs);
+}
+
+// ---------------------------------------------------------------------
+// Changing settings while packets flow: a packet sees the settings from
+// before a change or from after it, never a state in between (the stamp
+// or the replay check switched off mid-change, half a policy).
+
+constexpr std::uint16_t kPeerSid = 0x0909;
+constexpr std::uint32_t kPeerNow = 700000;
+
+// Two policies that differ in every TBAR field and in the ACL's verdict
+// on the probe pair (10.7.7.7 -> 10.8.8.8); both stamp and check.
+struct Policy {
+  TbarPolicy tbar;
+  std::vector<std::string> acl;
+  bool probe_encrypted;
+};
+Policy policy(int which) {
+  Policy p;
+  p.tbar = tbar_on(which ? 3000 : 1000, which ? 1300 : 1386);
+  p.tbar.sid = which ? 0x0b0b : 0x0a0a;
+  p.tbar.inner_mtu_v4 = which ? 1400 : kInnerMtu;
+  p.acl = kAcl;
+  if (which) p.acl.insert(p.acl.begin(), "deny ip 10.7.7.0/24 10.8.8.0/24");
+  p.probe_encrypted = !which;
+  return p;
+}
+
+::testing::AssertionResult install_policy(Datapath& d, const Policy& p) {
+  const auto acl = compile_acl(acl_from(p.acl));
+  const auto fail_close = compile_acl(acl_from({"permit ip 10.0.0.0/8 10.0.0.0/8"}));
+  if (!acl.ok() || !fail_close.ok()) return ::testing::AssertionFailure() << "the ACLs do not compile";
+  if (auto r = d.install(*acl, *fail_close); !r) return ::testing::AssertionFailure() << r.error();
+  return ::testing::AssertionSuccess();
+}
+
+// A packet from a peer, stamped and already accepted once: every later
+// copy is a replay.
+Bytes peer_packet() {
+  Ipv4Frame f;
+  f.src = ip4("10.2.2.2");
+  f.dst = ip4("10.1.1.1");
+  f.payload = udp(7, 8, 20);
+  f.id = 1;
+  f.options = stamp(kPeerSid, kPeerNow, 1);
+  return frame(f);
+}
+
+// What one round of packets saw; empty when it is one of the policies'.
+struct Seen {
+  std::uint16_t sid = 0;       // the stamp's SID on the steady pair
+  bool probe_encrypted = false;
+  std::string wrong;           // what no policy allows
+};
+
+Seen run_probes(const Datapath& d, std::uint64_t clock) {
+  Seen s;
+  const Bytes steady = udp4("10.1.1.1", "10.2.2.2"), probe = udp4("10.7.7.7", "10.8.8.8");
+  auto stamp_sid = [](const Result& r, std::size_t in) -> int {
+    if (r.out.size() != in + COVEY_TBAR_OPT_LEN || r.out[34] != COVEY_TBAR_OPT_V4 || r.out[35] != COVEY_TBAR_OPT_LEN)
+      return -1;
+    return r.out[36] << 8 | r.out[37];
+  };
+  const Result sent = run_tc(d, Program::LanIngress, steady, {.clock = clock});
+  const int sid = stamp_sid(sent, steady.size());
+  if (sent.retval != TC_ACT_OK || !steered(sent.mark) || sid < 0)
+    s.wrong += "a permitted packet left unstamped (retval " + std::to_string(sent.retval) + ", " +
+               std::to_string(sent.out.size()) + " bytes); ";
+  s.sid = static_cast<std::uint16_t>(sid);
+  const Result replay = run_tc(d, Program::WanIngress, peer_packet(), {.spi = kSpi, .clock = clock});
+  if (replay.retval != TC_ACT_SHOT) s.wrong += "a replayed packet passed; ";
+  const Result p = run_tc(d, Program::LanIngress, probe, {.clock = clock});
+  s.probe_encrypted = steered(p.mark);
+  if (p.retval != TC_ACT_OK || (s.probe_encrypted ? stamp_sid(p, probe.size()) < 0 : p.out != probe))
+    s.wrong += "the probe was neither encrypted and stamped nor sent in clear as it was; ";
+  return s;
+}
+
+bool is_policy(const Seen& s, const Policy& p) {
+  return s.sid == p.tbar.sid && s.probe_encrypted == p.probe_encrypted;
+}
+
+// Steps the writer one store at a time (Options::between_writes) and
+// runs the packets between every two stores: a change must never pass
+// through a state that is neither the old settings nor the new.
+TEST(SettingsChange, PacketsBetweenTheWritesOfAChangeSeeTheOldSettingsOrTheNew) {
+  const Policy policies[2] = {policy(0), policy(1)};
+  const Policy *from = nullptr, *to = nullptr;
+  const std::uint64_t clock = 30000 * kSecond;
+  std::unique_ptr<Datapath> dp;
+  int steps = 0;
+  std::string change;
+  dp = open_datapath(64, true, [&] {
+    if (!from) return;
+    ++steps;
+    const Seen s = run_probes(*dp, clock);
+    EXPECT_EQ(s.wrong, "") << change << ", after write " << steps;
+    // TBAR settings and the ACL are checked apart: between set_tbar and
+    // install the packets see the new TBAR settings with the old ACL.
+    EXPECT_TRUE(s.sid == from->tbar.sid || s.sid == to->tbar.sid) << change << ": stamped with SID " << s.sid;
+  });
+  ASSERT_TRUE(dp);
+  dp->set_tbar(policies[0].tbar);
+  dp->set_pseudotime(kPeerNow, clock);
+  ASSERT_TRUE(install_policy(*dp, policies[0]));
+  ASSERT_EQ(run_tc(*dp, Program::WanIngress, peer_packet(), {.spi = kSpi, .clock = clock}).retval,
+            static_cast<std::uint32_t>(TC_ACT_OK))
+      << "the peer's packet, the first time";
+  ASSERT_TRUE(is_policy(run_probes(*dp, clock), policies[0]));
+
+  for (int i = 0; i < 6; ++i) {
+    from = &policies[i % 2];
+    to = &policies[(i + 1) % 2];
+    change = "change " + std::to_string(i) + ": TBAR settings";
+    dp->set_tbar(to->tbar);
+    change = "change " + std::to_string(i) + ": ACL";
+    ASSERT_TRUE(install_policy(*dp, *to));
+    from = nullptr;
+    const Seen s = run_probes(*dp, clock);
+    EXPECT_EQ(s.wrong, "");
+    EXPECT_TRUE(is_policy(s, *to)) << "change " << i << ": the new settings in force once the change returned";
+  }
+  EXPECT_GT(steps, 12) << "the writer was stepped";
+}
+
+// The same with the packets on another thread, at whatever point of a
+// change they happen to run.
+TEST(SettingsChange, PacketsRunningAlongsideChangesSeeTheOldSettingsOrTheNew) {
+  const Policy policies[2] = {policy(0), policy(1)};
+  const std::uint64_t clock = 40000 * kSecond;
+  auto dp = open_datapath(64);
+  ASSERT_TRUE(dp);
+  dp->set_tbar(policies[0].tbar);
+  dp->set_pseudotime(kPeerNow, clock);
+  ASSERT_TRUE(install_policy(*dp, policies[0]));
+  ASSERT_EQ(run_tc(*dp, Program::WanIngress, peer_packet(), {.spi = kSpi, .clock = clock}).retval,
+            static_cast<std::uint32_t>(TC_ACT_OK));
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> rounds{0};
+  std::string wrong;
+  std::thread packets([&] {
+    while (!stop.load()) {
+      const Seen s = run_probes(*dp, clock);
+      if (wrong.empty() && !s.wrong.empty()) wrong = s.wrong;
+      if (wrong.empty() && s.sid != policies[0].tbar.sid && s.sid != policies[1].tbar.sid)
+        wrong = "stamped with SID " + std::to_string(s.sid);
+      ++rounds;
+    }
+  });
+  for (int i = 0; i < 40; ++i) {
+    dp->set_tbar(policies[(i + 1) % 2].tbar);
+    EXPECT_TRUE(install_policy(*dp, policies[(i + 1) % 2]));
+  }
+  stop = true;
+  packets.join();
+  EXPECT_EQ(wrong, "");
+  EXPECT_GT(rounds.load(), 0);
 }
 
 // ---------------------------------------------------------------------

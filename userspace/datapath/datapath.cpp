@@ -123,6 +123,7 @@ crypto::Result<std::unique_ptr<Datapath>> Datapath::open(const Options& options)
   std::unique_ptr<Datapath> d(new Datapath());
   d->capacity_ = options.capacity;
   d->pin_dir_ = options.pin_dir;
+  d->between_writes_ = options.between_writes;
   const Capacity& cap = d->capacity_;
   if (cap.entries == 0 || cap.trie_cells == 0 || cap.port_cells == 0 || cap.cross_cells == 0 ||
       cap.tbar_peers == 0)
@@ -295,6 +296,7 @@ crypto::Result<void> Datapath::install(const CompiledAcl& acl, const CompiledAcl
       const std::uint32_t key = COVEY_HEAD_INDEX(gen, kind, family);
       if (bpf_map_update_elem(bpf_map__fd(skel_->maps.covey_acl_heads), &key, &h, BPF_ANY) != 0)
         return Error{"covey datapath: writing covey_acl_heads: " + error_text(errno)};
+      wrote();
     }
 
     if (!a.entries.empty()) {
@@ -317,6 +319,7 @@ crypto::Result<void> Datapath::install(const CompiledAcl& acl, const CompiledAcl
   // happen before the switch.
   std::atomic_thread_fence(std::memory_order_seq_cst);
   store(config_->generation, gen);
+  wrote();
   last_flip_ = std::chrono::steady_clock::now();
   return {};
 }
@@ -346,6 +349,7 @@ void Datapath::set_flag(std::uint32_t flag, bool on) {
     flags.fetch_or(flag, std::memory_order_acq_rel);
   else
     flags.fetch_and(~flag, std::memory_order_acq_rel);
+  wrote();
 }
 
 void Datapath::set_anchors(const Anchors& a) {
@@ -406,11 +410,17 @@ void Datapath::set_tbar(const TbarPolicy& p) {
   set_flag(COVEY_CFG_TBAR_STAMP | COVEY_CFG_TBAR_CHECK, false);
   std::atomic_thread_fence(std::memory_order_seq_cst);
   store<__u16>(config_->tbar_sid, p.sid);
+  wrote();
   store<__u32>(config_->tbar_window_ms, p.window_ms);
+  wrote();
   store<__u16>(config_->tcp_mss_v4, p.tcp_mss_v4);
+  wrote();
   store<__u16>(config_->tcp_mss_v6, p.tcp_mss_v6);
+  wrote();
   store<__u32>(config_->inner_mtu_v4, p.inner_mtu_v4);
+  wrote();
   store<__u32>(config_->inner_mtu_v6, p.inner_mtu_v6);
+  wrote();
   std::atomic_thread_fence(std::memory_order_seq_cst);
   set_flag(COVEY_CFG_TBAR_STAMP, p.stamp);
   set_flag(COVEY_CFG_TBAR_CHECK, p.check);
@@ -420,6 +430,7 @@ void Datapath::set_pseudotime(std::uint32_t pseudotime_ms, std::uint64_t at_ns) 
   // The clock at which pseudotime was 0 (mod 2^32 ms): two's complement,
   // the program's unsigned subtraction undoes it.
   store<__u64>(config_->tbar_epoch_ns, at_ns - std::uint64_t{pseudotime_ms} * 1000000ull);
+  wrote();
 }
 
 std::size_t Datapath::expire_tbar_peers(std::uint64_t now_ns) {
@@ -521,6 +532,7 @@ crypto::Result<void> Datapath::detach_xdp(int ifindex, std::uint32_t xdp_flags) 
 
 void Datapath::set_no_tek_active(bool no_tek_active) {
   store(config_->no_tek_active, no_tek_active ? 1u : 0u);
+  wrote();
 }
 
 void Datapath::set_tek_expiry(std::uint64_t expires_ns) {

@@ -8,6 +8,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -60,6 +61,10 @@ struct Options {
   // For BPF_PROG_TEST_RUN only (bpf/maps.h): the programs read the clock
   // from skb->cb[1..2] and the secpath's SPI from skb->cb[0].
   bool test_hooks = false;
+  // For tests only: called after each write a configuration change makes
+  // to memory the programs read, so a test can run packets between the
+  // steps of one change.
+  std::function<void()> between_writes;
 };
 
 // An outbound SA's outer addresses and the inbound SA's local address
@@ -164,10 +169,14 @@ class Datapath {
   Datapath() = default;
   crypto::Result<void> map_tables();
   void set_flag(std::uint32_t flag, bool on);
+  void wrote() const {
+    if (between_writes_) between_writes_();
+  }
 
   covey_dp* skel_ = nullptr;
   Capacity capacity_;
   std::string pin_dir_;
+  std::function<void()> between_writes_;
   covey_config* config_ = nullptr;  // mmapped covey_config
   std::uint32_t* trie_ = nullptr;   // mmapped cells
   std::uint32_t* ports_ = nullptr;
