@@ -672,6 +672,60 @@ TEST(Collision, RandomInterleavingsNeverMisaddress) {
   EXPECT_GT(refused, 10);
 }
 
+// The kernel's address of a function (/proc/kallsyms; 0 if not shown).
+std::uint64_t kernel_symbol(const std::string& name) {
+  FILE* f = std::fopen("/proc/kallsyms", "r");
+  if (!f) return 0;
+  char line[512];
+  std::uint64_t at = 0;
+  while (!at && std::fgets(line, sizeof line, f)) {
+    unsigned long long address = 0;
+    char type = 0;
+    char sym[256] = {};
+    if (std::sscanf(line, "%llx %c %255s", &address, &type, sym) == 3 && name == sym) at = address;
+  }
+  std::fclose(f);
+  return at;
+}
+
+// How many times a loaded program (its subprograms included) calls the
+// kernel helper at `helper`: the verifier leaves helper - __bpf_call_base
+// in the call's imm.
+int helper_calls(int prog_fd, std::uint64_t helper, std::uint64_t call_base) {
+  bpf_prog_info info{};
+  __u32 len = sizeof info;
+  if (bpf_obj_get_info_by_fd(prog_fd, &info, &len) != 0) return -1;
+  std::vector<bpf_insn> insns(info.xlated_prog_len / sizeof(bpf_insn));
+  info = {};
+  info.xlated_prog_len = static_cast<__u32>(insns.size() * sizeof(bpf_insn));
+  info.xlated_prog_insns = reinterpret_cast<std::uintptr_t>(insns.data());
+  len = sizeof info;
+  if (bpf_obj_get_info_by_fd(prog_fd, &info, &len) != 0) return -1;
+  const auto imm = static_cast<std::int32_t>(helper - call_base);
+  int calls = 0;
+  for (const bpf_insn& i : insns)
+    calls += i.code == (BPF_JMP | BPF_CALL) && i.src_reg == 0 && i.imm == imm;
+  return calls;
+}
+
+// Classification and the rewrite run for every packet the group sends:
+// neither may take a lock (a torn read of a slot is detected instead).
+TEST(Collision, NoLockIsTakenForAPacketSent) {
+  auto dp = open_datapath(64);
+  ASSERT_TRUE(dp);
+  const std::uint64_t base = kernel_symbol("__bpf_call_base");
+  ASSERT_NE(base, 0u) << "/proc/kallsyms shows no addresses (kernel.kptr_restrict?)";
+  for (const char* lock : {"bpf_spin_lock", "bpf_spin_unlock"}) {
+    SCOPED_TRACE(lock);
+    const std::uint64_t helper = kernel_symbol(lock);
+    ASSERT_NE(helper, 0u);
+    for (const Program p : {Program::LanIngress, Program::WanEgress})
+      EXPECT_EQ(helper_calls(dp->program_fd(p), helper, base), 0) << program_name(p);
+    // The TBAR receiver keeps its per-sender lock: the scan finds it.
+    EXPECT_GT(helper_calls(dp->program_fd(Program::WanIngress), helper, base), 0);
+  }
+}
+
 // ---------------------------------------------------------------------
 // Inbound XDP.
 
