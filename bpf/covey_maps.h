@@ -30,7 +30,8 @@ enum covey_acl_kind {
 };
 
 /* Two generations of every table: user space writes the inactive one and
- * then flips covey_config.generation, so a packet never sees half a policy. */
+ * then switches packets to a covey_config copy naming it (struct
+ * covey_configs), so a packet never sees half a policy. */
 #define COVEY_GENERATIONS 2
 #define COVEY_HEADS (COVEY_GENERATIONS * 2 * 2)
 
@@ -254,9 +255,9 @@ struct covey_tbar_tx {
 #define COVEY_CFG_INBOUND_TC 0x80u       /* the WAN's tc ingress makes covey_wan_xdp's decisions
 					  * (no XDP program attached: veth's XDP copies every packet) */
 
-/* covey_config value (one cell, mmapable: user space stores single words). */
+/* Every setting the programs read: one copy of struct covey_configs. */
 struct covey_config {
-	__u32 generation;         /* 0 or 1: which half of the tables is live */
+	__u32 generation;         /* 0 or 1: which half of the ACL tables packets use */
 	__u32 steer_mark;         /* written into skb->mark for a permit ... */
 	__u32 steer_mask;         /* ... within these bits (inside COVEY_MARK_STEER_FIELD) */
 	__u32 no_tek_active;      /* 1: enforce the fail-close ACL, send nothing into the SA */
@@ -291,6 +292,22 @@ struct covey_config {
 	 * unknown: no check. IPv6 (Packet Too Big) once IPv6 is stamped. */
 	__u32 inner_mtu_v4;
 	__u32 inner_mtu_v6;
+};
+
+/* covey_config value (one cell, mmapable): two copies of the settings and
+ * the one packets use. A program reads `live` once per packet and takes
+ * every setting from that copy; user space writes the other copy whole,
+ * switches `live` with one store, and writes the old copy again only
+ * after an RCU grace period, when no program can still be reading it
+ * (bpf/README.md, "Changing settings"). Two exceptions, single words that
+ * a packet reads once and that change while nothing else does, are
+ * stored into the live copy: tek_expires_ns (the lease, renewed every
+ * second) and tbar_epoch_ns (the pseudotime). */
+#define COVEY_CONFIG_COPIES 2
+struct covey_configs {
+	__u32 live;               /* 0 or 1: the copy packets use */
+	__u32 unused;
+	struct covey_config copy[COVEY_CONFIG_COPIES];
 };
 
 /* covey_stats value (per CPU): what the programs did with packets. */

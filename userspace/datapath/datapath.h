@@ -104,6 +104,12 @@ class Datapath {
   Datapath(const Datapath&) = delete;
   Datapath& operator=(const Datapath&) = delete;
 
+  // Every change below (install and the set_ functions) is atomic from a
+  // packet's point of view: a packet uses the settings from before it or
+  // from after it, never a state in between (bpf/README.md, "Changing
+  // settings"); a change returns once no packet uses the old settings.
+  // One writer at a time.
+
   // Writes both ACLs into the generation packets are not using, then
   // switches packets to it: a packet sees the old policy or the new one,
   // never a mix. Hit counters of the new generation start at zero.
@@ -111,7 +117,7 @@ class Datapath {
 
   // skb->mark for a permitted packet: `mark` within `mask`, both inside
   // COVEY_MARK_STEER_FIELD (the rest of the mark carries the slot), the
-  // field's other bits kept. Two stores: set it before traffic.
+  // field's other bits kept.
   crypto::Result<void> set_steering_mark(std::uint32_t mark, std::uint32_t mask);
   // How long a steering slot stays with an idle address pair (default 1 s).
   void set_steer_stale(std::chrono::nanoseconds stale);
@@ -168,6 +174,19 @@ class Datapath {
  private:
   Datapath() = default;
   crypto::Result<void> map_tables();
+  crypto::Result<void> open_grace_period();
+  // Returns once no program run that started before the call is still
+  // running (an RCU grace period).
+  void wait_for_programs() const;
+  // The settings packets use now.
+  const covey_config& live() const;
+  // Every change of settings: `edit` applied to a copy of the live
+  // settings, written to the idle copy, packets switched to it with one
+  // store; returns once no packet still uses the old copy. No-op if
+  // `edit` changes nothing.
+  void change(const std::function<void(covey_config&)>& edit);
+  // A single word a packet reads once, stored into the live copy.
+  void store_live(__u64 covey_config::*field, __u64 value);
   void set_flag(std::uint32_t flag, bool on);
   void wrote() const {
     if (between_writes_) between_writes_();
@@ -177,12 +196,12 @@ class Datapath {
   Capacity capacity_;
   std::string pin_dir_;
   std::function<void()> between_writes_;
-  covey_config* config_ = nullptr;  // mmapped covey_config
+  covey_configs* configs_ = nullptr;  // mmapped covey_config
   std::uint32_t* trie_ = nullptr;   // mmapped cells
   std::uint32_t* ports_ = nullptr;
   std::uint32_t* cross_ = nullptr;
   std::size_t config_len_ = 0, trie_len_ = 0, ports_len_ = 0, cross_len_ = 0;
-  std::chrono::steady_clock::time_point last_flip_{};
+  int sync_outer_fd_ = -1, sync_inner_fd_ = -1;  // wait_for_programs()
 };
 
 }  // namespace covey::datapath
