@@ -164,13 +164,15 @@ struct covey_acl_entry {
 /* Cells tried for an address pair: its hash, then the next ones. */
 #define COVEY_STEER_PROBES 8
 
-/* covey_steer_slots value: one address pair being steered. gen, family
- * and the addresses are written under `lock` (a reassignment) and read
- * under it by the rewrite; classification reads them without the lock
- * (a torn read there can only make it claim another cell or produce a
- * ticket the rewrite refuses). */
+/* covey_steer_slots value: one address pair being steered. No lock: a
+ * claim takes the slot by moving `seq` from even to odd (compare and
+ * swap: one claim at a time), writes gen, family and the addresses, and
+ * moves `seq` to even again; a reader copies them between two reads of
+ * an even, unchanged `seq`, or does not use them (steer.h,
+ * covey_slot_read). used_ns is outside that: a hint, never trusted for
+ * an address. */
 struct covey_steer_slot {
-	struct bpf_spin_lock lock;
+	__u32 seq;       /* even: stable; odd: a claim is writing the slot */
 	__u32 gen;       /* 1..255 while owned; 0 = never used */
 	__u64 used_ns;   /* clock of the owner's last classification (refreshed lazily) */
 	__u32 family;    /* COVEY_FAMILY_V4 or COVEY_FAMILY_V6 */

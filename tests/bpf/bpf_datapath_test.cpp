@@ -672,6 +672,47 @@ TEST(Collision, RandomInterleavingsNeverMisaddress) {
   EXPECT_GT(refused, 10);
 }
 
+// A slot a claim is writing (seq odd: covey_maps.h) is read by nobody,
+// even when its generation and addresses look right: a packet that met
+// it in the middle of the claim's writes would read a mix of two pairs.
+// The state a claim leaves for nanoseconds is set here by hand.
+TEST(Collision, ASlotBeingClaimedIsNeitherReadNorTaken) {
+  auto dp = open_datapath(1);
+  ASSERT_TRUE(dp);
+  const int fd = dp->map_fd("covey_steer_slots");
+  ASSERT_GE(fd, 0);
+  const std::uint64_t t0 = 7000 * kSecond;
+  const Bytes a = udp4("10.1.1.1", "10.2.2.2"), b = udp4("10.4.4.4", "10.5.5.5");
+  const Bytes from_anchors = esp4(kAnchorLocal, kAnchorGroup);
+  const std::uint32_t ticket_a = steer(*dp, a, t0);
+  auto set_seq = [&](std::uint32_t seq) {
+    covey_steer_slot slot{};
+    const std::uint32_t key = 0;
+    ASSERT_EQ(bpf_map_lookup_elem(fd, &key, &slot), 0);
+    slot.seq = seq;
+    ASSERT_EQ(bpf_map_update_elem(fd, &key, &slot, BPF_ANY), 0);
+  };
+  const std::uint32_t seq = dp->steer_slot(0)->seq;
+  ASSERT_EQ(seq % 2, 0u) << "a claim left the slot even";
+
+  set_seq(seq + 1);
+  covey_stats before = dp->stats();
+  Result r = run_tc(*dp, Program::WanEgress, from_anchors, {.mark = ticket_a});
+  EXPECT_EQ(r.retval, static_cast<std::uint32_t>(TC_ACT_SHOT)) << "rewrite from a slot being written";
+  expect_delta(before, dp->stats(), {{"rewrite_stale", 1}}, "rewrite during a claim");
+  before = dp->stats();
+  r = run_tc(*dp, Program::LanIngress, a, {.clock = t0 + 100 * kMs});
+  EXPECT_EQ(r.retval, static_cast<std::uint32_t>(TC_ACT_SHOT)) << "A's own slot, being written, is not A's";
+  r = run_tc(*dp, Program::LanIngress, b, {.clock = t0 + 5 * kSecond});
+  EXPECT_EQ(r.retval, static_cast<std::uint32_t>(TC_ACT_SHOT)) << "a slot being written is not claimed";
+  expect_delta(before, dp->stats(), {{"packets", 2}, {"steer_full", 2}}, "classification during a claim");
+
+  set_seq(seq + 2);
+  r = run_tc(*dp, Program::WanEgress, from_anchors, {.mark = ticket_a});
+  EXPECT_EQ(r.retval, static_cast<std::uint32_t>(TC_ACT_OK));
+  EXPECT_EQ(r.out, esp4(ip4("10.1.1.1"), ip4("10.2.2.2"))) << "once written, read again";
+}
+
 // The kernel's address of a function (/proc/kallsyms; 0 if not shown).
 std::uint64_t kernel_symbol(const std::string& name) {
   FILE* f = std::fopen("/proc/kallsyms", "r");

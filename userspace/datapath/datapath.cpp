@@ -506,7 +506,7 @@ std::optional<covey_tbar_peer> Datapath::tbar_peer(std::uint16_t sid) const {
 
 std::optional<covey_steer_slot> Datapath::steer_slot(std::uint32_t index) const {
   covey_steer_slot slot{};
-  if (bpf_map_lookup_elem_flags(bpf_map__fd(skel_->maps.covey_steer_slots), &index, &slot, BPF_F_LOCK) != 0)
+  if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.covey_steer_slots), &index, &slot) != 0)
     return std::nullopt;
   return slot;
 }
