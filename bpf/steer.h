@@ -112,7 +112,7 @@ __attribute__((noinline)) int covey_slot_read(const struct covey_steer_slot *slo
 	return -1;
 }
 
-static __always_inline int covey_slot_holds(const struct covey_slot_view *slot, const struct covey_packet *pkt)
+static __always_inline int covey_view_holds(const struct covey_slot_view *slot, const struct covey_packet *pkt)
 {
 	const __u32 *ss = (const __u32 *)slot->src, *sd = (const __u32 *)slot->dst;
 	const __u32 *ps = (const __u32 *)pkt->src, *pd = (const __u32 *)pkt->dst;
@@ -125,6 +125,33 @@ static __always_inline int covey_slot_holds(const struct covey_slot_view *slot, 
 		diff |= (ss[1] ^ ps[1]) | (ss[2] ^ ps[2]) | (ss[3] ^ ps[3]) | (sd[1] ^ pd[1]) | (sd[2] ^ pd[2]) |
 			(sd[3] ^ pd[3]);
 	return diff == 0;
+}
+
+/* The generation under which the slot holds the packet's pair, compared
+ * in place (no copy) within one read of the sequence: the path every
+ * packet of a known pair takes. 0 if it does not hold the pair, -1 if a
+ * claim overlapped the read (covey_slot_read then tries again). */
+static __always_inline int covey_slot_holds(const struct covey_steer_slot *slot, const struct covey_packet *pkt,
+					    __u32 *gen)
+{
+	const __u32 *ss = (const __u32 *)slot->src, *sd = (const __u32 *)slot->dst;
+	const __u32 *ps = (const __u32 *)pkt->src, *pd = (const __u32 *)pkt->dst;
+	__u32 seq = COVEY_READ_ONCE(slot->seq), diff, g, family;
+
+	if (seq & 1)
+		return -1;
+	covey_read_fence();
+	g = COVEY_READ_ONCE(slot->gen);
+	family = COVEY_READ_ONCE(slot->family);
+	diff = (ss[0] ^ ps[0]) | (sd[0] ^ pd[0]);
+	if (pkt->family == COVEY_FAMILY_V6)
+		diff |= (ss[1] ^ ps[1]) | (ss[2] ^ ps[2]) | (ss[3] ^ ps[3]) | (sd[1] ^ pd[1]) | (sd[2] ^ pd[2]) |
+			(sd[3] ^ pd[3]);
+	covey_read_fence();
+	if (COVEY_READ_ONCE(slot->seq) != seq)
+		return -1;
+	*gen = g;
+	return g && family == pkt->family && diff == 0;
 }
 
 /* The ticket (mark bits outside COVEY_MARK_STEER_FIELD) for the packet's
@@ -155,13 +182,20 @@ __attribute__((noinline)) __u32 covey_steer_ticket(const struct covey_config *cf
 		__u32 index = (h + i) & mask;
 		struct covey_steer_slot *slot = bpf_map_lookup_elem(&covey_steer_slots, &index);
 		struct covey_slot_view view;
+		__u32 gen = 0;
+		int holds;
 
 		if (!slot)
 			return 0;
-		if (!covey_slot_read(slot, &view) && covey_slot_holds(&view, pkt)) {
+		holds = covey_slot_holds(slot, pkt, &gen);
+		if (holds < 0 && !covey_slot_read(slot, &view)) {
+			holds = covey_view_holds(&view, pkt);
+			gen = view.gen;
+		}
+		if (holds > 0) {
 			if ((__s64)(now - COVEY_READ_ONCE(slot->used_ns)) > refresh)
 				slot->used_ns = now;
-			return index << COVEY_MARK_SLOT_SHIFT | (view.gen & COVEY_MARK_GEN_MASK);
+			return index << COVEY_MARK_SLOT_SHIFT | (gen & COVEY_MARK_GEN_MASK);
 		}
 	}
 	/* A new pair: the first probed slot never used or idle for longer
