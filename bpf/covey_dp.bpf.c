@@ -154,11 +154,15 @@ static __always_inline int covey_steer(struct __sk_buff *skb, const struct covey
 	return COVEY_STEERED;
 }
 
+/* The settings this packet uses, all from one copy: `live` is read once
+ * (covey_maps.h, struct covey_configs). */
 static __always_inline int covey_stats_cfg(struct covey_config **cfg, struct covey_stats **st)
 {
+	struct covey_configs *configs;
 	__u32 zero = 0;
 
-	*cfg = bpf_map_lookup_elem(&covey_config, &zero);
+	configs = bpf_map_lookup_elem(&covey_config, &zero);
+	*cfg = configs ? &configs->copy[COVEY_READ_ONCE(configs->live) & 1] : 0;
 	*st = bpf_map_lookup_elem(&covey_stats, &zero);
 	return *cfg && *st ? 0 : -1;
 }

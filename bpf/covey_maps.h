@@ -30,7 +30,8 @@ enum covey_acl_kind {
 };
 
 /* Two generations of every table: user space writes the inactive one and
- * then flips covey_config.generation, so a packet never sees half a policy. */
+ * then switches packets to a covey_config copy naming it (struct
+ * covey_configs), so a packet never sees half a policy. */
 #define COVEY_GENERATIONS 2
 #define COVEY_HEADS (COVEY_GENERATIONS * 2 * 2)
 
@@ -182,13 +183,15 @@ struct covey_acl_entry {
 /* Cells tried for an address pair: its hash, then the next ones. */
 #define COVEY_STEER_PROBES 8
 
-/* covey_steer_slots value: one address pair being steered. gen, family
- * and the addresses are written under `lock` (a reassignment) and read
- * under it by the rewrite; classification reads them without the lock
- * (a torn read there can only make it claim another cell or produce a
- * ticket the rewrite refuses). */
+/* covey_steer_slots value: one address pair being steered. No lock: a
+ * claim takes the slot by moving `seq` from even to odd (compare and
+ * swap: one claim at a time), writes gen, family and the addresses, and
+ * moves `seq` to even again; a reader copies them between two reads of
+ * an even, unchanged `seq`, or does not use them (steer.h,
+ * covey_slot_read). used_ns is outside that: a hint, never trusted for
+ * an address. */
 struct covey_steer_slot {
-	struct bpf_spin_lock lock;
+	__u32 seq;       /* even: stable; odd: a claim is writing the slot */
 	__u32 gen;       /* 1..255 while owned; 0 = never used */
 	__u64 used_ns;   /* clock of the owner's last classification (refreshed lazily) */
 	__u32 family;    /* COVEY_FAMILY_V4 or COVEY_FAMILY_V6 */
@@ -273,9 +276,9 @@ struct covey_tbar_tx {
 #define COVEY_CFG_INBOUND_TC 0x80u       /* the WAN's tc ingress makes covey_wan_xdp's decisions
 					  * (no XDP program attached: veth's XDP copies every packet) */
 
-/* covey_config value (one cell, mmapable: user space stores single words). */
+/* Every setting the programs read: one copy of struct covey_configs. */
 struct covey_config {
-	__u32 generation;         /* 0 or 1: which half of the tables is live */
+	__u32 generation;         /* 0 or 1: which half of the ACL tables packets use */
 	__u32 steer_mark;         /* written into skb->mark for a permit ... */
 	__u32 steer_mask;         /* ... within these bits (inside COVEY_MARK_STEER_FIELD) */
 	__u32 no_tek_active;      /* 1: enforce the fail-close ACL, send nothing into the SA */
@@ -310,6 +313,22 @@ struct covey_config {
 	 * unknown: no check. IPv6 (Packet Too Big) once IPv6 is stamped. */
 	__u32 inner_mtu_v4;
 	__u32 inner_mtu_v6;
+};
+
+/* covey_config value (one cell, mmapable): two copies of the settings and
+ * the one packets use. A program reads `live` once per packet and takes
+ * every setting from that copy; user space writes the other copy whole,
+ * switches `live` with one store, and writes the old copy again only
+ * after an RCU grace period, when no program can still be reading it
+ * (bpf/README.md, "Changing settings"). Two exceptions, single words that
+ * a packet reads once and that change while nothing else does, are
+ * stored into the live copy: tek_expires_ns (the lease, renewed every
+ * second) and tbar_epoch_ns (the pseudotime). */
+#define COVEY_CONFIG_COPIES 2
+struct covey_configs {
+	__u32 live;               /* 0 or 1: the copy packets use */
+	__u32 unused;
+	struct covey_config copy[COVEY_CONFIG_COPIES];
 };
 
 /* Every data-path counter, defined once: the field of struct covey_stats,

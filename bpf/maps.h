@@ -19,14 +19,14 @@
  * so a production load carries no trace of it. */
 const volatile __u32 covey_test_hooks = 0;
 
-/* Mmapable: user space flips the generation, sets flags and the
- * pseudotime with single aligned stores. */
+/* Mmapable: user space writes the idle copy of the settings and switches
+ * packets to it with one aligned store (covey_maps.h). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
-	__type(value, struct covey_config);
+	__type(value, struct covey_configs);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } covey_config SEC(".maps");
 

@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstddef>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -28,6 +29,10 @@ namespace {
 using crypto::Error;
 
 static_assert(sizeof(covey_stats) % sizeof(std::uint64_t) == 0, "covey_stats holds u64 counters only");
+// User space writes a copy through mmap and the programs index it by
+// `live`: the copies' 64-bit fields stay aligned in both.
+static_assert(offsetof(covey_configs, copy) % 8 == 0 && sizeof(covey_config) % 8 == 0,
+              "covey_config copies keep their 64-bit fields aligned");
 
 std::string error_text(int err) {
   return std::strerror(err < 0 ? -err : err);
@@ -56,11 +61,6 @@ int libbpf_print(enum libbpf_print_level level, const char* format, va_list args
     if (std::strstr(line, expected)) return 0;
   return std::fputs(line, stderr);
 }
-
-// A packet that read the previous generation's head finishes within
-// microseconds (tc runs with bottom halves off); the generation it read is
-// rewritten only after this much time, three orders of magnitude more.
-constexpr auto kGenerationQuiesce = std::chrono::milliseconds(10);
 
 template <class T>
 void store(T& field, T value) {
@@ -131,6 +131,7 @@ crypto::Result<std::unique_ptr<Datapath>> Datapath::open(const Options& options)
   std::unique_ptr<Datapath> d(new Datapath());
   d->capacity_ = options.capacity;
   d->pin_dir_ = options.pin_dir;
+  d->between_writes_ = options.between_writes;
   const Capacity& cap = d->capacity_;
   if (cap.entries == 0 || cap.trie_cells == 0 || cap.port_cells == 0 || cap.cross_cells == 0 ||
       cap.tbar_peers == 0)
@@ -189,20 +190,23 @@ crypto::Result<std::unique_ptr<Datapath>> Datapath::open(const Options& options)
   }
   if (auto r = d->map_tables(); !r) return Error{r.error()};
 
+  if (auto r = d->open_grace_period(); !r) return Error{r.error()};
+  // Maps reused from a pin: a writer before this one may have switched
+  // copies and stopped before its grace period ended.
+  if (!d->pin_dir_.empty()) d->wait_for_programs();
+
   // Steering state that must hold before the first packet; maps reused
   // from a pin keep their seed (slots in use stay where they are).
-  covey_config& cfg = *d->config_;
-  store(cfg.steer_slot_mask, cap.steer_slots - 1);
-  if (std::atomic_ref<__u64>(cfg.steer_stale_ns).load() == 0)
-    store<__u64>(cfg.steer_stale_ns, kDefaultSteerStaleNs);
-  if (std::atomic_ref<std::uint32_t>(cfg.steer_seed).load() == 0) {
-    std::uint32_t seed = 0;
-    while (seed == 0) {
-      if (getrandom(&seed, sizeof(seed), 0) != static_cast<ssize_t>(sizeof(seed)))
-        return Error{"covey datapath: getrandom for the steering hash seed: " + error_text(errno)};
-    }
-    store(cfg.steer_seed, seed);
+  std::uint32_t seed = d->live().steer_seed;
+  while (seed == 0) {
+    if (getrandom(&seed, sizeof(seed), 0) != static_cast<ssize_t>(sizeof(seed)))
+      return Error{"covey datapath: getrandom for the steering hash seed: " + error_text(errno)};
   }
+  d->change([&](covey_config& c) {
+    c.steer_slot_mask = cap.steer_slots - 1;
+    if (c.steer_stale_ns == 0) c.steer_stale_ns = kDefaultSteerStaleNs;
+    c.steer_seed = seed;
+  });
   return d;
 }
 
@@ -222,7 +226,7 @@ crypto::Result<void> Datapath::map_tables() {
   auto& maps = skel_->maps;
   auto config = map_memory(maps.covey_config, config_len_);
   if (!config) return Error{config.error()};
-  config_ = static_cast<covey_config*>(*config);
+  configs_ = static_cast<covey_configs*>(*config);
   auto trie = map_memory(maps.covey_acl_trie, trie_len_);
   if (!trie) return Error{trie.error()};
   trie_ = static_cast<std::uint32_t*>(*trie);
@@ -236,7 +240,9 @@ crypto::Result<void> Datapath::map_tables() {
 }
 
 Datapath::~Datapath() {
-  if (config_) munmap(config_, config_len_);
+  if (configs_) munmap(configs_, config_len_);
+  for (int fd : {sync_outer_fd_, sync_inner_fd_})
+    if (fd >= 0) close(fd);
   if (trie_) munmap(trie_, trie_len_);
   if (ports_) munmap(ports_, ports_len_);
   if (cross_) munmap(cross_, cross_len_);
@@ -260,9 +266,8 @@ crypto::Result<void> Datapath::install(const CompiledAcl& acl, const CompiledAcl
     }
   }
 
-  if (const auto since = std::chrono::steady_clock::now() - last_flip_; since < kGenerationQuiesce)
-    std::this_thread::sleep_for(kGenerationQuiesce - since);
-
+  // The generation packets do not use: no packet has used it since the
+  // last change's grace period ended.
   const std::uint32_t gen = 1 - generation();
   std::size_t trie_at = gen * gen_cells(capacity_.trie_cells);
   std::size_t ports_at = gen * gen_cells(capacity_.port_cells);
@@ -303,6 +308,7 @@ crypto::Result<void> Datapath::install(const CompiledAcl& acl, const CompiledAcl
       const std::uint32_t key = COVEY_HEAD_INDEX(gen, kind, family);
       if (bpf_map_update_elem(bpf_map__fd(skel_->maps.covey_acl_heads), &key, &h, BPF_ANY) != 0)
         return Error{"covey datapath: writing covey_acl_heads: " + error_text(errno)};
+      wrote();
     }
 
     if (!a.entries.empty()) {
@@ -322,11 +328,64 @@ crypto::Result<void> Datapath::install(const CompiledAcl& acl, const CompiledAcl
   }
 
   // The tables are written through mmap, the heads through bpf(): both
-  // happen before the switch.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  store(config_->generation, gen);
-  last_flip_ = std::chrono::steady_clock::now();
+  // before the switch (change() fences before it stores `live`).
+  change([&](covey_config& c) { c.generation = gen; });
   return {};
+}
+
+// The grace period: updating an element of a map-in-map makes the bpf()
+// call wait, with synchronize_rcu(), until every program that may still
+// see the old element has finished (kernel/bpf/syscall.c,
+// maybe_wait_bpf_programs; the kernel's own BPF selftests wait for
+// programs the same way). covey's programs run inside RCU read-side
+// sections (tc and XDP under rcu_read_lock with bottom halves off,
+// BPF_PROG_TEST_RUN under rcu_read_lock), so once it returns no packet
+// still reads settings from before the switch. The outer map is used by
+// no program: it exists for this wait.
+crypto::Result<void> Datapath::open_grace_period() {
+  sync_inner_fd_ = bpf_map_create(BPF_MAP_TYPE_ARRAY, "covey_sync_in", 4, 4, 1, nullptr);
+  if (sync_inner_fd_ < 0)
+    return Error{"covey datapath: creating the map that waits for programs: " + error_text(sync_inner_fd_)};
+  bpf_map_create_opts opts{};
+  opts.sz = sizeof(opts);
+  opts.inner_map_fd = static_cast<__u32>(sync_inner_fd_);
+  sync_outer_fd_ = bpf_map_create(BPF_MAP_TYPE_ARRAY_OF_MAPS, "covey_sync", 4, 4, 1, &opts);
+  if (sync_outer_fd_ < 0)
+    return Error{"covey datapath: creating the map that waits for programs: " + error_text(sync_outer_fd_)};
+  return {};
+}
+
+void Datapath::wait_for_programs() const {
+  const std::uint32_t key = 0;
+  if (bpf_map_update_elem(sync_outer_fd_, &key, &sync_inner_fd_, BPF_ANY) == 0) return;
+  // Cannot happen with the maps open() made; if it did, a program run
+  // lasts microseconds and this is four orders of magnitude more, but no
+  // guarantee.
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+}
+
+const covey_config& Datapath::live() const {
+  return configs_->copy[std::atomic_ref<__u32>(configs_->live).load(std::memory_order_acquire) & 1];
+}
+
+void Datapath::change(const std::function<void(covey_config&)>& edit) {
+  const std::uint32_t now = std::atomic_ref<__u32>(configs_->live).load(std::memory_order_acquire) & 1;
+  covey_config next = configs_->copy[now];
+  edit(next);
+  if (std::memcmp(&next, &configs_->copy[now], sizeof next) == 0) return;
+  // The idle copy: no program has read it since the last change's grace
+  // period ended (or, for maps reused from a pin, open()'s).
+  std::memcpy(&configs_->copy[1 - now], &next, sizeof next);
+  wrote();
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  store(configs_->live, 1 - now);
+  wrote();
+  wait_for_programs();
+}
+
+void Datapath::store_live(__u64 covey_config::*field, __u64 value) {
+  store<__u64>(configs_->copy[std::atomic_ref<__u32>(configs_->live).load() & 1].*field, value);
+  wrote();
 }
 
 crypto::Result<void> Datapath::set_steering_mark(std::uint32_t mark, std::uint32_t mask) {
@@ -339,43 +398,39 @@ crypto::Result<void> Datapath::set_steering_mark(std::uint32_t mark, std::uint32
         mark, mask, COVEY_MARK_STEER_FIELD);
     return Error{text};
   }
-  store(config_->steer_mask, mask);
-  store(config_->steer_mark, mark);
+  change([&](covey_config& c) {
+    c.steer_mask = mask;
+    c.steer_mark = mark;
+  });
   return {};
 }
 
 void Datapath::set_steer_stale(std::chrono::nanoseconds stale) {
-  store<__u64>(config_->steer_stale_ns, static_cast<__u64>(std::max<std::int64_t>(stale.count(), 1)));
+  change([&](covey_config& c) { c.steer_stale_ns = static_cast<__u64>(std::max<std::int64_t>(stale.count(), 1)); });
 }
 
 void Datapath::set_flag(std::uint32_t flag, bool on) {
-  std::atomic_ref<std::uint32_t> flags(config_->flags);
-  if (on)
-    flags.fetch_or(flag, std::memory_order_acq_rel);
-  else
-    flags.fetch_and(~flag, std::memory_order_acq_rel);
+  change([&](covey_config& c) { c.flags = on ? c.flags | flag : c.flags & ~flag; });
 }
 
 void Datapath::set_anchors(const Anchors& a) {
-  // Written while the family's flag is off, so no packet reads half of them.
-  const std::uint32_t flag = a.family == 6 ? COVEY_CFG_ANCHORS_V6 : COVEY_CFG_ANCHORS_V4;
-  set_flag(flag, false);
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (a.family == 6) {
-    std::memcpy(config_->anchor_local_v6, a.local.data(), 16);
-    std::memcpy(config_->anchor_group_v6, a.group.data(), 16);
-    std::memcpy(config_->anchor_in_v6, a.in.data(), 16);
-  } else {
-    std::memcpy(config_->anchor_local_v4, a.local.data(), 4);
-    std::memcpy(config_->anchor_group_v4, a.group.data(), 4);
-    std::memcpy(config_->anchor_in_v4, a.in.data(), 4);
-  }
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  set_flag(flag, true);
+  change([&](covey_config& c) {
+    if (a.family == 6) {
+      std::memcpy(c.anchor_local_v6, a.local.data(), 16);
+      std::memcpy(c.anchor_group_v6, a.group.data(), 16);
+      std::memcpy(c.anchor_in_v6, a.in.data(), 16);
+      c.flags |= COVEY_CFG_ANCHORS_V6;
+    } else {
+      std::memcpy(c.anchor_local_v4, a.local.data(), 4);
+      std::memcpy(c.anchor_group_v4, a.group.data(), 4);
+      std::memcpy(c.anchor_in_v4, a.in.data(), 4);
+      c.flags |= COVEY_CFG_ANCHORS_V4;
+    }
+  });
 }
 
 void Datapath::set_wan_mac(const std::array<std::uint8_t, 6>& mac) {
-  std::memcpy(config_->wan_mac, mac.data(), mac.size());
+  change([&](covey_config& c) { std::memcpy(c.wan_mac, mac.data(), mac.size()); });
 }
 
 crypto::Result<void> Datapath::set_spi(std::uint32_t spi, std::uint32_t flags) {
@@ -411,29 +466,28 @@ void Datapath::set_egress_fib(bool on) {
 }
 
 void Datapath::set_tbar(const TbarPolicy& p) {
-  set_flag(COVEY_CFG_TBAR_STAMP | COVEY_CFG_TBAR_CHECK, false);
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  store<__u16>(config_->tbar_sid, p.sid);
-  store<__u32>(config_->tbar_window_ms, p.window_ms);
-  store<__u16>(config_->tcp_mss_v4, p.tcp_mss_v4);
-  store<__u16>(config_->tcp_mss_v6, p.tcp_mss_v6);
-  store<__u32>(config_->inner_mtu_v4, p.inner_mtu_v4);
-  store<__u32>(config_->inner_mtu_v6, p.inner_mtu_v6);
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  set_flag(COVEY_CFG_TBAR_STAMP, p.stamp);
-  set_flag(COVEY_CFG_TBAR_CHECK, p.check);
+  change([&](covey_config& c) {
+    c.tbar_sid = p.sid;
+    c.tbar_window_ms = p.window_ms;
+    c.tcp_mss_v4 = p.tcp_mss_v4;
+    c.tcp_mss_v6 = p.tcp_mss_v6;
+    c.inner_mtu_v4 = p.inner_mtu_v4;
+    c.inner_mtu_v6 = p.inner_mtu_v6;
+    c.flags &= ~(COVEY_CFG_TBAR_STAMP | COVEY_CFG_TBAR_CHECK);
+    c.flags |= (p.stamp ? COVEY_CFG_TBAR_STAMP : 0u) | (p.check ? COVEY_CFG_TBAR_CHECK : 0u);
+  });
 }
 
 void Datapath::set_pseudotime(std::uint32_t pseudotime_ms, std::uint64_t at_ns) {
   // The clock at which pseudotime was 0 (mod 2^32 ms): two's complement,
   // the program's unsigned subtraction undoes it.
-  store<__u64>(config_->tbar_epoch_ns, at_ns - std::uint64_t{pseudotime_ms} * 1000000ull);
+  store_live(&covey_config::tbar_epoch_ns, at_ns - std::uint64_t{pseudotime_ms} * 1000000ull);
 }
 
 std::size_t Datapath::expire_tbar_peers(std::uint64_t now_ns) {
   const int fd = bpf_map__fd(skel_->maps.covey_tbar_peers);
   const std::uint64_t idle =
-      2ull * std::atomic_ref<std::uint32_t>(config_->tbar_window_ms).load() * 1000000ull;
+      2ull * live().tbar_window_ms * 1000000ull;
   std::vector<std::uint32_t> stale;
   std::uint32_t key = 0, next = 0;
   const void* at = nullptr;
@@ -460,7 +514,7 @@ std::optional<covey_tbar_peer> Datapath::tbar_peer(std::uint16_t sid) const {
 
 std::optional<covey_steer_slot> Datapath::steer_slot(std::uint32_t index) const {
   covey_steer_slot slot{};
-  if (bpf_map_lookup_elem_flags(bpf_map__fd(skel_->maps.covey_steer_slots), &index, &slot, BPF_F_LOCK) != 0)
+  if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.covey_steer_slots), &index, &slot) != 0)
     return std::nullopt;
   return slot;
 }
@@ -672,15 +726,15 @@ crypto::Result<void> Datapath::detach_xdp(int ifindex) {
 }
 
 void Datapath::set_no_tek_active(bool no_tek_active) {
-  store(config_->no_tek_active, no_tek_active ? 1u : 0u);
+  change([&](covey_config& c) { c.no_tek_active = no_tek_active ? 1u : 0u; });
 }
 
 void Datapath::set_tek_expiry(std::uint64_t expires_ns) {
-  store(config_->tek_expires_ns, static_cast<__u64>(expires_ns));
+  store_live(&covey_config::tek_expires_ns, static_cast<__u64>(expires_ns));
 }
 
 std::uint32_t Datapath::generation() const {
-  return std::atomic_ref<std::uint32_t>(config_->generation).load(std::memory_order_acquire) & 1;
+  return live().generation & 1;
 }
 
 std::vector<std::uint64_t> Datapath::hits(covey_acl_kind kind) const {

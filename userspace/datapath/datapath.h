@@ -8,6 +8,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -60,6 +61,10 @@ struct Options {
   // For BPF_PROG_TEST_RUN only (bpf/maps.h): the programs read the clock
   // from skb->cb[1..2] and the secpath's SPI from skb->cb[0].
   bool test_hooks = false;
+  // For tests only: called after each write a configuration change makes
+  // to memory the programs read, so a test can run packets between the
+  // steps of one change.
+  std::function<void()> between_writes;
 };
 
 // An outbound SA's outer addresses and the inbound SA's local address
@@ -99,6 +104,12 @@ class Datapath {
   Datapath(const Datapath&) = delete;
   Datapath& operator=(const Datapath&) = delete;
 
+  // Every change below (install and the set_ functions) is atomic from a
+  // packet's point of view: a packet uses the settings from before it or
+  // from after it, never a state in between (bpf/README.md, "Changing
+  // settings"); a change returns once no packet uses the old settings.
+  // One writer at a time.
+
   // Writes both ACLs into the generation packets are not using, then
   // switches packets to it: a packet sees the old policy or the new one,
   // never a mix. Hit counters of the new generation start at zero.
@@ -106,7 +117,7 @@ class Datapath {
 
   // skb->mark for a permitted packet: `mark` within `mask`, both inside
   // COVEY_MARK_STEER_FIELD (the rest of the mark carries the slot), the
-  // field's other bits kept. Two stores: set it before traffic.
+  // field's other bits kept.
   crypto::Result<void> set_steering_mark(std::uint32_t mark, std::uint32_t mask);
   // How long a steering slot stays with an idle address pair (default 1 s).
   void set_steer_stale(std::chrono::nanoseconds stale);
@@ -167,19 +178,36 @@ class Datapath {
  private:
   Datapath() = default;
   crypto::Result<void> map_tables();
+  crypto::Result<void> open_grace_period();
+  // Returns once no program run that started before the call is still
+  // running (an RCU grace period).
+  void wait_for_programs() const;
+  // The settings packets use now.
+  const covey_config& live() const;
+  // Every change of settings: `edit` applied to a copy of the live
+  // settings, written to the idle copy, packets switched to it with one
+  // store; returns once no packet still uses the old copy. No-op if
+  // `edit` changes nothing.
+  void change(const std::function<void(covey_config&)>& edit);
+  // A single word a packet reads once, stored into the live copy.
+  void store_live(__u64 covey_config::*field, __u64 value);
   void set_flag(std::uint32_t flag, bool on);
   bool is_covey(const std::string& kernel_name) const;
   crypto::Result<bool> tc_slot_is_covey(int ifindex, Program program) const;
+  void wrote() const {
+    if (between_writes_) between_writes_();
+  }
 
   covey_dp* skel_ = nullptr;
   Capacity capacity_;
   std::string pin_dir_;
-  covey_config* config_ = nullptr;  // mmapped covey_config
+  std::function<void()> between_writes_;
+  covey_configs* configs_ = nullptr;  // mmapped covey_config
   std::uint32_t* trie_ = nullptr;   // mmapped cells
   std::uint32_t* ports_ = nullptr;
   std::uint32_t* cross_ = nullptr;
   std::size_t config_len_ = 0, trie_len_ = 0, ports_len_ = 0, cross_len_ = 0;
-  std::chrono::steady_clock::time_point last_flip_{};
+  int sync_outer_fd_ = -1, sync_inner_fd_ = -1;  // wait_for_programs()
 };
 
 }  // namespace covey::datapath
