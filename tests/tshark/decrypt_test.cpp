@@ -9,6 +9,7 @@
 
 #include "corpus.h"
 #include "coveyctl/decode.h"
+#include "coveyctl/keylog.h"
 #include "crypto/gdoi.h"
 #include "crypto/ikev1.h"
 #include "gdoi/policy_codec.h"
