@@ -186,7 +186,7 @@ TEST(CoveyctlDecrypt, WrongKeyIsAPerMessageErrorNotACrash) {
   }
 }
 
-// RFC 6407 5.3.4 makes KEK_KEY_LENGTH optional. The member (the codec)
+// RFC 6407 5.3.3 makes KEK_KEY_LENGTH optional. The member (the codec)
 // reads an AES KEK without it as AES-256, so the decoder must too: a
 // 16 + 16-octet KEK_ALGORITHM_KEY is then a mismatch to name, not an
 // AES-128 key to guess from its length.

@@ -9,6 +9,7 @@
 #include "crypto/gdoi.h"
 #include "crypto/hash.h"
 #include "crypto/ikev1.h"
+#include "gdoi/policy_codec.h"
 #include "gdoi/push.h"
 #include "wire/names.h"
 
@@ -104,10 +105,8 @@ void DecryptionState::learn_group_keys(std::size_t frame, const Header& h, const
   for (const auto& pl : payloads) {
     if (const auto* sa = std::get_if<GroupSaPayload>(&pl); sa && sa->kek) {
       KekPolicy k;
-      if (const Attribute* a = find(sa->kek->attributes, kek_attr::KekAlgorithm); a && a->as_u32())
-        k.algorithm = static_cast<std::uint16_t>(*a->as_u32());
-      if (const Attribute* a = find(sa->kek->attributes, kek_attr::KekKeyLength); a && a->as_u32())
-        k.key_bits = static_cast<std::uint16_t>(*a->as_u32());
+      if (const Attribute* a = find(sa->kek->attributes, kek_attr::KekAlgorithm)) k.algorithm = a->as_u32();
+      if (const Attribute* a = find(sa->kek->attributes, kek_attr::KekKeyLength)) k.key_bits = a->as_u32();
       k.source = "SA KEK in " + frame_ref(frame);
       kek_policy_[sa->kek->spi] = k;
     }
@@ -215,20 +214,10 @@ std::optional<Bytes> DecryptionState::decrypt_push(const Header& h, ByteView cip
   }
   const KekPolicy& pol = pol_it->second;
   const Bytes& material = key_it->second.iv_and_key;
-  std::optional<crypto::CipherAlgorithm> cipher;
-  if (pol.algorithm == kek_value::KekAlg3des) {
-    cipher = crypto::CipherAlgorithm::TripleDesCbc;
-  } else if (pol.algorithm == kek_value::KekAlgAes) {
-    // KEK_KEY_LENGTH is optional; without it the key is what follows the 16-octet IV.
-    const std::size_t bits = pol.key_bits ? pol.key_bits : (material.size() > 16 ? (material.size() - 16) * 8 : 0);
-    if (bits == 128) cipher = crypto::CipherAlgorithm::Aes128Cbc;
-    if (bits == 256) cipher = crypto::CipherAlgorithm::Aes256Cbc;
-  }
+  // The member's rule (gdoi::kek_cipher), so what decrypts here is what a member accepts.
+  const auto cipher = gdoi::kek_cipher(pol.algorithm, pol.key_bits);
   if (!cipher) {
-    how["reason"] = "KEK_ALGORITHM " +
-                    with_number(attribute_value_name(AttributeSpace::Kek, kek_attr::KekAlgorithm, pol.algorithm),
-                                pol.algorithm) +
-                    " with a " + std::to_string(pol.key_bits) + "-bit key is not supported";
+    how["reason"] = cipher.error();
     return std::nullopt;
   }
   const std::size_t bs = crypto::block_size(*cipher), ks = crypto::key_size(*cipher);

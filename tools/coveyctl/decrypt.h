@@ -54,7 +54,7 @@ class DecryptionState {
 
   // KEK policy (SA KEK) and key (KD KEK packet), by KEK SPI = push cookies.
   struct KekPolicy {
-    std::uint16_t algorithm = 0, key_bits = 0;
+    std::optional<std::uint32_t> algorithm, key_bits;  // KEK_ALGORITHM, KEK_KEY_LENGTH
     std::string source;
   };
   struct KekKey {
