@@ -5,11 +5,14 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <functional>
 
 #include "corpus.h"
 #include "coveyctl/decode.h"
+#include "coveyctl/keylog.h"
 #include "crypto/gdoi.h"
 #include "crypto/ikev1.h"
+#include "gdoi/policy_codec.h"
 #include "gdoi/vendor_id.h"
 #include "json_check.h"
 #include "pcap_writer.h"
@@ -54,8 +57,12 @@ struct Exchange {
   std::vector<PcapRecord> records;
 };
 
-Exchange build() {
-  const auto all = corpus();
+// `edit` changes the corpus before anything is encrypted; the push goes
+// under `kek_cipher` with message 4's KEK_ALGORITHM_KEY.
+Exchange build(const std::function<void(std::vector<CorpusMessage>&)>& edit = {},
+               CipherAlgorithm kek_cipher = CipherAlgorithm::Aes256Cbc) {
+  auto all = corpus();
+  if (edit) edit(all);
   auto by_label = [&](const std::string& l) {
     for (const auto& m : all)
       if (m.label == l) return m;
@@ -99,7 +106,7 @@ Exchange build() {
     const auto pull4 = by_label("GROUPKEY-PULL msg 4");
     const auto& kd = std::get<KeyDownloadPayload>(pull4.payloads[2]);
     const Bytes& kek = kd.packets[2].attributes[0].value;  // KEK_ALGORITHM_KEY: IV | key
-    add(m, encrypted(m, must(crypto::gdoi::kek_encrypt(CipherAlgorithm::Aes256Cbc, kek, encode_payloads(m.payloads)))));
+    add(m, encrypted(m, must(crypto::gdoi::kek_encrypt(kek_cipher, kek, encode_payloads(m.payloads)))));
   }
   return x;
 }
@@ -197,6 +204,37 @@ TEST(CoveyctlDecode, NamesCoveysVendorId) {
   EXPECT_EQ(ps[0]["summary"], "VENDOR ID: covey version 1, features 0x0000000f (deny entries, port ranges, TBAR, fail-close ACL)");
   EXPECT_FALSE(ps[1].contains("vendor"));
   EXPECT_EQ(ps[1]["data"], "afcad713");
+}
+
+// RFC 6407 5.3.3 makes KEK_KEY_LENGTH optional. The member (the codec)
+// reads an AES KEK without it as AES-256, so the decoder must too: a
+// 16 + 16-octet KEK_ALGORITHM_KEY is then a mismatch to name, not an
+// AES-128 key to guess from its length.
+TEST(CoveyctlDecrypt, AesKekWithoutKeyLengthIsReadAsTheMemberReadsIt) {
+  const auto edit = [](std::vector<CorpusMessage>& all) {
+    for (auto& m : all) {
+      if (m.label == "GROUPKEY-PULL msg 2") {
+        auto& attrs = std::get<GroupSaPayload>(m.payloads.at(2)).kek->attributes;
+        std::erase_if(attrs, [](const Attribute& a) { return a.type == kek_attr::KekKeyLength; });
+      }
+      if (m.label == "GROUPKEY-PULL msg 4") {
+        auto& kek = std::get<KeyDownloadPayload>(m.payloads.at(2)).packets.at(2).attributes.at(0).value;
+        kek.resize(16 + 16);  // IV and an AES-128 key
+      }
+    }
+  };
+  const Exchange x = build(edit, CipherAlgorithm::Aes128Cbc);
+  const auto& sa = std::get<GroupSaPayload>(x.clear.at(7).payloads.at(2));
+  const auto member = gdoi::decode_group_sa(sa);
+  ASSERT_TRUE(member) << member.error();
+  ASSERT_EQ(member->policy.kek.cipher, CipherAlgorithm::Aes256Cbc);
+
+  coveyctl::Keylog keylog;
+  keylog.keys[initiator_cookie()] = phase1_key();
+  const auto out = coveyctl::decode_all(as_datagrams(x), keylog);
+  const auto& push = out.back()["decryption"];
+  EXPECT_EQ(push["status"], "not decrypted") << push.dump();
+  EXPECT_EQ(push["reason"], "KEK_ALGORITHM_KEY has 32 octets, AES-256-CBC needs IV 16 + key 32") << push.dump();
 }
 
 TEST(Keylog, ParsesWiresharkTableAndNamesBadLines) {

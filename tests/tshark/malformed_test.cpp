@@ -6,6 +6,7 @@
 
 #include "corpus.h"
 #include "coveyctl/decode.h"
+#include "coveyctl/describe.h"
 #include "coveyctl/pcap.h"
 #include "pcap_writer.h"
 #include "run.h"

@@ -1,6 +1,7 @@
 // The group SA codec's private GAP attribute COVEY_PSEUDOTIME_MS (201):
 // the key server's TBAR clock, sent to covey members only and only with a
-// TBAR window, read back as a reading of the clock, never as policy.
+// TBAR window, read back as a reading of the clock, never as policy. And
+// the SA KEK's cipher rule, which coveyctl decode shares with the member.
 #include <gtest/gtest.h>
 
 #include "fixtures.h"
@@ -118,6 +119,18 @@ TEST(PolicyCodecPseudotime, DecodeNamesCoveysPrivateAttributes) {
   EXPECT_EQ(wire::attribute_name(AttributeSpace::IpsecSa, covey_attr::TbarWindowMs), "COVEY_TBAR_WINDOW_MS");
   EXPECT_EQ(wire::attribute_value_name(AttributeSpace::IpsecSa, covey_attr::AclAction, covey_attr::ActionBypass),
             "bypass");
+}
+
+// RFC 6407 5.3.3: KEK_KEY_LENGTH is optional; an AES KEK without it is AES-256.
+TEST(PolicyCodecKek, CipherFromAlgorithmAndKeyLength) {
+  using crypto::CipherAlgorithm;
+  EXPECT_EQ(kek_cipher(wire::kek_value::KekAlgAes, 128u).value(), CipherAlgorithm::Aes128Cbc);
+  EXPECT_EQ(kek_cipher(wire::kek_value::KekAlgAes, 256u).value(), CipherAlgorithm::Aes256Cbc);
+  EXPECT_EQ(kek_cipher(wire::kek_value::KekAlgAes, std::nullopt).value(), CipherAlgorithm::Aes256Cbc);
+  EXPECT_EQ(kek_cipher(wire::kek_value::KekAlg3des, std::nullopt).value(), CipherAlgorithm::TripleDesCbc);
+  auto aes192 = kek_cipher(wire::kek_value::KekAlgAes, 192u);
+  ASSERT_FALSE(aes192.ok());
+  EXPECT_EQ(aes192.error(), "KEK_ALGORITHM 3 with KEK_KEY_LENGTH 192 is not supported (AES-128, AES-256, 3DES)");
 }
 
 }  // namespace

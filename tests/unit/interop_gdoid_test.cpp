@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "coveyctl/decode.h"
+#include "coveyctl/keylog.h"
 #include "coveyctl/pcap.h"
 #include "crypto/cipher.h"
 #include "gdoi/policy_codec.h"

@@ -2,31 +2,21 @@
 // reads (text) or a program reads (JSON, schema in README.md). Pure: it
 // takes datagrams and keys, keeps the state decryption needs (phase-1 IVs,
 // KEKs learned from decrypted registrations), and touches no file.
+// This is the order of work; the parts are keylog.h (the keys given),
+// decrypt.h (what decryption learns and does) and describe.h (JSON and text).
 #pragma once
 
-#include <array>
-#include <map>
-#include <string>
-#include <string_view>
+#include <memory>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "common/bytes.h"
+#include "coveyctl/describe.h"
+#include "coveyctl/keylog.h"
 #include "coveyctl/pcap.h"
-#include "wire/message.h"
 
 namespace covey::coveyctl {
 
-using Json = nlohmann::ordered_json;
-
-// Wireshark's ikev1_decryption_table as text: one phase-1 SA a line,
-// "initiator-cookie-hex,encryption-key-hex"; blank lines and '#' comments allowed.
-struct Keylog {
-  std::map<wire::Cookie, Bytes> keys;
-};
-// Empty string on success, else what is wrong and on which line.
-std::string parse_keylog(std::string_view text, Keylog& out);
+class DecryptionState;
 
 class Decoder {
  public:
@@ -43,14 +33,10 @@ class Decoder {
   Json decode(const Datagram& d, Bytes* clear = nullptr);
 
  private:
-  struct State;
-  std::unique_ptr<State> state_;
+  std::unique_ptr<DecryptionState> state_;
 };
 
 // Decodes in order, so keys learned from earlier messages serve later ones.
 Json decode_all(const std::vector<Datagram>& datagrams, const Keylog& keylog);
-
-// The text form: a headline per message, then its payloads indented.
-std::string render_text(const Json& message);
 
 }  // namespace covey::coveyctl

@@ -5,6 +5,8 @@
 #include <sstream>
 
 #include "coveyctl/decode.h"
+#include "coveyctl/describe.h"
+#include "coveyctl/keylog.h"
 #include "coveyctl/pcap.h"
 
 namespace covey::coveyctl {

@@ -423,6 +423,14 @@ crypto::Result<TekPolicyEntry> tek_entry(const SaTekPayload& s) {
 
 }  // namespace
 
+crypto::Result<CipherAlgorithm> kek_cipher(std::optional<std::uint32_t> alg, std::optional<std::uint32_t> bits) {
+  if (alg == kek_value::KekAlgAes && bits == 128u) return CipherAlgorithm::Aes128Cbc;
+  if (alg == kek_value::KekAlgAes && (bits == 256u || !bits)) return CipherAlgorithm::Aes256Cbc;
+  if (alg == kek_value::KekAlg3des) return CipherAlgorithm::TripleDesCbc;
+  return Error{"KEK_ALGORITHM " + std::to_string(alg.value_or(0)) + " with KEK_KEY_LENGTH " +
+               std::to_string(bits.value_or(0)) + " is not supported (AES-128, AES-256, 3DES)"};
+}
+
 crypto::Result<ReceivedSa> decode_group_sa(const GroupSaPayload& sa) {
   ReceivedSa out;
   GroupPolicy& p = out.policy;
@@ -447,10 +455,9 @@ crypto::Result<ReceivedSa> decode_group_sa(const GroupSaPayload& sa) {
         default: return Error{"SA KEK: attribute class " + std::to_string(a.type) + " is not understood (RFC 6407 5.3.2: abort)"};
       }
     }
-    if (alg == kek_value::KekAlgAes && bits == 128u) p.kek.cipher = CipherAlgorithm::Aes128Cbc;
-    else if (alg == kek_value::KekAlgAes && (bits == 256u || !bits)) p.kek.cipher = CipherAlgorithm::Aes256Cbc;
-    else if (alg == kek_value::KekAlg3des) p.kek.cipher = CipherAlgorithm::TripleDesCbc;
-    else return Error{"SA KEK: KEK_ALGORITHM " + std::to_string(alg.value_or(0)) + " with KEK_KEY_LENGTH " + std::to_string(bits.value_or(0)) + " is not supported (AES-128, AES-256, 3DES)"};
+    auto cipher = kek_cipher(alg, bits);
+    if (!cipher) return Error{"SA KEK: " + cipher.error()};
+    p.kek.cipher = *cipher;
     if (sig == kek_value::SigAlgRsa) p.kek.signature = KekPolicy::Signature::Rsa;
     else if (sig == kek_value::SigAlgEcdsa256) p.kek.signature = KekPolicy::Signature::EcdsaP256;
     else if (sig == kek_value::SigAlgEcdsa384) p.kek.signature = KekPolicy::Signature::EcdsaP384;

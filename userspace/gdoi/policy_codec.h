@@ -26,9 +26,12 @@
 // Vendor ID").
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 
 #include "common/address.h"
+#include "crypto/cipher.h"
 #include "crypto/result.h"
 #include "gdoi/keys.h"
 #include "gdoi/policy.h"
@@ -78,6 +81,14 @@ struct ReceivedSa {
   // GroupPolicy, which is compared whole to tell a policy change.
   std::optional<std::uint32_t> pseudotime_ms;
 };
+
+// The KEK cipher an SA KEK names by KEK_ALGORITHM and KEK_KEY_LENGTH
+// (RFC 6407 5.3.2, 5.3.3), absent attributes as std::nullopt. KEK_KEY_LENGTH
+// is optional; an AES KEK without it is read as AES-256. One rule for the
+// member and for coveyctl decode, so the tool decrypts what the member
+// would accept. The error names both values.
+crypto::Result<crypto::CipherAlgorithm> kek_cipher(std::optional<std::uint32_t> kek_algorithm,
+                                                   std::optional<std::uint32_t> kek_key_length);
 
 // Validates as a member must (RFC 6407 3.3): every attribute understood,
 // a transform covey can install, one consistent policy across the TEKs.
