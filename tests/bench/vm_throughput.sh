@@ -91,52 +91,9 @@ lab_topology $S
 lab_topology $C
 
 # ---- covey first: its members verify their BPF while the static side runs ----
-openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/rekey.pem" 2>/dev/null || fail "openssl genpkey"
-cat >"$work/ks.toml" <<EOF
-[server]
-address = "10.1.12.1"
-state_dir = "$work/ks-state"
-control_socket = "$work/ks.sock"
-
-[isakmp]
-pre_shared_key = "covey-vm-not-a-secret"
-
-[[group]]
-name = "GET_VPN"
-identity = 134
-acl = [
-  "deny udp any eq 848 any eq 848",
-  "permit ip 192.168.0.0/16 192.168.0.0/16",
-]
-lifetime = 3600
-activation_delay = 2
-deactivation_delay = 10
-tbar_window = 3
-authorization = ["10.1.23.3", "10.1.24.4"]
-
-[group.rekey]
-transport = "unicast"
-signing_key = "$work/rekey.pem"
-EOF
-for g in 3 4; do
-  cat >"$work/gm$g.toml" <<EOF
-[member]
-local_address = "10.1.2$g.$g"
-wan_interface = "wan0"
-lan_interfaces = ["lan0"]
-state_dir = "$work/gm$g-state"
-control_socket = "$work/gm$g.sock"
-fail_close = ["permit ip 192.168.0.0/16 192.168.0.0/16"]
-
-[group]
-name = "GET_VPN"
-identity = 134
-key_servers = ["10.1.12.1"]
-
-[isakmp]
-pre_shared_key = "covey-vm-not-a-secret"
-EOF
-done
+lab_ks_config
+lab_gm_config gm3 10.1.23.3 '"lan0"'
+lab_gm_config gm4 10.1.24.4 '"lan0"'
 start() { # NODE PROGRAM; exec all the way down, so the pid is the daemon's
   (exec ip netns exec "$C$1" "$2" --config "$work/$1.toml" >>"$work/$1.log" 2>&1) &
   echo $! >"$work/$1.pid"
@@ -219,15 +176,7 @@ transfer() { # PREFIX WHAT BYTES; sets rx_bytes rx_s first_s tx_s retrans mss
 }
 # The wire at r2 during a warm-up transfer: 200 packets, then tcpdump exits.
 sample() { # PREFIX WHAT; r2's packets as text in $work/WHAT.txt
-  ip netns exec "${1}r2" tcpdump -i any -nn -c 200 -U --immediate-mode -w "$work/$2.pcap" 2>"$work/tcpdump.err" &
-  tcpdump_pid=$!
-  i=0
-  until grep -q "listening on" "$work/tcpdump.err"; do
-    i=$((i + 1))
-    [ $i -le 300 ] || fail "tcpdump did not start within 30 s: $(cat "$work/tcpdump.err")"
-    kill -0 $tcpdump_pid 2>/dev/null || fail "tcpdump exited: $(cat "$work/tcpdump.err")"
-    sleep 0.1
-  done
+  capture_start "${1}r2" any "$work/$2.pcap" 200
   transfer "$1" "$2 warm-up" $((4 << 20))
   [ "$rx_bytes" = $((4 << 20)) ] || fail "$2 warm-up: sent $((4 << 20)) bytes, h4 received $rx_bytes"
   sleep 0.3

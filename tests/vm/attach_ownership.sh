@@ -64,24 +64,7 @@ addr add 10.1.23.2/24 dev gm
 link set gm up
 link set lan up
 EOF
-cat >"$work/gm.toml" <<EOF
-[member]
-local_address = "10.1.23.3"
-wan_interface = "wan0"
-lan_interfaces = ["lan0"]
-state_dir = "$work/gm-state"
-control_socket = "$work/gm.sock"
-fail_close = ["permit ip 192.168.0.0/16 192.168.0.0/16"]
-xdp_mode = "generic"
-
-[group]
-name = "GET_VPN"
-identity = 134
-key_servers = ["10.1.12.1"]
-
-[isakmp]
-pre_shared_key = "covey-vm-not-a-secret"
-EOF
+lab_gm_config gm 10.1.23.3 '"lan0"' 'xdp_mode = "generic"'
 
 # The BPF programs on gm's interfaces, one line each, sorted:
 #   DEV xdp NAME ID

@@ -74,55 +74,10 @@ say "kernel $(uname -r)"
 lab_topology "$P" gm5 h33
 
 # ---- configuration ----
-openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/rekey.pem" 2>/dev/null || fail "openssl genpkey"
-cat >"$work/ks.toml" <<EOF
-[server]
-address = "10.1.12.1"
-state_dir = "$work/ks-state"
-control_socket = "$work/ks.sock"
-
-[isakmp]
-pre_shared_key = "covey-vm-not-a-secret"
-
-[[group]]
-name = "GET_VPN"
-identity = 134
-acl = [
-  "deny udp any eq 848 any eq 848",
-  "permit ip 192.168.0.0/16 192.168.0.0/16",
-]
-lifetime = 3600
-activation_delay = 2
-deactivation_delay = 10
-tbar_window = 3
-authorization = ["10.1.23.3", "10.1.24.4"]
-
-[group.rekey]
-transport = "unicast"
-signing_key = "$work/rekey.pem"
-EOF
-for g in 3 4 5; do
-  lan='lan_interfaces = ["lan0"]'
-  [ $g = 3 ] && lan='lan_interfaces = ["lan0", "lan1"]'
-  [ $g = 5 ] && lan='lan_interfaces = []'
-  cat >"$work/gm$g.toml" <<EOF
-[member]
-local_address = "10.1.2$g.$g"
-wan_interface = "wan0"
-$lan
-state_dir = "$work/gm$g-state"
-control_socket = "$work/gm$g.sock"
-fail_close = ["permit ip 192.168.0.0/16 192.168.0.0/16"]
-
-[group]
-name = "GET_VPN"
-identity = 134
-key_servers = ["10.1.12.1"]
-
-[isakmp]
-pre_shared_key = "covey-vm-not-a-secret"
-EOF
-done
+lab_ks_config
+lab_gm_config gm3 10.1.23.3 '"lan0", "lan1"'
+lab_gm_config gm4 10.1.24.4 '"lan0"'
+lab_gm_config gm5 10.1.25.5 ''
 
 start() { # NODE PROGRAM; exec all the way down, so the pid is the daemon's
   (exec ip netns exec "$P$1" "$2" --config "$work/$1.toml" >>"$work/$1.log" 2>&1) &

@@ -20,10 +20,12 @@ batch() { # NS WHAT, commands on stdin
     fail "$2 in $1 failed: $(grep -v '^$' "$work/batch.out" | tail -3 | sed -E 's/[0-9a-fA-F]{16,}/<key>/g')"
 }
 
-# tcpdump on interface IF of namespace NS into $work/wire.pcap, returning
-# once it listens; stop it with kill -INT $tcpdump_pid.
-capture_start() { # NS IF
-  ip netns exec "$1" tcpdump -i "$2" -nn -U --immediate-mode -w "$work/wire.pcap" 2>"$work/tcpdump.err" &
+# tcpdump on interface IF of namespace NS into FILE (default
+# $work/wire.pcap), returning once it listens; stop it with
+# kill -INT $tcpdump_pid, or give COUNT and it stops after that many packets.
+capture_start() { # NS IF [FILE [COUNT]]
+  ip netns exec "$1" tcpdump -i "$2" -nn ${4:+-c "$4"} -U --immediate-mode -w "${3:-$work/wire.pcap}" \
+    2>"$work/tcpdump.err" &
   tcpdump_pid=$!
   i=0
   until grep -q "listening on" "$work/tcpdump.err"; do
@@ -45,4 +47,64 @@ wait_until() { # SECONDS WHAT CONDITION
     [ $wu_i -le "$1" ] || fail "$2 did not happen within $1 s"
     sleep 1
   done
+}
+
+# The reference lab's configuration (tools/lab/topology.sh's addresses),
+# written once for the VM scripts: $work/ks.toml with the lab's group
+# (TBAR, activation and deactivation delays, fail-close on the members)
+# and a fresh rekey signing key, and $work/NAME.toml per member.
+lab_ks_config() {
+  openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/rekey.pem" 2>/dev/null || fail "openssl genpkey"
+  cat >"$work/ks.toml" <<EOF
+[server]
+address = "10.1.12.1"
+state_dir = "$work/ks-state"
+control_socket = "$work/ks.sock"
+
+[isakmp]
+pre_shared_key = "covey-vm-not-a-secret"
+
+[[group]]
+name = "GET_VPN"
+identity = 134
+acl = [
+  "deny udp any eq 848 any eq 848",
+  "permit ip 192.168.0.0/16 192.168.0.0/16",
+]
+lifetime = 3600
+activation_delay = 2
+deactivation_delay = 10
+tbar_window = 3
+authorization = ["10.1.23.3", "10.1.24.4"]
+
+[group.rekey]
+transport = "unicast"
+signing_key = "$work/rekey.pem"
+EOF
+}
+lab_gm_config() { # NAME WAN-ADDRESS LAN-LIST [MEMBER-LINE...], e.g. gm3 10.1.23.3 '"lan0", "lan1"' 'xdp_mode = "generic"'
+  lgc_name=$1 lgc_address=$2 lgc_lans=$3
+  shift 3
+  {
+    cat <<EOF
+[member]
+local_address = "$lgc_address"
+wan_interface = "wan0"
+lan_interfaces = [$lgc_lans]
+state_dir = "$work/$lgc_name-state"
+control_socket = "$work/$lgc_name.sock"
+fail_close = ["permit ip 192.168.0.0/16 192.168.0.0/16"]
+EOF
+    for line in "$@"; do echo "$line"; done
+    cat <<EOF
+
+[group]
+name = "GET_VPN"
+identity = 134
+key_servers = ["10.1.12.1"]
+
+[isakmp]
+pre_shared_key = "covey-vm-not-a-secret"
+EOF
+  } >"$work/$lgc_name.toml"
 }
