@@ -1,7 +1,5 @@
 #include "gm/dataplane.h"
 
-#include <bpf/bpf.h>
-#include <bpf/libbpf.h>
 #include <ifaddrs.h>
 #include <linux/if_link.h>
 #include <linux/magic.h>
@@ -307,10 +305,8 @@ crypto::Result<void> Dataplane::setup() {
     if (auto ok = dp_->attach_xdp(wan_.ifindex, flags); !ok)
       return Error{where + ok.error() + "; xdp_mode = \"off\" attaches no XDP"};
     xdp_attached_ = true;
-    bpf_xdp_query_opts q{};
-    q.sz = sizeof q;
-    if (options_.xdp_mode == DataplaneOptions::XdpMode::Auto && bpf_xdp_query(wan_.ifindex, 0, &q) == 0 &&
-        q.attach_mode == XDP_ATTACHED_SKB) {
+    if (options_.xdp_mode == DataplaneOptions::XdpMode::Auto &&
+        datapath::Datapath::xdp_attached_mode(wan_.ifindex) == XDP_ATTACHED_SKB) {
       (void)dp_->detach_xdp(wan_.ifindex);
       xdp_attached_ = false;
     }
@@ -328,9 +324,7 @@ crypto::Result<void> Dataplane::setup() {
   }
   inbound_ = "tc ingress";
   if (xdp_attached_) {
-    bpf_xdp_query_opts q{};
-    q.sz = sizeof q;
-    const bool generic = bpf_xdp_query(wan_.ifindex, 0, &q) == 0 && q.attach_mode == XDP_ATTACHED_SKB;
+    const bool generic = datapath::Datapath::xdp_attached_mode(wan_.ifindex) == XDP_ATTACHED_SKB;
     inbound_ = generic ? "XDP (generic)" : "XDP (native)";
   }
   std::string lans;
@@ -344,14 +338,7 @@ crypto::Result<void> Dataplane::setup() {
 // A restarted member finds its pinned maps as the last run left them; the
 // SPIs there belonged to states flushed at start.
 crypto::Result<void> Dataplane::forget_spis() {
-  const int fd = dp_->map_fd("covey_spis");
-  std::uint32_t key = 0, next = 0;
-  std::vector<std::uint32_t> spis;
-  for (void* prev = nullptr; bpf_map_get_next_key(fd, prev, &next) == 0; prev = &key) {
-    spis.push_back(next);
-    key = next;
-  }
-  for (std::uint32_t spi : spis)
+  for (std::uint32_t spi : dp_->spis())
     if (auto ok = dp_->remove_spi(spi); !ok) return ok;
   return {};
 }
