@@ -22,6 +22,7 @@
 
 #include "common/log.h"
 #include "datapath/acl_compile.h"
+#include "gm/kernel_sa.h"
 #include "kmod-free/probe.h"
 
 namespace covey::gm {
@@ -375,7 +376,7 @@ void Dataplane::apply_tbar() {
     // The inner packet's MTU through the group SA on this WAN (the route
     // to ANCHOR_GROUP is the WAN's, so its MTU is the WAN's): a stamped
     // packet larger than this is answered with fragmentation-needed.
-    if (auto alg = kmod::esp_algorithms(policy_->tek)) {
+    if (auto alg = esp_algorithms(policy_->tek)) {
       t.inner_mtu_v4 = kmod::esp_tunnel_inner_mtu(wan_.mtu, *alg, 4);
       t.tcp_mss_v4 = datapath::tcp_mss_for_stamp(t.inner_mtu_v4, 4);
     }
@@ -405,7 +406,7 @@ crypto::Result<void> Dataplane::step(const SaStep& s, const RekeyState& keys, st
       for (const TekView& v : views)
         if (v.tek->spi == s.spi) view = &v;
       if (!view) return Error{what + "the TEK is no longer held"};
-      auto pair = kmod::group_sa_pair(*view->tek, keys.policy().tek, a, reqid_, kmod::kDefaultSteeringMark);
+      auto pair = group_sa_pair(*view->tek, keys.policy().tek, a, reqid_, kmod::kDefaultSteeringMark);
       if (!pair) return Error{what + pair.error()};
       // The kernel drops the state on its own if this process is gone
       // when the TEK ends (covey-gm removes it itself otherwise).
