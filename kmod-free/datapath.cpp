@@ -1,4 +1,4 @@
-#include "datapath/datapath.h"
+#include "kmod-free/datapath.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
