@@ -16,7 +16,7 @@
 
 #include "covey_maps.h"
 #include "crypto/result.h"
-#include "datapath/acl_compile.h"
+#include "datapath/acl_tables.h"
 
 struct covey_dp;  // bpftool's skeleton (covey_dp.skel.h)
 
