@@ -13,6 +13,7 @@
 #include <iostream>
 
 #include "config/policy_syntax.h"
+#include "gm/kernel_sa.h"
 #include "kmod-free/xfrm.h"
 
 using namespace covey;
@@ -164,7 +165,7 @@ int main(int argc, char** argv) {
       tek.encryption_key = std::move(k.encryption);
       tek.integrity_key = std::move(k.integrity);
       GroupAnchors anchors{address(local, "--local"), address(group, "--group"), address(in, "--in")};
-      auto pair = group_sa_pair(tek, std::get<gdoi::TekTransform>(parsed), anchors, number(reqid, "--reqid"), mark(mark_text));
+      auto pair = gm::group_sa_pair(tek, std::get<gdoi::TekTransform>(parsed), anchors, number(reqid, "--reqid"), mark(mark_text));
       if (!pair) return fail(pair.error());
       pair->outbound.hard_lifetime_s = pair->inbound.hard_lifetime_s = lifetime;
       for (const EspState* s : {&pair->outbound, &pair->inbound}) {

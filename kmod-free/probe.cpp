@@ -71,25 +71,27 @@ std::string take_libbpf_messages() {
 // ---- XFRM ----
 
 struct TransformCase {
-  gdoi::TekTransform transform;
+  const char* transform;  // GET VPN's words, as in the group policy
+  EspCipher cipher;
+  EspIntegrity integrity;
   bool required;
   const char* modules;  // what provides it when it is missing
 };
 
 const TransformCase kTransforms[] = {
-    {{gdoi::TekTransform::Cipher::Aes256Cbc, gdoi::TekTransform::Integrity::HmacSha256_128}, true,
+    {"esp-aes-256 esp-sha256-hmac", kAes256Cbc, kHmacSha256_128, true,
      "authenc cbc aes_generic hmac sha256_generic (CONFIG_CRYPTO_AUTHENC, _CBC, _AES, _HMAC, _SHA256)"},
-    {{gdoi::TekTransform::Cipher::Aes256Cbc, gdoi::TekTransform::Integrity::HmacSha1_96}, true,
+    {"esp-aes-256 esp-sha-hmac", kAes256Cbc, kHmacSha1_96, true,
      "authenc cbc aes_generic hmac sha1_generic (CONFIG_CRYPTO_AUTHENC, _CBC, _AES, _HMAC, _SHA1)"},
-    {{gdoi::TekTransform::Cipher::Aes128Cbc, gdoi::TekTransform::Integrity::HmacSha256_128}, true,
+    {"esp-aes-128 esp-sha256-hmac", kAes128Cbc, kHmacSha256_128, true,
      "authenc cbc aes_generic hmac sha256_generic (CONFIG_CRYPTO_AUTHENC, _CBC, _AES, _HMAC, _SHA256)"},
-    {{gdoi::TekTransform::Cipher::Aes128Cbc, gdoi::TekTransform::Integrity::HmacSha1_96}, true,
+    {"esp-aes-128 esp-sha-hmac", kAes128Cbc, kHmacSha1_96, true,
      "authenc cbc aes_generic hmac sha1_generic (CONFIG_CRYPTO_AUTHENC, _CBC, _AES, _HMAC, _SHA1)"},
     // 3DES is legacy (covey-ks warns about it): a GM without it still
     // carries every AES group.
-    {{gdoi::TekTransform::Cipher::TripleDesCbc, gdoi::TekTransform::Integrity::HmacSha256_128}, false,
+    {"esp-3des esp-sha256-hmac", kTripleDesCbc, kHmacSha256_128, false,
      "authenc cbc des_generic hmac sha256_generic (CONFIG_CRYPTO_DES)"},
-    {{gdoi::TekTransform::Cipher::TripleDesCbc, gdoi::TekTransform::Integrity::HmacSha1_96}, false,
+    {"esp-3des esp-sha-hmac", kTripleDesCbc, kHmacSha1_96, false,
      "authenc cbc des_generic hmac sha1_generic (CONFIG_CRYPTO_DES)"},
 };
 
@@ -115,15 +117,12 @@ struct EspTry {
   std::string detail;
 };
 
-EspTry try_esp_state(XfrmSocket& xfrm, const gdoi::TekTransform& transform, const GroupAnchors& anchors,
+EspTry try_esp_state(XfrmSocket& xfrm, const TransformCase& transform, const GroupAnchors& anchors,
                      std::uint32_t spi, std::uint32_t reqid, Mark steering) {
-  auto algorithms = esp_algorithms(transform);
-  if (!algorithms) return {EspOutcome::Other, algorithms.error()};
-  gdoi::Tek tek;
-  tek.spi = spi;
-  tek.encryption_key = random_key(algorithms->encryption_key_bytes);
-  tek.integrity_key = random_key(algorithms->integrity_key_bytes);
-  auto pair = group_sa_pair(tek, transform, anchors, reqid, steering);
+  const EspAlgorithms algorithms = esp_algorithms(transform.cipher, transform.integrity);
+  const crypto::SecretBytes encryption_key = random_key(algorithms.encryption_key_bytes);
+  const crypto::SecretBytes integrity_key = random_key(algorithms.integrity_key_bytes);
+  auto pair = group_sa_pair({spi, encryption_key.view(), integrity_key.view()}, algorithms, anchors, reqid, steering);
   if (!pair) return {EspOutcome::Other, pair.error()};
   const EspState& state = pair->outbound;
   if (auto r = xfrm.add_sa(state); !r) {
@@ -171,7 +170,7 @@ void probe_xfrm(const ProbeOptions& o, std::vector<ProbeItem>& items) {
     items.push_back(ok(policy_what));
 
   std::vector<EspTry> tries;
-  for (const auto& t : kTransforms) tries.push_back(try_esp_state(xfrm, t.transform, v4, ++spi, reqid, o.steering));
+  for (const auto& t : kTransforms) tries.push_back(try_esp_state(xfrm, t, v4, ++spi, reqid, o.steering));
 
   // ESP itself: known once any transform went in; missing when the kernel
   // said the ESP type is.
@@ -191,10 +190,10 @@ void probe_xfrm(const ProbeOptions& o, std::vector<ProbeItem>& items) {
 
   for (std::size_t i = 0; i < tries.size(); ++i) {
     const TransformCase& c = kTransforms[i];
-    auto a = esp_algorithms(c.transform);
-    std::string what = "ESP transform " + c.transform.str() + " (" + std::string(a->encryption) + " " +
-                       std::to_string(a->encryption_key_bytes * 8) + "-bit, " + std::string(a->integrity) + " " +
-                       std::to_string(a->truncation_bits) + "-bit ICV)";
+    const EspAlgorithms a = esp_algorithms(c.cipher, c.integrity);
+    std::string what = "ESP transform " + std::string(c.transform) + " (" + std::string(a.encryption) + " " +
+                       std::to_string(a.encryption_key_bytes * 8) + "-bit, " + std::string(a.integrity) + " " +
+                       std::to_string(a.truncation_bits) + "-bit ICV)";
     switch (tries[i].outcome) {
       case EspOutcome::Ok: items.push_back(ok(what, c.required)); break;
       case EspOutcome::NoEsp:
@@ -209,8 +208,8 @@ void probe_xfrm(const ProbeOptions& o, std::vector<ProbeItem>& items) {
 
   // IPv6 outer headers: the kernel boundary is ready for them; the data
   // path's IPv6 end to end comes later, so this is not required yet.
-  const std::string esp6 = "ESP over IPv6 (esp6), " + kTransforms[0].transform.str();
-  EspTry t6 = try_esp_state(xfrm, kTransforms[0].transform, v6, ++spi, reqid, o.steering);
+  const std::string esp6 = "ESP over IPv6 (esp6), " + std::string(kTransforms[0].transform);
+  EspTry t6 = try_esp_state(xfrm, kTransforms[0], v6, ++spi, reqid, o.steering);
   if (t6.outcome == EspOutcome::Ok)
     items.push_back(ok(esp6, false));
   else

@@ -150,18 +150,6 @@ crypto::Result<crypto::SecretBytes> build_sa(const EspState& s, std::uint16_t ty
   return crypto::SecretBytes(ByteView(scratch.data(), nlh->nlmsg_len));
 }
 
-struct Algorithm {
-  gdoi::TekTransform::Cipher cipher;
-  std::string_view kernel_name;
-  std::size_t key_bytes;
-  std::string_view name;
-};
-constexpr Algorithm kCiphers[] = {
-    {gdoi::TekTransform::Cipher::Aes128Cbc, "cbc(aes)", 16, "AES-128-CBC"},
-    {gdoi::TekTransform::Cipher::Aes256Cbc, "cbc(aes)", 32, "AES-256-CBC"},
-    {gdoi::TekTransform::Cipher::TripleDesCbc, "cbc(des3_ede)", 24, "3DES-CBC"},
-};
-
 const char* attribute_name(std::uint16_t type) {
   switch (type & NLA_TYPE_MASK) {
     case XFRMA_ALG_AUTH: return "XFRMA_ALG_AUTH";
@@ -221,39 +209,10 @@ std::string Ownership::str() const {
   return "reqid " + hex32(reqid_first) + "-" + hex32(reqid_last) + ", mark mask " + short_hex(mark_mask);
 }
 
-crypto::Result<EspAlgorithms> esp_algorithms(const gdoi::TekTransform& t) {
-  using Integrity = gdoi::TekTransform::Integrity;
-  const Algorithm* cipher = nullptr;
-  for (const auto& c : kCiphers)
-    if (c.cipher == t.cipher) cipher = &c;
-  if (!cipher)
-    return crypto::Error{"transform " + t.str() +
-                         ": AES-GCM cannot be a group SA on the kernel's ESP: the kernel draws GCM IVs per SA "
-                         "(seqiv), so senders sharing the key cannot use RFC 6407's sender-ID IVs; use esp-aes 256 "
-                         "esp-sha256-hmac"};
-  EspAlgorithms a{cipher->kernel_name, cipher->key_bytes, {}, 0, 0, {}};
-  switch (t.integrity) {
-    case Integrity::HmacSha1_96:
-      a.integrity = "hmac(sha1)";
-      a.integrity_key_bytes = 20;
-      a.truncation_bits = 96;
-      break;
-    case Integrity::HmacSha256_128:
-      a.integrity = "hmac(sha256)";
-      a.integrity_key_bytes = 32;
-      a.truncation_bits = 128;
-      break;
-    case Integrity::None:
-      return crypto::Error{"transform " + t.str() + ": " + std::string(cipher->name) +
-                           " without an integrity transform is malleable; add esp-sha256-hmac"};
-  }
-  static const std::string names[3][2] = {
-      {"AES-128-CBC with HMAC-SHA1-96", "AES-128-CBC with HMAC-SHA-256-128"},
-      {"AES-256-CBC with HMAC-SHA1-96", "AES-256-CBC with HMAC-SHA-256-128"},
-      {"3DES-CBC with HMAC-SHA1-96", "3DES-CBC with HMAC-SHA-256-128"},
-  };
-  a.name = names[cipher - kCiphers][t.integrity == Integrity::HmacSha256_128 ? 1 : 0];
-  return a;
+EspAlgorithms esp_algorithms(const EspCipher& cipher, const EspIntegrity& integrity) {
+  return {cipher.kernel_name,     cipher.key_bytes,         integrity.kernel_name,
+          integrity.key_bytes,    integrity.truncation_bits,
+          std::string(cipher.name).append(" with ").append(integrity.name)};
 }
 
 std::uint32_t esp_tunnel_inner_mtu(std::uint32_t outer_mtu, const EspAlgorithms& alg,
@@ -278,11 +237,8 @@ std::string EspState::describe() const {
   return s;
 }
 
-crypto::Result<GroupSaPair> group_sa_pair(const gdoi::Tek& tek, const gdoi::TekTransform& transform,
-                                          const GroupAnchors& anchors, std::uint32_t reqid, Mark steering) {
-  auto algorithms = esp_algorithms(transform);
-  if (!algorithms) return crypto::Error{"TEK SPI " + hex32(tek.spi) + ": " + algorithms.error()};
-  const EspAlgorithms& a = *algorithms;
+crypto::Result<GroupSaPair> group_sa_pair(const SaKeys& tek, const EspAlgorithms& a, const GroupAnchors& anchors,
+                                          std::uint32_t reqid, Mark steering) {
   auto key_error = [&](const char* which, std::size_t want, std::size_t got) {
     return crypto::Error{"TEK SPI " + hex32(tek.spi) + ": " + std::string(a.name) + " needs a " +
                          std::to_string(want) + "-byte " + which + " key, the TEK has " + std::to_string(got) +
@@ -304,9 +260,9 @@ crypto::Result<GroupSaPair> group_sa_pair(const gdoi::Tek& tek, const gdoi::TekT
   base.spi = tek.spi;
   base.reqid = reqid;
   base.encryption = std::string(a.encryption);
-  base.encryption_key = tek.encryption_key.view();
+  base.encryption_key = tek.encryption_key;
   base.integrity = std::string(a.integrity);
-  base.integrity_key = tek.integrity_key.view();
+  base.integrity_key = tek.integrity_key;
   base.truncation_bits = a.truncation_bits;
   pair.outbound = base;
   pair.outbound.source = anchors.local;

@@ -23,8 +23,6 @@
 #include "common/bytes.h"
 #include "crypto/result.h"
 #include "crypto/secret.h"
-#include "gdoi/keys.h"
-#include "gdoi/policy.h"
 
 namespace covey::kmod {
 
@@ -56,22 +54,41 @@ struct Ownership {
 inline constexpr Ownership kDefaultOwnership{0xc0e00000u, 0xc0e0ffffu, 0x00000f00u};
 inline constexpr Mark kDefaultSteeringMark{0x00000e00u, 0x00000f00u};
 
-// ---- ESP algorithms: the GDOI transform in the kernel's words ----
+// ---- ESP algorithms: the kernel's words ----
 
 // The kernel's crypto API names (the XFRM algorithm table, net/xfrm/xfrm_algo.c),
-// key sizes and ICV truncation for one GDOI TEK transform.
+// key sizes and ICV truncation of the CBC ciphers and HMACs covey's group
+// SAs use. Which GDOI transform is which is the member's business
+// (gm/kernel_sa.h); AES-GCM is none of them (sender-ID IVs are impossible
+// through XFRM, ../DESIGN.md fact 3).
+struct EspCipher {
+  std::string_view kernel_name;  // "cbc(aes)"
+  std::size_t key_bytes;         // 16, 32, 24
+  std::string_view name;         // "AES-256-CBC"
+};
+inline constexpr EspCipher kAes128Cbc{"cbc(aes)", 16, "AES-128-CBC"};
+inline constexpr EspCipher kAes256Cbc{"cbc(aes)", 32, "AES-256-CBC"};
+inline constexpr EspCipher kTripleDesCbc{"cbc(des3_ede)", 24, "3DES-CBC"};
+
+struct EspIntegrity {
+  std::string_view kernel_name;   // "hmac(sha256)"
+  std::size_t key_bytes;          // the HMAC key is the digest size (RFC 2404, RFC 4868)
+  std::uint32_t truncation_bits;  // the ICV on the wire
+  std::string_view name;          // "HMAC-SHA-256-128"
+};
+inline constexpr EspIntegrity kHmacSha1_96{"hmac(sha1)", 20, 96, "HMAC-SHA1-96"};
+inline constexpr EspIntegrity kHmacSha256_128{"hmac(sha256)", 32, 128, "HMAC-SHA-256-128"};
+
+// One SA's algorithms: a cipher with its integrity transform.
 struct EspAlgorithms {
   std::string_view encryption;        // "cbc(aes)", "cbc(des3_ede)"
   std::size_t encryption_key_bytes;   // 16, 32, 24
   std::string_view integrity;         // "hmac(sha1)", "hmac(sha256)"
-  std::size_t integrity_key_bytes;    // 20, 32: the HMAC key is the digest size (RFC 2404, RFC 4868)
-  std::uint32_t truncation_bits;      // 96, 128: the ICV on the wire
-  std::string_view name;              // "AES-256-CBC with HMAC-SHA-256-128"
+  std::size_t integrity_key_bytes;    // 20, 32
+  std::uint32_t truncation_bits;      // 96, 128
+  std::string name;                   // "AES-256-CBC with HMAC-SHA-256-128"
 };
-
-// GCM is refused with the reason (sender-ID IVs are impossible through
-// XFRM, ../DESIGN.md fact 3), so are CBC without integrity.
-crypto::Result<EspAlgorithms> esp_algorithms(const gdoi::TekTransform& transform);
+EspAlgorithms esp_algorithms(const EspCipher& cipher, const EspIntegrity& integrity);
 
 // The largest inner packet an ESP tunnel-mode state with these algorithms
 // carries in one outer packet of `outer_mtu` bytes, as the kernel computes
@@ -90,7 +107,7 @@ std::uint32_t esp_tunnel_inner_mtu(std::uint32_t outer_mtu, const EspAlgorithms&
 // ---- SAs ----
 
 // One ESP tunnel-mode state. Keys are borrowed (the caller's SecretBytes,
-// e.g. a gdoi::Tek's) and copied only into a message buffer that is wiped.
+// e.g. a TEK's) and copied only into a message buffer that is wiped.
 struct EspState {
   Address source, destination;  // outer header; same family
   std::uint32_t spi = 0;
@@ -122,10 +139,16 @@ struct GroupSaPair {
   EspState inbound;   // ANCHOR_GROUP -> ANCHOR_IN, matched with covey's mark bits clear
 };
 
-// The TEK's two states. Refuses a transform the kernel path cannot carry
-// and keys of the wrong length, naming the SPI, the algorithm and both
-// lengths. The pair borrows tek's keys: keep tek alive while using it.
-crypto::Result<GroupSaPair> group_sa_pair(const gdoi::Tek& tek, const gdoi::TekTransform& transform,
+// A TEK as the kernel takes it: its SPI and keys, borrowed.
+struct SaKeys {
+  std::uint32_t spi = 0;
+  ByteView encryption_key, integrity_key;
+};
+
+// The TEK's two states. Refuses keys of the wrong length, naming the SPI,
+// the algorithm and both lengths. The pair borrows the keys: keep their
+// owner alive while using it.
+crypto::Result<GroupSaPair> group_sa_pair(const SaKeys& keys, const EspAlgorithms& algorithms,
                                           const GroupAnchors& anchors, std::uint32_t reqid, Mark steering);
 
 // ---- policies ----

@@ -39,7 +39,7 @@
 
 #include "acl_samples.h"
 #include "datapath/acl_compile.h"
-#include "datapath/datapath.h"
+#include "kmod-free/datapath.h"
 #include "packets.h"
 #include "test_run.h"
 

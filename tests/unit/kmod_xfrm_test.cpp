@@ -11,10 +11,14 @@
 #include <cstring>
 #include <map>
 
+#include "gm/kernel_sa.h"
 #include "kmod-free/xfrm_msg.h"
 
 using namespace covey;
 using namespace covey::kmod;
+// The TEK's transform and keys in the kernel's words: the member's side.
+using covey::gm::esp_algorithms;
+using covey::gm::group_sa_pair;
 using Cipher = gdoi::TekTransform::Cipher;
 using Integrity = gdoi::TekTransform::Integrity;
 

@@ -1,7 +1,5 @@
 #include "gm/dataplane.h"
 
-#include <bpf/bpf.h>
-#include <bpf/libbpf.h>
 #include <ifaddrs.h>
 #include <linux/if_link.h>
 #include <linux/magic.h>
@@ -24,6 +22,7 @@
 
 #include "common/log.h"
 #include "datapath/acl_compile.h"
+#include "gm/kernel_sa.h"
 #include "kmod-free/probe.h"
 
 namespace covey::gm {
@@ -307,10 +306,8 @@ crypto::Result<void> Dataplane::setup() {
     if (auto ok = dp_->attach_xdp(wan_.ifindex, flags); !ok)
       return Error{where + ok.error() + "; xdp_mode = \"off\" attaches no XDP"};
     xdp_attached_ = true;
-    bpf_xdp_query_opts q{};
-    q.sz = sizeof q;
-    if (options_.xdp_mode == DataplaneOptions::XdpMode::Auto && bpf_xdp_query(wan_.ifindex, 0, &q) == 0 &&
-        q.attach_mode == XDP_ATTACHED_SKB) {
+    if (options_.xdp_mode == DataplaneOptions::XdpMode::Auto &&
+        datapath::Datapath::xdp_attached_mode(wan_.ifindex) == XDP_ATTACHED_SKB) {
       (void)dp_->detach_xdp(wan_.ifindex);
       xdp_attached_ = false;
     }
@@ -328,9 +325,7 @@ crypto::Result<void> Dataplane::setup() {
   }
   inbound_ = "tc ingress";
   if (xdp_attached_) {
-    bpf_xdp_query_opts q{};
-    q.sz = sizeof q;
-    const bool generic = bpf_xdp_query(wan_.ifindex, 0, &q) == 0 && q.attach_mode == XDP_ATTACHED_SKB;
+    const bool generic = datapath::Datapath::xdp_attached_mode(wan_.ifindex) == XDP_ATTACHED_SKB;
     inbound_ = generic ? "XDP (generic)" : "XDP (native)";
   }
   std::string lans;
@@ -344,14 +339,7 @@ crypto::Result<void> Dataplane::setup() {
 // A restarted member finds its pinned maps as the last run left them; the
 // SPIs there belonged to states flushed at start.
 crypto::Result<void> Dataplane::forget_spis() {
-  const int fd = dp_->map_fd("covey_spis");
-  std::uint32_t key = 0, next = 0;
-  std::vector<std::uint32_t> spis;
-  for (void* prev = nullptr; bpf_map_get_next_key(fd, prev, &next) == 0; prev = &key) {
-    spis.push_back(next);
-    key = next;
-  }
-  for (std::uint32_t spi : spis)
+  for (std::uint32_t spi : dp_->spis())
     if (auto ok = dp_->remove_spi(spi); !ok) return ok;
   return {};
 }
@@ -388,7 +376,7 @@ void Dataplane::apply_tbar() {
     // The inner packet's MTU through the group SA on this WAN (the route
     // to ANCHOR_GROUP is the WAN's, so its MTU is the WAN's): a stamped
     // packet larger than this is answered with fragmentation-needed.
-    if (auto alg = kmod::esp_algorithms(policy_->tek)) {
+    if (auto alg = esp_algorithms(policy_->tek)) {
       t.inner_mtu_v4 = kmod::esp_tunnel_inner_mtu(wan_.mtu, *alg, 4);
       t.tcp_mss_v4 = datapath::tcp_mss_for_stamp(t.inner_mtu_v4, 4);
     }
@@ -418,7 +406,7 @@ crypto::Result<void> Dataplane::step(const SaStep& s, const RekeyState& keys, st
       for (const TekView& v : views)
         if (v.tek->spi == s.spi) view = &v;
       if (!view) return Error{what + "the TEK is no longer held"};
-      auto pair = kmod::group_sa_pair(*view->tek, keys.policy().tek, a, reqid_, kmod::kDefaultSteeringMark);
+      auto pair = group_sa_pair(*view->tek, keys.policy().tek, a, reqid_, kmod::kDefaultSteeringMark);
       if (!pair) return Error{what + pair.error()};
       // The kernel drops the state on its own if this process is gone
       // when the TEK ends (covey-gm removes it itself otherwise).

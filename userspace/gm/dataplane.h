@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "crypto/result.h"
-#include "datapath/datapath.h"
+#include "kmod-free/datapath.h"
 #include "gdoi/policy.h"
 #include "gm/rekey_state.h"
 #include "kmod-free/rtnl.h"

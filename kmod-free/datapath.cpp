@@ -1,4 +1,4 @@
-#include "datapath/datapath.h"
+#include "kmod-free/datapath.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -452,6 +452,15 @@ crypto::Result<void> Datapath::remove_spi(std::uint32_t spi) {
   return {};
 }
 
+std::vector<std::uint32_t> Datapath::spis() const {
+  const int fd = bpf_map__fd(skel_->maps.covey_spis);
+  std::vector<std::uint32_t> out;
+  std::uint32_t next = 0;
+  for (const void* prev = nullptr; bpf_map_get_next_key(fd, prev, &next) == 0; prev = &out.back())
+    out.push_back(next);
+  return out;
+}
+
 void Datapath::set_inbound_tc(bool on) {
   set_flag(COVEY_CFG_INBOUND_TC, on);
 }
@@ -586,6 +595,12 @@ bpf_tc_hook tc_hook(int ifindex, Program program) {
 }
 
 }  // namespace
+
+std::uint8_t Datapath::xdp_attached_mode(int ifindex) {
+  bpf_xdp_query_opts q{};
+  q.sz = sizeof q;
+  return bpf_xdp_query(ifindex, 0, &q) == 0 ? q.attach_mode : std::uint8_t{XDP_ATTACHED_NONE};
+}
 
 // Covey's programs are known by name, so those of an earlier run (kill -9
 // leaves them attached: fail-close) are covey's too.

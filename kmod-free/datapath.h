@@ -16,7 +16,7 @@
 
 #include "covey_maps.h"
 #include "crypto/result.h"
-#include "datapath/acl_compile.h"
+#include "datapath/acl_tables.h"
 
 struct covey_dp;  // bpftool's skeleton (covey_dp.skel.h)
 
@@ -127,6 +127,8 @@ class Datapath {
   // The group's SPIs (COVEY_SPI_INBOUND, COVEY_SPI_OUTBOUND).
   crypto::Result<void> set_spi(std::uint32_t spi, std::uint32_t flags);
   crypto::Result<void> remove_spi(std::uint32_t spi);
+  // The SPIs in covey_spis now (a pinned map keeps an earlier run's).
+  std::vector<std::uint32_t> spis() const;
   // The WAN's tc ingress program makes the inbound decisions of
   // covey_wan_xdp (known SPIs to ANCHOR_IN, unknown-SPI and clear drops):
   // for a WAN without XDP attached.
@@ -158,6 +160,9 @@ class Datapath {
   crypto::Result<void> detach_tc(int ifindex, Program program);
   crypto::Result<void> attach_xdp(int ifindex, std::uint32_t xdp_flags);
   crypto::Result<void> detach_xdp(int ifindex);
+  // How the kernel runs the XDP program on `ifindex`: XDP_ATTACHED_DRV,
+  // _SKB, _HW, _MULTI, or XDP_ATTACHED_NONE (also when it cannot say).
+  static std::uint8_t xdp_attached_mode(int ifindex);
   // Fail-close: enforced while no_tek_active is set, and after
   // `expires_ns` (CLOCK_MONOTONIC; 0 = never) even if the flag is clear.
   void set_no_tek_active(bool no_tek_active);
