@@ -59,7 +59,7 @@ trap 'exit 1' INT TERM
 
 [ -n "$build" ] || fail "COVEY_BUILD is not set (the build tree with covey-gm and covey-xfrm-test)"
 GM=$build/userspace/apps/covey-gm
-XT=$build/kmod-free/covey-xfrm-test
+XT=$build/tests/vm/covey-xfrm-test
 for f in "$GM" "$XT"; do [ -x "$f" ] || fail "$f is not built (make -C $build covey-gm covey-xfrm-test)"; done
 for cmd in ip tc tcpdump ping bpftool clang; do
   command -v $cmd >/dev/null || fail "$cmd is not installed (tools/install-deps.sh installs it)"
