@@ -80,7 +80,12 @@ crypto::Result<void> XfrmSocket::send(ByteView request) {
   return {};
 }
 
-crypto::Result<KernelAck> XfrmSocket::transact(ByteView request) {
+// The kernel's reply to `request` (its sequence number, from the kernel or
+// this socket's port): the first message of type `answer` (0: none
+// expected) or its NLMSG_ERROR, handed to `on` as (message, is_ack). The
+// receive buffer is wiped after, since the answer to a GETSA carries keys.
+template <class On>
+auto XfrmSocket::reply(ByteView request, std::uint16_t answer, On&& on) -> decltype(on(ByteView{}, true)) {
   const auto* req = reinterpret_cast<const nlmsghdr*>(request.data());
   if (auto sent = send(request); !sent) return crypto::Error{sent.error()};
   struct Wipe {
@@ -97,10 +102,16 @@ crypto::Result<KernelAck> XfrmSocket::transact(ByteView request) {
     int len = static_cast<int>(n);
     for (; mnl_nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len)) {
       if (nlh->nlmsg_seq != req->nlmsg_seq || (nlh->nlmsg_pid != 0 && nlh->nlmsg_pid != portid_)) continue;
-      if (nlh->nlmsg_type != NLMSG_ERROR) continue;
-      return parse_ack(ByteView(reinterpret_cast<const std::uint8_t*>(nlh), nlh->nlmsg_len));
+      const bool is_ack = nlh->nlmsg_type == NLMSG_ERROR;
+      if (!is_ack && (answer == 0 || nlh->nlmsg_type != answer)) continue;
+      return on(ByteView(reinterpret_cast<const std::uint8_t*>(nlh), nlh->nlmsg_len), is_ack);
     }
+    wipe_rx();
   }
+}
+
+crypto::Result<KernelAck> XfrmSocket::transact(ByteView request) {
+  return reply(request, 0, [](ByteView msg, bool) { return parse_ack(msg); });
 }
 
 crypto::Result<void> XfrmSocket::expect_ack(ByteView request, const std::string& operation, const std::string& what) {
@@ -205,38 +216,18 @@ crypto::Result<void> XfrmSocket::add_sa(const EspState& state) {
 template <class Take>
 crypto::Result<bool> XfrmSocket::query(ByteView request, std::uint16_t answer, Take&& take) {
   last_refusal_.reset();
-  const auto* req = reinterpret_cast<const nlmsghdr*>(request.data());
-  if (auto sent = send(request); !sent) return crypto::Error{sent.error()};
-  // The answer to a GETSA carries the state's keys.
-  struct Wipe {
-    XfrmSocket* s;
-    ~Wipe() { s->wipe_rx(); }
-  } wipe{this};
-  for (;;) {
-    ssize_t n = mnl_socket_recvfrom(nl_, rx_.data(), rx_.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return crypto::Error{"no answer from the kernel (" + errno_words(errno) + ")"};
+  return reply(request, answer, [&](ByteView msg, bool is_ack) -> crypto::Result<bool> {
+    if (!is_ack) {
+      if (auto r = take(msg); !r) return crypto::Error{r.error()};
+      return true;
     }
-    auto* nlh = reinterpret_cast<const nlmsghdr*>(rx_.data());
-    int len = static_cast<int>(n);
-    for (; mnl_nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len)) {
-      if (nlh->nlmsg_seq != req->nlmsg_seq || (nlh->nlmsg_pid != 0 && nlh->nlmsg_pid != portid_)) continue;
-      ByteView msg(reinterpret_cast<const std::uint8_t*>(nlh), nlh->nlmsg_len);
-      if (nlh->nlmsg_type == answer) {
-        if (auto r = take(msg); !r) return crypto::Error{r.error()};
-        return true;
-      }
-      if (nlh->nlmsg_type != NLMSG_ERROR) continue;
-      auto ack = parse_ack(msg);
-      if (!ack) return crypto::Error{ack.error()};
-      if (ack->error == -ESRCH || ack->error == -ENOENT) return false;
-      if (ack->error == 0) return crypto::Error{"the kernel acknowledged without an answer"};
-      last_refusal_ = *ack;
-      return crypto::Error{"kernel refused: " + ack->str(request)};
-    }
-    wipe_rx();
-  }
+    auto ack = parse_ack(msg);
+    if (!ack) return crypto::Error{ack.error()};
+    if (ack->error == -ESRCH || ack->error == -ENOENT) return false;
+    if (ack->error == 0) return crypto::Error{"the kernel acknowledged without an answer"};
+    last_refusal_ = *ack;
+    return crypto::Error{"kernel refused: " + ack->str(request)};
+  });
 }
 
 crypto::Result<std::optional<StateInfo>> XfrmSocket::find_state(const StateId& id) {

@@ -74,6 +74,8 @@ class XfrmSocket {
 
  private:
   explicit XfrmSocket(const Ownership& ownership) : ownership_(ownership) {}
+  template <class On>
+  auto reply(ByteView request, std::uint16_t answer, On&& on) -> decltype(on(ByteView{}, true));
   // Sends one request and returns the kernel's NLMSG_ERROR (error 0 = ack).
   crypto::Result<KernelAck> transact(ByteView request);
   crypto::Result<void> expect_ack(ByteView request, const std::string& operation, const std::string& what);
