@@ -1,5 +1,5 @@
 // Small builders the protocol tests share: a prefix from text, pre-shared
-// key credentials.
+// key credentials, the lab's group policy.
 #pragma once
 
 #include <memory>
@@ -26,6 +26,20 @@ inline std::shared_ptr<ike::Credentials> psk(std::string key) {
     return crypto::SecretBytes(as_bytes(key));
   };
   return c;
+}
+
+// The lab's group: GET_VPN (134), permit ip 192.168.0.0/16
+// 192.168.0.0/16, every other field at its default; tests change what
+// they are about.
+inline gdoi::GroupPolicy group_policy() {
+  gdoi::GroupPolicy p;
+  p.name = "GET_VPN";
+  p.identity = 134;
+  gdoi::AclEntry permit;
+  permit.source = prefix("192.168.0.0", 16);
+  permit.destination = prefix("192.168.0.0", 16);
+  p.acl = {permit};
+  return p;
 }
 
 }  // namespace covey::fixtures

@@ -17,13 +17,7 @@ using covey::fixtures::prefix;
 namespace {
 
 GroupPolicy tbar_policy() {
-  GroupPolicy p;
-  p.name = "GET_VPN";
-  p.identity = 134;
-  AclEntry permit;
-  permit.source = prefix("192.168.0.0", 16);
-  permit.destination = prefix("192.168.0.0", 16);
-  p.acl = {permit};
+  GroupPolicy p = fixtures::group_policy();
   p.tbar_window_ms = 5000;
   return p;
 }

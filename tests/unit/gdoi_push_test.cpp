@@ -30,14 +30,8 @@ namespace {
 
 
 GroupPolicy lab_policy(KekPolicy::Signature sig, CipherAlgorithm kek_cipher) {
-  GroupPolicy p;
+  GroupPolicy p = fixtures::group_policy();
   p.kek.cipher = kek_cipher;
-  p.name = "GET_VPN";
-  p.identity = 134;
-  AclEntry permit;
-  permit.source = prefix("192.168.0.0", 16);
-  permit.destination = prefix("192.168.0.0", 16);
-  p.acl = {permit};
   p.kek.signature = sig;
   p.kek.signature_hash = HashAlgorithm::Sha256;
   p.kek.signature_key_bits = sig == KekPolicy::Signature::Rsa ? 2048 : 256;

@@ -44,13 +44,7 @@ struct Schedule {
   ks::RekeyMargins margins;
 
   gdoi::GroupPolicy policy() const {
-    gdoi::GroupPolicy p;
-    p.name = "GET_VPN";
-    p.identity = 134;
-    gdoi::AclEntry permit;
-    permit.source = prefix("192.168.0.0", 16);
-    permit.destination = prefix("192.168.0.0", 16);
-    p.acl = {permit};
+    gdoi::GroupPolicy p = fixtures::group_policy();
     p.tek_lifetime_s = lifetime;
     p.kek.lifetime_s = kek_lifetime;
     p.kek.signature = gdoi::KekPolicy::Signature::EcdsaP256;

@@ -45,13 +45,7 @@ const crypto::PrivateKey& signing_key() {
 crypto::PrivateKey clone(const crypto::PrivateKey& k) { return crypto::PrivateKey::from_pem(*k.to_pem()).value(); }
 
 gdoi::GroupPolicy lab_policy() {
-  gdoi::GroupPolicy p;
-  p.name = "GET_VPN";
-  p.identity = 134;
-  gdoi::AclEntry permit;
-  permit.source = prefix("192.168.0.0", 16);
-  permit.destination = prefix("192.168.0.0", 16);
-  p.acl = {permit};
+  gdoi::GroupPolicy p = fixtures::group_policy();
   p.tek_lifetime_s = 3600;
   p.kek.lifetime_s = 86400;
   p.kek.signature = gdoi::KekPolicy::Signature::EcdsaP256;

@@ -24,13 +24,7 @@ struct World {
   Endpoint ks_ep{*Address::parse("10.1.12.1"), 848};
 
   explicit World(std::size_t half_open_cap = 1024) {
-    gdoi::GroupPolicy p;
-    p.name = "GET_VPN";
-    p.identity = 134;
-    gdoi::AclEntry permit;
-    permit.source = prefix("192.168.0.0", 16);
-    permit.destination = prefix("192.168.0.0", 16);
-    p.acl = {permit};
+    gdoi::GroupPolicy p = fixtures::group_policy();
     auto key = crypto::PrivateKey::generate_ec(crypto::EcCurve::P256);
     auto g = ks::Group::create(p, ks::Authorization{{prefix("10.1.0.0", 16)}, {}}, std::move(*key), ks_ep.address, 0);
     groups.add(std::move(*g));
