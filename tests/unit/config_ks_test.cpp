@@ -626,5 +626,53 @@ TEST_F(KsConfigTest, MissingConfigFile) {
                                           ": error: cannot read the config file: No such file or directory");
 }
 
+TEST_F(KsConfigTest, ClusterSection) {
+  write(dir_ / "cluster.key", std::string(64, 'a') + "\n");
+  const std::string cluster = "\n[cluster]\n"
+                              "endpoints = [\"http://127.0.0.1:2379\", \"http://[::1]:2380\"]\n"
+                              "name = \"ks1\"\n"
+                              "priority = 100\n"
+                              "lease_ttl = 3\n"
+                              "sealing_key = \"cluster.key\"\n"
+                              "prefix = \"/covey/lab\"\n";
+  const std::string server = replace(base(), "port = 848", "port = 848\naddress = \"10.1.12.1\"");
+  auto parsed = parse(server + cluster);
+  ASSERT_TRUE(parsed.ok()) << all(parsed.problems);
+  ASSERT_TRUE(parsed.config->cluster);
+  const KsClusterConfig& c = *parsed.config->cluster;
+  EXPECT_EQ(c.endpoints, (std::vector<std::string>{"http://127.0.0.1:2379", "http://[::1]:2380"}));
+  EXPECT_EQ(c.name, "ks1");
+  EXPECT_EQ(c.priority, 100u);
+  EXPECT_EQ(c.lease_ttl_s, 3u);
+  EXPECT_EQ(c.sealing_key, key("cluster.key"));
+  EXPECT_EQ(c.prefix, "/covey/lab");
+  // Plain http is for a lab on loopback, and said so.
+  EXPECT_EQ(count(parsed.problems, Problem::Severity::Warning), 1u) << all(parsed.problems);
+  EXPECT_NE(all(parsed.problems).find("plain http (loopback only)"), std::string::npos) << all(parsed.problems);
+  EXPECT_FALSE(parse(base()).config->cluster) << "no [cluster]: a key server alone";
+
+  struct Case {
+    const char* what;
+    std::string text;
+    const char* says;
+  } cases[] = {
+      {"http to another host", replace(server + cluster, "http://127.0.0.1:2379", "http://10.1.12.21:2379"),
+       "[cluster] endpoints \"http://10.1.12.21:2379\" is plain http to another host"},
+      {"https without a CA", replace(server + cluster, "http://127.0.0.1:2379", "https://10.1.12.21:2379"),
+       "ca = \"/etc/covey/etcd-ca.pem\""},
+      {"no [server] address", base() + cluster, "[cluster] needs [server] address"},
+      {"no sealing key", replace(server + cluster, "sealing_key = \"cluster.key\"\n", ""), "sealing_key"},
+      {"missing sealing key file", replace(server + cluster, "cluster.key", "nowhere.key"), "nowhere.key"},
+      {"a name with a slash", replace(server + cluster, "\"ks1\"", "\"ks/1\""), "may hold only letters"},
+      {"priority 0", replace(server + cluster, "priority = 100", "priority = 0"), "priority"},
+      {"a prefix ending in /", replace(server + cluster, "/covey/lab", "/covey/"), "must start with '/' and not end"},
+  };
+  for (const Case& k : cases) {
+    auto bad = parse(k.text);
+    EXPECT_FALSE(bad.ok()) << k.what;
+    EXPECT_NE(all(bad.problems).find(k.says), std::string::npos) << k.what << ": " << all(bad.problems);
+  }
+}
+
 }  // namespace
 }  // namespace covey::config

@@ -45,6 +45,85 @@ void read_server(const toml::table& t, const std::string& folder, Diagnostics& d
   r.finish();
 }
 
+bool loopback_url(const std::string& url) {
+  for (const char* host : {"http://127.", "http://[::1]", "http://localhost:", "http://localhost/"})
+    if (url.rfind(host, 0) == 0) return true;
+  return url == "http://localhost";
+}
+
+void read_cluster(const toml::table& t, const std::string& folder, const KsServerConfig& server, Diagnostics& d,
+                  KsClusterConfig& c) {
+  TableReader r(t, "[cluster]", d);
+  bool plain = false;
+  if (auto list = r.strings("endpoints", "endpoints = [\"https://10.1.12.21:2379\", \"https://10.1.12.22:2379\"]")) {
+    for (const auto& item : *list) {
+      const bool https = item.value.rfind("https://", 0) == 0;
+      if (!https && item.value.rfind("http://", 0) != 0) {
+        d.error(item.at, "[cluster] endpoints \"" + item.value +
+                             "\" is not an etcd client URL; write e.g. \"https://10.1.12.21:2379\"");
+        continue;
+      }
+      if (!https && !loopback_url(item.value)) {
+        d.error(item.at, "[cluster] endpoints \"" + item.value +
+                             "\" is plain http to another host: etcd then carries the cluster's state and "
+                             "leadership in clear; use https:// with ca, cert and key");
+        continue;
+      }
+      plain = plain || !https;
+      c.endpoints.push_back(item.value);
+    }
+    if (list->empty()) d.error(r.where("endpoints"), "[cluster] endpoints is empty; list the etcd members");
+  } else {
+    r.missing("endpoints", "endpoints = [\"https://10.1.12.21:2379\"]");
+  }
+  if (plain)
+    d.warning(r.where("endpoints"), "[cluster] endpoints use plain http (loopback only): fine for a lab, not for a "
+                                    "deployment, where etcd should be reached over https");
+  auto file = [&](const char* key, std::string& out) {
+    if (auto v = r.string(key, std::string(key) + " = \"/etc/covey/etcd-" + key + ".pem\"")) {
+      out = detail::resolve_path(folder, *v);
+      if (auto why = detail::unreadable(out)) d.error(r.where(key), "[cluster] " + std::string(key) + " " + out + ": " + *why);
+    }
+  };
+  file("ca", c.ca);
+  file("cert", c.cert);
+  file("key", c.key);
+  const bool any_https = std::any_of(c.endpoints.begin(), c.endpoints.end(),
+                                     [](const std::string& e) { return e.rfind("https://", 0) == 0; });
+  if (any_https && c.ca.empty())
+    r.missing("ca", "ca = \"/etc/covey/etcd-ca.pem\" (the CA of etcd's server certificates, for https://)");
+  if (c.cert.empty() != c.key.empty())
+    d.error(r.where(c.cert.empty() ? "key" : "cert"), "[cluster] cert and key go together: the client certificate "
+                                                      "and its private key");
+  if (auto v = r.string("name", "name = \"ks1\"")) c.name = *v;
+  if (c.name.empty()) r.missing("name", "name = \"ks1\" (this key server's name in the cluster)");
+  for (char ch : c.name)
+    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.')) {
+      d.error(r.where("name"), "[cluster] name \"" + c.name + "\" may hold only letters, digits, '-', '_' and '.'");
+      break;
+    }
+  if (auto v = r.integer("priority", 1, 255, "priority = 100")) c.priority = static_cast<std::uint32_t>(*v);
+  if (auto v = r.integer("lease_ttl", 2, 60, "lease_ttl = 5")) c.lease_ttl_s = static_cast<std::uint32_t>(*v);
+  if (auto v = r.string("sealing_key", "sealing_key = \"/etc/covey/cluster.key\"")) {
+    c.sealing_key = detail::resolve_path(folder, *v);
+    if (auto why = detail::unreadable(c.sealing_key))
+      d.error(r.where("sealing_key"), "[cluster] sealing_key " + c.sealing_key + ": " + *why);
+  } else {
+    r.missing("sealing_key", "sealing_key = \"/etc/covey/cluster.key\" (openssl rand -hex 32; the same on every "
+                             "key server of the cluster)");
+  }
+  if (auto v = r.string("prefix", "prefix = \"/covey\"")) {
+    if (v->empty() || (*v)[0] != '/' || v->back() == '/')
+      d.error(r.where("prefix"), "[cluster] prefix \"" + *v + "\" must start with '/' and not end with one, e.g. \"/covey\"");
+    else
+      c.prefix = *v;
+  }
+  if (!server.address)
+    d.error(r.where(), "[cluster] needs [server] address: the address members and the other key servers know this "
+                       "one by, which rekeys leave from and which breaks priority ties");
+  r.finish();
+}
+
 void read_transform(TableReader& r, gdoi::TekTransform& tek) {
   auto text = r.string("transform", "transform = \"esp-aes 256 esp-sha256-hmac\"");
   if (!text) return;
@@ -420,6 +499,10 @@ Parsed<KsConfig> parse_ks_config(std::string_view text, std::string_view source_
     TableReader root(*doc, "the top level", d);
     read_server(detail::table_or_empty(root, "server", "[server]"), folder, d, c.server);
     c.isakmp = detail::read_isakmp(detail::table_or_empty(root, "isakmp", "[isakmp]"), folder, d);
+    if (const toml::table* cluster = root.table("cluster", "[cluster] endpoints = [...]")) {
+      c.cluster.emplace();
+      read_cluster(*cluster, folder, c.server, d, *c.cluster);
+    }
     read_groups(root, folder, c.isakmp, d, c);
     root.finish();
     if (!d.has_errors()) out.config = std::move(c);

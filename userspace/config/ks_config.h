@@ -44,8 +44,24 @@ struct KsGroupConfig {
   std::optional<std::uint32_t> tek_margin_s, kek_margin_s;
 };
 
+// [cluster]: cooperative key servers sharing their groups through etcd
+// (ks/coop.h). Absent: the key server keeps its state in its own file.
+struct KsClusterConfig {
+  std::vector<std::string> endpoints;  // etcd client URLs
+  // TLS to etcd: the CA of its server certificates, and this key server's
+  // client certificate and key (when etcd checks clients). Required for
+  // https:// endpoints; plain http:// is allowed only to loopback.
+  std::string ca, cert, key;
+  std::string name;             // this key server in the cluster (IOS: server local)
+  std::uint32_t priority = 1;   // highest is primary; ties by the higher address
+  std::uint32_t lease_ttl_s = 5;
+  std::string sealing_key;      // 64 hex digits, the same file on every key server
+  std::string prefix = "/covey";  // etcd key prefix: several clusters may share an etcd
+};
+
 struct KsConfig {
   KsServerConfig server;
+  std::optional<KsClusterConfig> cluster;
   Phase1Config isakmp;
   std::vector<KsGroupConfig> groups;  // at least one; names and identities unique
 };
