@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "crypto/result.h"
@@ -123,6 +124,10 @@ class Client {
   crypto::Result<TxnResult> txn(const std::vector<Compare>& compare, const std::vector<Op>& success,
                                 const std::vector<Op>& failure = {});
 
+  // Forgets the history before `revision` (POST /v3/kv/compaction, physical):
+  // a watch from an older revision fails after this.
+  crypto::Result<void> compact(std::int64_t revision);
+
   crypto::Result<Lease> grant(std::int64_t ttl_s);
   // One keep-alive (POST /v3/lease/keepalive): the TTL the lease has again,
   // 0 when it has already expired.
@@ -160,10 +165,23 @@ class Watch {
   std::int64_t next_revision() const;
   // Why the watch is not connected now; empty when it is.
   std::string last_error() const;
+  // The endpoint the watch is connected to now; empty when it is not.
+  std::string endpoint() const;
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// The gateway's encoding of bytes (RFC 4648 base64 with padding); decoding
+// refuses anything else (nullopt).
+std::string base64_encode(std::string_view bytes);
+std::optional<std::string> base64_decode(std::string_view text);
+
+// The range_end that makes [prefix, range_end) every key starting with
+// prefix (etcd's rule): the prefix without its trailing 0xff bytes, last
+// byte + 1; "\0" (no upper bound) when nothing is left. The caller turns an
+// empty prefix into the key "\0" itself (every key).
+std::string prefix_range_end(std::string_view prefix);
 
 }  // namespace covey::etcd
