@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "config/ks_config.h"
 #include "control/server.h"
+#include "ks/coop.h"
 #include "ks/key_server.h"
 #include "ks/server.h"
 
@@ -30,9 +31,20 @@ int main(int argc, char** argv) {
   if (auto done = apps::report_config(parsed, args, "covey-ks")) return *done;
   // The command line's keylog wins over the file's.
   const std::string keylog = args.keylog.empty() ? parsed.config->server.keylog : args.keylog;
-  const std::string state_dir = parsed.config->server.state_dir;
-  auto opened = ks::KeyServer::open(std::move(*parsed.config), args.config_path,
-                                    std::make_unique<ks::StateFile>(state_dir), !keylog.empty(), clock::now_ms());
+  // Alone, the state lives in a file; in a cluster, in etcd (ks/coop.h).
+  std::unique_ptr<ks::Store> store;
+  if (parsed.config->cluster) {
+    auto coop = ks::Coop::open(*parsed.config);
+    if (!coop) {
+      log(LogLevel::Error, "not starting: " + coop.error());
+      return 1;
+    }
+    store = std::move(*coop);
+  } else {
+    store = std::make_unique<ks::StateFile>(parsed.config->server.state_dir);
+  }
+  auto opened = ks::KeyServer::open(std::move(*parsed.config), args.config_path, std::move(store), !keylog.empty(),
+                                    clock::now_ms());
   if (!opened) {
     log(LogLevel::Error, "not starting: " + opened.error());
     return 1;

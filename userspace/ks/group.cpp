@@ -223,6 +223,20 @@ std::optional<std::string> Group::refuse_state(const State& s) const {
   return std::nullopt;
 }
 
+crypto::Result<void> Group::adopt_keys(State s) {
+  s.next_sid = 0xffff;  // SIDs are not the keys' business here
+  s.members.clear();
+  if (auto why = refuse_state(s)) return Error{"group " + policy_.name + ": " + *why};
+  kek_ = std::move(s.kek);
+  kek_.lifetime_s = policy_.kek.lifetime_s;
+  kek_expires_at_ = s.kek_expires_at;
+  teks_ = std::move(s.teks);
+  used_spis_ = std::move(s.used_spis);
+  seq_ = s.seq;
+  if (s.pseudotime_epoch_ms != 0) pseudotime_epoch_ms_ = s.pseudotime_epoch_ms;
+  return {};
+}
+
 crypto::Result<void> Group::restore_state(State s) {
   if (auto why = refuse_state(s)) return Error{"group " + policy_.name + ": " + *why};
   kek_ = std::move(s.kek);
@@ -304,7 +318,11 @@ std::variant<GroupDirectory::Admission, ike::Failure> Groups::admit(const Offer&
                                                                       std::uint16_t sid_request) {
   Group* g = find(offer.group_id);
   if (!g) return ike::Failure{wire::NotifyType::InvalidIdInformation, "group " + std::to_string(offer.group_id) + " was removed"};
-  if (write_now_ && !g->sids_reserved_for(sid_request)) {
+  if (reserve_sids_ && !g->sids_reserved_for(sid_request)) {
+    if (auto reserved = reserve_sids_(*g, Group::sid_count(sid_request)); !reserved)
+      return ike::Failure{wire::NotifyType::InvalidIdInformation,
+                          "group " + g->policy().name + ": cannot reserve SIDs: " + reserved.error()};
+  } else if (write_now_ && !g->sids_reserved_for(sid_request)) {
     std::uint32_t old = g->sid_mark();
     g->set_sid_mark(std::min<std::uint32_t>(g->next_sid() + Group::sid_count(sid_request) + kSidBlock, 0xffff));
     auto written = write_now_();

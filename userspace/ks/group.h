@@ -19,6 +19,7 @@
 
 #include "crypto/sign.h"
 #include "gdoi/pull.h"
+#include "gdoi/push.h"
 
 namespace covey::ks {
 
@@ -117,12 +118,36 @@ class Group {
   // not ("KEK signature public key differs from the configured signing key").
   std::optional<std::string> refuse_state(const State& s) const;
   crypto::Result<void> restore_state(State s);
+  // The keys and counters another key server of the cluster made (ks/coop.h):
+  // KEK, TEKs, used SPIs, SEQ and pseudotime epoch. Members and SIDs stay:
+  // those are shared record by record, and SIDs by range.
+  crypto::Result<void> adopt_keys(State s);
+
+  // The last push of the group's newest rekey, as the rekeyer built it: a
+  // new primary of a cluster finishes its delivery (ks/coop.h). The
+  // datagrams are ciphertext signed by the group; the ack key is secret.
+  struct LastPush {
+    std::uint32_t seq = 0;
+    std::int64_t at = 0;  // Unix seconds it was first sent
+    std::uint8_t reason = 0;  // ks::RekeyReason
+    bool unicast = true;
+    std::uint32_t retransmit_period_s = 0, retransmit_count = 0;
+    gdoi::AckKey ack_key;
+    std::map<gdoi::PeerTraits, std::shared_ptr<const Bytes>> datagrams;
+  };
+  const std::optional<LastPush>& last_push() const { return last_push_; }
+  void set_last_push(std::optional<LastPush> p) { last_push_ = std::move(p); }
 
   // SIDs below the mark are covered by the state file; Groups::admit raises
   // it (and writes the file) before handing out any SID at or above it.
   bool sids_reserved_for(std::uint16_t sid_request) const { return next_sid_ + sid_count(sid_request) <= sid_mark_; }
   std::uint32_t sid_mark() const { return sid_mark_; }
   void set_sid_mark(std::uint32_t mark) { sid_mark_ = mark; }
+  // A cluster hands each key server SID ranges of its own: [first, end).
+  void set_sid_range(std::uint32_t first, std::uint32_t end) {
+    next_sid_ = first;
+    sid_mark_ = end;
+  }
   std::uint32_t next_sid() const { return next_sid_; }
   static unsigned sid_count(std::uint16_t sid_request);
 
@@ -192,6 +217,7 @@ class Group {
   std::uint32_t seq_ = 0;
   std::int64_t pseudotime_epoch_ms_ = 0;
   std::map<Address, Member> members_;
+  std::optional<LastPush> last_push_;
 };
 
 // The key server's groups by identity, answering GROUPKEY-PULL.
@@ -218,6 +244,11 @@ class Groups : public gdoi::GroupDirectory {
   // unicast rekeys and registers again. Unset (tests): nothing is written.
   static constexpr std::uint32_t kSidBlock = 1024;
   void set_write_now(std::function<crypto::Result<void>()> write_now) { write_now_ = std::move(write_now); }
+  // How admit() gets SIDs beyond those reserved: at least `need` more for
+  // the group, durable before any is handed out. Unset: write_now() after
+  // raising the group's mark by kSidBlock (the state file's way).
+  using ReserveSids = std::function<crypto::Result<void>(Group&, unsigned need)>;
+  void set_reserve_sids(ReserveSids reserve) { reserve_sids_ = std::move(reserve); }
   bool state_dirty() const { return dirty_; }
   void mark_state_written() { dirty_ = false; }
   void mark_state_dirty() { dirty_ = true; }
@@ -234,6 +265,7 @@ class Groups : public gdoi::GroupDirectory {
   std::int64_t now_ms_ = 0;
   std::optional<Address> local_;
   std::function<crypto::Result<void>()> write_now_;
+  ReserveSids reserve_sids_;
   bool dirty_ = false;
 };
 

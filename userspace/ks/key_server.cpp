@@ -84,6 +84,9 @@ crypto::Result<std::unique_ptr<KeyServer>> KeyServer::open(config::KsConfig cfg,
   // Rekeys and SID reservations save at once, never delayed.
   KeyServer* self = ks.get();
   ks->groups_.set_write_now([self] { return self->save(); });
+  ks->groups_.set_reserve_sids(ks->store_->sid_reserver());
+  // A member may have registered to another key server of the cluster.
+  ks->rekeyer_.set_send_from_own_address(ks->cfg_.cluster.has_value());
   for (const auto& [id, g] : ks->groups_.all()) {
     const RekeyMargins m = ks->rekeyer_.margins(*g);
     ks->log(Severity::Info,
@@ -117,10 +120,26 @@ std::vector<Outgoing> KeyServer::receive(const Endpoint& from, const Address& lo
   return dispatcher_.receive(from, local, datagram, now_ms);
 }
 
-void KeyServer::tick(std::int64_t now_ms) {
+void KeyServer::poll(std::int64_t now_ms) {
   now_ms_ = now_ms;
+  switch (store_->poll(groups_, now_ms)) {
+    case Store::RoleChange::BecamePrimary:
+      for (const auto& [id, g] : groups_.all()) rekeyer_.take_over(*g, now_ms);
+      break;
+    case Store::RoleChange::BecameSecondary:
+      rekeyer_.stand_down();
+      break;
+    case Store::RoleChange::None:
+      break;
+  }
+}
+
+void KeyServer::tick(std::int64_t now_ms) {
+  poll(now_ms);
   dispatcher_.expire(seconds_of(now_ms));
-  rekeyer_.tick(now_ms);
+  // Only the primary of a cluster rekeys and retransmits; the others
+  // follow its keys (ks/coop.h).
+  if (store_->primary()) rekeyer_.tick(now_ms);
   if (groups_.state_dirty() && now_ms >= member_save_due_ms())
     if (auto r = save(); !r) log(Severity::Error, "members not saved (will retry): " + r.error());
 }
@@ -128,6 +147,7 @@ void KeyServer::tick(std::int64_t now_ms) {
 std::vector<Event> KeyServer::take_events() {
   std::vector<Event> all = dispatcher_.take_events();
   for (Event& e : rekeyer_.take_events()) all.push_back(std::move(e));
+  for (Event& e : store_->take_events()) all.push_back(std::move(e));
   for (Event& e : events_) all.push_back(std::move(e));
   events_.clear();
   return all;
@@ -147,6 +167,13 @@ Group* KeyServer::find_group(const std::string& name) {
 
 nlohmann::json KeyServer::reload(std::int64_t now_ms) {
   now_ms_ = now_ms;
+  if (cfg_.cluster) {
+    const std::string why =
+        "reload refused, nothing changed: in a cluster every key server must carry the same policy (" +
+        cfg_.cluster->prefix + "/group/<id>/policy), and changing it on all of them at once is not supported yet";
+    log(Severity::Error, why);
+    return {{"ok", false}, {"error", why}};
+  }
   auto next = config::load_ks_config(config_path_);
   std::vector<std::string> problems;
   for (const auto& p : next.problems)
@@ -183,6 +210,16 @@ nlohmann::json KeyServer::handle(const nlohmann::json& req, std::int64_t now_ms,
   if (cmd == "ks.group")
     return group_status(groups_, &rekeyer_, group, req.value("show_keys", false), now_ms, wall_offset_s);
   if (cmd == "ks.members") return member_status(groups_, group, wall_offset_s);
+  if (cmd == "ks.cluster") return store_->cluster_status(groups_, now_ms, wall_offset_s);
+  if (cmd == "ks.rekey" || cmd == "ks.remove-member") {
+    // Only the primary changes keys; the others send the operator there.
+    if (!store_->primary())
+      return {{"ok", false},
+              {"error", cmd + " refused: key server " + cfg_.cluster->name + " is a secondary; " +
+                            (store_->primary_name().empty() ? std::string("no primary is elected now, try again shortly")
+                                                            : "run it on the primary, " + store_->primary_name())},
+              {"primary", store_->primary_name()}};
+  }
   if (cmd == "ks.reload") return reload(now_ms);
   if (cmd == "ks.rekey") {
     if (!group) return {{"ok", false}, {"error", "ks.rekey needs \"group\", e.g. {\"cmd\":\"ks.rekey\",\"group\":\"GET_VPN\"}"}};
@@ -213,7 +250,7 @@ nlohmann::json KeyServer::handle(const nlohmann::json& req, std::int64_t now_ms,
   }
   return {{"ok", false},
           {"error", "unknown command \"" + cmd +
-                        "\" (covey-ks answers ks.group, ks.members, ks.reload, ks.rekey, ks.remove-member)"}};
+                        "\" (covey-ks answers ks.group, ks.members, ks.cluster, ks.reload, ks.rekey, ks.remove-member)"}};
 }
 
 }  // namespace covey::ks

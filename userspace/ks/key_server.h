@@ -48,16 +48,22 @@ class KeyServer {
   // hands out meanwhile (acknowledged ones retire) are in take_outgoing().
   std::vector<Outgoing> receive(const Endpoint& from, const Address& local, ByteView datagram, std::int64_t now_ms);
   // A control command (userspace/control/PROTOCOL.md): ks.group,
-  // ks.members, ks.reload, ks.rekey, ks.remove-member. The JSON reply.
+  // ks.members, ks.cluster, ks.reload, ks.rekey, ks.remove-member. The
+  // JSON reply. In a cluster, only the primary rekeys.
   // `wall_offset_s`: what to add to covey's clock (common/clock.h) for the
   // host's wall clock, so that the times shown are the host's.
   nlohmann::json handle(const nlohmann::json& command, std::int64_t now_ms, std::int64_t wall_offset_s = 0);
   // The configuration file read again and applied whole, or refused whole
   // with every reason (SIGHUP and ks.reload).
   nlohmann::json reload(std::int64_t now_ms);
-  // The clock: exchanges that timed out ended, rekeys that are due, pushes
-  // retransmitted, and the members written when a lazy save is due.
+  // The clock: what other key servers of a cluster changed, exchanges that
+  // timed out ended, rekeys that are due, pushes retransmitted, and the
+  // members written when a lazy save is due.
   void tick(std::int64_t now_ms);
+  // What other key servers of a cluster changed (the store's thread calls
+  // `wakeup` when there is something), and the role this one has now.
+  void poll(std::int64_t now_ms);
+  void set_wakeup(std::function<void()> wakeup) { store_->set_wakeup(std::move(wakeup)); }
   // Writes the store now; the daemon calls it at shutdown.
   crypto::Result<void> save();
 

@@ -321,8 +321,16 @@ crypto::Result<std::uint32_t> Rekeyer::run(Group& g, const Plan& plan, std::int6
   g.set_seq(seq);
   if (transform_changed) g.keep_only_tek(tek->spi);
   // Durable before anyone sees it: after a crash the next SEQ must be
-  // higher and neither SPI may be handed out again.
-  if (auto saved = groups_.write_now(); !saved) return undo(saved.error());
+  // higher and neither SPI may be handed out again. In a cluster the push
+  // is stored with the keys, so that a new primary can finish its delivery.
+  std::optional<Group::LastPush> previous_push = g.last_push();
+  g.set_last_push(Group::LastPush{seq, now, static_cast<std::uint8_t>(plan.reason), unicast,
+                                  std::max<std::uint32_t>(p.rekey.retransmit_period_s, 1), p.rekey.retransmit_count,
+                                  *ack_key, datagrams});
+  if (auto saved = groups_.write_now(); !saved) {
+    g.set_last_push(std::move(previous_push));
+    return undo(saved.error());
+  }
 
   auto push = std::make_shared<SentPush>();
   push->record = RekeyRecord{g.policy().identity, seq, now, plan.reason, unicast, 0, 0};
@@ -381,12 +389,56 @@ void Rekeyer::deliver(Group& g, GroupState& st, const std::shared_ptr<SentPush>&
     d.next_at = now + push->retransmit_period_s;
     d.outstanding = true;
     d.to = m->endpoint();
-    d.from = m->registered_to ? m->registered_to : ks;
+    d.from = m->registered_to && !own_address_ ? m->registered_to : ks;
     outgoing_.push_back(PushDatagram{d.to, d.from, d.datagram, std::nullopt});
     st.deliveries.insert_or_assign(addr, std::move(d));
     ++sent;
   }
   push->record.members = sent;
+}
+
+void Rekeyer::stand_down() {
+  for (auto& [id, st] : states_) st.deliveries.clear();
+}
+
+void Rekeyer::take_over(Group& g, std::int64_t now_ms) {
+  const std::int64_t now = seconds_of(now_ms);
+  const std::optional<Group::LastPush>& last = g.last_push();
+  if (!last || !last->unicast) return;  // a multicast push is not acknowledged: nothing to finish
+  GroupState& st = state(g.policy().identity);
+  if (!st.recent.empty() && st.recent.back()->record.seq >= last->seq) return;  // this key server sent it
+  auto push = std::make_shared<SentPush>();
+  push->record = RekeyRecord{g.policy().identity, last->seq, last->at, static_cast<RekeyReason>(last->reason), true, 0, 0};
+  push->datagrams = last->datagrams;
+  push->ack_key = last->ack_key;
+  push->retransmit_period_s = last->retransmit_period_s;
+  push->retransmit_count = last->retransmit_count;
+  st.recent.push_back(push);
+  while (st.recent.size() > kRecentPushes) st.recent.pop_front();
+  const std::optional<Address> ks = specified(g.ks_address()) ? std::optional<Address>(g.ks_address()) : std::nullopt;
+  std::size_t sent = 0;
+  for (const auto& [addr, m] : g.members()) {
+    // Acknowledged it, or registered since (and so got its keys or newer).
+    if ((m.last_acked_seq && *m.last_acked_seq >= last->seq) || m.registered_at > last->at) continue;
+    auto datagram = push->datagrams.find(m.traits);
+    if (datagram == push->datagrams.end()) continue;  // a kind of member that registered since
+    Delivery d;
+    d.push = push;
+    d.datagram = datagram->second;
+    d.sent = 1;
+    d.next_at = now + push->retransmit_period_s;
+    d.outstanding = true;
+    d.to = m.endpoint();
+    d.from = ks;
+    outgoing_.push_back(PushDatagram{d.to, d.from, d.datagram, std::nullopt});
+    st.deliveries.insert_or_assign(addr, std::move(d));
+    ++sent;
+  }
+  push->record.members = sent;
+  if (sent > 0)
+    log(Severity::Info, "Taking over the delivery of rekey SEQ " + std::to_string(last->seq) + " for group " +
+                            label(g) + ": sent to " + std::to_string(sent) +
+                            " members that had not acknowledged it to the previous primary");
 }
 
 void Rekeyer::warn_multicast_loss(const Group& g, GroupState& st, const gdoi::PeerTraits& sent) {

@@ -112,6 +112,19 @@ class Rekeyer {
   crypto::Result<std::uint32_t> remove_member(const Address& member, const std::optional<std::string>& group,
                                               std::int64_t now_ms);
 
+  // A new primary of a cluster (ks/coop.h) finishes the delivery of the
+  // group's last push, which its predecessor may not have: the same bytes,
+  // to every member that neither acknowledged it nor registered since,
+  // retransmitted as the push's own settings say.
+  void take_over(Group& g, std::int64_t now_ms);
+  // A primary deposed (its lease ended, or etcd gave the role to another)
+  // sends nothing more: every delivery in progress ends here, unmissed;
+  // the new primary finishes them.
+  void stand_down();
+  // Clustered key servers send every push from their own address: a
+  // member may have registered to another key server of the cluster.
+  void set_send_from_own_address(bool own) { own_address_ = own; }
+
   // An RFC 8263 acknowledgement (exchange 35) that arrived from `from`.
   void receive_ack(const Endpoint& from, ByteView datagram, std::int64_t now);
 
@@ -186,6 +199,7 @@ class Rekeyer {
   std::vector<Event> events_;
   Counters counters_;
   Severity min_severity_ = Severity::Debug;
+  bool own_address_ = false;
 };
 
 }  // namespace covey::ks

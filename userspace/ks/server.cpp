@@ -73,7 +73,17 @@ void set_multicast_interface(int fd, const Address& a) {
 Server::Server(boost::asio::io_context& io, ServerOptions options, KeyServer& core)
     : io_(io), options_(std::move(options)), core_(core), clock_(io), buffers_(16, Bytes(65536)) {}
 
+Server::~Server() { core_.set_wakeup({}); }
+
 bool Server::start(std::string* error) {
+  // A cluster's store wakes the loop from its own thread when another key
+  // server changed something or the election moved.
+  core_.set_wakeup([this] {
+    boost::asio::post(io_, [this] {
+      core_.poll(clock::now_ms());
+      flush();
+    });
+  });
   // Events the log would discard are not built at all.
   core_.set_min_severity(severity(log_level()));
   if (options_.keylog_path && !keylog_.open(*options_.keylog_path, error)) return false;

@@ -28,6 +28,9 @@ struct ServerOptions {
 class Server {
  public:
   Server(boost::asio::io_context& io, ServerOptions options, KeyServer& core);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
   // Binds every listen address; false (with `error`) if any fails.
   bool start(std::string* error);
   // Sends the pushes the core handed out and logs what it said; called

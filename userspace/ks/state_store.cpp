@@ -249,7 +249,7 @@ void write_member(StateText& out, const Member& m) {
   out.raw("}");
 }
 
-void write_group(StateText& out, const Group& g) {
+void write_group(StateText& out, const Group& g, bool with_members = true) {
   const gdoi::GroupPolicy& p = g.policy();
   // The keys and counters only: the members are written from the group in
   // place, never copied.
@@ -280,12 +280,15 @@ void write_group(StateText& out, const Group& g) {
     first = false;
     out.number(spi);
   }
-  out.raw("],\n   \"next_sid\": ").number(s.next_sid);
+  // Shared keys (with_members false, ks/coop.h) carry no SID mark: each
+  // key server of a cluster has SID ranges of its own.
+  out.raw("],\n   \"next_sid\": ").number(with_members ? s.next_sid : 0u);
   out.raw(",\n   \"seq\": ").number(s.seq);
   out.raw(",\n   \"pseudotime_epoch\": ").number(s.pseudotime_epoch_ms);  // Unix ms
   out.raw(",\n   \"members\": [");
   first = true;
   for (const auto& [addr, m] : g.members()) {
+    if (!with_members) break;
     out.raw(first ? "\n    " : ",\n    ");
     first = false;
     write_member(out, m);
@@ -354,6 +357,47 @@ const json& array(const json& j, const char* name, const std::string& where) {
   return v;
 }
 
+Member parse_member(const json& j, const std::string& mw) {
+  Member m;
+  std::string a = text(j, "address", mw);
+  auto addr = Address::parse(a);
+  if (!addr) throw FieldError{mw + ".address \"" + a + "\" is not an IP address"};
+  m.address = *addr;
+  m.identity = text(j, "identity", mw);
+  m.registered_at = number<std::int64_t>(j, "registered_at", mw);
+  for (const json& v : array(j, "sids", mw)) {
+    if (!v.is_number_unsigned() || v.get<std::uint64_t>() > 0xffff) throw FieldError{mw + ".sids holds " + v.dump()};
+    m.sids.push_back(v.get<std::uint32_t>());
+  }
+  m.registrations = number<std::uint32_t>(j, "registrations", mw);
+  // Written since rekeys are sent; a file from before has none of them,
+  // and its members are rekeyed at the GDOI port until they register again.
+  if (j.contains("port")) m.port = number<std::uint16_t>(j, "port", mw);
+  if (j.contains("missed_rekeys")) m.missed_rekeys = number<std::uint32_t>(j, "missed_rekeys", mw);
+  if (j.contains("last_acked_seq") && !j["last_acked_seq"].is_null())
+    m.last_acked_seq = number<std::uint32_t>(j, "last_acked_seq", mw);
+  if (j.contains("registered_to") && !j["registered_to"].is_null()) {
+    std::string to = text(j, "registered_to", mw);
+    auto local = Address::parse(to);
+    if (!local) throw FieldError{mw + ".registered_to \"" + to + "\" is not an IP address"};
+    m.registered_to = *local;
+  }
+  // What its Main Mode announced: the covey features of its Vendor ID,
+  // null without one. A file from before covey exchanged Vendor IDs has
+  // no such field; its members were all sent covey's extensions, and keep
+  // getting them until they register again: the alternative, RFC 6407
+  // alone, would silently take deny entries, TBAR and the fail-close ACL
+  // away from every covey member at the key server's upgrade (and, in a
+  // multicast group, from the whole group).
+  if (!j.contains("covey_features"))
+    m.traits = gdoi::PeerTraits{true};
+  else if (j["covey_features"].is_null())
+    m.traits = gdoi::PeerTraits{};
+  else
+    m.traits = gdoi::PeerTraits{true, number<std::uint32_t>(j, "covey_features", mw)};
+  return m;
+}
+
 Group::State parse_group(const json& j, const std::string& where) {
   Group::State s;
   const json& kek = field(j, "kek", where);
@@ -386,51 +430,15 @@ Group::State parse_group(const json& j, const std::string& where) {
   s.pseudotime_epoch_ms = number<std::int64_t>(j, "pseudotime_epoch", where);
   const json& members = array(j, "members", where);
   for (std::size_t i = 0; i < members.size(); ++i) {
-    std::string mw = where + ".members[" + std::to_string(i) + "]";
-    Member m;
-    std::string a = text(members[i], "address", mw);
-    auto addr = Address::parse(a);
-    if (!addr) throw FieldError{mw + ".address \"" + a + "\" is not an IP address"};
-    m.address = *addr;
-    m.identity = text(members[i], "identity", mw);
-    m.registered_at = number<std::int64_t>(members[i], "registered_at", mw);
-    for (const json& v : array(members[i], "sids", mw)) {
-      if (!v.is_number_unsigned() || v.get<std::uint64_t>() > 0xffff) throw FieldError{mw + ".sids holds " + v.dump()};
-      m.sids.push_back(v.get<std::uint32_t>());
-    }
-    m.registrations = number<std::uint32_t>(members[i], "registrations", mw);
-    // Written since rekeys are sent; a file from before has none of them,
-    // and its members are rekeyed at the GDOI port until they register again.
-    if (members[i].contains("port")) m.port = number<std::uint16_t>(members[i], "port", mw);
-    if (members[i].contains("missed_rekeys")) m.missed_rekeys = number<std::uint32_t>(members[i], "missed_rekeys", mw);
-    if (members[i].contains("last_acked_seq") && !members[i]["last_acked_seq"].is_null())
-      m.last_acked_seq = number<std::uint32_t>(members[i], "last_acked_seq", mw);
-    if (members[i].contains("registered_to") && !members[i]["registered_to"].is_null()) {
-      std::string to = text(members[i], "registered_to", mw);
-      auto local = Address::parse(to);
-      if (!local) throw FieldError{mw + ".registered_to \"" + to + "\" is not an IP address"};
-      m.registered_to = *local;
-    }
-    // What its Main Mode announced: the covey features of its Vendor ID,
-    // null without one. A file from before covey exchanged Vendor IDs has
-    // no such field; its members were all sent covey's extensions, and keep
-    // getting them until they register again: the alternative, RFC 6407
-    // alone, would silently take deny entries, TBAR and the fail-close ACL
-    // away from every covey member at the key server's upgrade (and, in a
-    // multicast group, from the whole group).
-    if (!members[i].contains("covey_features"))
-      m.traits = gdoi::PeerTraits{true};
-    else if (members[i]["covey_features"].is_null())
-      m.traits = gdoi::PeerTraits{};
-    else
-      m.traits = gdoi::PeerTraits{true, number<std::uint32_t>(members[i], "covey_features", mw)};
+    Member m = parse_member(members[i], where + ".members[" + std::to_string(i) + "]");
     s.members[m.address] = std::move(m);
   }
   return s;
 }
 
 // The part of the policy the stored keys depend on; nullopt when it matches.
-std::optional<std::string> policy_mismatch(const json& j, const gdoi::GroupPolicy& p, const std::string& where) {
+std::optional<std::string> policy_mismatch(const json& j, const gdoi::GroupPolicy& p, const std::string& where,
+                                           std::string_view stored_in = "the file") {
   const json& pj = field(j, "policy", where);
   std::string pw = where + ".policy";
   struct {
@@ -442,7 +450,7 @@ std::optional<std::string> policy_mismatch(const json& j, const gdoi::GroupPolic
   for (const auto& c : checks) {
     std::string stored = text(pj, c.field, pw);
     if (stored != c.configured)
-      return std::string(c.field) + " is \"" + stored + "\" in the file but \"" + c.configured +
+      return std::string(c.field) + " is \"" + stored + "\" in " + std::string(stored_in) + " but \"" + c.configured +
              "\" in the config; the stored keys belong to the old policy (start with the old policy and "
              "change it with `coveyctl ks reload`, which rekeys the members to the new one, or remove the file "
              "and let every member register again)";
@@ -627,6 +635,50 @@ crypto::Result<void> restore_state(const std::string& path, Groups& groups) {
     if (!r) return refuse(r.error());  // cannot happen: refuse_state passed above
   }
   return {};
+}
+
+std::string encode_group_keys(const Group& g) {
+  StateText out(8192);
+  write_group(out, g, false);
+  return std::string(out.view());
+}
+
+crypto::Result<Group::State> decode_group_keys(std::string_view encoded, const Group& g, const std::string& stored_in) {
+  const std::string where = "group " + g.policy().name + " (" + std::to_string(g.policy().identity) + ")";
+  json doc = json::parse(encoded, nullptr, false);
+  Wiped wipe_doc{doc};
+  if (doc.is_discarded()) return Error{where + " in " + stored_in + ": not JSON"};
+  try {
+    if (number<std::uint32_t>(doc, "identity", where) != g.policy().identity ||
+        text(doc, "name", where) != g.policy().name)
+      return Error{where + " in " + stored_in + " holds another group's keys"};
+    if (auto why = policy_mismatch(doc, g.policy(), where, stored_in)) return Error{where + ": " + *why};
+    Group::State s = parse_group(doc, where);
+    if (auto why = g.refuse_state(s)) return Error{where + " in " + stored_in + ": " + *why};
+    return s;
+  } catch (const FieldError& e) {
+    return Error{stored_in + ": " + e.message};
+  } catch (const json::exception& e) {
+    return Error{stored_in + ": " + where + " malformed: " + e.what()};
+  }
+}
+
+std::string encode_member(const Member& m) {
+  StateText out(256);
+  write_member(out, m);
+  return std::string(out.view());
+}
+
+crypto::Result<Member> decode_member(std::string_view encoded, const std::string& where) {
+  json doc = json::parse(encoded, nullptr, false);
+  if (doc.is_discarded()) return Error{where + ": not JSON"};
+  try {
+    return parse_member(doc, where);
+  } catch (const FieldError& e) {
+    return Error{e.message};
+  } catch (const json::exception& e) {
+    return Error{where + " malformed: " + e.what()};
+  }
 }
 
 StateFile::StateFile(std::string state_dir) : path_(state_file_path(state_dir)) {}

@@ -78,4 +78,15 @@ crypto::Result<void> save_state(const std::string& path, const Groups& groups);
 // defect. All groups are checked before any is changed.
 crypto::Result<void> restore_state(const std::string& path, Groups& groups);
 
+// What the cooperative key servers' etcd store (ks/coop.h) shares with the
+// file: one group's keys and counters as the file writes a group, with no
+// members, and one member as the file writes it. The group's text holds key
+// material: the caller seals it and wipes it. decode_group_keys checks, as
+// restore_state does, that the text is this group's and fits its policy;
+// `stored_in` names where it came from in errors.
+std::string encode_group_keys(const Group& g);
+crypto::Result<Group::State> decode_group_keys(std::string_view text, const Group& g, const std::string& stored_in);
+std::string encode_member(const Member& m);
+crypto::Result<Member> decode_member(std::string_view text, const std::string& where);
+
 }  // namespace covey::ks

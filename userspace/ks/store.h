@@ -5,10 +5,14 @@
 // store before any datagram carrying it is sent.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "crypto/result.h"
+#include "ks/event.h"
 #include "ks/group.h"
 
 namespace covey::ks {
@@ -25,6 +29,29 @@ class Store {
   virtual crypto::Result<bool> restore(Groups& groups) = 0;
   // Writes all of `groups`, and returns only once it is durable.
   virtual crypto::Result<void> save(const Groups& groups) = 0;
+
+  // What a shared store (ks/coop.h) adds; a local one has defaults.
+  // SIDs for `g` beyond those it holds, at least `need`, durable before any
+  // is handed out. Empty: the state file's way (Groups::set_reserve_sids).
+  virtual Groups::ReserveSids sid_reserver() { return {}; }
+  // Whether this key server may rekey and send pushes now: always alone,
+  // only while it is the primary in a cluster. `primary_name`: who is.
+  virtual bool primary() const { return true; }
+  virtual std::string primary_name() const { return {}; }
+  // What other key servers changed since the last call, applied to
+  // `groups`, and whether this key server's role changed: become primary,
+  // it finishes its predecessor's pushes (Rekeyer::take_over); deposed, it
+  // stops retransmitting its own (Rekeyer::stand_down).
+  enum class RoleChange { None, BecamePrimary, BecameSecondary };
+  virtual RoleChange poll(Groups& /*groups*/, std::int64_t /*now_ms*/) { return RoleChange::None; }
+  // Called from another thread when poll() has something to do.
+  virtual void set_wakeup(std::function<void()> /*wakeup*/) {}
+  // `coveyctl ks cluster`: the reply to ks.cluster.
+  virtual nlohmann::json cluster_status(const Groups& /*groups*/, std::int64_t /*now_ms*/, std::int64_t /*wall_offset_s*/) {
+    return {{"ok", false}, {"error", "this key server is not in a cluster (no [cluster] in its configuration)"}};
+  }
+  // What the store itself logged (elections, etcd errors).
+  virtual std::vector<Event> take_events() { return {}; }
 };
 
 // <state_dir>/ks-state (ks/state_store.h has the format and its rules).
