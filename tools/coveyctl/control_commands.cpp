@@ -93,6 +93,12 @@ void add_ks_command(CLI::App& app, ControlOptions& o, int& exit_code) {
   add_socket_option(reload, o);
   reload->callback([&o, &exit_code] { exit_code = ask("ks reload", o, {{"cmd", "ks.reload"}}, render_message); });
 
+  CLI::App* cluster = ks->add_subcommand(
+      "cluster", "Show the cooperative key servers sharing this one's groups through etcd, and etcd's health");
+  add_json_flag(cluster, o);
+  add_socket_option(cluster, o);
+  cluster->callback([&o, &exit_code] { exit_code = ask("ks cluster", o, {{"cmd", "ks.cluster"}}, render_ks_cluster); });
+
   CLI::App* rekey = ks->add_subcommand("rekey", "Make a new TEK for a group now and push it to its members");
   rekey->add_option("GROUP", o.group, "the group to rekey (name or identity)")->required();
   add_json_flag(rekey, o);

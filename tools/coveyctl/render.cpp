@@ -294,6 +294,65 @@ std::string render_ks_members(const Json& reply, const RenderContext& ctx) {
   return std::move(page).str();
 }
 
+// As IOS's `show crypto gdoi ks coop`: this key server, then every key
+// server of the cluster with the SEQ and SPIs it holds, then etcd.
+std::string render_ks_cluster(const Json& reply, const RenderContext& ctx) {
+  Page page;
+  page.line(0, "COOPERATIVE KEY SERVER INFORMATION (etcd)");
+  page.blank();
+  page.field(4, "Local Key Server", text(reply, "name") + " (" + text(reply, "address") + ")");
+  page.field(4, "Local Priority", text(reply, "priority"));
+  page.field(4, "Local Role", text(reply, "role"));
+  page.field(4, "Primary", text(reply, "primary").empty() ? "none elected" : text(reply, "primary"));
+  page.field(4, "Lease TTL", seconds(integer(reply, "lease_ttl")) +
+                                 (field_of(reply, "lease_valid") && reply["lease_valid"].is_boolean() &&
+                                          !reply["lease_valid"].get<bool>()
+                                      ? " (lapsed: etcd unreachable)"
+                                      : ""));
+  page.field(4, "etcd Prefix", text(reply, "prefix"));
+  page.blank();
+  std::vector<std::vector<std::string>> rows{{"NAME", "ADDRESS", "PRIORITY", "ROLE", "LAST SEEN", "GROUP", "SEQ", "KEK SPI", "TEK SPIS"}};
+  for (const Json& ks : array_of(reply, "key_servers")) {
+    auto seen = integer(ks, "last_seen");
+    std::vector<std::string> head{text(ks, "name") + (ks.value("self", false) ? " (this)" : ""), text(ks, "address"),
+                                  text(ks, "priority"), text(ks, "role"), seen ? when(*seen, ctx) : "-"};
+    const Json* groups = field_of(ks, "groups");
+    bool first = true;
+    if (groups != nullptr && groups->is_object())
+      for (const auto& [name, g] : groups->items()) {
+        std::vector<std::string> row = first ? head : std::vector<std::string>(head.size(), "");
+        first = false;
+        std::string kek = text(g, "kek");
+        row.push_back(name);
+        row.push_back(text(g, "seq"));
+        row.push_back(kek.size() > 16 ? kek.substr(0, 16) + "..." : kek);
+        row.push_back(joined(array_of(g, "teks"), " "));
+        rows.push_back(std::move(row));
+      }
+    if (first) rows.push_back(head);
+  }
+  page.line(4, "Key Servers:");
+  table(page, 6, rows);
+  page.blank();
+  const Json* etcd = field_of(reply, "etcd");
+  page.line(4, "etcd:");
+  if (etcd == nullptr) return std::move(page).str();
+  page.field(6, "Endpoints", joined(array_of(*etcd, "endpoints"), ", "));
+  if (!etcd->value("reachable", false)) {
+    page.field(6, "Reachable", "no: " + text(*etcd, "error"));
+    return std::move(page).str();
+  }
+  std::vector<std::vector<std::string>> members{{"MEMBER", "CLIENT URLS", "STATE"}};
+  for (const Json& m : array_of(*etcd, "members")) {
+    std::string state = !m.value("reachable", false) ? "unreachable: " + text(m, "error")
+                        : m.value("leader", false)   ? "leader"
+                                                     : "follower";
+    members.push_back({text(m, "name"), joined(array_of(m, "client_urls"), ","), state});
+  }
+  table(page, 6, members);
+  return std::move(page).str();
+}
+
 namespace {
 
 // "3 (1 since registration)", or the bare count from an older covey-gm.

@@ -21,6 +21,8 @@ struct RenderContext {
 std::string render_ks_groups(const nlohmann::json& reply, const RenderContext& ctx);
 // {"cmd":"ks.members"} reply: one table of members per group.
 std::string render_ks_members(const nlohmann::json& reply, const RenderContext& ctx);
+// {"cmd":"ks.cluster"} reply: the cooperative key servers and etcd.
+std::string render_ks_cluster(const nlohmann::json& reply, const RenderContext& ctx);
 // {"cmd":"gm.status"} reply.
 std::string render_gm_status(const nlohmann::json& reply, const RenderContext& ctx);
 // {"cmd":"ks.reload"} and {"cmd":"ks.rekey"} replies: the daemon's message.
