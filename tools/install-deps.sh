@@ -10,11 +10,14 @@ PACKAGES="
   tshark tcpdump python3 iproute2 openssl
   qemu-system-x86 busybox-static iputils-ping bpftool
   python3-cryptography nftables
+  etcd-server etcd-client
 "
 # qemu..bpftool: the VM tier (tests/vm/): qemu boots Debian's kernel, which
 # tests/vm/run-in-vm fetches itself with apt-get download into the build tree.
 # python3-cryptography: tests/netns/pushes.py forges a push as a KEK holder could;
 # nftables: the netns rekey tests drop a member's inbound pushes.
+# etcd-server etcd-client: the etcd client's tests run a real three-member
+# cluster (tests/common/etcd_cluster.h, tests/netns/etcd_cluster.py).
 
 missing=""
 for p in $PACKAGES; do
