@@ -9,6 +9,7 @@
 #include <mutex>
 #include <thread>
 
+#include "common/clock.h"
 #include "crypto/hash.h"
 #include "crypto/seal.h"
 #include "ks/state_store.h"
@@ -311,13 +312,17 @@ crypto::Result<void> Coop::join() {
   // would be taken for this one by everybody. The same address is this
   // key server restarted before its old lease ended.
   const std::string k = key("ks/" + name_);
-  auto held = client_.get(k);
-  if (!held) return Error{"etcd: " + held.error()};
-  if (!held->kvs.empty()) {
-    json other = json::parse(held->kvs[0].value, nullptr, false);
+  const std::string record =
+      json{{"name", name_}, {"address", address_.str()}, {"priority", priority_}, {"seen", clock::now_ms()}}.dump();
+  auto r = client_.txn({etcd::Compare::version(k, etcd::Compare::Result::Equal, 0)},
+                       {etcd::Op::put(k, record, lease->id)}, {etcd::Op::get(k)});
+  if (!r) return Error{"etcd: " + r.error()};
+  if (!r->succeeded && !r->ranges.empty() && !r->ranges[0].empty()) {
+    json other = json::parse(r->ranges[0][0].value, nullptr, false);
     if (other.is_object() && other.value("address", "") != address_.str())
       return Error{"[cluster] name " + name_ + " is already used by the live key server at " +
                    other.value("address", "?") + "; give each key server its own name"};
+    if (auto again = client_.put(k, record, lease->id); !again) return Error{"etcd: " + again.error()};
   }
   joined_at_ = steady_ms();
   return {};

@@ -76,7 +76,7 @@ crypto::Result<std::unique_ptr<KeyServer>> KeyServer::open(config::KsConfig cfg,
                                   std::to_string(g->members().size()) + " members, SEQ " + std::to_string(g->seq()) +
                                   ", next SID " + std::to_string(g->next_sid()));
   } else {
-    ks->log(Severity::Info, "no " + ks->store_->describe() + ": groups start with new keys");
+    ks->log(Severity::Info, "nothing stored yet in " + ks->store_->describe() + ": groups start with new keys");
   }
   // Written even after a restore: the store then also holds what the
   // running key server will hand out first.
