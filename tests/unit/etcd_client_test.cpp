@@ -452,6 +452,33 @@ TEST(EtcdWatch, SurvivesKillingItsMemberAndTheLeaderWithEveryEventOnce) {
   EXPECT_EQ(watch.next_revision(), events.back().kv.mod_revision + 1);
 }
 
+// A member without a quorum keeps a plain watch open and silent; with
+// etcd's require-leader the stream ends, and the watch says why.
+TEST(EtcdWatch, LeavesAMemberThatLostItsLeader) {
+  NEED_ETCD();
+  EtcdCluster cluster;
+  Client client(cluster.options());
+  const std::int64_t start = ok(client.put("e/000", "0"));
+  Watch watch(cluster.options(), "e/", start);  // on m0, the first endpoint
+  ASSERT_EQ(collect(watch, 1).size(), 1u);
+  ASSERT_EQ(watch.endpoint(), cluster.endpoint(0));
+  cluster.kill(1);
+  cluster.kill(2);
+  bool said = false;
+  for (int i = 0; i < 100 && !said; ++i) {
+    EXPECT_TRUE(ok(watch.next(100ms)).empty());
+    said = watch.last_error().find("etcdserver: no leader") != std::string::npos;
+  }
+  EXPECT_TRUE(said) << watch.last_error();
+  cluster.start(1);
+  cluster.start(2);
+  put_keys(client, 1, 4);  // keys e/001..e/003
+  const auto events = collect(watch, 3);
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events[0].kv.key, "e/001");
+  EXPECT_EQ(events[2].kv.key, "e/003");
+}
+
 TEST(EtcdWatch, ACompactedStartRevisionIsTheError) {
   NEED_ETCD();
   EtcdCluster cluster;

@@ -468,6 +468,12 @@ class Connection {
     if (ec) return fail("answer: " + describe(ec));
     return std::nullopt;
   }
+  // The rest of a response whose header receive_header() read.
+  std::optional<std::string> receive_rest(Clock::time_point deadline, http::response_parser<http::string_body>& parser) {
+    const error_code ec = await([&](auto done) { with_stream([&](auto& s) { http::async_read(s, buffer_, parser, done); }); }, deadline);
+    if (ec) return fail("answer: " + describe(ec));
+    return std::nullopt;
+  }
   // Starts reading more of a streamed body into parser; handler(ec) runs
   // from the io_context.
   template <class Handler>
@@ -737,6 +743,7 @@ struct Watch::Impl {
   std::string lines;       // the stream's bytes not yet split into lines
   std::string last_error;  // why not connected
   std::string fatal;       // compaction: every next() says so
+  Clock::time_point last_round{};  // the last round of connection attempts
 
   Impl(Options o, const std::string& prefix, std::int64_t start) : options(std::move(o)), config(options), next(start) {
     key = prefix.empty() ? std::string(1, '\0') : prefix;
@@ -775,8 +782,14 @@ struct Watch::Impl {
       if (!e) e = c->send("/v3/watch", body, deadline, true);
       if (!e) e = c->receive_header(deadline, *p);
       if (!e && p->get().result_int() != 200) {
-        unsigned status = p->get().result_int();
-        e = "HTTP " + std::to_string(status);
+        // The member refused the watch (503 "etcdserver: no leader"): its words.
+        e = "HTTP " + std::to_string(p->get().result_int());
+        if (!c->receive_rest(deadline, *p)) {
+          try {
+            *e += ": " + error_message(parse_body(p->get().body()));
+          } catch (const std::exception&) {
+          }
+        }
       }
       if (e) {
         failures += (failures.empty() ? "" : "; ") + where(url, "watch") + *e;
@@ -857,10 +870,16 @@ Result<std::vector<Event>> Watch::next(std::chrono::milliseconds wait) {
   for (;;) {
     if (!w.fatal.empty()) return Error{w.fatal};
     if (!w.connection) {
+      // At most one round of connections per 100 ms: a member that takes
+      // the watch and drops it at once (no leader) is not hammered.
+      const auto due = w.last_round + std::chrono::milliseconds(100);
+      if (Clock::now() < due) {
+        std::this_thread::sleep_until(std::min(deadline, due));
+        if (Clock::now() >= deadline) return out;
+      }
+      w.last_round = Clock::now();
       w.connect();
       if (!w.connection) {
-        // Every member failed: wait a little before the next round.
-        std::this_thread::sleep_until(std::min(deadline, Clock::now() + std::chrono::milliseconds(100)));
         if (Clock::now() >= deadline) return out;
         continue;
       }

@@ -158,8 +158,12 @@ class Watch {
   ~Watch();
   // Waits up to `wait` for events; empty on timeout. An error only when
   // the revision to resume from was compacted (the text says so) or the
-  // options are unusable; connection failures are retried inside and
-  // reported through last_error() while they last.
+  // options are unusable; connection failures are retried inside (a round
+  // over the endpoints at most every 100 ms, each attempt bounded by
+  // Options::timeout, so a round in progress may outlast `wait`) and
+  // reported through last_error() while they last. A member that loses
+  // its leader ends the stream (etcd's require-leader), so the watch moves
+  // to a member that has one.
   crypto::Result<std::vector<Event>> next(std::chrono::milliseconds wait);
   // The revision the next event will have at least.
   std::int64_t next_revision() const;
