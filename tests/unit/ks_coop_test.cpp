@@ -358,6 +358,38 @@ TEST_F(CoopTest, KeyServerConfiguredUnlikeTheClusterIsRefused) {
   }
 }
 
+// `covey-ks --check` in a cluster: the same comparison, writing nothing,
+// and the sealing key tried on the cluster's keys.
+TEST_F(CoopTest, CheckComparesAConfigWithTheRunningCluster) {
+  Ks& ks1 = start("ks1", 1, 100);
+  ASSERT_TRUE(ks1.core);
+  const auto before = dump();
+  auto load = [](const std::string& path) { return *config::load_ks_config(path).config; };
+  auto same = Coop::check(load(config("ks2", 2, 90)));
+  ASSERT_TRUE(same) << same.error();
+  EXPECT_TRUE(same->empty()) << same->front();
+  auto acl = Coop::check(load(config("ks2", 2, 90, "permit ip 10.0.0.0/8 10.0.0.0/8", "other-rekey.pem")));
+  ASSERT_TRUE(acl) << acl.error();
+  ASSERT_EQ(acl->size(), 1u);
+  EXPECT_NE(acl->front().find("acl is"), std::string::npos) << acl->front();
+  EXPECT_NE(acl->front().find("signing_key is"), std::string::npos) << acl->front();
+  std::ofstream(dir_ / "cluster.key") << std::string(64, 'd') << "\n";
+  auto sealing = Coop::check(load(config("ks2", 2, 90)));
+  ASSERT_TRUE(sealing) << sealing.error();
+  ASSERT_EQ(sealing->size(), 1u);
+  EXPECT_NE(sealing->front().find("is not the cluster's"), std::string::npos) << sealing->front();
+  // And a key server started so is refused for the same reason.
+  auto refused = open_at(config("ks3", 3, 80));
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().find("does not open under this sealing key"), std::string::npos) << refused.error();
+  const auto after = dump();
+  ASSERT_EQ(after.size(), before.size());
+  for (std::size_t i = 0; i < after.size(); ++i)
+    if (after[i].key.find("/ks/") == std::string::npos) {
+      EXPECT_EQ(after[i].mod_revision, before[i].mod_revision) << after[i].key;
+    }
+}
+
 // Acceptance 6: etcd holds no TEK, KEK or ack key bytes, only sealed values.
 TEST_F(CoopTest, EtcdHoldsNoKeyMaterial) {
   Ks& ks1 = start("ks1", 1, 100);

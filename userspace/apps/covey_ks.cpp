@@ -28,6 +28,20 @@ int main(int argc, char** argv) {
   apps::apply_log_options("covey-ks", args);
 
   auto parsed = config::load_ks_config(args.config_path);
+  // In a cluster, --check also compares the groups with the running
+  // cluster's, so that a key server configured unlike it is caught before
+  // it is started and refused.
+  if (args.check && parsed.ok() && parsed.config->cluster) {
+    std::cout << config::format_problems(parsed.problems);
+    auto problems = ks::Coop::check(*parsed.config);
+    if (!problems) {
+      std::cout << args.config_path << ": cannot check against the cluster: " << problems.error() << "\n";
+      return 1;
+    }
+    for (const auto& p : *problems) std::cout << args.config_path << ": error: " << p << "\n";
+    if (problems->empty()) std::cout << args.config_path << ": OK (and as the cluster's)\n";
+    return problems->empty() ? 0 : 1;
+  }
   if (auto done = apps::report_config(parsed, args, "covey-ks")) return *done;
   // The command line's keylog wins over the file's.
   const std::string keylog = args.keylog.empty() ? parsed.config->server.keylog : args.keylog;

@@ -12,6 +12,8 @@
 #include "common/clock.h"
 #include "crypto/hash.h"
 #include "crypto/seal.h"
+#include "crypto/sign.h"
+#include "crypto/x509.h"
 #include "ks/state_store.h"
 
 namespace covey::ks {
@@ -61,7 +63,7 @@ std::string spi_text(std::uint32_t spi) {
 // Everything about a group that must be the same on every key server of a
 // cluster, field by field, so that a difference is named. The signing key
 // by its public key's SHA-256, which is no secret.
-json policy_fields(const config::KsGroupConfig& c, const Group& g) {
+json policy_fields(const config::KsGroupConfig& c, ByteView signature_public_key) {
   const gdoi::GroupPolicy& p = c.policy;
   auto opt = [](const std::optional<std::uint32_t>& v) { return v ? std::to_string(*v) : std::string("default"); };
   std::vector<std::string> who;
@@ -93,9 +95,20 @@ json policy_fields(const config::KsGroupConfig& c, const Group& g) {
               {"tek_margin", opt(c.tek_margin_s)},
               {"kek_margin", opt(c.kek_margin_s)},
               {"authorization", authorization},
-              {"signing_key", to_hex(sha256(std::string_view(
-                                  reinterpret_cast<const char*>(g.kek().signature_public_key.data()),
-                                  g.kek().signature_public_key.size())))}};
+              {"signing_key",
+               to_hex(sha256(std::string_view(reinterpret_cast<const char*>(signature_public_key.data()),
+                                              signature_public_key.size())))}};
+}
+
+// "acl is "..." here but "..." in the cluster; signing_key is ...": every
+// field that differs, empty when none.
+std::string differences(const json& mine, const json& theirs) {
+  std::string differ;
+  for (const auto& [field, value] : mine.items())
+    if (!theirs.contains(field) || theirs[field] != value)
+      differ += (differ.empty() ? "" : "; ") + field + " is " + value.dump() + " here but " +
+                (theirs.contains(field) ? theirs[field].dump() : std::string("absent")) + " in the cluster";
+  return differ;
 }
 
 const config::KsGroupConfig* group_config(const config::KsConfig& cfg, std::uint32_t identity) {
@@ -280,7 +293,7 @@ std::vector<Event> Coop::take_events() {
 crypto::Result<void> Coop::check_policy(const Group& g) {
   const config::KsGroupConfig* c = group_config(cfg_, g.policy().identity);
   if (!c) return Error{"group " + g.policy().name + " is not configured"};
-  const json mine = policy_fields(*c, g);
+  const json mine = policy_fields(*c, g.kek().signature_public_key);
   const std::string k = group_key(g, "policy");
   auto r = client_.txn({etcd::Compare::version(k, etcd::Compare::Result::Equal, 0)},
                        {etcd::Op::put(k, mine.dump())}, {etcd::Op::get(k)});
@@ -292,11 +305,7 @@ crypto::Result<void> Coop::check_policy(const Group& g) {
   if (r->ranges.empty() || r->ranges[0].empty()) return Error{"group " + g.policy().name + ": " + k + " vanished"};
   json theirs = json::parse(r->ranges[0][0].value, nullptr, false);
   if (!theirs.is_object()) return Error{"group " + g.policy().name + ": " + k + " is not JSON"};
-  std::string differ;
-  for (const auto& [field, value] : mine.items())
-    if (!theirs.contains(field) || theirs[field] != value)
-      differ += (differ.empty() ? "" : "; ") + field + " is " + value.dump() + " here but " +
-                (theirs.contains(field) ? theirs[field].dump() : std::string("absent")) + " in the cluster";
+  const std::string differ = differences(mine, theirs);
   if (!differ.empty())
     return Error{"group " + g.policy().name + " (" + std::to_string(g.policy().identity) + "): key server " + name_ +
                  " is configured unlike the cluster (" + k + "), so it does not serve the group: " + differ};
@@ -815,6 +824,46 @@ nlohmann::json Coop::cluster_status(const Groups& groups, std::int64_t now_ms, s
           {"groups", mine},
           {"key_servers", servers},
           {"etcd", etcd}};
+}
+
+// ------------------------------------------------------------ checking
+
+crypto::Result<std::vector<std::string>> Coop::check(const config::KsConfig& cfg) {
+  if (!cfg.cluster) return Error{"no [cluster] in the configuration"};
+  auto sealing_key = crypto::read_sealing_key(cfg.cluster->sealing_key);
+  if (!sealing_key) return Error{"[cluster] " + sealing_key.error()};
+  etcd::Options options = etcd_options(*cfg.cluster);
+  if (auto ok = etcd::Client::check(options); !ok) return Error{"[cluster] " + ok.error()};
+  etcd::Client client(options);
+  std::vector<std::string> problems;
+  for (const config::KsGroupConfig& g : cfg.groups) {
+    const std::string where = "group " + g.policy.name + " (" + std::to_string(g.policy.identity) + ")";
+    const std::string base = cfg.cluster->prefix + "/group/" + std::to_string(g.policy.identity) + "/";
+    auto pem = crypto::read_pem_file(g.signing_key);
+    if (!pem) return Error{where + ": rekey signing key: " + pem.error()};
+    auto key = crypto::PrivateKey::from_pem(crypto::pem_text(*pem));
+    if (!key) return Error{where + ": rekey signing key " + g.signing_key + ": " + key.error()};
+    auto der = key->public_key();
+    if (!der) return Error{where + ": " + der.error()};
+    auto spki = der->to_der();
+    if (!spki) return Error{where + ": " + spki.error()};
+    auto stored = client.get(base, true);
+    if (!stored) return Error{"etcd: " + stored.error()};
+    const etcd::KeyValue *policy = nullptr, *keys = nullptr;
+    for (const auto& kv : stored->kvs) {
+      if (kv.key == base + "policy") policy = &kv;
+      if (kv.key == base + "keys") keys = &kv;
+    }
+    if (!policy) continue;  // a group the cluster does not serve yet: this key server would bring it
+    json theirs = json::parse(policy->value, nullptr, false);
+    if (const std::string d = differences(policy_fields(g, *spki), theirs); !d.empty())
+      problems.push_back(where + ": configured unlike the cluster (" + policy->key + "): " + d);
+    if (keys)
+      if (auto opened = crypto::unseal(*sealing_key, keys->key, view_of(keys->value)); !opened)
+        problems.push_back(where + ": the cluster's keys (" + keys->key + ") " + opened.error() +
+                           ": sealing_key " + cfg.cluster->sealing_key + " is not the cluster's");
+  }
+  return problems;
 }
 
 }  // namespace covey::ks

@@ -89,6 +89,12 @@ class Coop : public Store {
   nlohmann::json cluster_status(const Groups& groups, std::int64_t now_ms, std::int64_t wall_offset_s) override;
   std::vector<Event> take_events() override;
 
+  // `covey-ks --check` against the running cluster, writing nothing: each
+  // group's policy and signing key compared with the cluster's, and the
+  // sealing key tried on the cluster's keys. The problems, empty when none;
+  // an error when etcd or a key file cannot be read.
+  static crypto::Result<std::vector<std::string>> check(const config::KsConfig& cfg);
+
  private:
   struct Shared;  // between the key server's thread and the store's
   struct GroupSync {
