@@ -147,12 +147,30 @@ struct Coop::Shared {
     return stop;
   }
 
+  // What a whole read says, as the events it stands for: every key put,
+  // and the primary gone if it is not there. (Members removed meanwhile
+  // stay until the primary drops them for missing rekeys.)
+  void resync(const std::string& prefix, const etcd::Range& all) {
+    std::lock_guard lock(mu);
+    bool primary = false;
+    for (const auto& kv : all.kvs) {
+      events.push_back(etcd::Event{etcd::Event::Type::Put, kv});
+      primary = primary || kv.key == prefix + "/primary";
+    }
+    if (!primary) {
+      etcd::Event gone{etcd::Event::Type::Delete, {}};
+      gone.kv.key = prefix + "/primary";
+      gone.kv.mod_revision = all.revision;
+      events.push_back(std::move(gone));
+    }
+  }
+
   // Keeps the lease alive at a third of its TTL and waits on the watch in
   // between. A lease etcd has let end (etcd was unreachable for longer
   // than the TTL) is replaced: the key server is then a new candidate.
   void run(etcd::Options options, std::string prefix, std::int64_t start_revision, std::int64_t ttl_s) {
     etcd::Client client(options);
-    etcd::Watch watch(options, prefix + "/", start_revision);
+    auto watch = std::make_unique<etcd::Watch>(options, prefix + "/", start_revision);
     std::int64_t next_keep_alive = 0;
     std::string unreachable, watch_down;
     while (!stopped()) {
@@ -187,15 +205,23 @@ struct Coop::Shared {
         }
       }
       const std::int64_t wait = std::clamp<std::int64_t>(next_keep_alive - steady_ms(), 10, 250);
-      auto got = watch.next(std::chrono::milliseconds(wait));
+      auto got = watch->next(std::chrono::milliseconds(wait));
       if (!got) {
-        say(Severity::Error, "etcd watch of " + prefix + "/ ended: " + got.error());
-        std::unique_lock lock(mu);
-        stopping.wait_for(lock, std::chrono::milliseconds(500), [this] { return stop; });
+        // Only a compacted revision ends a watch: what changed meanwhile is
+        // read whole instead, and the watch starts again after that read.
+        say(Severity::Warning, "etcd watch of " + prefix + "/ ended (" + got.error() + "); reading it whole");
+        if (auto all = client.get(prefix + "/", true)) {
+          resync(prefix, *all);
+          watch = std::make_unique<etcd::Watch>(options, prefix + "/", all->revision + 1);
+          wake();
+        } else {
+          std::unique_lock lock(mu);
+          stopping.wait_for(lock, std::chrono::milliseconds(500), [this] { return stop; });
+        }
         continue;
       }
-      if (watch.last_error() != watch_down) {
-        watch_down = watch.last_error();
+      if (watch->last_error() != watch_down) {
+        watch_down = watch->last_error();
         say(watch_down.empty() ? Severity::Info : Severity::Warning,
             watch_down.empty() ? "etcd watch connected again" : "etcd watch reconnecting: " + watch_down);
       }
@@ -598,9 +624,6 @@ crypto::Result<void> Coop::write_members(const Groups& groups) {
       for (const auto& [addr, h] : sync.member_hash)
         if (!g.members().count(addr)) gone.push_back(addr);
       for (const Address& a : gone) {
-        if (!removed.empty() && !written.empty()) {
-          if (auto r = flush(); !r) return r;
-        }
         ops.push_back(etcd::Op::del(group_key(g, "member/" + a.str())));
         removed.push_back(a);
         if (ops.size() >= kOpsPerTxn)
