@@ -450,6 +450,44 @@ TEST_F(CoopTest, MigratesFromTheStateFile) {
   EXPECT_EQ(group(ks2).members().count(*Address::parse("10.1.23.1")), 1u);
 }
 
+// etcd unreachable: nobody rekeys (the primary stops once its lease may
+// have ended); every key server admits members with the keys it holds,
+// from its reserved SIDs, and writes them when etcd is back, where the
+// cluster goes on without anyone registering again.
+TEST_F(CoopTest, EtcdUnreachableStopsRekeysButNotRegistrations) {
+  Ks& ks1 = start("ks1", 1, 100);
+  Ks& ks2 = start("ks2", 2, 90);
+  ASSERT_TRUE(until([&] { return ks1.core->handle({{"cmd", "ks.cluster"}}, clock::now_ms())["role"] == "primary"; }))
+      << logs();
+  join(ks2, "10.1.23.2");  // ks2 reserves its first SID range
+  for (std::size_t i = 0; i < 3; ++i) etcd_->kill(i);
+  ASSERT_TRUE(until([&] { return ks1.core->handle({{"cmd", "ks.cluster"}}, clock::now_ms())["role"] == "secondary"; }))
+      << logs();
+  EXPECT_NE(ks1.log.find("stands down as primary"), std::string::npos) << logs();
+  auto refused = ks1.core->handle({{"cmd", "ks.rekey"}, {"group", "GET_VPN"}}, clock::now_ms());
+  EXPECT_FALSE(refused["ok"]);
+  EXPECT_NE(refused["error"].get<std::string>().find("etcd unreachable?"), std::string::npos) << refused.dump();
+  EXPECT_TRUE(ks1.core->take_outgoing().empty());
+  // Scheduled rekeys wait too: a tick far past every lifetime sends nothing.
+  ks1.core->tick(clock::now_ms() + 7LL * 24 * 3600 * 1000);
+  EXPECT_TRUE(ks1.core->take_outgoing().empty());
+  EXPECT_EQ(group(ks1).seq(), 0u);
+  // Registrations go on at both.
+  join(ks1, "10.1.23.11");
+  const auto late2 = join(ks2, "10.1.23.12");
+  EXPECT_EQ(late2.keys.kek->spi, group(ks1).kek().spi);
+  for (std::size_t i = 0; i < 3; ++i) etcd_->start(i);
+  // Back: a primary again, and the members written while etcd was away
+  // reach every key server.
+  ASSERT_TRUE(until([&] {
+    return ks1.core->handle({{"cmd", "ks.cluster"}}, clock::now_ms())["role"] == "primary" &&
+           group(ks1).members().size() == 3 && group(ks2).members().size() == 3;
+  })) << logs();
+  auto r = ks1.core->handle({{"cmd", "ks.rekey"}, {"group", "GET_VPN"}}, clock::now_ms());
+  ASSERT_TRUE(r["ok"]) << r.dump() << logs();
+  EXPECT_NE(r["message"].get<std::string>().find("sent to 3 members"), std::string::npos) << r.dump();
+}
+
 // etcd loses a member and its leader: the cluster goes on.
 TEST_F(CoopTest, SurvivesEtcdMemberLossAndLeaderChange) {
   Ks& ks1 = start("ks1", 1, 100);

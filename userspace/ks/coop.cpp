@@ -300,6 +300,14 @@ std::int64_t Coop::lease() const { return shared_->lease.load(); }
 bool Coop::lease_valid() const { return lease() != 0 && steady_ms() < shared_->valid_until.load(); }
 bool Coop::primary() const { return leader_rev_ != 0 && primary_ == name_ && lease_valid(); }
 
+std::string Coop::not_primary() const {
+  if (!lease_valid())
+    return "key server " + name_ + " cannot rekey: etcd has not renewed its lease for longer than the lease TTL " +
+           "(etcd unreachable?), and no key server rekeys until etcd is back";
+  if (primary_.empty()) return "no primary is elected now; try again in a few seconds";
+  return "key server " + name_ + " is a secondary; run it on the primary, " + primary_;
+}
+
 void Coop::set_wakeup(std::function<void()> wakeup) {
   std::lock_guard lock(shared_->mu);
   shared_->wakeup = std::move(wakeup);
@@ -520,6 +528,9 @@ crypto::Result<bool> Coop::restore(Groups& groups) {
       if (auto r = seed(groups, *g, from_file); !r) return Error{r.error()};
     found = found || from_file;
   }
+  // A range of SIDs now, so that registrations go on while etcd is away.
+  for (const auto& [id, g] : groups.all())
+    if (auto r = reserve(*g, 1); !r) return Error{"group " + g->policy().name + ": reserving SIDs: " + r.error()};
   shared_->thread = std::thread([s = shared_.get(), o = options_, p = prefix_, rev = all->revision + 1, t = ttl_s_] {
     s->run(o, p, rev, t);
   });
@@ -529,10 +540,7 @@ crypto::Result<bool> Coop::restore(Groups& groups) {
 // ------------------------------------------------------------ writing
 
 crypto::Result<void> Coop::write_keys(const Group& g, GroupSync& sync, const Bytes& digest) {
-  if (!primary())
-    return Error{"key server " + name_ + " is not the primary of the cluster" +
-                 (primary_.empty() ? std::string(" (none is elected now)") : " (" + primary_ + " is)") +
-                 ": only the primary changes keys"};
+  if (!primary()) return Error{not_primary() + " (only the primary changes keys)"};
   const std::string k = group_key(g, "keys");
   std::string text = encode_group_keys(g);
   auto sealed = crypto::seal(sealing_key_, k, view_of(text));
@@ -776,7 +784,9 @@ bool Coop::campaign(std::int64_t now_ms) {
 }
 
 Store::RoleChange Coop::poll(Groups& groups, std::int64_t now_ms) {
-  const bool was = primary();
+  // What this key server acted as until now: its lease may have lapsed
+  // since the last call without any event.
+  const bool was = acting_;
   std::vector<etcd::Event> events;
   {
     std::lock_guard lock(shared_->mu);
@@ -784,10 +794,19 @@ Store::RoleChange Coop::poll(Groups& groups, std::int64_t now_ms) {
   }
   for (const etcd::Event& e : events) apply(groups, e);
   if (lease_valid()) announce(groups, now_ms);
-  if (!was && campaign(now_ms)) return RoleChange::BecamePrimary;
+  if (!was && primary()) {  // the role kept through a lapse of the lease, or won at restore
+    acting_ = true;
+    return RoleChange::BecamePrimary;
+  }
+  if (!was && campaign(now_ms)) {
+    acting_ = true;
+    return RoleChange::BecamePrimary;
+  }
   if (was && !primary()) {
-    if (!lease_valid() && leader_rev_ != 0)
-      log(Severity::Warning, "key server " + name_ + " stands down as primary: its etcd lease may have ended");
+    acting_ = false;
+    if (!lease_valid())
+      log(Severity::Warning, "key server " + name_ + " stands down as primary: etcd has not renewed its lease for "
+                             "longer than the lease TTL, so another may be primary by now");
     return RoleChange::BecameSecondary;
   }
   return RoleChange::None;

@@ -40,7 +40,8 @@
 // when it sent its last successful keep-alive, and stands down then.
 //
 // Members and SIDs: any key server records the members it admits; SIDs come
-// from ranges each reserves with a compare-and-swap on P/group/<id>/sid.
+// from ranges each reserves with a compare-and-swap on P/group/<id>/sid,
+// the first when it joins.
 //
 // etcd unreachable: no key server can rekey (the primary's fenced writes
 // fail, and it stops when its lease may have ended); every key server goes
@@ -84,6 +85,7 @@ class Coop : public Store {
   Groups::ReserveSids sid_reserver() override;
   bool primary() const override;
   std::string primary_name() const override { return primary_; }
+  std::string not_primary() const override;
   RoleChange poll(Groups& groups, std::int64_t now_ms) override;
   void set_wakeup(std::function<void()> wakeup) override;
   nlohmann::json cluster_status(const Groups& groups, std::int64_t now_ms, std::int64_t wall_offset_s) override;
@@ -144,6 +146,7 @@ class Coop : public Store {
   std::map<std::string, Peer> peers_;
   std::string primary_;
   std::int64_t leader_rev_ = 0;  // P/primary's create revision while this key server holds it
+  bool acting_ = false;           // primary() as of the last poll: what the core acted on
   std::int64_t joined_at_ = 0;   // steady ms
   std::int64_t announced_lease_ = 0, announced_at_ = 0;
   std::string announced_view_;

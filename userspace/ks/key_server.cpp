@@ -214,11 +214,7 @@ nlohmann::json KeyServer::handle(const nlohmann::json& req, std::int64_t now_ms,
   if (cmd == "ks.rekey" || cmd == "ks.remove-member") {
     // Only the primary changes keys; the others send the operator there.
     if (!store_->primary())
-      return {{"ok", false},
-              {"error", cmd + " refused: key server " + cfg_.cluster->name + " is a secondary; " +
-                            (store_->primary_name().empty() ? std::string("no primary is elected now, try again shortly")
-                                                            : "run it on the primary, " + store_->primary_name())},
-              {"primary", store_->primary_name()}};
+      return {{"ok", false}, {"error", cmd + " refused: " + store_->not_primary()}, {"primary", store_->primary_name()}};
   }
   if (cmd == "ks.reload") return reload(now_ms);
   if (cmd == "ks.rekey") {

@@ -406,15 +406,22 @@ void Rekeyer::take_over(Group& g, std::int64_t now_ms) {
   const std::optional<Group::LastPush>& last = g.last_push();
   if (!last || !last->unicast) return;  // a multicast push is not acknowledged: nothing to finish
   GroupState& st = state(g.policy().identity);
-  if (!st.recent.empty() && st.recent.back()->record.seq >= last->seq) return;  // this key server sent it
-  auto push = std::make_shared<SentPush>();
-  push->record = RekeyRecord{g.policy().identity, last->seq, last->at, static_cast<RekeyReason>(last->reason), true, 0, 0};
-  push->datagrams = last->datagrams;
-  push->ack_key = last->ack_key;
-  push->retransmit_period_s = last->retransmit_period_s;
-  push->retransmit_count = last->retransmit_count;
-  st.recent.push_back(push);
-  while (st.recent.size() > kRecentPushes) st.recent.pop_front();
+  // This key server's own push when it was primary before (its lease
+  // lapsed and came back): the same record, delivered again.
+  std::shared_ptr<SentPush> push;
+  if (!st.recent.empty() && st.recent.back()->record.seq == last->seq) {
+    push = st.recent.back();
+  } else {
+    push = std::make_shared<SentPush>();
+    push->record =
+        RekeyRecord{g.policy().identity, last->seq, last->at, static_cast<RekeyReason>(last->reason), true, 0, 0};
+    push->datagrams = last->datagrams;
+    push->ack_key = last->ack_key;
+    push->retransmit_period_s = last->retransmit_period_s;
+    push->retransmit_count = last->retransmit_count;
+    st.recent.push_back(push);
+    while (st.recent.size() > kRecentPushes) st.recent.pop_front();
+  }
   const std::optional<Address> ks = specified(g.ks_address()) ? std::optional<Address>(g.ks_address()) : std::nullopt;
   std::size_t sent = 0;
   for (const auto& [addr, m] : g.members()) {

@@ -38,6 +38,8 @@ class Store {
   // only while it is the primary in a cluster. `primary_name`: who is.
   virtual bool primary() const { return true; }
   virtual std::string primary_name() const { return {}; }
+  // Why not, for the operator, when primary() is false.
+  virtual std::string not_primary() const { return {}; }
   // What other key servers changed since the last call, applied to
   // `groups`, and whether this key server's role changed: become primary,
   // it finishes its predecessor's pushes (Rekeyer::take_over); deposed, it
