@@ -239,16 +239,12 @@ crypto::Result<void> Group::adopt_keys(State s) {
 
 crypto::Result<void> Group::restore_state(State s) {
   if (auto why = refuse_state(s)) return Error{"group " + policy_.name + ": " + *why};
-  kek_ = std::move(s.kek);
-  kek_.lifetime_s = policy_.kek.lifetime_s;
-  kek_expires_at_ = s.kek_expires_at;
-  teks_ = std::move(s.teks);
-  used_spis_ = std::move(s.used_spis);
   // Everything below the stored mark may have been handed out before the crash.
-  next_sid_ = sid_mark_ = s.next_sid;
-  seq_ = s.seq;
-  if (s.pseudotime_epoch_ms != 0) pseudotime_epoch_ms_ = s.pseudotime_epoch_ms;
-  members_ = std::move(s.members);
+  const std::uint32_t mark = s.next_sid;
+  std::map<Address, Member> members = std::move(s.members);
+  if (auto r = adopt_keys(std::move(s)); !r) return r;  // its checks are a part of those above
+  next_sid_ = sid_mark_ = mark;
+  members_ = std::move(members);
   return {};
 }
 
