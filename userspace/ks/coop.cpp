@@ -539,16 +539,29 @@ crypto::Result<bool> Coop::restore(Groups& groups) {
 
 // ------------------------------------------------------------ writing
 
-crypto::Result<void> Coop::write_keys(const Group& g, GroupSync& sync, const Bytes& digest) {
+crypto::Result<void> Coop::write_keys(const std::vector<const Group*>& changed) {
   if (!primary()) return Error{not_primary() + " (only the primary changes keys)"};
-  const std::string k = group_key(g, "keys");
-  std::string text = encode_group_keys(g);
-  auto sealed = crypto::seal(sealing_key_, k, view_of(text));
-  wipe(text);
-  if (!sealed) return Error{sealed.error()};
-  std::vector<etcd::Op> ops{etcd::Op::put(k, std::string(sealed->begin(), sealed->end()))};
-  const std::optional<Group::LastPush>& push = g.last_push();
-  if (push && push->seq != sync.push_seq) {
+  // One transaction for every group whose keys changed: a rekey never
+  // commits while another group's write fails (the caller would undo it).
+  std::vector<etcd::Compare> compare{
+      etcd::Compare::create_revision(key("primary"), etcd::Compare::Result::Equal, leader_rev_)};
+  std::vector<etcd::Op> ops;
+  std::vector<etcd::Op> read{etcd::Op::get(key("primary"))};
+  std::string names, seqs;
+  for (const Group* g : changed) {
+    const GroupSync& sync = sync_[g->policy().identity];
+    const std::string k = group_key(*g, "keys");
+    std::string text = encode_group_keys(*g);
+    auto sealed = crypto::seal(sealing_key_, k, view_of(text));
+    wipe(text);
+    if (!sealed) return Error{sealed.error()};
+    compare.push_back(etcd::Compare::mod_revision(k, etcd::Compare::Result::Equal, sync.keys_rev));
+    ops.push_back(etcd::Op::put(k, std::string(sealed->begin(), sealed->end())));
+    read.push_back(etcd::Op::get(k));
+    names += (names.empty() ? "" : ", ") + g->policy().name;
+    seqs += (seqs.empty() ? "" : ", ") + std::to_string(g->seq());
+    const std::optional<Group::LastPush>& push = g->last_push();
+    if (!push || push->seq == sync.push_seq) continue;
     json datagrams = json::array();
     for (const auto& [traits, bytes] : push->datagrams)
       datagrams.push_back({{"covey_features", traits.covey ? json(traits.features) : json(nullptr)},
@@ -564,14 +577,12 @@ crypto::Result<void> Coop::write_keys(const Group& g, GroupSync& sync, const Byt
               {"datagrams", std::move(datagrams)}};
     std::string pt = j.dump();
     j["ack_key"] = "";
-    auto sealed_push = crypto::seal(sealing_key_, group_key(g, "push"), view_of(pt));
+    auto sealed_push = crypto::seal(sealing_key_, group_key(*g, "push"), view_of(pt));
     wipe(pt);
     if (!sealed_push) return Error{sealed_push.error()};
-    ops.push_back(etcd::Op::put(group_key(g, "push"), std::string(sealed_push->begin(), sealed_push->end())));
+    ops.push_back(etcd::Op::put(group_key(*g, "push"), std::string(sealed_push->begin(), sealed_push->end())));
   }
-  auto r = client_.txn({etcd::Compare::create_revision(key("primary"), etcd::Compare::Result::Equal, leader_rev_),
-                        etcd::Compare::mod_revision(k, etcd::Compare::Result::Equal, sync.keys_rev)},
-                       ops, {etcd::Op::get(key("primary")), etcd::Op::get(k)});
+  auto r = client_.txn(compare, ops, read);
   if (!r) return Error{"etcd: " + r.error()};
   if (!r->succeeded) {
     const bool still = !r->ranges.empty() && !r->ranges[0].empty() && r->ranges[0][0].create_revision == leader_rev_;
@@ -580,17 +591,22 @@ crypto::Result<void> Coop::write_keys(const Group& g, GroupSync& sync, const Byt
       leader_rev_ = 0;
       log(Severity::Warning, "key server " + name_ + " is no longer the primary" +
                                  (primary_.empty() ? std::string() : " (" + primary_ + " is)"));
-      return Error{"key server " + name_ + " lost the primary role before SEQ " + std::to_string(g.seq()) +
+      return Error{"key server " + name_ + " lost the primary role before SEQ " + seqs + " of " + names +
                    " was written; nothing was sent"};
     }
-    return Error{"group " + g.policy().name + ": the cluster's keys changed since this key server last saw them (" +
-                 k + "); nothing was sent, and the next try uses them"};
+    return Error{"group " + names + ": the cluster's keys changed since this key server last saw them; nothing "
+                 "was sent, and the next try uses them"};
   }
-  sync.keys_rev = r->revision;
-  sync.keys_digest = digest;
-  if (push) {
-    sync.push_rev = r->revision;
-    sync.push_seq = push->seq;
+  for (const Group* g : changed) {
+    GroupSync& sync = sync_[g->policy().identity];
+    std::string text = encode_group_keys(*g);
+    sync.keys_rev = r->revision;
+    sync.keys_digest = sha256(text);
+    wipe(text);
+    if (g->last_push()) {
+      sync.push_rev = r->revision;
+      sync.push_seq = g->last_push()->seq;
+    }
   }
   return {};
 }
@@ -644,15 +660,16 @@ crypto::Result<void> Coop::write_members(const Groups& groups) {
 }
 
 crypto::Result<void> Coop::save(const Groups& groups) {
+  // Members first: a failure after the keys committed would have the
+  // caller undo a rekey that the cluster already holds.
+  if (auto r = write_members(groups); !r) return r;
+  std::vector<const Group*> changed;
   for (const auto& [id, owned] : groups.all()) {
-    GroupSync& sync = sync_[id];
     std::string text = encode_group_keys(*owned);
-    const Bytes digest = sha256(text);
+    if (sha256(text) != sync_[id].keys_digest) changed.push_back(owned.get());
     wipe(text);
-    if (digest == sync.keys_digest) continue;
-    if (auto r = write_keys(*owned, sync, digest); !r) return r;
   }
-  return write_members(groups);
+  return changed.empty() ? crypto::Result<void>{} : write_keys(changed);
 }
 
 Groups::ReserveSids Coop::sid_reserver() {

@@ -124,7 +124,7 @@ class Coop : public Store {
   crypto::Result<void> take_push(Group& g, const etcd::KeyValue& kv);
   void take_member(Group& g, const etcd::KeyValue& kv, const std::string& address);
   void apply(Groups& groups, const etcd::Event& e);
-  crypto::Result<void> write_keys(const Group& g, GroupSync& sync, const Bytes& digest);
+  crypto::Result<void> write_keys(const std::vector<const Group*>& changed);
   crypto::Result<void> write_members(const Groups& groups);
   crypto::Result<void> reserve(Group& g, unsigned need);
   void announce(const Groups& groups, std::int64_t now_ms);
