@@ -612,6 +612,9 @@ crypto::Result<void> Coop::write_keys(const std::vector<const Group*>& changed) 
 }
 
 crypto::Result<void> Coop::write_members(const Groups& groups) {
+  // Known unreachable: fail at once rather than hold the key server's only
+  // thread, which answers registrations, for a timeout per etcd member.
+  if (!lease_valid()) return Error{"etcd unreachable (the lease is not being renewed); written once it is back"};
   for (const auto& [id, owned] : groups.all()) {
     const Group& g = *owned;
     GroupSync& sync = sync_[id];
@@ -677,6 +680,7 @@ Groups::ReserveSids Coop::sid_reserver() {
 }
 
 crypto::Result<void> Coop::reserve(Group& g, unsigned need) {
+  if (!lease_valid()) return Error{"etcd unreachable (the lease is not being renewed), and this key server's SID range is used up"};
   const std::string k = group_key(g, "sid");
   for (int attempt = 0; attempt < 8; ++attempt) {
     auto r = client_.get(k);
