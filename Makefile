@@ -6,6 +6,8 @@
 #   make fuzz     run the message decoder fuzzer (FUZZ_SECONDS, default 600)
 #   make lab      the reference lab carrying a ping, in network namespaces or,
 #                 when this kernel lacks ESP, in a VM (make lab-down)
+#   make lab-coop the same lab with three cooperative key servers on etcd; the
+#                 primary is killed while h3 pings h4
 
 BUILD      ?= build
 SAN_BUILD  ?= build-san
@@ -17,7 +19,7 @@ REGISTRATION_BENCH_FLAGS ?=
 VM_THROUGHPUT_BENCH_FLAGS ?=
 CMAKE_FLAGS ?=
 
-.PHONY: all build san deps test unit bench fuzz format clean lab lab-down
+.PHONY: all build san deps test unit bench fuzz format clean lab lab-coop lab-down
 
 all: build
 
@@ -76,6 +78,12 @@ fuzz: deps san
 # lab stays up; `make lab-down` removes it), else inside the VM on Debian's kernel.
 lab: deps build
 	COVEY_BUILD=$(abspath $(BUILD)) ./tools/lab/make-lab.sh
+
+# The lab with three key servers (priorities 100/90/80) and a three-member
+# etcd on the KS node; kill -9 of the primary while h3 pings h4, a rekey
+# from the new one, `coveyctl ks cluster` before and after, what r2 saw.
+lab-coop: deps build
+	COVEY_BUILD=$(abspath $(BUILD)) ./tools/lab/make-lab.sh --coop
 
 lab-down:
 	./tools/lab/lab.sh down
