@@ -17,6 +17,8 @@ FUZZ_SECONDS ?= 600
 REGISTRATION_BENCH_FLAGS ?=
 # e.g. "--mib 16 --repeats 5" (see tests/bench/vm_throughput.py --help)
 VM_THROUGHPUT_BENCH_FLAGS ?=
+# e.g. "--members 10000 --failover-members 1000" (see tests/bench/coop_bench.py --help)
+COOP_BENCH_FLAGS ?=
 CMAKE_FLAGS ?=
 
 .PHONY: all build san deps test unit bench fuzz format clean lab lab-coop lab-down
@@ -60,6 +62,9 @@ bench: deps build
 	@echo "== registration (tools/gm-swarm against covey-ks)"
 	@python3 tests/bench/registration_bench.py --build $(BUILD) --out $(BUILD)/bench $(REGISTRATION_BENCH_FLAGS) || \
 	  echo "registration bench did not run; the table below lacks it"
+	@echo "== cooperative key servers (covey-ks on a three-member etcd, gm-swarm; loopback)"
+	@python3 tests/bench/coop_bench.py --build $(BUILD) --out $(BUILD)/bench $(COOP_BENCH_FLAGS) || \
+	  echo "coop bench did not run; the table below lacks it"
 	@echo "== VM throughput (covey's data path against static XFRM SAs, in the VM; root)"
 	@python3 tests/bench/vm_throughput.py --build $(BUILD) --out $(BUILD)/bench $(VM_THROUGHPUT_BENCH_FLAGS) || \
 	  echo "VM throughput bench measured nothing; the table below says why"
