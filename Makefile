@@ -6,6 +6,8 @@
 #   make fuzz     run the message decoder fuzzer (FUZZ_SECONDS, default 600)
 #   make lab      the reference lab carrying a ping, in network namespaces or,
 #                 when this kernel lacks ESP, in a VM (make lab-down)
+#   make lab-coop the same lab with three cooperative key servers on etcd; the
+#                 primary is killed while h3 pings h4
 
 BUILD      ?= build
 SAN_BUILD  ?= build-san
@@ -15,9 +17,11 @@ FUZZ_SECONDS ?= 600
 REGISTRATION_BENCH_FLAGS ?=
 # e.g. "--mib 16 --repeats 5" (see tests/bench/vm_throughput.py --help)
 VM_THROUGHPUT_BENCH_FLAGS ?=
+# e.g. "--members 10000 --failover-members 1000" (see tests/bench/coop_bench.py --help)
+COOP_BENCH_FLAGS ?=
 CMAKE_FLAGS ?=
 
-.PHONY: all build san deps test unit bench fuzz format clean lab lab-down
+.PHONY: all build san deps test unit bench fuzz format clean lab lab-coop lab-down
 
 all: build
 
@@ -58,6 +62,9 @@ bench: deps build
 	@echo "== registration (tools/gm-swarm against covey-ks)"
 	@python3 tests/bench/registration_bench.py --build $(BUILD) --out $(BUILD)/bench $(REGISTRATION_BENCH_FLAGS) || \
 	  echo "registration bench did not run; the table below lacks it"
+	@echo "== cooperative key servers (covey-ks on a three-member etcd, gm-swarm; loopback)"
+	@python3 tests/bench/coop_bench.py --build $(BUILD) --out $(BUILD)/bench $(COOP_BENCH_FLAGS) || \
+	  echo "coop bench did not run; the table below lacks it"
 	@echo "== VM throughput (covey's data path against static XFRM SAs, in the VM; root)"
 	@python3 tests/bench/vm_throughput.py --build $(BUILD) --out $(BUILD)/bench $(VM_THROUGHPUT_BENCH_FLAGS) || \
 	  echo "VM throughput bench measured nothing; the table below says why"
@@ -76,6 +83,12 @@ fuzz: deps san
 # lab stays up; `make lab-down` removes it), else inside the VM on Debian's kernel.
 lab: deps build
 	COVEY_BUILD=$(abspath $(BUILD)) ./tools/lab/make-lab.sh
+
+# The lab with three key servers (priorities 100/90/80) and a three-member
+# etcd on the KS node; kill -9 of the primary while h3 pings h4, a rekey
+# from the new one, `coveyctl ks cluster` before and after, what r2 saw.
+lab-coop: deps build
+	COVEY_BUILD=$(abspath $(BUILD)) ./tools/lab/make-lab.sh --coop
 
 lab-down:
 	./tools/lab/lab.sh down

@@ -108,6 +108,42 @@ def registration_rows(folder):
     return out
 
 
+def coop_rows(folder):
+    """(name, value, unit, note) from coop.json (tests/bench/coop_bench.py); no targets."""
+    path = pathlib.Path(folder) / "coop.json"
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    out = []
+
+    def add(name, value, unit, note=""):
+        if value is not None:
+            out.append((name, value, unit, note))
+
+    f = data.get("failover", {})
+    if f:
+        note = f"{f.get('members')} members, lease_ttl {f.get('lease_ttl_s')} s, {f.get('old_primary')} -> {f.get('new_primary')}"
+        add("coop_kill_to_new_primary_s", f.get("kill_to_new_primary_s"), "s", note)
+        add("coop_kill_to_first_push_of_new_primary_s", f.get("kill_to_first_push_of_new_primary_s"), "s", note)
+        add("coop_kill_to_last_ack_s", f.get("kill_to_last_ack_recorded_by_new_primary_s"), "s",
+            f"all {f.get('acks_recorded_by_new_primary')} acks recorded by the new primary")
+    for label, r in data.get("registration", {}).items():
+        where = f"{r.get('registered')} of {r.get('members')} members, {r.get('key_servers')} KS" + \
+            (" + etcd" if r.get("etcd") else ", state file")
+        add(f"coop_{label}_registrations_per_s", r.get("registrations_per_s"), "/s", where)
+        for ks, ms in (r.get("ks_cpu_ms_per_registration") or {}).items():
+            add(f"coop_{label}_{ks}_cpu_ms_per_registration", ms, "ms")
+        e = r.get("etcd_per_registration")
+        if e:
+            add(f"coop_{label}_etcd_puts_per_registration", e.get("puts"), "",
+                f"txns {e.get('txns', 0):.3f}; idle puts over the run {r['etcd_idle_over_run'].get('puts', 0):.0f}")
+            add(f"coop_{label}_etcd_bytes_written_per_registration", e.get("put_bytes"), "B", "values put")
+            add(f"coop_{label}_etcd_client_bytes_per_registration", e.get("client_bytes_in"), "B", "gRPC bytes in")
+            add(f"coop_{label}_etcd_cpu_ms_per_registration", r.get("etcd_cpu_ms_per_registration"), "ms",
+                "three members")
+    return out
+
+
 def verdict(name, value):
     t = REGISTRATION_TARGETS.get(name)
     if not t:
@@ -170,6 +206,16 @@ def main(folder):
             "meets_target": meets,
             "note": target_note or note,
         })
+    coop = coop_rows(folder)
+    if coop:
+        print()
+        print("cooperative key servers on etcd (tests/bench/coop_bench.py; measured, no targets)")
+        print(f"{'metric':56} {'value':>10}  note")
+    for name, value, unit, note in coop:
+        shown = f"{value:.3f}" if abs(value) < 10 else f"{value:.0f}"
+        print(f"{name:56} {shown:>7} {unit:<2}  {note}")
+        rows.append({"suite": "coop", "name": name, "value": value, "unit": unit, "target": None,
+                     "meets_target": None, "note": note})
     vm = vm_throughput_rows(folder)
     if vm:
         print()

@@ -50,8 +50,13 @@ nlohmann::json to_json(const swarm::SwarmOptions& o, const swarm::SwarmResult& r
                       {"bytes_received", k.bytes_received}});
   nlohmann::json failures = nlohmann::json::object();
   for (const auto& [why, n] : r.failures) failures[why] = n;
+  nlohmann::json key_servers = nlohmann::json::array(), pushes_from = nlohmann::json::object();
+  for (const auto& ks : o.key_servers) key_servers.push_back(ks.str());
+  for (const auto& [ks, p] : r.pushes_from)
+    pushes_from[ks.str()] = {{"datagrams", p.datagrams}, {"first_unix_s", p.first_unix_s}, {"last_unix_s", p.last_unix_s}};
   return {
-      {"ks", o.ks.str()},
+      {"ks", o.key_servers.at(0).str()},
+      {"key_servers", key_servers},
       {"group", o.group_id},
       {"dh_group", o.dh_group},
       {"members", o.members},
@@ -70,6 +75,7 @@ nlohmann::json to_json(const swarm::SwarmOptions& o, const swarm::SwarmResult& r
       {"gm_cpu_s", r.cpu_s},
       {"gm_runqueue_wait_s", r.runqueue_wait_s},
       {"rekeys", rekeys},
+      {"pushes_from", pushes_from},
   };
 }
 
@@ -77,11 +83,15 @@ nlohmann::json to_json(const swarm::SwarmOptions& o, const swarm::SwarmResult& r
 
 int main(int argc, char** argv) {
   CLI::App app{"gm-swarm: many GDOI group members from one process, to load a covey-ks (loopback only by default)"};
-  std::string ks = "127.0.0.1:848", source_base = "127.1.0.1", json_path;
+  std::vector<std::string> key_servers{"127.0.0.1:848"};
+  std::string source_base = "127.1.0.1", json_path;
   swarm::SwarmOptions o;
   double timeout_s = 60;
   bool allow_nonlocal = false;
-  app.add_option("--ks", ks, "key server, A[:port] or [v6]:port")->capture_default_str();
+  app.add_option("--ks", key_servers,
+                 "key server, A[:port] or [v6]:port; several (cooperative key servers): member i registers with the "
+                 "(i mod n)-th, and every member takes pushes from any")
+      ->capture_default_str();
   app.add_option("--group", o.group_id, "group identity")->required();
   app.add_option("--psk", o.pre_shared_key, "pre-shared key (Main Mode, every member)")->required();
   app.add_option("--members", o.members, "members to register, each once")->required()->check(CLI::Range(1, 16'000'000));
@@ -100,37 +110,43 @@ int main(int argc, char** argv) {
       ->excludes("--one-address");
   CLI11_PARSE(app, argc, argv);
 
-  auto ep = parse_endpoint(ks);
-  if (!ep) {
-    std::cerr << "gm-swarm: --ks " << ks << ": not an address with an optional port (127.0.0.1:848, [::1]:848)\n";
-    return 2;
+  for (const std::string& ks : key_servers) {
+    auto ep = parse_endpoint(ks);
+    if (!ep) {
+      std::cerr << "gm-swarm: --ks " << ks << ": not an address with an optional port (127.0.0.1:848, [::1]:848)\n";
+      return 2;
+    }
+    o.key_servers.push_back(*ep);
   }
   auto base = Address::parse(source_base);
   if (!base) {
     std::cerr << "gm-swarm: --source-base " << source_base << ": not an address\n";
     return 2;
   }
-  o.ks = *ep;
   o.source_base = *base;
   o.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(timeout_s * 1000));
   Address last = o.one_address ? *base : swarm::nth_address(*base, static_cast<std::uint32_t>(o.members - 1));
   if (!allow_nonlocal) {
     // A load generator aimed at a production KS by a typo is a denial of service.
-    if (!swarm::is_loopback(o.ks.address)) {
-      std::cerr << "gm-swarm: KS " << o.ks.str() << " is not a loopback address; pass --allow-nonlocal to load it anyway\n";
-      return 2;
-    }
+    for (const Endpoint& ks : o.key_servers)
+      if (!swarm::is_loopback(ks.address)) {
+        std::cerr << "gm-swarm: KS " << ks.str() << " is not a loopback address; pass --allow-nonlocal to load it anyway\n";
+        return 2;
+      }
     if (!swarm::is_loopback(*base) || !swarm::is_loopback(last) || (base->family == 4 && last.bytes[0] != 127)) {
       std::cerr << "gm-swarm: sources " << base->str() << " to " << last.str()
                 << " leave 127.0.0.0/8; lower --members or --source-base, or pass --allow-nonlocal\n";
       return 2;
     }
   }
-  if (base->family != o.ks.address.family) {
-    std::cerr << "gm-swarm: --source-base " << base->str() << " and KS " << o.ks.str() << " are of different families\n";
-    return 2;
-  }
+  for (const Endpoint& ks : o.key_servers)
+    if (base->family != ks.address.family) {
+      std::cerr << "gm-swarm: --source-base " << base->str() << " and KS " << ks.str() << " are of different families\n";
+      return 2;
+    }
 
+  std::string ks_list;
+  for (const Endpoint& ks : o.key_servers) ks_list += (ks_list.empty() ? "" : ",") + ks.str();
   swarm::SwarmResult r;
   try {
     r = swarm::run_swarm(o);
@@ -140,7 +156,7 @@ int main(int argc, char** argv) {
   }
 
   std::printf("gm-swarm: %zu members to KS %s group %u, DH group %u, %zu in flight, sources %s..%s\n", o.members,
-              o.ks.str().c_str(), o.group_id, unsigned{o.dh_group}, std::min(o.concurrency, o.members), base->str().c_str(), last.str().c_str());
+              ks_list.c_str(), o.group_id, unsigned{o.dh_group}, std::min(o.concurrency, o.members), base->str().c_str(), last.str().c_str());
   std::printf("  registered   %zu in %.2f s: %.1f registrations/s\n", r.registered, r.elapsed_s, r.registrations_per_s);
   std::printf("  latency      p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms\n", r.latency.p50, r.latency.p90,
               r.latency.p99, r.latency.max);
@@ -153,6 +169,7 @@ int main(int argc, char** argv) {
   for (const auto& k : r.rekeys)
     std::printf("  rekey SEQ %u  %zu members acked, %zu refused, first push to last ack %.3f s, %zu-byte push\n", k.seq,
                 k.members_acked, k.members_refused, k.first_push_to_last_ack_s, k.push_bytes);
+  for (const auto& [ks, p] : r.pushes_from) std::printf("  pushes from  %s: %zu datagrams\n", ks.str().c_str(), p.datagrams);
   if (r.unfinished) std::printf("  unfinished   %zu (the %.1f s timeout passed)\n", r.unfinished, timeout_s);
 
   if (!json_path.empty()) {

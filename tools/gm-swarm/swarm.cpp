@@ -49,6 +49,7 @@ struct Slot {
   std::size_t member = 0;
   std::size_t socket = 0;  // index into Swarm::sockets_
   Address local;
+  Endpoint ks;
   std::unique_ptr<gm::Registrar> registrar;
   Clock::time_point started;
 };
@@ -83,7 +84,7 @@ class Swarm {
     registrar_.retransmits = o.retransmits;
     slots_.resize(std::max<std::size_t>(1, std::min(o.concurrency, o.members)));
     Address any;
-    any.family = o.ks.address.family;
+    any.family = o.key_servers.at(0).address.family;
     const std::size_t sockets = o.one_address ? slots_.size() : 1;
     for (std::size_t i = 0; i < sockets; ++i) {
       std::string error;
@@ -153,7 +154,7 @@ class Swarm {
   // Queued, and sent in batches by flush(): the Registrar hands out
   // datagrams it keeps, so they are copied here.
   void send(const Slot& s, std::vector<Bytes> datagrams) {
-    for (Bytes& d : datagrams) pending_[s.socket].push_back(Pending{o_.ks, s.local, std::move(d)});
+    for (Bytes& d : datagrams) pending_[s.socket].push_back(Pending{s.ks, s.local, std::move(d)});
   }
 
   void flush() {
@@ -181,7 +182,8 @@ class Swarm {
     s.local = o_.one_address ? o_.source_base : nth_address(o_.source_base, static_cast<std::uint32_t>(s.member));
     if (!o_.one_address) by_local_[s.local] = i;
     s.started = Clock::now();
-    s.registrar = std::make_unique<gm::Registrar>(registrar_, o_.ks, s.local);
+    s.ks = o_.key_servers[s.member % o_.key_servers.size()];
+    s.registrar = std::make_unique<gm::Registrar>(registrar_, s.ks, s.local);
     ++in_flight_;
     send(s, s.registrar->start(seconds(s.started)));
     log_events(s);
@@ -218,7 +220,7 @@ class Swarm {
       for (std::size_t j = 0; j < got; ++j) {
         const UdpSocket::Received& r = received_[j];
         ++result_.datagrams_received;
-        if (!(r.from == o_.ks)) continue;
+        if (std::find(o_.key_servers.begin(), o_.key_servers.end(), r.from) == o_.key_servers.end()) continue;
         std::size_t slot = k;
         if (!o_.one_address) {
           auto it = by_local_.find(r.local);
@@ -231,7 +233,7 @@ class Swarm {
           slot = it->second;
         }
         Slot& s = slots_[slot];
-        if (!s.registrar) continue;
+        if (!s.registrar || !(r.from == s.ks)) continue;
         send(s, s.registrar->receive(ByteView(buffers_[j]).first(r.size), seconds(Clock::now())));
         log_events(s);
         if (s.registrar->done()) finish(slot);
@@ -276,6 +278,10 @@ class Swarm {
 
   void receive_push(Follower& f, const UdpSocket::Received& r, ByteView datagram) {
     const Clock::time_point now = Clock::now();
+    PushesFrom& from = result_.pushes_from[r.from];
+    const double unix_s = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    if (from.datagrams++ == 0) from.first_unix_s = unix_s;
+    from.last_unix_s = unix_s;
     auto out = f.state.receive_push(datagram, r.from, gm::PushVia::Unicast, seconds(now));
     if (out.kind == gm::PushOutcome::Kind::Retransmission) {
       ++result_.retransmissions;

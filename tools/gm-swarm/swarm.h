@@ -18,7 +18,11 @@
 namespace covey::swarm {
 
 struct SwarmOptions {
-  Endpoint ks;
+  // Member i registers with key_servers[i % size]; pushes are taken from
+  // any of them, as a member takes them from any key server of its list
+  // (cooperative key servers: the primary pushes to every member, whichever
+  // key server it registered with).
+  std::vector<Endpoint> key_servers;
   std::uint32_t group_id = 0;
   std::string pre_shared_key;
   std::uint16_t dh_group = 19;
@@ -51,6 +55,13 @@ struct RekeyResult {
   std::uint64_t bytes_received = 0;  // pushes to all members, retransmissions included
 };
 
+// The GROUPKEY-PUSH datagrams that came from one key server, with the wall
+// clock (Unix seconds) of the first and last: when a new primary took over.
+struct PushesFrom {
+  std::size_t datagrams = 0;
+  double first_unix_s = 0, last_unix_s = 0;
+};
+
 // Percentiles of the registrations that completed, in milliseconds.
 struct Latency {
   double p50 = 0, p90 = 0, p99 = 0, max = 0, mean = 0;
@@ -69,6 +80,7 @@ struct SwarmResult {
   double runqueue_wait_s = -1;  // runnable but not running (other load), -1 if unknown
   bool timed_out = false;
   std::vector<RekeyResult> rekeys;  // follow_rekeys
+  std::map<Endpoint, PushesFrom> pushes_from;  // follow_rekeys
 };
 
 // Fails only before the first member starts (bad options, no epoll); any
