@@ -325,6 +325,25 @@ TEST_F(CoopTest, DeposedPrimaryWritesAndSendsNothing) {
   EXPECT_EQ(again["seq"], 1);
 }
 
+// A push is queued while the key server is primary and handed to the socket
+// when its loop gets there: after the rest of the tick, whose member save can
+// wait on an etcd that does not answer for as long as the lease lasts. By
+// then the lease may have ended and another primary be sending (the netns
+// partition test saw it): what is handed out then is nothing (ks/coop.h).
+TEST_F(CoopTest, PushQueuedWhilePrimaryIsNotSentOnceTheLeaseMayHaveEnded) {
+  Ks& ks1 = start("ks1", 1, 100);
+  ASSERT_TRUE(until([&] { return ks1.core->handle({{"cmd", "ks.cluster"}}, clock::now_ms())["role"] == "primary"; }))
+      << logs();
+  join(ks1, "10.1.23.1");
+  auto rekeyed = ks1.core->handle({{"cmd", "ks.rekey"}, {"group", "GET_VPN"}}, clock::now_ms());
+  ASSERT_TRUE(rekeyed["ok"]) << rekeyed.dump();
+  // Queued, not yet taken; then etcd is gone until the lease has run out.
+  for (std::size_t i = 0; i < 3; ++i) etcd_->kill(i);
+  ASSERT_TRUE(until([&] { return ks1.core->handle({{"cmd", "ks.cluster"}}, clock::now_ms())["role"] == "secondary"; }))
+      << logs();
+  EXPECT_TRUE(ks1.core->take_outgoing().empty()) << "pushes would leave after the lease may have ended\n" << logs();
+}
+
 // Acceptance 5: a key server configured unlike the cluster does not serve,
 // and names what differs; the cluster is untouched.
 TEST_F(CoopTest, KeyServerConfiguredUnlikeTheClusterIsRefused) {
