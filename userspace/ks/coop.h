@@ -37,7 +37,9 @@
 // predecessor's last write cannot overwrite it). A push leaves only after
 // its transaction committed: the state file's rule, saved before sent. It
 // also sends nothing once its lease may have ended: it counts the TTL from
-// when it sent its last successful keep-alive, and stands down then.
+// when it sent its last successful keep-alive, and stands down then; a push
+// it queued before but had not handed to its socket by then (the rest of its
+// tick may have waited that long on etcd) is dropped.
 //
 // Members and SIDs: any key server records the members it admits; SIDs come
 // from ranges each reserves with a compare-and-swap on P/group/<id>/sid.
