@@ -259,7 +259,9 @@ std::string Coop::group_key(const Group& g, const std::string& rest) const {
 
 std::int64_t Coop::lease() const { return shared_->lease.load(); }
 bool Coop::lease_valid() const { return lease() != 0 && steady_ms() < shared_->valid_until.load(); }
-bool Coop::primary() const { return leader_rev_ != 0 && primary_ == name_ && lease_valid(); }
+bool Coop::primary() const {
+  return leader_rev_ != 0 && primary_ == name_ && leader_lease_ == lease() && lease_valid();
+}
 
 void Coop::set_wakeup(std::function<void()> wakeup) {
   std::lock_guard lock(shared_->mu);
@@ -737,6 +739,7 @@ bool Coop::campaign(std::int64_t now_ms) {
     return false;
   }
   leader_rev_ = r->revision;
+  leader_lease_ = lease();
   primary_ = name_;
   log(Severity::Info, "key server " + name_ + " (priority " + std::to_string(priority_) + ", " + address_.str() +
                           ") is now the primary of the cluster");
@@ -744,7 +747,9 @@ bool Coop::campaign(std::int64_t now_ms) {
 }
 
 Store::RoleChange Coop::poll(Groups& groups, std::int64_t now_ms) {
-  const bool was = primary();
+  // The role last reported, not primary() now: the lease may have run out
+  // since, while the key server's loop waited on etcd.
+  const bool was = acting_;
   std::vector<etcd::Event> events;
   {
     std::lock_guard lock(shared_->mu);
@@ -752,8 +757,14 @@ Store::RoleChange Coop::poll(Groups& groups, std::int64_t now_ms) {
   }
   for (const etcd::Event& e : events) apply(groups, e);
   if (lease_valid()) announce(groups, now_ms);
-  if (!was && campaign(now_ms)) return RoleChange::BecamePrimary;
+  // Primary again without an election: its lease outlived etcd's
+  // unavailability, so the role it stood down from is still its own.
+  if (!was && (primary() || campaign(now_ms))) {
+    acting_ = true;
+    return RoleChange::BecamePrimary;
+  }
   if (was && !primary()) {
+    acting_ = false;
     if (!lease_valid() && leader_rev_ != 0)
       log(Severity::Warning, "key server " + name_ + " stands down as primary: its etcd lease may have ended");
     return RoleChange::BecameSecondary;

@@ -139,7 +139,10 @@ class Coop : public Store {
   std::map<std::uint32_t, GroupSync> sync_;
   std::map<std::string, Peer> peers_;
   std::string primary_;
-  std::int64_t leader_rev_ = 0;  // P/primary's create revision while this key server holds it
+  std::int64_t leader_rev_ = 0;    // P/primary's create revision while this key server holds it
+  std::int64_t leader_lease_ = 0;  // the lease it was elected under: a later one holds no role
+  bool acting_ = false;            // the role poll() last reported: primary
+
   std::int64_t joined_at_ = 0;   // steady ms
   std::int64_t announced_lease_ = 0, announced_at_ = 0;
   std::string announced_view_;
