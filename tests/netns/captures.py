@@ -9,23 +9,26 @@ from pathlib import Path
 
 from netns_lab import COVEYCTL
 
-LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_RAW = 1, 113, 101
+LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_RAW, LINKTYPE_LINUX_SLL2 = 1, 113, 101, 276
 
 
-def udp_datagrams(pcap_path, port=848, ttl=False):
+def udp_datagrams(pcap_path, port=848, ttl=False, at=False):
     """(src, sport, dst, dport, payload) of every IPv4 UDP datagram to or from PORT in a
-    classic pcap (Ethernet, Linux cooked or raw IP), in capture order; with TTL, the IP
-    TTL is appended to each tuple."""
+    classic pcap (Ethernet, Linux cooked v1 or v2 (tcpdump -i any) or raw IP), in capture order; with TTL, the IP
+    TTL is appended to each tuple, with AT the capture time (seconds since the epoch).
+    A capture still being written may end in part of a record: that record is left out."""
     data = Path(pcap_path).read_bytes()
     endian = {b"\xd4\xc3\xb2\xa1": "<", b"\xa1\xb2\xc3\xd4": ">",
               b"\x4d\x3c\xb2\xa1": "<", b"\xa1\xb2\x3c\x4d": ">"}.get(data[:4])
     if not endian:
         raise ValueError(f"{pcap_path}: not a classic pcap file")
     linktype = struct.unpack(endian + "I", data[20:24])[0]
-    link_len = {LINKTYPE_ETHERNET: 14, LINKTYPE_LINUX_SLL: 16, LINKTYPE_RAW: 0}[linktype]
+    link_len = {LINKTYPE_ETHERNET: 14, LINKTYPE_LINUX_SLL: 16, LINKTYPE_LINUX_SLL2: 20, LINKTYPE_RAW: 0}[linktype]
     out, off = [], 24
     while off + 16 <= len(data):
-        incl = struct.unpack(endian + "I", data[off + 8:off + 12])[0]
+        sec, usec, incl = struct.unpack(endian + "III", data[off:off + 12])
+        if off + 16 + incl > len(data):
+            break
         ip = data[off + 16 + link_len:off + 16 + incl]
         off += 16 + incl
         if len(ip) < 28 or ip[0] >> 4 != 4 or ip[9] != 17:
@@ -34,7 +37,7 @@ def udp_datagrams(pcap_path, port=848, ttl=False):
         sport, dport, ulen = struct.unpack("!HHH", ip[ihl:ihl + 6])
         if port in (sport, dport):
             d = (_ip(ip[12:16]), sport, _ip(ip[16:20]), dport, bytes(ip[ihl + 8:ihl + ulen]))
-            out.append(d + (ip[8],) if ttl else d)
+            out.append(d + ((ip[8],) if ttl else ()) + ((sec + usec / 1e6,) if at else ()))
     return out
 
 

@@ -41,12 +41,16 @@ def _free_ports(n):
 
 
 class EtcdCluster:
-    def __init__(self, members=3, hosts=None, ports=None, prefix=None, workdir=None, start=True, patience=20.0):
+    def __init__(self, members=3, hosts=None, ports=None, prefix=None, workdir=None, start=True, patience=20.0,
+                 client_hosts=()):
         """members: how many; hosts: one address for all or one per member
         (default 127.0.0.1); ports: [(client, peer), ...] per member (default:
         free loopback ports here, or 2379/2380 + 10*i under a prefix, where
         the namespace's own loopback is ours); prefix: a command prefix for
-        all members or one per member (None: run here)."""
+        all members or one per member (None: run here); client_hosts: more
+        addresses every member takes clients on, on its client port, so that
+        clients that reach etcd each at its own address can be cut off one
+        by one (endpoints(host))."""
         self.binary = shutil.which("etcd")
         self.etcdctl = shutil.which("etcdctl")
         if not self.binary or not self.etcdctl:
@@ -70,6 +74,8 @@ class EtcdCluster:
         self._own_dir = workdir is None
         self.patience = patience
         self.names = [f"m{i}" for i in range(members)]
+        self.client_ports = [c for c, _ in ports]
+        self.client_hosts = list(client_hosts)
         self.client_urls = [f"http://{_url_host(h)}:{c}" for h, (c, _) in zip(self.hosts, ports)]
         self.peer_urls = [f"http://{_url_host(h)}:{p}" for h, (_, p) in zip(self.hosts, ports)]
         self.initial_cluster = ",".join(f"{n}={u}" for n, u in zip(self.names, self.peer_urls))
@@ -86,8 +92,13 @@ class EtcdCluster:
 
     # -- members -----------------------------------------------------------------
 
-    def endpoints(self):
-        return list(self.client_urls)
+    def endpoints(self, host=None):
+        """Every member's client URL, or with HOST (one of client_hosts) the URL at that address."""
+        if host is None:
+            return list(self.client_urls)
+        if host not in self.client_hosts and any(h != host for h in self.hosts):
+            raise ValueError(f"EtcdCluster: {host} is not one of the client_hosts {self.client_hosts}")
+        return [f"http://{_url_host(host)}:{c}" for c in self.client_ports]
 
     def log_path(self, i):
         return os.path.join(self.dir, self.names[i] + ".log")
@@ -100,7 +111,8 @@ class EtcdCluster:
             self.binary,
             "--name", self.names[i],
             "--data-dir", os.path.join(self.dir, self.names[i]),
-            "--listen-client-urls", self.client_urls[i],
+            "--listen-client-urls", ",".join([self.client_urls[i]] + [
+                f"http://{_url_host(h)}:{self.client_ports[i]}" for h in self.client_hosts if h != self.hosts[i]]),
             "--advertise-client-urls", self.client_urls[i],
             "--listen-peer-urls", self.peer_urls[i],
             "--initial-advertise-peer-urls", self.peer_urls[i],

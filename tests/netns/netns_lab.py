@@ -258,14 +258,20 @@ class Lab:
 
     # -- captures -----------------------------------------------------------
 
-    def start_capture(self, node, interface, filename):
+    def start_capture(self, node, interface, filename, expression="udp", immediate=True, buffer_kib=None):
+        """tcpdump of EXPRESSION on NODE's INTERFACE ("any": every interface) to FILENAME.
+        IMMEDIATE: each packet is in the file at once; without, and with a BUFFER_KIB kernel
+        buffer, packets reach it up to a second late, but a burst (a rekey of a thousand
+        members) is not dropped while tcpdump catches up."""
         path = self.run / filename
         err = self.run / (filename + ".stderr")
         with open(err, "wb") as e:
             # -Z root: Debian's tcpdump otherwise drops to a user who cannot write here.
-            p = subprocess.Popen(self.exec_args(node, "tcpdump", "-i", interface, "--immediate-mode", "-U", "-n",
-                                                "-Z", "root",
-                                                "-w", path, "udp"), stdout=subprocess.DEVNULL, stderr=e)
+            p = subprocess.Popen(self.exec_args(node, "tcpdump", "-i", interface,
+                                                *(["--immediate-mode"] if immediate else []), "-U", "-n",
+                                                *(["-B", buffer_kib] if buffer_kib else []),
+                                                "-Z", "root", "-w", path, expression),
+                                 stdout=subprocess.DEVNULL, stderr=e)
         self.captures[path] = p
         self.wait_for(lambda: "listening on" in err.read_text(errors="replace") or p.poll() is not None, 10,
                       f"tcpdump on {node} {interface} to start")

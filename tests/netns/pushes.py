@@ -48,13 +48,26 @@ def _payloads(body, first):
     return out
 
 
+def decrypt(push, algorithm_key):
+    """The body of PUSH (its payloads, after the header) decrypted under the KEK's ALGORITHM_KEY."""
+    dec = _kek_cipher(algorithm_key).decryptor()
+    return dec.update(push[HEADER:]) + dec.finalize()
+
+
+def seq_of(push, algorithm_key):
+    """The SEQ of PUSH (the first payload, RFC 6407 4.1) under the KEK's ALGORITHM_KEY."""
+    body = decrypt(push, algorithm_key)
+    kinds = _payloads(body, push[16])
+    assert kinds and kinds[0][0] == SEQ, f"the first payload is not SEQ: {kinds}"
+    return struct.unpack("!I", body[4:8])[0]
+
+
 def forge(push, algorithm_key, seq):
     """PUSH with SEQ set to SEQ and its SIG replaced by an RSA PKCS#1 v1.5 signature (over the
     raw hash, as IKEv1 signs) by a freshly made key, encrypted again under the same KEK: a push
     any holder of the KEK could make, which only the group's signature key can tell apart."""
-    header, ct = push[:HEADER], push[HEADER:]
-    dec = _kek_cipher(algorithm_key).decryptor()
-    body = bytearray(dec.update(ct) + dec.finalize())
+    header = push[:HEADER]
+    body = bytearray(decrypt(push, algorithm_key))
     kinds = _payloads(bytes(body), header[16])
     assert kinds and kinds[0][0] == SEQ, f"the first payload is not SEQ: {kinds}"
     body[4:8] = struct.pack("!I", seq)

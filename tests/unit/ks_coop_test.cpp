@@ -325,6 +325,47 @@ TEST_F(CoopTest, DeposedPrimaryWritesAndSendsNothing) {
   EXPECT_EQ(again["seq"], 1);
 }
 
+// A push is queued while the key server is primary and handed to the socket
+// when its loop gets there: after the rest of the tick, whose member save can
+// wait on an etcd that does not answer for as long as the lease lasts. By
+// then the lease may have ended and another primary be sending (the netns
+// partition test saw it): what is handed out then is nothing (ks/coop.h).
+TEST_F(CoopTest, PushQueuedWhilePrimaryIsNotSentOnceTheLeaseMayHaveEnded) {
+  Ks& ks1 = start("ks1", 1, 100);
+  ASSERT_TRUE(until([&] { return ks1.core->handle({{"cmd", "ks.cluster"}}, clock::now_ms())["role"] == "primary"; }))
+      << logs();
+  join(ks1, "10.1.23.1");
+  auto rekeyed = ks1.core->handle({{"cmd", "ks.rekey"}, {"group", "GET_VPN"}}, clock::now_ms());
+  ASSERT_TRUE(rekeyed["ok"]) << rekeyed.dump();
+  // Queued, not yet taken; then etcd is gone until the lease has run out.
+  for (std::size_t i = 0; i < 3; ++i) etcd_->kill(i);
+  ASSERT_TRUE(until([&] { return ks1.core->handle({{"cmd", "ks.cluster"}}, clock::now_ms())["role"] == "secondary"; }))
+      << logs();
+  EXPECT_TRUE(ks1.core->take_outgoing().empty()) << "pushes would leave after the lease may have ended\n" << logs();
+}
+
+// A primary whose lease ran out while its loop was busy elsewhere (a tick
+// waiting on etcd, as when it is cut off from it) stands down all the same:
+// it says so and drops the deliveries it had under way, which it would
+// otherwise resume, after a successor's newer SEQs, if elected again.
+TEST_F(CoopTest, PrimaryWhoseLeaseRanOutBetweenTicksStandsDown) {
+  Ks& ks1 = start("ks1", 1, 100);
+  ASSERT_TRUE(until([&] { return ks1.core->handle({{"cmd", "ks.cluster"}}, clock::now_ms())["role"] == "primary"; }))
+      << logs();
+  join(ks1, "10.1.23.1");
+  auto rekeyed = ks1.core->handle({{"cmd", "ks.rekey"}, {"group", "GET_VPN"}}, clock::now_ms());
+  ASSERT_TRUE(rekeyed["ok"]) << rekeyed.dump();
+  EXPECT_EQ(ks1.core->take_outgoing().size(), 1u);
+  EXPECT_EQ(ks1.core->rekeyer().pending(group(ks1)), 1u);
+  for (std::size_t i = 0; i < 3; ++i) etcd_->kill(i);
+  std::this_thread::sleep_for(std::chrono::seconds(3));  // no tick meanwhile; the lease TTL is 2 s
+  ks1.core->tick(clock::now_ms());
+  ks1.log += text(ks1.core->take_events());
+  EXPECT_EQ(ks1.core->handle({{"cmd", "ks.cluster"}}, clock::now_ms())["role"], "secondary");
+  EXPECT_NE(ks1.log.find("ks1 stands down as primary"), std::string::npos) << logs();
+  EXPECT_EQ(ks1.core->rekeyer().pending(group(ks1)), 0u) << "deliveries kept for a later term\n" << logs();
+}
+
 // Acceptance 5: a key server configured unlike the cluster does not serve,
 // and names what differs; the cluster is untouched.
 TEST_F(CoopTest, KeyServerConfiguredUnlikeTheClusterIsRefused) {

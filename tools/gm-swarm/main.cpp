@@ -48,6 +48,15 @@ nlohmann::json to_json(const swarm::SwarmOptions& o, const swarm::SwarmResult& r
     rekeys.push_back({{"seq", k.seq}, {"members_acked", k.members_acked}, {"members_refused", k.members_refused},
                       {"first_push_to_last_ack_s", k.first_push_to_last_ack_s}, {"push_bytes", k.push_bytes},
                       {"bytes_received", k.bytes_received}});
+  // As coveyctl gm status --show-keys shows them.
+  auto keys_json = [](const std::map<swarm::SwarmResult::HeldKeys, std::size_t>& held) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& [k, n] : held)
+      out.push_back({{"members", n},
+                     {"tek", {{"spi", k.tek_spi}, {"keys", {{"encryption", k.tek_encryption}, {"integrity", k.tek_integrity}}}}},
+                     {"kek", {{"spi", k.kek_spi}, {"keys", {{"algorithm_key", k.kek_algorithm_key}}}}}});
+    return out;
+  };
   nlohmann::json failures = nlohmann::json::object();
   for (const auto& [why, n] : r.failures) failures[why] = n;
   nlohmann::json key_servers = nlohmann::json::array(), pushes_from = nlohmann::json::object();
@@ -76,6 +85,8 @@ nlohmann::json to_json(const swarm::SwarmOptions& o, const swarm::SwarmResult& r
       {"gm_runqueue_wait_s", r.runqueue_wait_s},
       {"rekeys", rekeys},
       {"pushes_from", pushes_from},
+      {"registered_keys", keys_json(r.registered_keys)},
+      {"final_keys", keys_json(r.final_keys)},
   };
 }
 

@@ -137,6 +137,7 @@ class Swarm {
       flush();
     }
     for (const auto& [seq, p] : rekeys_) result_.rekeys.push_back(p.result);
+    for (const auto& f : followers_) ++result_.final_keys[held_keys(f->state)];
     result_.unfinished = o_.members - result_.registered - result_.failed;
     result_.elapsed_s = std::chrono::duration<double>(last_done_ - first_start_).count();
     if (result_.elapsed_s > 0) result_.registrations_per_s = static_cast<double>(result_.registered) / result_.elapsed_s;
@@ -201,7 +202,7 @@ class Swarm {
     Clock::time_point now = Clock::now();
     if (s.registrar->registration()) {
       ++result_.registered;
-      if (o_.follow_rekeys) follow(s, *s.registrar->registration());
+      follow(s, *s.registrar->registration());
       latencies_ms_.push_back(std::chrono::duration<double, std::milli>(now - s.started).count());
       last_done_ = now;
     } else {
@@ -220,16 +221,18 @@ class Swarm {
       for (std::size_t j = 0; j < got; ++j) {
         const UdpSocket::Received& r = received_[j];
         ++result_.datagrams_received;
-        if (std::find(o_.key_servers.begin(), o_.key_servers.end(), r.from) == o_.key_servers.end()) continue;
         std::size_t slot = k;
         if (!o_.one_address) {
-          auto it = by_local_.find(r.local);
-          if (it == by_local_.end()) {
-            auto f = follower_by_local_.find(r.local);
-            if (f != follower_by_local_.end() && r.size > 18 && buffers_[j][18] == kGroupkeyPush)
+          // A push may come from any key server of a cluster, not only
+          // the one registered with: the group's signature decides.
+          auto f = follower_by_local_.find(r.local);
+          if (f != follower_by_local_.end()) {
+            if (r.size > 18 && buffers_[j][18] == kGroupkeyPush)
               receive_push(*followers_[f->second], r, ByteView(buffers_[j]).first(r.size));
-            continue;  // else a late answer to a member that has finished
+            continue;
           }
+          auto it = by_local_.find(r.local);
+          if (it == by_local_.end()) continue;  // a late answer to a member that has finished
           slot = it->second;
         }
         Slot& s = slots_[slot];
@@ -264,14 +267,34 @@ class Swarm {
     gm::RekeyState state;
   };
 
+  SwarmResult::HeldKeys held_keys(const gm::RekeyState& state) const {
+    SwarmResult::HeldKeys h;
+    auto teks = state.teks(seconds(Clock::now()));
+    if (!teks.empty()) {  // by generation: the last is the newest
+      const gdoi::Tek& t = *teks.back().tek;
+      h.tek_spi = gm::spi_hex(t.spi);
+      h.tek_encryption = to_hex(t.encryption_key);
+      h.tek_integrity = to_hex(t.integrity_key);
+    }
+    if (const auto& rx = state.receiver()) {
+      h.kek_spi = to_hex(rx->kek().spi);
+      h.kek_algorithm_key = to_hex(rx->kek().algorithm_key);
+    }
+    return h;
+  }
+
   bool following() const { return o_.follow_rekeys > 0 && !followers_.empty() && rekeys_done_ < o_.follow_rekeys; }
 
+  // Counts the keys the member registered with; with follow_rekeys it
+  // stays to follow the rekeys.
   void follow(const Slot& s, const gdoi::Registration& r) {
     auto f = std::make_unique<Follower>(Follower{s.local, s.socket, gm::RekeyState(gm::RekeyOptions{"swarm", s.local})});
     if (auto ok = f->state.registered(r, seconds(Clock::now())); !ok) {
-      record_failure("cannot follow rekeys: " + ok.error());
+      record_failure("cannot take the registration's keys: " + ok.error());
       return;
     }
+    ++result_.registered_keys[held_keys(f->state)];
+    if (!o_.follow_rekeys) return;
     if (!o_.one_address) follower_by_local_[s.local] = followers_.size();
     followers_.push_back(std::move(f));
   }

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <chrono>
+#include <compare>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -39,7 +40,9 @@ struct SwarmOptions {
   bool verbose = false;  // print each member's registration steps
   // After registering, every member stays and follows this many rekeys:
   // each push is received, decrypted and verified by every member's own
-  // gm::RekeyState and acknowledged from its own address (RFC 8263). When
+  // gm::RekeyState and acknowledged from its own address (RFC 8263) to
+  // the endpoint it came from, which may be another key server of a
+  // cluster than `ks` (any source: the group's signature decides). When
   // all members are registered gm-swarm prints "following N rekeys" on a
   // line of its own and waits for the key server to rekey.
   std::size_t follow_rekeys = 0;
@@ -81,6 +84,15 @@ struct SwarmResult {
   bool timed_out = false;
   std::vector<RekeyResult> rekeys;  // follow_rekeys
   std::map<Endpoint, PushesFrom> pushes_from;  // follow_rekeys
+  // The keys the members held when they registered, and with
+  // follow_rekeys at the end: each distinct newest TEK and KEK with how
+  // many members hold them, so that "every member holds the same keys" is
+  // one entry.
+  struct HeldKeys {
+    std::string tek_spi, tek_encryption, tek_integrity, kek_spi, kek_algorithm_key;  // hex
+    auto operator<=>(const HeldKeys&) const = default;
+  };
+  std::map<HeldKeys, std::size_t> registered_keys, final_keys;
 };
 
 // Fails only before the first member starts (bad options, no epoll); any

@@ -298,7 +298,9 @@ std::string Coop::group_key(const Group& g, const std::string& rest) const {
 
 std::int64_t Coop::lease() const { return shared_->lease.load(); }
 bool Coop::lease_valid() const { return lease() != 0 && steady_ms() < shared_->valid_until.load(); }
-bool Coop::primary() const { return leader_rev_ != 0 && primary_ == name_ && lease_valid(); }
+bool Coop::primary() const {
+  return leader_rev_ != 0 && primary_ == name_ && leader_lease_ == lease() && lease_valid();
+}
 
 std::string Coop::not_primary() const {
   if (!lease_valid())
@@ -798,6 +800,7 @@ bool Coop::campaign(std::int64_t now_ms) {
     return false;
   }
   leader_rev_ = r->revision;
+  leader_lease_ = lease();
   primary_ = name_;
   log(Severity::Info, "key server " + name_ + " (priority " + std::to_string(priority_) + ", " + address_.str() +
                           ") is now the primary of the cluster");
@@ -815,11 +818,9 @@ Store::RoleChange Coop::poll(Groups& groups, std::int64_t now_ms) {
   }
   for (const etcd::Event& e : events) apply(groups, e);
   if (lease_valid()) announce(groups, now_ms);
-  if (!was && primary()) {  // the role kept through a lapse of the lease, or won at restore
-    acting_ = true;
-    return RoleChange::BecamePrimary;
-  }
-  if (!was && campaign(now_ms)) {
+  // Primary again without an election: its lease outlived etcd's
+  // unavailability, so the role it stood down from is still its own.
+  if (!was && (primary() || campaign(now_ms))) {
     acting_ = true;
     return RoleChange::BecamePrimary;
   }

@@ -37,7 +37,9 @@
 // predecessor's last write cannot overwrite it). A push leaves only after
 // its transaction committed: the state file's rule, saved before sent. It
 // also sends nothing once its lease may have ended: it counts the TTL from
-// when it sent its last successful keep-alive, and stands down then.
+// when it sent its last successful keep-alive, and stands down then; a push
+// it queued before but had not handed to its socket by then (the rest of its
+// tick may have waited that long on etcd) is dropped.
 //
 // Members and SIDs: any key server records the members it admits; SIDs come
 // from ranges each reserves with a compare-and-swap on P/group/<id>/sid,
@@ -145,8 +147,10 @@ class Coop : public Store {
   std::map<std::uint32_t, GroupSync> sync_;
   std::map<std::string, Peer> peers_;
   std::string primary_;
-  std::int64_t leader_rev_ = 0;  // P/primary's create revision while this key server holds it
-  bool acting_ = false;           // primary() as of the last poll: what the core acted on
+  std::int64_t leader_rev_ = 0;    // P/primary's create revision while this key server holds it
+  std::int64_t leader_lease_ = 0;  // the lease it was elected under: a later one holds no role
+  bool acting_ = false;            // the role poll() last reported: primary
+
   std::int64_t joined_at_ = 0;   // steady ms
   std::int64_t announced_lease_ = 0, announced_at_ = 0;
   std::string announced_view_;

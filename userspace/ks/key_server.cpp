@@ -144,6 +144,18 @@ void KeyServer::tick(std::int64_t now_ms) {
     if (auto r = save(); !r) log(Severity::Error, "members not saved (will retry): " + r.error());
 }
 
+std::vector<PushDatagram> KeyServer::take_outgoing() {
+  std::vector<PushDatagram> out = rekeyer_.take_outgoing();
+  if (!out.empty() && !store_->primary()) {
+    // Its successor finishes the push from etcd, with the same bytes.
+    log(Severity::Warning, std::to_string(out.size()) + " push datagrams not sent: key server " +
+                               (cfg_.cluster ? cfg_.cluster->name : std::string()) +
+                               " is no longer the primary (its etcd lease may have ended)");
+    out.clear();
+  }
+  return out;
+}
+
 std::vector<Event> KeyServer::take_events() {
   std::vector<Event> all = dispatcher_.take_events();
   for (Event& e : rekeyer_.take_events()) all.push_back(std::move(e));

@@ -67,7 +67,10 @@ class KeyServer {
   // Writes the store now; the daemon calls it at shutdown.
   crypto::Result<void> save();
 
-  std::vector<PushDatagram> take_outgoing() { return rekeyer_.take_outgoing(); }
+  // The pushes to send now. In a cluster, none once the lease may have
+  // ended: a push queued while primary waits for the rest of the tick, whose
+  // etcd calls can last as long as the lease (ks/coop.h).
+  std::vector<PushDatagram> take_outgoing();
   // What the dispatcher, the rekeyer and the core itself logged.
   std::vector<Event> take_events();
   std::vector<KeylogEntry> take_keylog() { return dispatcher_.take_keylog(); }
