@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <set>
 #include <thread>
 
@@ -364,6 +365,59 @@ TEST_F(CoopTest, PrimaryWhoseLeaseRanOutBetweenTicksStandsDown) {
   EXPECT_EQ(ks1.core->handle({{"cmd", "ks.cluster"}}, clock::now_ms())["role"], "secondary");
   EXPECT_NE(ks1.log.find("ks1 stands down as primary"), std::string::npos) << logs();
   EXPECT_EQ(ks1.core->rekeyer().pending(group(ks1)), 0u) << "deliveries kept for a later term\n" << logs();
+}
+
+// A policy change in a cluster: the primary rekeys to it and publishes it;
+// a secondary refuses it until then, and then takes it without a rekey.
+// [cluster] itself changes only with a restart.
+TEST_F(CoopTest, ReloadOnThePrimaryPublishesThePolicyTheSecondariesTake) {
+  Ks& ks1 = start("ks1", 1, 100);
+  Ks& ks2 = start("ks2", 2, 90);
+  ASSERT_TRUE(until([&] { return ks1.core->handle({{"cmd", "ks.cluster"}}, clock::now_ms())["role"] == "primary"; }))
+      << logs();
+  join(ks2, "10.1.23.2");
+  ASSERT_TRUE(until([&] { return group(ks1).members().size() == 1; })) << logs();
+  const std::string wider = "permit ip 10.0.0.0/8 10.0.0.0/8";
+  config("ks2", 2, 90, wider);
+  auto early = ks2.core->handle({{"cmd", "ks.reload"}}, clock::now_ms());
+  EXPECT_FALSE(early["ok"]) << early.dump();
+  EXPECT_NE(early["error"].get<std::string>().find("reload the primary, ks1, first (group GET_VPN: acl is"),
+            std::string::npos)
+      << early.dump();
+  EXPECT_EQ(group(ks2).policy().acl.size(), 2u);
+
+  config("ks1", 1, 100, wider);
+  auto primary = ks1.core->handle({{"cmd", "ks.reload"}}, clock::now_ms());
+  ASSERT_TRUE(primary["ok"]) << primary.dump() << logs();
+  EXPECT_EQ(primary["rekeyed"], nlohmann::json::array({"GET_VPN"}));
+  EXPECT_EQ(ks1.core->take_outgoing().size(), 1u) << "the push to the member registered at ks2";
+  ASSERT_TRUE(until([&] { return group(ks2).seq() == 1; })) << logs();
+  EXPECT_NE(ks2.log.find("the primary published a new policy"), std::string::npos) << logs();
+
+  auto late = ks2.core->handle({{"cmd", "ks.reload"}}, clock::now_ms());
+  ASSERT_TRUE(late["ok"]) << late.dump() << logs();
+  EXPECT_TRUE(late["rekeyed"].empty()) << late.dump();
+  EXPECT_TRUE(ks2.core->take_outgoing().empty());
+  EXPECT_EQ(group(ks2).policy().acl, group(ks1).policy().acl);
+  EXPECT_EQ(group(ks2).seq(), 1u);
+  // A key server started with the new policy joins; one with the old is refused.
+  EXPECT_TRUE(open_at(config("ks3", 3, 80, wider)));
+  auto old = open_at(config("ks4", 4, 70));
+  ASSERT_FALSE(old);
+  EXPECT_NE(old.error().find("acl is"), std::string::npos) << old.error();
+
+  // [cluster] needs a restart.
+  std::string text;
+  {
+    std::ifstream in(dir_ / "ks2.toml");
+    text.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  text.replace(text.find("priority = 90"), 13, "priority = 95");
+  std::ofstream(dir_ / "ks2.toml") << text;
+  auto cluster = ks2.core->handle({{"cmd", "ks.reload"}}, clock::now_ms());
+  EXPECT_FALSE(cluster["ok"]);
+  EXPECT_NE(cluster["error"].get<std::string>().find("[cluster] changed: restart covey-ks"), std::string::npos)
+      << cluster.dump();
 }
 
 // Acceptance 5: a key server configured unlike the cluster does not serve,

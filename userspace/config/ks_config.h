@@ -57,6 +57,7 @@ struct KsClusterConfig {
   std::uint32_t lease_ttl_s = 5;
   std::string sealing_key;      // 64 hex digits, the same file on every key server
   std::string prefix = "/covey";  // etcd key prefix: several clusters may share an etcd
+  bool operator==(const KsClusterConfig&) const = default;
 };
 
 struct KsConfig {

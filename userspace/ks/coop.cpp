@@ -334,6 +334,7 @@ crypto::Result<void> Coop::check_policy(const Group& g) {
   auto r = client_.txn({etcd::Compare::version(k, etcd::Compare::Result::Equal, 0)},
                        {etcd::Op::put(k, mine.dump())}, {etcd::Op::get(k)});
   if (!r) return Error{"group " + g.policy().name + ": " + r.error()};
+  sync_[g.policy().identity].policy = mine.dump();
   if (r->succeeded) {
     log(Severity::Info, "group " + g.policy().name + ": this key server's policy is now the cluster's (" + k + ")");
     return {};
@@ -562,6 +563,11 @@ crypto::Result<void> Coop::write_keys(const std::vector<const Group*>& changed) 
     read.push_back(etcd::Op::get(k));
     names += (names.empty() ? "" : ", ") + g->policy().name;
     seqs += (seqs.empty() ? "" : ", ") + std::to_string(g->seq());
+    // A reload on the primary publishes the policy every key server must have.
+    if (const config::KsGroupConfig* c = group_config(cfg_, g->policy().identity)) {
+      const std::string policy = policy_fields(*c, g->kek().signature_public_key).dump();
+      if (policy != sync.policy) ops.push_back(etcd::Op::put(group_key(*g, "policy"), policy));
+    }
     const std::optional<Group::LastPush>& push = g->last_push();
     if (!push || push->seq == sync.push_seq) continue;
     json datagrams = json::array();
@@ -609,6 +615,8 @@ crypto::Result<void> Coop::write_keys(const std::vector<const Group*>& changed) 
       sync.push_rev = r->revision;
       sync.push_seq = g->last_push()->seq;
     }
+    if (const config::KsGroupConfig* c = group_config(cfg_, g->policy().identity))
+      sync.policy = policy_fields(*c, g->kek().signature_public_key).dump();
   }
   return {};
 }
@@ -671,8 +679,12 @@ crypto::Result<void> Coop::save(const Groups& groups) {
   std::vector<const Group*> changed;
   for (const auto& [id, owned] : groups.all()) {
     std::string text = encode_group_keys(*owned);
-    if (sha256(text) != sync_[id].keys_digest) changed.push_back(owned.get());
+    bool differs = sha256(text) != sync_[id].keys_digest;
     wipe(text);
+    const config::KsGroupConfig* c = group_config(cfg_, id);
+    if (!differs && c && primary())
+      differs = policy_fields(*c, owned->kek().signature_public_key).dump() != sync_[id].policy;
+    if (differs) changed.push_back(owned.get());
   }
   return changed.empty() ? crypto::Result<void>{} : write_keys(changed);
 }
@@ -752,7 +764,12 @@ void Coop::apply(Groups& groups, const etcd::Event& e) {
   if (!g) return;
   GroupSync& sync = sync_[g->policy().identity];
   const std::string what = rest.substr(slash + 1);
-  if (what == "keys" && put && e.kv.mod_revision > sync.keys_rev) {
+  if (what == "policy" && put) {
+    if (e.kv.value != sync.policy)
+      log(Severity::Info, "group " + g->policy().name + ": the primary published a new policy (" + k +
+                              "); reload this key server with it (coveyctl ks reload)");
+    sync.policy = e.kv.value;
+  } else if (what == "keys" && put && e.kv.mod_revision > sync.keys_rev) {
     if (auto r = take_keys(*g, e.kv); !r) log(Severity::Error, r.error());
   } else if (what == "push" && put && e.kv.mod_revision > sync.push_rev) {
     if (auto r = take_push(*g, e.kv); !r) log(Severity::Error, r.error());
@@ -888,6 +905,41 @@ nlohmann::json Coop::cluster_status(const Groups& groups, std::int64_t now_ms, s
           {"groups", mine},
           {"key_servers", servers},
           {"etcd", etcd}};
+}
+
+// ------------------------------------------------------------ reloading
+
+crypto::Result<void> Coop::check_reload(const config::KsConfig& next, const Groups& groups) {
+  if (primary()) return {};  // it publishes the new policy with its rekey
+  if (!lease_valid() || primary_.empty()) return Error{"in a cluster, " + not_primary()};
+  std::string differ;
+  for (const config::KsGroupConfig& c : next.groups) {
+    auto found = groups.all().find(c.policy.identity);
+    if (found == groups.all().end()) continue;  // reload_problems names it
+    const Group* g = found->second.get();
+    auto record = client_.get(group_key(*g, "policy"));
+    if (!record) return Error{"etcd: " + record.error()};
+    json theirs = record->kvs.empty() ? json::object() : json::parse(record->kvs[0].value, nullptr, false);
+    const std::string d = differences(policy_fields(c, g->kek().signature_public_key), theirs);
+    if (!d.empty()) differ += (differ.empty() ? "group " : "; group ") + c.policy.name + ": " + d;
+  }
+  if (!differ.empty())
+    return Error{"key server " + name_ + " is a secondary and takes only the policy the primary published; reload "
+                 "the primary, " + primary_ + ", first (" + differ + ")"};
+  return {};
+}
+
+void Coop::reconfigure(const config::KsConfig& cfg, Groups& groups) {
+  cfg_ = cfg;
+  if (primary()) return;
+  // Keys the primary made under the new policy could not be taken under
+  // the old one: take them now.
+  for (const auto& [id, g] : groups.all()) {
+    auto r = client_.get(group_key(*g, "keys"));
+    if (!r || r->kvs.empty()) continue;
+    if (r->kvs[0].mod_revision == sync_[id].keys_rev) continue;
+    if (auto taken = take_keys(*g, r->kvs[0]); !taken) log(Severity::Error, taken.error());
+  }
 }
 
 // ------------------------------------------------------------ checking

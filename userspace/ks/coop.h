@@ -41,6 +41,11 @@
 // it queued before but had not handed to its socket by then (the rest of its
 // tick may have waited that long on etcd) is dropped.
 //
+// Policy: every key server checks its groups against P/group/<id>/policy
+// when it joins. A reload on the primary rekeys and rewrites that record in
+// the same fenced transaction; a secondary's reload is taken (quietly: the
+// primary's push carries it) only when it matches the record.
+//
 // Members and SIDs: any key server records the members it admits; SIDs come
 // from ranges each reserves with a compare-and-swap on P/group/<id>/sid,
 // the first when it joins.
@@ -92,6 +97,8 @@ class Coop : public Store {
   void set_wakeup(std::function<void()> wakeup) override;
   nlohmann::json cluster_status(const Groups& groups, std::int64_t now_ms, std::int64_t wall_offset_s) override;
   std::vector<Event> take_events() override;
+  crypto::Result<void> check_reload(const config::KsConfig& next, const Groups& groups) override;
+  void reconfigure(const config::KsConfig& cfg, Groups& groups) override;
 
   // `covey-ks --check` against the running cluster, writing nothing: each
   // group's policy and signing key compared with the cluster's, and the
@@ -107,6 +114,7 @@ class Coop : public Store {
     std::int64_t push_rev = 0;
     std::uint32_t push_seq = 0;
     std::map<Address, std::size_t> member_hash;  // of the record as last seen or written
+    std::string policy;  // P/group/<id>/policy as last seen or written
   };
   struct Peer {
     std::string name;

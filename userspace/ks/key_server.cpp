@@ -179,19 +179,25 @@ Group* KeyServer::find_group(const std::string& name) {
 
 nlohmann::json KeyServer::reload(std::int64_t now_ms) {
   now_ms_ = now_ms;
-  if (cfg_.cluster) {
-    const std::string why =
-        "reload refused, nothing changed: in a cluster every key server must carry the same policy (" +
-        cfg_.cluster->prefix + "/group/<id>/policy), and changing it on all of them at once is not supported yet";
-    log(Severity::Error, why);
-    return {{"ok", false}, {"error", why}};
-  }
   auto next = config::load_ks_config(config_path_);
   std::vector<std::string> problems;
   for (const auto& p : next.problems)
     if (p.is_error()) problems.push_back(p.str());
   KsReload r;
-  if (next.ok()) r = ks::reload(cfg_, std::move(*next.config), groups_, dispatcher_, rekeyer_, now_ms);
+  // In a cluster the primary rekeys to the new policy and publishes it; a
+  // secondary takes it only once published, and quietly.
+  if (next.ok())
+    if (auto allowed = store_->check_reload(*next.config, groups_); !allowed) problems.push_back(allowed.error());
+  if (problems.empty()) {
+    const config::KsConfig before = cfg_;
+    const bool rekey = store_->primary();
+    if (rekey) store_->reconfigure(*next.config, groups_);
+    r = ks::reload(cfg_, std::move(*next.config), groups_, dispatcher_, rekeyer_, now_ms, rekey);
+    store_->reconfigure(r.ok ? cfg_ : before, groups_);
+    // A change no rekey carried (authorization, margins) is published too.
+    if (r.ok && rekey)
+      if (auto saved = save(); !saved) r.errors.push_back("the new policy was not published: " + saved.error());
+  }
   for (auto& p : r.problems) problems.push_back(std::move(p));
   if (!problems.empty()) {
     std::string text;

@@ -46,6 +46,9 @@ std::vector<std::string> reload_problems(const config::KsConfig& running, const 
   server("state_dir", a.state_dir, b.state_dir);
   server("control_socket", a.control_socket, b.control_socket);
   server("keylog", a.keylog.empty() ? "off" : a.keylog, b.keylog.empty() ? "off" : b.keylog);
+  if (running.cluster != next.cluster)
+    problems.push_back(std::string("[cluster] ") + (!running.cluster ? "added" : !next.cluster ? "removed" : "changed") +
+                       ": restart covey-ks to apply it");
 
   std::set<std::string> names;
   for (const config::KsGroupConfig& g : next.groups) {
@@ -79,7 +82,7 @@ std::vector<std::string> reload_problems(const config::KsConfig& running, const 
 }
 
 KsReload reload(config::KsConfig& running, config::KsConfig next, Groups& groups, Dispatcher& dispatcher,
-                Rekeyer& rekeyer, std::int64_t now_ms) {
+                Rekeyer& rekeyer, std::int64_t now_ms, bool rekey) {
   KsReload out;
   out.problems = reload_problems(running, next, groups);
   std::string error;
@@ -93,6 +96,10 @@ KsReload reload(config::KsConfig& running, config::KsConfig next, Groups& groups
     Group* g = groups.find(gc.policy.name);
     g->set_authorization(Authorization{gc.authorization, gc.authorization_subjects});
     rekeyer.set_margins(gc.policy.identity, RekeyMargins{gc.tek_margin_s, gc.kek_margin_s});
+    if (!rekey) {
+      g->set_policy(gc.policy);
+      continue;
+    }
     auto seq = rekeyer.change_policy(*g, gc.policy, now_ms);
     if (!seq)
       out.errors.push_back(seq.error());

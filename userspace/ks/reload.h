@@ -30,7 +30,9 @@ std::vector<std::string> reload_problems(const config::KsConfig& running, const 
 // and credentials, authorization, rekey margins, and each group's policy,
 // rekeying the groups whose members would see the change. `running`
 // becomes `next` on success.
+// `rekey` false (a secondary of a cluster): the policy is taken quietly,
+// since the primary's rekey brings it to the members.
 KsReload reload(config::KsConfig& running, config::KsConfig next, Groups& groups, Dispatcher& dispatcher,
-                Rekeyer& rekeyer, std::int64_t now_ms);
+                Rekeyer& rekeyer, std::int64_t now_ms, bool rekey = true);
 
 }  // namespace covey::ks

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "config/ks_config.h"
 #include "crypto/result.h"
 #include "ks/event.h"
 #include "ks/group.h"
@@ -52,7 +53,11 @@ class Store {
   virtual nlohmann::json cluster_status(const Groups& /*groups*/, std::int64_t /*now_ms*/, std::int64_t /*wall_offset_s*/) {
     return {{"ok", false}, {"error", "this key server is not in a cluster (no [cluster] in its configuration)"}};
   }
-  // What the store itself logged (elections, etcd errors).
+  // A reload: whether `next` may be taken (a secondary of a cluster takes
+  // only the policy its primary has published), and then that it was.
+  virtual crypto::Result<void> check_reload(const config::KsConfig& /*next*/, const Groups& /*groups*/) { return {}; }
+  virtual void reconfigure(const config::KsConfig& /*cfg*/, Groups& /*groups*/) {}
+    // What the store itself logged (elections, etcd errors).
   virtual std::vector<Event> take_events() { return {}; }
 };
 
