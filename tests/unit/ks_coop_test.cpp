@@ -75,7 +75,8 @@ class CoopTest : public ::testing::Test {
   // change what it is configured with.
   std::string config(const std::string& name, int n, int priority,
                      const std::string& acl = "permit ip 192.168.0.0/16 192.168.0.0/16",
-                     const std::string& signing_key = "rekey.pem", const std::string& prefix = "/covey-test") {
+                     const std::string& signing_key = "rekey.pem",
+                     const std::string& prefix = "/covey-test") {
     const fs::path path = dir_ / (name + ".toml");
     std::string endpoints;
     for (const auto& e : etcd_->endpoints()) endpoints += (endpoints.empty() ? "\"" : ", \"") + e + "\"";
@@ -86,8 +87,8 @@ class CoopTest : public ::testing::Test {
                         << "\"\n\n[isakmp]\npre_shared_key = \"lab\"\n\n"
                            "[cluster]\nendpoints = ["
                         << endpoints << "]\nname = \"" << name << "\"\npriority = " << priority
-                        << "\nlease_ttl = 2\nsealing_key = \"" << (dir_ / "cluster.key").string() << "\"\nprefix = \""
-                        << prefix
+                        << "\nlease_ttl = 2\nsealing_key = \"" << (dir_ / "cluster.key").string()
+                        << "\"\nprefix = \"" << prefix
                         << "\"\n\n[[group]]\nname = \"GET_VPN\"\nidentity = 134\n"
                            "acl = [\"deny udp any eq 848 any eq 848\", \""
                         << acl << "\"]\n\n[group.rekey]\nsigning_key = \"" << (dir_ / signing_key).string()
@@ -114,8 +115,8 @@ class CoopTest : public ::testing::Test {
   Ks& start(const std::string& name, int n, int priority) {
     auto core = open_at(config(name, n, priority));
     EXPECT_TRUE(core) << core.error();
-    servers_.push_back(std::make_unique<Ks>(Ks{name, *Address::parse("127.0.0." + std::to_string(n)),
-                                               core ? std::move(*core) : nullptr, ""}));
+    servers_.push_back(std::make_unique<Ks>(
+        Ks{name, *Address::parse("127.0.0." + std::to_string(n)), core ? std::move(*core) : nullptr, ""}));
     return *servers_.back();
   }
 
@@ -141,6 +142,21 @@ class CoopTest : public ::testing::Test {
   }
 
   static Group& group(Ks& s) { return *s.core->groups().find(134); }
+  static std::string role(Ks& s) {
+    return s.core->handle({{"cmd", "ks.cluster"}}, clock::now_ms()).value("role", std::string());
+  }
+
+  // Nothing but key servers' lease records changed in etcd since `before`.
+  void expect_untouched(const std::vector<etcd::KeyValue>& before) {
+    const auto after = dump();
+    ASSERT_EQ(after.size(), before.size());
+    for (std::size_t i = 0; i < after.size(); ++i) {
+      EXPECT_EQ(after[i].key, before[i].key);
+      if (after[i].key.find("/ks/") == std::string::npos) {
+        EXPECT_EQ(after[i].mod_revision, before[i].mod_revision) << after[i].key;
+      }
+    }
+  }
 
   // A member at `addr` registers with `s`: covey's registrar, message by message.
   gdoi::Registration join(Ks& s, const char* addr) {
@@ -161,8 +177,8 @@ class CoopTest : public ::testing::Test {
       to_ks = std::move(next);
     }
     s.log += text(s.core->take_events());
-    EXPECT_TRUE(r.registration()) << addr << " at " << s.name << ": " << r.failure().value_or("no registration")
-                                  << "\n"
+    EXPECT_TRUE(r.registration()) << addr << " at " << s.name << ": "
+                                  << r.failure().value_or("no registration") << "\n"
                                   << logs();
     return r.registration().value_or(gdoi::Registration{});
   }
@@ -187,8 +203,7 @@ TEST_F(CoopTest, HighestPriorityIsPrimaryAndEveryKeyServerHandsOutTheSameKeys) {
   Ks& ks2 = start("ks2", 2, 90);
   Ks& ks3 = start("ks3", 3, 80);
   ASSERT_TRUE(ks1.core && ks2.core && ks3.core);
-  ASSERT_TRUE(until([&] { return ks1.core->handle({{"cmd", "ks.cluster"}}, clock::now_ms())["role"] == "primary"; }))
-      << logs();
+  ASSERT_TRUE(until([&] { return role(ks1) == "primary"; })) << logs();
   EXPECT_NE(ks1.log.find("ks1 (priority 100, 127.0.0.1) is now the primary"), std::string::npos) << logs();
   // Key servers started after the first take its keys.
   EXPECT_EQ(group(ks2).kek().spi, group(ks1).kek().spi);
@@ -212,7 +227,8 @@ TEST_F(CoopTest, HighestPriorityIsPrimaryAndEveryKeyServerHandsOutTheSameKeys) {
   // A rekey is the primary's; a secondary names it.
   auto refused = ks2.core->handle({{"cmd", "ks.rekey"}, {"group", "GET_VPN"}}, clock::now_ms());
   EXPECT_FALSE(refused["ok"]) << refused.dump();
-  EXPECT_NE(refused["error"].get<std::string>().find("run it on the primary, ks1"), std::string::npos) << refused.dump();
+  EXPECT_NE(refused["error"].get<std::string>().find("run it on the primary, ks1"), std::string::npos)
+      << refused.dump();
   EXPECT_TRUE(ks2.core->take_outgoing().empty());
   auto rekeyed = ks1.core->handle({{"cmd", "ks.rekey"}, {"group", "GET_VPN"}}, clock::now_ms());
   ASSERT_TRUE(rekeyed["ok"]) << rekeyed.dump() << logs();
@@ -233,7 +249,8 @@ TEST_F(CoopTest, HighestPriorityIsPrimaryAndEveryKeyServerHandsOutTheSameKeys) {
                                  group(ks1).kek().algorithm_key));
     ASSERT_FALSE(m->keys.teks.empty());
     EXPECT_EQ(m->keys.teks.back().spi, tek);
-    EXPECT_EQ(m->keys.teks.back().encryption_key.view().size(), group(ks1).teks().back().tek.encryption_key.size());
+    EXPECT_EQ(m->keys.teks.back().encryption_key.view().size(),
+              group(ks1).teks().back().tek.encryption_key.size());
     EXPECT_TRUE(crypto::equal_constant_time(m->keys.teks.back().encryption_key,
                                             group(ks1).teks().back().tek.encryption_key));
     EXPECT_EQ(m->seq, 1u);
@@ -247,7 +264,8 @@ TEST_F(CoopTest, HighestPriorityIsPrimaryAndEveryKeyServerHandsOutTheSameKeys) {
   std::set<std::uint32_t> sids;
   for (const auto& [addr, m] : group(ks1).members()) {
     EXPECT_FALSE(m.sids.empty()) << addr.str();
-    for (std::uint32_t sid : m.sids) EXPECT_TRUE(sids.insert(sid).second) << "SID " << sid << " handed out twice";
+    for (std::uint32_t sid : m.sids)
+      EXPECT_TRUE(sids.insert(sid).second) << "SID " << sid << " handed out twice";
   }
 }
 
@@ -257,8 +275,7 @@ TEST_F(CoopTest, HighestPriorityIsPrimaryAndEveryKeyServerHandsOutTheSameKeys) {
 TEST_F(CoopTest, SecondaryTakesOverAndFinishesThePush) {
   Ks& ks1 = start("ks1", 1, 100);
   Ks& ks2 = start("ks2", 2, 90);
-  ASSERT_TRUE(until([&] { return ks1.core->handle({{"cmd", "ks.cluster"}}, clock::now_ms())["role"] == "primary"; }))
-      << logs();
+  ASSERT_TRUE(until([&] { return role(ks1) == "primary"; })) << logs();
   join(ks2, "10.1.23.2");
   join(ks1, "10.1.23.1");
   ASSERT_TRUE(until([&] { return group(ks1).members().size() == 2; })) << logs();
@@ -273,8 +290,7 @@ TEST_F(CoopTest, SecondaryTakesOverAndFinishesThePush) {
 
   // Nobody acknowledged; the primary goes (its lease is revoked as it closes).
   servers_[0]->core.reset();
-  ASSERT_TRUE(until([&] { return ks2.core->handle({{"cmd", "ks.cluster"}}, clock::now_ms())["role"] == "primary"; }))
-      << logs();
+  ASSERT_TRUE(until([&] { return role(ks2) == "primary"; })) << logs();
   auto resumed = ks2.core->take_outgoing();
   ASSERT_EQ(resumed.size(), 2u) << logs();
   for (const auto& p : resumed) {
@@ -294,16 +310,15 @@ TEST_F(CoopTest, SecondaryTakesOverAndFinishesThePush) {
   EXPECT_EQ(group(ks1).seq(), 2u);
   std::this_thread::sleep_for(std::chrono::seconds(3));  // past its lease TTL's hold
   ASSERT_TRUE(until([&] { return true; }));
-  EXPECT_EQ(ks1.core->handle({{"cmd", "ks.cluster"}}, clock::now_ms())["role"], "secondary") << logs();
-  EXPECT_EQ(ks2.core->handle({{"cmd", "ks.cluster"}}, clock::now_ms())["role"], "primary") << logs();
+  EXPECT_EQ(role(ks1), "secondary") << logs();
+  EXPECT_EQ(role(ks2), "primary") << logs();
 }
 
 // Fencing: a primary whose lease etcd ended (as after a partition) can
 // neither write a SEQ nor send the push for it.
 TEST_F(CoopTest, DeposedPrimaryWritesAndSendsNothing) {
   Ks& ks1 = start("ks1", 1, 100);
-  ASSERT_TRUE(until([&] { return ks1.core->handle({{"cmd", "ks.cluster"}}, clock::now_ms())["role"] == "primary"; }))
-      << logs();
+  ASSERT_TRUE(until([&] { return role(ks1) == "primary"; })) << logs();
   join(ks1, "10.1.23.1");
   // Revoke every lease behind its back: the primary key goes with its lease.
   etcd::Client c(etcd_->options());
@@ -319,8 +334,7 @@ TEST_F(CoopTest, DeposedPrimaryWritesAndSendsNothing) {
   ASSERT_TRUE(stored && stored->kvs.size() == 1);
   EXPECT_EQ(stored->kvs[0].version, 1) << "the keys were written once, at seeding";
   // It takes a new lease and stands again.
-  ASSERT_TRUE(until([&] { return ks1.core->handle({{"cmd", "ks.cluster"}}, clock::now_ms())["role"] == "primary"; }))
-      << logs();
+  ASSERT_TRUE(until([&] { return role(ks1) == "primary"; })) << logs();
   auto again = ks1.core->handle({{"cmd", "ks.rekey"}, {"group", "GET_VPN"}}, clock::now_ms());
   EXPECT_TRUE(again["ok"]) << again.dump() << logs();
   EXPECT_EQ(again["seq"], 1);
@@ -333,16 +347,15 @@ TEST_F(CoopTest, DeposedPrimaryWritesAndSendsNothing) {
 // partition test saw it): what is handed out then is nothing (ks/coop.h).
 TEST_F(CoopTest, PushQueuedWhilePrimaryIsNotSentOnceTheLeaseMayHaveEnded) {
   Ks& ks1 = start("ks1", 1, 100);
-  ASSERT_TRUE(until([&] { return ks1.core->handle({{"cmd", "ks.cluster"}}, clock::now_ms())["role"] == "primary"; }))
-      << logs();
+  ASSERT_TRUE(until([&] { return role(ks1) == "primary"; })) << logs();
   join(ks1, "10.1.23.1");
   auto rekeyed = ks1.core->handle({{"cmd", "ks.rekey"}, {"group", "GET_VPN"}}, clock::now_ms());
   ASSERT_TRUE(rekeyed["ok"]) << rekeyed.dump();
   // Queued, not yet taken; then etcd is gone until the lease has run out.
   for (std::size_t i = 0; i < 3; ++i) etcd_->kill(i);
-  ASSERT_TRUE(until([&] { return ks1.core->handle({{"cmd", "ks.cluster"}}, clock::now_ms())["role"] == "secondary"; }))
-      << logs();
-  EXPECT_TRUE(ks1.core->take_outgoing().empty()) << "pushes would leave after the lease may have ended\n" << logs();
+  ASSERT_TRUE(until([&] { return role(ks1) == "secondary"; })) << logs();
+  EXPECT_TRUE(ks1.core->take_outgoing().empty()) << "pushes would leave after the lease may have ended\n"
+                                                 << logs();
 }
 
 // A primary whose lease ran out while its loop was busy elsewhere (a tick
@@ -351,8 +364,7 @@ TEST_F(CoopTest, PushQueuedWhilePrimaryIsNotSentOnceTheLeaseMayHaveEnded) {
 // otherwise resume, after a successor's newer SEQs, if elected again.
 TEST_F(CoopTest, PrimaryWhoseLeaseRanOutBetweenTicksStandsDown) {
   Ks& ks1 = start("ks1", 1, 100);
-  ASSERT_TRUE(until([&] { return ks1.core->handle({{"cmd", "ks.cluster"}}, clock::now_ms())["role"] == "primary"; }))
-      << logs();
+  ASSERT_TRUE(until([&] { return role(ks1) == "primary"; })) << logs();
   join(ks1, "10.1.23.1");
   auto rekeyed = ks1.core->handle({{"cmd", "ks.rekey"}, {"group", "GET_VPN"}}, clock::now_ms());
   ASSERT_TRUE(rekeyed["ok"]) << rekeyed.dump();
@@ -362,7 +374,7 @@ TEST_F(CoopTest, PrimaryWhoseLeaseRanOutBetweenTicksStandsDown) {
   std::this_thread::sleep_for(std::chrono::seconds(3));  // no tick meanwhile; the lease TTL is 2 s
   ks1.core->tick(clock::now_ms());
   ks1.log += text(ks1.core->take_events());
-  EXPECT_EQ(ks1.core->handle({{"cmd", "ks.cluster"}}, clock::now_ms())["role"], "secondary");
+  EXPECT_EQ(role(ks1), "secondary");
   EXPECT_NE(ks1.log.find("ks1 stands down as primary"), std::string::npos) << logs();
   EXPECT_EQ(ks1.core->rekeyer().pending(group(ks1)), 0u) << "deliveries kept for a later term\n" << logs();
 }
@@ -373,8 +385,7 @@ TEST_F(CoopTest, PrimaryWhoseLeaseRanOutBetweenTicksStandsDown) {
 TEST_F(CoopTest, ReloadOnThePrimaryPublishesThePolicyTheSecondariesTake) {
   Ks& ks1 = start("ks1", 1, 100);
   Ks& ks2 = start("ks2", 2, 90);
-  ASSERT_TRUE(until([&] { return ks1.core->handle({{"cmd", "ks.cluster"}}, clock::now_ms())["role"] == "primary"; }))
-      << logs();
+  ASSERT_TRUE(until([&] { return role(ks1) == "primary"; })) << logs();
   join(ks2, "10.1.23.2");
   ASSERT_TRUE(until([&] { return group(ks1).members().size() == 1; })) << logs();
   const std::string wider = "permit ip 10.0.0.0/8 10.0.0.0/8";
@@ -416,7 +427,8 @@ TEST_F(CoopTest, ReloadOnThePrimaryPublishesThePolicyTheSecondariesTake) {
   std::ofstream(dir_ / "ks2.toml") << text;
   auto cluster = ks2.core->handle({{"cmd", "ks.reload"}}, clock::now_ms());
   EXPECT_FALSE(cluster["ok"]);
-  EXPECT_NE(cluster["error"].get<std::string>().find("[cluster] changed: restart covey-ks"), std::string::npos)
+  EXPECT_NE(cluster["error"].get<std::string>().find("[cluster] changed: restart covey-ks"),
+            std::string::npos)
       << cluster.dump();
 }
 
@@ -428,9 +440,11 @@ TEST_F(CoopTest, KeyServerConfiguredUnlikeTheClusterIsRefused) {
   const auto before = dump();
   auto acl = open_at(config("ks2", 2, 90, "permit ip 10.0.0.0/8 10.0.0.0/8"));
   ASSERT_FALSE(acl);
-  EXPECT_NE(acl.error().find("key server ks2 is configured unlike the cluster"), std::string::npos) << acl.error();
-  EXPECT_NE(acl.error().find("acl is \"deny udp any eq 848 any eq 848; permit ip 10.0.0.0/8 10.0.0.0/8\" here"),
-            std::string::npos)
+  EXPECT_NE(acl.error().find("key server ks2 is configured unlike the cluster"), std::string::npos)
+      << acl.error();
+  EXPECT_NE(
+      acl.error().find("acl is \"deny udp any eq 848 any eq 848; permit ip 10.0.0.0/8 10.0.0.0/8\" here"),
+      std::string::npos)
       << acl.error();
   EXPECT_EQ(acl.error().find("signing_key"), std::string::npos) << acl.error();
   auto key = open_at(config("ks3", 3, 80, "permit ip 192.168.0.0/16 192.168.0.0/16", "other-rekey.pem"));
@@ -440,17 +454,11 @@ TEST_F(CoopTest, KeyServerConfiguredUnlikeTheClusterIsRefused) {
   // A second key server under a live one's name.
   auto twin = open_at(config("ks1", 4, 90));
   ASSERT_FALSE(twin);
-  EXPECT_NE(twin.error().find("name ks1 is already used by the live key server at 127.0.0.1"), std::string::npos)
+  EXPECT_NE(twin.error().find("name ks1 is already used by the live key server at 127.0.0.1"),
+            std::string::npos)
       << twin.error();
   // Nothing of theirs reached etcd but their leases' records, which went with them.
-  auto after = dump();
-  ASSERT_EQ(after.size(), before.size());
-  for (std::size_t i = 0; i < after.size(); ++i) {
-    EXPECT_EQ(after[i].key, before[i].key);
-    if (after[i].key.find("/ks/") == std::string::npos) {
-      EXPECT_EQ(after[i].mod_revision, before[i].mod_revision) << after[i].key;
-    }
-  }
+  expect_untouched(before);
 }
 
 // `covey-ks --check` in a cluster: the same comparison, writing nothing,
@@ -476,20 +484,15 @@ TEST_F(CoopTest, CheckComparesAConfigWithTheRunningCluster) {
   // And a key server started so is refused for the same reason.
   auto refused = open_at(config("ks3", 3, 80));
   ASSERT_FALSE(refused);
-  EXPECT_NE(refused.error().find("does not open under this sealing key"), std::string::npos) << refused.error();
-  const auto after = dump();
-  ASSERT_EQ(after.size(), before.size());
-  for (std::size_t i = 0; i < after.size(); ++i)
-    if (after[i].key.find("/ks/") == std::string::npos) {
-      EXPECT_EQ(after[i].mod_revision, before[i].mod_revision) << after[i].key;
-    }
+  EXPECT_NE(refused.error().find("does not open under this sealing key"), std::string::npos)
+      << refused.error();
+  expect_untouched(before);
 }
 
 // Acceptance 6: etcd holds no TEK, KEK or ack key bytes, only sealed values.
 TEST_F(CoopTest, EtcdHoldsNoKeyMaterial) {
   Ks& ks1 = start("ks1", 1, 100);
-  ASSERT_TRUE(until([&] { return ks1.core->handle({{"cmd", "ks.cluster"}}, clock::now_ms())["role"] == "primary"; }))
-      << logs();
+  ASSERT_TRUE(until([&] { return role(ks1) == "primary"; })) << logs();
   join(ks1, "10.1.23.1");
   ASSERT_TRUE(ks1.core->handle({{"cmd", "ks.rekey"}, {"group", "GET_VPN"}}, clock::now_ms())["ok"]);
   ASSERT_TRUE(ks1.core->handle({{"cmd", "ks.rekey"}, {"group", "GET_VPN"}}, clock::now_ms())["ok"]);
@@ -526,14 +529,16 @@ TEST_F(CoopTest, MigratesFromTheStateFile) {
     ASSERT_TRUE(alone) << alone.error();
     servers_.push_back(std::make_unique<Ks>(Ks{"ks1", *Address::parse("127.0.0.1"), std::move(*alone), ""}));
     join(*servers_.back(), "10.1.23.1");
-    ASSERT_TRUE(servers_.back()->core->handle({{"cmd", "ks.rekey"}, {"group", "GET_VPN"}}, clock::now_ms())["ok"]);
+    ASSERT_TRUE(
+        servers_.back()->core->handle({{"cmd", "ks.rekey"}, {"group", "GET_VPN"}}, clock::now_ms())["ok"]);
     ASSERT_TRUE(servers_.back()->core->save());
     servers_.clear();
   }
   Ks& ks1 = start("ks1", 1, 100);
   ASSERT_TRUE(ks1.core);
   ks1.log += text(ks1.core->take_events());
-  EXPECT_NE(ks1.log.find("etcd seeded with the keys of the local state file (migration), SEQ 1"), std::string::npos)
+  EXPECT_NE(ks1.log.find("etcd seeded with the keys of the local state file (migration), SEQ 1"),
+            std::string::npos)
       << logs();
   EXPECT_EQ(group(ks1).seq(), 1u);
   ASSERT_EQ(group(ks1).members().size(), 1u);
@@ -552,16 +557,15 @@ TEST_F(CoopTest, MigratesFromTheStateFile) {
 TEST_F(CoopTest, EtcdUnreachableStopsRekeysButNotRegistrations) {
   Ks& ks1 = start("ks1", 1, 100);
   Ks& ks2 = start("ks2", 2, 90);
-  ASSERT_TRUE(until([&] { return ks1.core->handle({{"cmd", "ks.cluster"}}, clock::now_ms())["role"] == "primary"; }))
-      << logs();
+  ASSERT_TRUE(until([&] { return role(ks1) == "primary"; })) << logs();
   join(ks2, "10.1.23.2");  // ks2 reserves its first SID range
   for (std::size_t i = 0; i < 3; ++i) etcd_->kill(i);
-  ASSERT_TRUE(until([&] { return ks1.core->handle({{"cmd", "ks.cluster"}}, clock::now_ms())["role"] == "secondary"; }))
-      << logs();
+  ASSERT_TRUE(until([&] { return role(ks1) == "secondary"; })) << logs();
   EXPECT_NE(ks1.log.find("stands down as primary"), std::string::npos) << logs();
   auto refused = ks1.core->handle({{"cmd", "ks.rekey"}, {"group", "GET_VPN"}}, clock::now_ms());
   EXPECT_FALSE(refused["ok"]);
-  EXPECT_NE(refused["error"].get<std::string>().find("etcd unreachable?"), std::string::npos) << refused.dump();
+  EXPECT_NE(refused["error"].get<std::string>().find("etcd unreachable?"), std::string::npos)
+      << refused.dump();
   EXPECT_TRUE(ks1.core->take_outgoing().empty());
   // Scheduled rekeys wait too: a tick far past every lifetime sends nothing.
   ks1.core->tick(clock::now_ms() + 7LL * 24 * 3600 * 1000);
@@ -575,8 +579,7 @@ TEST_F(CoopTest, EtcdUnreachableStopsRekeysButNotRegistrations) {
   // Back: a primary again, and the members written while etcd was away
   // reach every key server.
   ASSERT_TRUE(until([&] {
-    return ks1.core->handle({{"cmd", "ks.cluster"}}, clock::now_ms())["role"] == "primary" &&
-           group(ks1).members().size() == 3 && group(ks2).members().size() == 3;
+    return role(ks1) == "primary" && group(ks1).members().size() == 3 && group(ks2).members().size() == 3;
   })) << logs();
   auto r = ks1.core->handle({{"cmd", "ks.rekey"}, {"group", "GET_VPN"}}, clock::now_ms());
   ASSERT_TRUE(r["ok"]) << r.dump() << logs();
@@ -587,8 +590,7 @@ TEST_F(CoopTest, EtcdUnreachableStopsRekeysButNotRegistrations) {
 TEST_F(CoopTest, SurvivesEtcdMemberLossAndLeaderChange) {
   Ks& ks1 = start("ks1", 1, 100);
   Ks& ks2 = start("ks2", 2, 90);
-  ASSERT_TRUE(until([&] { return ks1.core->handle({{"cmd", "ks.cluster"}}, clock::now_ms())["role"] == "primary"; }))
-      << logs();
+  ASSERT_TRUE(until([&] { return role(ks1) == "primary"; })) << logs();
   const std::size_t leader = etcd_->leader();
   etcd_->kill(leader);
   etcd_->leader();
@@ -601,7 +603,7 @@ TEST_F(CoopTest, SurvivesEtcdMemberLossAndLeaderChange) {
   auto r2 = ks1.core->handle({{"cmd", "ks.rekey"}, {"group", "GET_VPN"}}, clock::now_ms());
   ASSERT_TRUE(r2["ok"]) << r2.dump() << logs();
   ASSERT_TRUE(until([&] { return group(ks2).seq() == 2; })) << logs();
-  EXPECT_EQ(ks1.core->handle({{"cmd", "ks.cluster"}}, clock::now_ms())["role"], "primary") << logs();
+  EXPECT_EQ(role(ks1), "primary") << logs();
   etcd_->start(other);
 }
 
