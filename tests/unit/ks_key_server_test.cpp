@@ -120,6 +120,7 @@ TEST_F(KeyServerTest, AnIpv6MulticastGroupIsRekeyedFromTheIpv6Address) {
   ASSERT_TRUE(ks);
   const Address v6 = *Address::parse("2001:db8:12::1");
   EXPECT_EQ(ks->address(), *Address::parse("10.1.12.1"));
+  EXPECT_EQ(ks->address(6), v6);
   EXPECT_EQ(ks->groups().find(134)->ks_address(), v6);
   auto offer = ks->groups().find(134)->offer(gdoi::PeerTraits{true}, kT0);
   ASSERT_TRUE(offer.sa.kek);
