@@ -3,6 +3,7 @@
 # covey's data path needs on the WAN (covey-gm sets them too when it starts;
 # setting them here makes the node right before the daemon runs):
 #   net.ipv4.ip_forward=1                  it routes between LAN and WAN
+#   net.ipv6.conf.all.forwarding=1         (both families)
 #   net.ipv4.conf.WAN.accept_local=1       the member's own traffic is bounced
 #                                          back in on the WAN with a local source
 #   net.ipv4.conf.{all,WAN}.rp_filter=2    loose: decrypted packets arrive on
@@ -12,7 +13,8 @@
 #                                          (the kernel ORs all and the device)
 #   gm.sh --wan IF ADDR/LEN --lan IF ADDR/LEN [--lan ...] [--default GW]
 #         [--route PREFIX GW]... [--if IF ADDR/LEN]... [--dry-run]
-# The lab:  gm.sh --wan wan0 10.1.23.3/24 --lan lan0 192.168.3.1/24 --default 10.1.23.2
+# The lab:  gm.sh --wan wan0 10.1.23.3/24 --lan lan0 192.168.3.1/24 --default 10.1.23.2 \
+#             --if wan0 2001:db8:23::3/64 --if lan0 2001:db8:3::1/64 --default 2001:db8:23::2
 . "$(dirname "$0")/lib.sh"
 
 wan=""
@@ -41,6 +43,7 @@ done
 [ -n "$wan" ] || die "--wan IF ADDR/LEN is required"
 [ -n "$routes" ] || die "no route to the key server and the other members: give --default or --route"
 add_sysctl net.ipv4.ip_forward 1
+add_sysctl net.ipv6.conf.all.forwarding 1
 add_sysctl net.ipv4.conf.all.rp_filter 2
 add_sysctl "net.ipv4.conf.$wan.rp_filter" 2
 add_sysctl "net.ipv4.conf.$wan.accept_local" 1

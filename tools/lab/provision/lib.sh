@@ -11,9 +11,10 @@
 # under TCG (tests/vm/) each exec costs a noticeable fraction of a second.
 #
 # Options every node script takes (each script says which more it has):
-#   --if NAME ADDR/LEN       an interface to bring up with that address (repeatable)
+#   --if NAME ADDR/LEN       an interface to bring up with that address (repeatable;
+#                            IPv4 or IPv6: give --if twice for both)
 #   --route PREFIX GATEWAY   a static route (repeatable)
-#   --default GATEWAY        the default route
+#   --default GATEWAY        the default route (once per family)
 #   --dry-run                print the commands instead of running them
 
 node=$(basename "$0" .sh)
@@ -30,8 +31,11 @@ die() {
 
 add_if() { # NAME ADDR/LEN
   case $2 in */*) ;; *) die "address $2 for $1 needs a prefix length (e.g. $2/24)" ;; esac
+  # IPv6: no duplicate address detection. The lab's addresses are planned,
+  # and a tentative address would refuse traffic for its first second.
+  case $2 in *:*) nodad=" nodad" ;; *) nodad="" ;; esac
   ipcmds="${ipcmds}link set dev $1 up
-addr replace $2 dev $1
+addr replace $2 dev $1$nodad
 "
 }
 

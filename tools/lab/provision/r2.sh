@@ -14,4 +14,5 @@ while [ $# -gt 0 ]; do
   shift $n
 done
 add_sysctl net.ipv4.ip_forward 1
+add_sysctl net.ipv6.conf.all.forwarding 1
 apply
