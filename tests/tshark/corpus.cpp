@@ -148,7 +148,8 @@ std::string CorpusMessage::source_text() const {
     a.family = 6;
     a.bytes = e.ip6;
   } else {
-    for (int i = 0; i < 4; ++i) a.bytes[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(e.ip >> (24 - 8 * i));
+    for (int i = 0; i < 4; ++i)
+      a.bytes[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(e.ip >> (24 - 8 * i));
   }
   return a.str();
 }
@@ -247,22 +248,34 @@ std::vector<CorpusMessage> corpus() {
 
   // A member registering over IPv6 (RFC 2407 4.6.2.6: ID_IPV6_ADDR), in
   // the clear as above.
-  m.push_back({"Main Mode msg 5, IPv6", true, header(E::IdentityProtection, 0),
-               {IdentificationPayload{static_cast<std::uint8_t>(IdType::Ipv6Addr), 17, 848, ipv6("2001:db8:23::3")},
-                HashPayload{filled(32, 0x63)}},
-               true});
-  m.push_back({"Main Mode msg 6, IPv6", false, header(E::IdentityProtection, 0),
-               {IdentificationPayload{static_cast<std::uint8_t>(IdType::Ipv6Addr), 17, 848, ipv6("2001:db8:12::1")},
-                HashPayload{filled(32, 0x64)}},
-               true});
-  m.push_back({"GROUPKEY-PULL msg 2, IPv6", false, header(E::GroupkeyPull, want::kPullMessageId),
-               {HashPayload{filled(32, 0x76)}, NoncePayload{filled(16, 0x86)}, ipv6_sa("ff05::1:3", want::kTekSpi, true)},
+  m.push_back(
+      {"Main Mode msg 5, IPv6",
+       true,
+       header(E::IdentityProtection, 0),
+       {IdentificationPayload{static_cast<std::uint8_t>(IdType::Ipv6Addr), 17, 848, ipv6("2001:db8:23::3")},
+        HashPayload{filled(32, 0x63)}},
+       true});
+  m.push_back(
+      {"Main Mode msg 6, IPv6",
+       false,
+       header(E::IdentityProtection, 0),
+       {IdentificationPayload{static_cast<std::uint8_t>(IdType::Ipv6Addr), 17, 848, ipv6("2001:db8:12::1")},
+        HashPayload{filled(32, 0x64)}},
+       true});
+  m.push_back({"GROUPKEY-PULL msg 2, IPv6",
+               false,
+               header(E::GroupkeyPull, want::kPullMessageId),
+               {HashPayload{filled(32, 0x76)}, NoncePayload{filled(16, 0x86)},
+                ipv6_sa("ff05::1:3", want::kTekSpi, true)},
                true});
   // A unicast rekey to that member over IPv6.
-  m.push_back({"GROUPKEY-PUSH, IPv6", false, push,
-               {SequenceNumberPayload{want::kSeqPush}, ipv6_sa("::", want::kPushTekSpi, false),
-                KeyDownloadPayload{{tek_key(want::kPushTekSpi), kek_key()}}, SignaturePayload{filled(256, 0x91)}},
-               true});
+  m.push_back(
+      {"GROUPKEY-PUSH, IPv6",
+       false,
+       push,
+       {SequenceNumberPayload{want::kSeqPush}, ipv6_sa("::", want::kPushTekSpi, false),
+        KeyDownloadPayload{{tek_key(want::kPushTekSpi), kek_key()}}, SignaturePayload{filled(256, 0x91)}},
+       true});
   return m;
 }
 

@@ -52,7 +52,8 @@ Bytes ethernet_udp_frame(const UdpEndpoint& src, const UdpEndpoint& dst, ByteVie
     // RFC 8200 8.1: the pseudo-header's addresses, length and next header.
     std::uint32_t pseudo = 17u + udp_len;
     for (std::size_t i = 0; i < 16; i += 2)
-      pseudo += (std::uint32_t{src.ip6[i]} << 8 | src.ip6[i + 1]) + (std::uint32_t{dst.ip6[i]} << 8 | dst.ip6[i + 1]);
+      pseudo += (std::uint32_t{src.ip6[i]} << 8 | src.ip6[i + 1]) +
+                (std::uint32_t{dst.ip6[i]} << 8 | dst.ip6[i + 1]);
     std::uint16_t udp_sum = inet_checksum(ByteView(f).subspan(udp_at), pseudo);
     if (udp_sum == 0) udp_sum = 0xffff;
     f[udp_at + 6] = static_cast<std::uint8_t>(udp_sum >> 8);

@@ -22,8 +22,10 @@ struct UdpEndpoint {
 inline constexpr UdpEndpoint kGm{0x0a011703, 848};  // GM R3 of the reference lab
 inline constexpr UdpEndpoint kKs{0x0a010c01, 848};  // the KS
 // The same over IPv6, the lab's dual-stack addresses: 2001:db8:23::3, 2001:db8:12::1.
-inline constexpr UdpEndpoint kGm6{0, 848, true, {0x20, 0x01, 0x0d, 0xb8, 0, 0x23, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3}};
-inline constexpr UdpEndpoint kKs6{0, 848, true, {0x20, 0x01, 0x0d, 0xb8, 0, 0x12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}};
+inline constexpr UdpEndpoint kGm6{
+    0, 848, true, {0x20, 0x01, 0x0d, 0xb8, 0, 0x23, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3}};
+inline constexpr UdpEndpoint kKs6{
+    0, 848, true, {0x20, 0x01, 0x0d, 0xb8, 0, 0x12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}};
 
 struct PcapRecord {
   UdpEndpoint src, dst;

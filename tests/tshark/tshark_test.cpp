@@ -118,9 +118,12 @@ TEST(Coveyctl, SamePcapSameValues) {
   for (const char* line :
        {"#14 [2001:db8:23::3]:848 -> [2001:db8:12::1]:848 Identity Protection (Main Mode)",
         "ID: ID_IPV6_ADDR (5) 2001:db8:23::3, protocol UDP (17), port 848",
-        "SA KEK: SPI c0c1c2c3c4c5c6c7d0d1d2d3d4d5d6d7, UDP (17) SRC [2001:db8:12::1]:848 DST [ff05::1:3]:848, ",
-        "SA TEK: ESP (1), SPI 0x6263F2E0, transform AES-CBC (12), SRC 2001:db8:3::/64 DST 2001:db8:4::/64, Life 3600 s",
-        "SA TEK: ESP (1), SPI 0x7A7B7C7D, transform AES-CBC (12), TCP (6) SRC 2001:db8:3::10 DST [2001:db8:4::10]:443, ",
+        "SA KEK: SPI c0c1c2c3c4c5c6c7d0d1d2d3d4d5d6d7, UDP (17) SRC [2001:db8:12::1]:848 DST "
+        "[ff05::1:3]:848, ",
+        "SA TEK: ESP (1), SPI 0x6263F2E0, transform AES-CBC (12), SRC 2001:db8:3::/64 DST 2001:db8:4::/64, "
+        "Life 3600 s",
+        "SA TEK: ESP (1), SPI 0x7A7B7C7D, transform AES-CBC (12), TCP (6) SRC 2001:db8:3::10 DST "
+        "[2001:db8:4::10]:443, ",
         "SA KEK: SPI c0c1c2c3c4c5c6c7d0d1d2d3d4d5d6d7, UDP (17) SRC [2001:db8:12::1]:848 DST [::]:848, "})
     EXPECT_NE(text.out.find(line), std::string::npos) << line << "\n" << text.out;
 }

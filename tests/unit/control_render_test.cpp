@@ -141,11 +141,14 @@ TEST(ControlRender, KsMembersRegisteredToTwoAddressesSayWhich) {
        "registered_to":"10.1.12.1"},
       {"address":"2001:db8:23::3","identity":"2001:db8:23::3","registered_at":1763900100,"registrations":2,"sids":[1],
        "registered_to":"2001:db8:12::1"}]}]})");
-  EXPECT_EQ(render_ks_members(reply, kCtx),
-            "Group GET_VPN (identity 134): 2 members\n"
-            "  ADDRESS         IDENTITY        REGISTERED                           REGISTRATIONS  SIDS  VIA KS\n"
-            "  10.1.24.4       10.1.24.4       2025-11-23 12:13:20 UTC (188 s ago)  1              0     10.1.12.1\n"
-            "  2001:db8:23::3  2001:db8:23::3  2025-11-23 12:15:00 UTC (88 s ago)   2              1     2001:db8:12::1\n");
+  EXPECT_EQ(
+      render_ks_members(reply, kCtx),
+      "Group GET_VPN (identity 134): 2 members\n"
+      "  ADDRESS         IDENTITY        REGISTERED                           REGISTRATIONS  SIDS  VIA KS\n"
+      "  10.1.24.4       10.1.24.4       2025-11-23 12:13:20 UTC (188 s ago)  1              0     "
+      "10.1.12.1\n"
+      "  2001:db8:23::3  2001:db8:23::3  2025-11-23 12:15:00 UTC (88 s ago)   2              1     "
+      "2001:db8:12::1\n");
   // One address for all: nothing to tell apart.
   reply["groups"][0]["members"][1]["registered_to"] = "10.1.12.1";
   EXPECT_EQ(render_ks_members(reply, kCtx).find("VIA KS"), std::string::npos);

@@ -6,10 +6,8 @@
 // the SA KEK's cipher rule, which coveyctl decode shares with the member.
 #include <gtest/gtest.h>
 
-#include "fixtures.h"
-
 #include "config/policy_syntax.h"
-
+#include "fixtures.h"
 #include "gdoi/policy_codec.h"
 #include "wire/message.h"
 #include "wire/names.h"
@@ -230,7 +228,8 @@ Bytes bytes_of(const char* address) {
 wire::GroupIdentity range(const char* first, const char* last) {
   wire::GroupIdentity id;
   Bytes f = bytes_of(first), l = bytes_of(last);
-  id.type = static_cast<std::uint8_t>(f.size() == 4 ? wire::IdType::Ipv4AddrRange : wire::IdType::Ipv6AddrRange);
+  id.type =
+      static_cast<std::uint8_t>(f.size() == 4 ? wire::IdType::Ipv4AddrRange : wire::IdType::Ipv6AddrRange);
   id.data = f;
   id.data.insert(id.data.end(), l.begin(), l.end());
   return id;
@@ -286,8 +285,8 @@ TEST(PolicyCodecFamilies, AMixedListRoundTripsInOrder) {
   EXPECT_EQ(lines(rfc.policy.acl),
             (std::vector<std::string>{"permit ip 192.168.0.0/16 192.168.0.0/16",
                                       "permit tcp host 2001:db8:3::10 host 2001:db8:4::10 eq 443",
-                                      "permit ip 2001:db8:3::/64 2001:db8:4::/64", "permit ip host 10.1.1.1 10.2.0.0/15",
-                                      "permit ipv6 any any"}));
+                                      "permit ip 2001:db8:3::/64 2001:db8:4::/64",
+                                      "permit ip host 10.1.1.1 10.2.0.0/15", "permit ipv6 any any"}));
 }
 
 // IOS and gdoid may send an ACL's selectors as address ranges (RFC 2407
@@ -298,11 +297,12 @@ TEST(PolicyCodecFamilies, ARangeThatIsAPrefixIsThePrefix) {
     const char* last;
     const char* prefix;
   };
-  for (const Case& c : {Case{"10.1.0.0", "10.1.255.255", "10.1.0.0/16"}, Case{"10.1.2.3", "10.1.2.3", "10.1.2.3/32"},
-                        Case{"0.0.0.0", "255.255.255.255", "any"}, Case{"192.168.4.0", "192.168.5.255", "192.168.4.0/23"},
-                        Case{"2001:db8:3::", "2001:db8:3::ffff:ffff:ffff:ffff", "2001:db8:3::/64"},
-                        Case{"2001:db8::", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", "2001:db8::/32"},
-                        Case{"2001:db8::10", "2001:db8::10", "2001:db8::10/128"}}) {
+  for (const Case& c :
+       {Case{"10.1.0.0", "10.1.255.255", "10.1.0.0/16"}, Case{"10.1.2.3", "10.1.2.3", "10.1.2.3/32"},
+        Case{"0.0.0.0", "255.255.255.255", "any"}, Case{"192.168.4.0", "192.168.5.255", "192.168.4.0/23"},
+        Case{"2001:db8:3::", "2001:db8:3::ffff:ffff:ffff:ffff", "2001:db8:3::/64"},
+        Case{"2001:db8::", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", "2001:db8::/32"},
+        Case{"2001:db8::10", "2001:db8::10", "2001:db8::10/128"}}) {
     SCOPED_TRACE(std::string(c.first) + "-" + c.last);
     GroupPolicy p = fixtures::group_policy();
     p.acl = {entry(Address::parse(c.first)->family == 4 ? "permit ip any any" : "permit ipv6 any any")};
@@ -325,10 +325,14 @@ TEST(PolicyCodecFamilies, ARangeThatIsNotAPrefixIsRefusedByName) {
     const char* last;
     const char* error;
   };
-  for (const Case& c : {Case{"10.0.0.1", "10.0.0.6", "DST ID_IPV4_ADDR_RANGE 10.0.0.1-10.0.0.6 is not one prefix"},
-                        Case{"192.168.4.0", "192.168.6.255", "DST ID_IPV4_ADDR_RANGE 192.168.4.0-192.168.6.255 is not one prefix"},
-                        Case{"10.0.1.0", "10.0.0.255", "DST ID_IPV4_ADDR_RANGE 10.0.1.0-10.0.0.255: the first address is above the last"},
-                        Case{"2001:db8::1", "2001:db8::ff", "DST ID_IPV6_ADDR_RANGE 2001:db8::1-2001:db8::ff is not one prefix"}}) {
+  for (const Case& c :
+       {Case{"10.0.0.1", "10.0.0.6", "DST ID_IPV4_ADDR_RANGE 10.0.0.1-10.0.0.6 is not one prefix"},
+        Case{"192.168.4.0", "192.168.6.255",
+             "DST ID_IPV4_ADDR_RANGE 192.168.4.0-192.168.6.255 is not one prefix"},
+        Case{"10.0.1.0", "10.0.0.255",
+             "DST ID_IPV4_ADDR_RANGE 10.0.1.0-10.0.0.255: the first address is above the last"},
+        Case{"2001:db8::1", "2001:db8::ff",
+             "DST ID_IPV6_ADDR_RANGE 2001:db8::1-2001:db8::ff is not one prefix"}}) {
     SCOPED_TRACE(c.error);
     GroupPolicy p = fixtures::group_policy();
     p.acl = {entry(Address::parse(c.first)->family == 4 ? "permit ip any any" : "permit ipv6 any any")};
@@ -336,7 +340,8 @@ TEST(PolicyCodecFamilies, ARangeThatIsNotAPrefixIsRefusedByName) {
     sa.teks[0].dst = range(c.first, c.last);
     auto r = decode_group_sa(sa);
     ASSERT_FALSE(r.ok());
-    EXPECT_NE(r.error().find("SA TEK SPI 0x1A2B3C4D: " + std::string(c.error)), std::string::npos) << r.error();
+    EXPECT_NE(r.error().find("SA TEK SPI 0x1A2B3C4D: " + std::string(c.error)), std::string::npos)
+        << r.error();
   }
 }
 

@@ -106,16 +106,17 @@ TEST_F(KeyServerTest, OpensWritesTheStoreAndCarriesOnFromIt) {
 // ff05:: group from its IPv6 address: the SA KEK names it, and the push
 // leaves from it with the configured hop limit.
 TEST_F(KeyServerTest, AnIpv6MulticastGroupIsRekeyedFromTheIpv6Address) {
-  std::ofstream(dir_ / "ks.toml") << "[server]\nlisten = [\"10.1.12.1\", \"2001:db8:12::1\"]\naddress = \"10.1.12.1\"\n"
-                                     "state_dir = \""
-                                  << (dir_ / "state").string()
-                                  << "\"\n\n[isakmp]\npre_shared_key = \"lab\"\n\n[[group]]\nname = \"GET_VPN\"\n"
-                                     "identity = 134\nacl = [\"permit ip 192.168.0.0/16 192.168.0.0/16\", "
-                                     "\"permit ipv6 2001:db8:3::/64 2001:db8:4::/64\"]\n\n[group.rekey]\n"
-                                     "signing_key = \""
-                                  << (dir_ / "rekey.pem").string()
-                                  << "\"\nsignature = \"ecdsa-p256\"\ntransport = \"multicast\"\n"
-                                     "address = \"ff05::1:3\"\nttl = 3\n";
+  std::ofstream(dir_ / "ks.toml")
+      << "[server]\nlisten = [\"10.1.12.1\", \"2001:db8:12::1\"]\naddress = \"10.1.12.1\"\n"
+         "state_dir = \""
+      << (dir_ / "state").string()
+      << "\"\n\n[isakmp]\npre_shared_key = \"lab\"\n\n[[group]]\nname = \"GET_VPN\"\n"
+         "identity = 134\nacl = [\"permit ip 192.168.0.0/16 192.168.0.0/16\", "
+         "\"permit ipv6 2001:db8:3::/64 2001:db8:4::/64\"]\n\n[group.rekey]\n"
+         "signing_key = \""
+      << (dir_ / "rekey.pem").string()
+      << "\"\nsignature = \"ecdsa-p256\"\ntransport = \"multicast\"\n"
+         "address = \"ff05::1:3\"\nttl = 3\n";
   auto ks = open();
   ASSERT_TRUE(ks);
   const Address v6 = *Address::parse("2001:db8:12::1");

@@ -72,7 +72,8 @@ class KsRekey : public ::testing::Test {
 
   void make(gdoi::GroupPolicy p) {
     groups = std::make_unique<ks::Groups>();
-    auto g = ks::Group::create(std::move(p), ks::Authorization{{prefix("10.1.0.0", 16), prefix("2001:db8:23::", 48)}, {}},
+    auto g = ks::Group::create(std::move(p),
+                               ks::Authorization{{prefix("10.1.0.0", 16), prefix("2001:db8:23::", 48)}, {}},
                                clone(signing_key()), kKs, kStart);
     ASSERT_TRUE(g.ok()) << g.error();
     groups->add(std::move(*g));

@@ -26,7 +26,8 @@ struct World {
   explicit World(std::size_t half_open_cap = 1024, gdoi::GroupPolicy p = fixtures::group_policy(),
                  std::vector<gdoi::Prefix> authorized = {prefix("10.1.0.0", 16)}) {
     auto key = crypto::PrivateKey::generate_ec(crypto::EcCurve::P256);
-    auto g = ks::Group::create(p, ks::Authorization{std::move(authorized), {}}, std::move(*key), ks_ep.address, 0);
+    auto g =
+        ks::Group::create(p, ks::Authorization{std::move(authorized), {}}, std::move(*key), ks_ep.address, 0);
     groups.add(std::move(*g));
     ks::DispatcherOptions o;
     o.phase1 = {ike::Phase1Transform{}};
@@ -121,8 +122,10 @@ TEST(Registration, OverIpv6AndIpv4IntoOneDualStackGroup) {
   EXPECT_EQ(a.registration()->policy.acl, p.acl);
   EXPECT_EQ(b.registration()->policy.acl, p.acl);
   std::string log = events(*w.ks);
-  EXPECT_NE(log.find("Registration of GM 2001:db8:23::3 complete for group GET_VPN (134)"), std::string::npos) << log;
-  EXPECT_NE(log.find("Registration of GM 10.1.24.4 complete for group GET_VPN (134)"), std::string::npos) << log;
+  EXPECT_NE(log.find("Registration of GM 2001:db8:23::3 complete for group GET_VPN (134)"), std::string::npos)
+      << log;
+  EXPECT_NE(log.find("Registration of GM 10.1.24.4 complete for group GET_VPN (134)"), std::string::npos)
+      << log;
   EXPECT_NE(log.find("GM 2001:db8:99::9 is not in the authorization list"), std::string::npos) << log;
   EXPECT_FALSE(outsider.registration());
   ks::Group& g = *w.groups.find(134);

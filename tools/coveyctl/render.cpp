@@ -273,7 +273,8 @@ std::string render_ks_members(const Json& reply, const RenderContext& ctx) {
     // more than one (a dual-stack key server: IPv4 and IPv6 members).
     std::set<std::string> ks_addresses;
     for (const Json& m : members)
-      if (const Json* v = field_of(m, "registered_to"); v && v->is_string()) ks_addresses.insert(v->get<std::string>());
+      if (const Json* v = field_of(m, "registered_to"); v && v->is_string())
+        ks_addresses.insert(v->get<std::string>());
     const bool via = ks_addresses.size() > 1;
     std::vector<std::vector<std::string>> rows{{"ADDRESS", "IDENTITY", "REGISTERED", "REGISTRATIONS", "SIDS"}};
     if (via) rows[0].push_back("VIA KS");

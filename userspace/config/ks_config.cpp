@@ -308,9 +308,10 @@ void read_rekey(const toml::table& t, const std::string& group, const std::strin
         d.error(r.where("address"), r.name() + " address " + address->str() +
                                         " is not a multicast group; write one in 239.0.0.0/8 (or ff05::/16)");
       } else if (!wan_scope) {
-        d.error(r.where("address"), r.name() + " address " + address->str() +
-                                        " is not a site-local (ff05::/16) or organization-local (ff08::/16) IPv6 "
-                                        "multicast group, the scopes a GET VPN WAN spans; write e.g. ff05::1:3");
+        d.error(r.where("address"),
+                r.name() + " address " + address->str() +
+                    " is not a site-local (ff05::/16) or organization-local (ff08::/16) IPv6 "
+                    "multicast group, the scopes a GET VPN WAN spans; write e.g. ff05::1:3");
       }
       rekey.multicast_address = gdoi::Prefix::host(*address);
     } else if (!r.node("address")) {

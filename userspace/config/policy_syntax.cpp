@@ -146,7 +146,8 @@ std::variant<gdoi::AclEntry, SyntaxError> AclParser::parse() {
     for (const Side* side : {&src, &dst})
       if (side->prefix && side->prefix->family == 4)
         return fail(side->offset, std::string("an \"ipv6\" entry with an IPv4 ") +
-                                      (side == &src ? "source" : "destination") + "; write ip for IPv4 entries");
+                                      (side == &src ? "source" : "destination") +
+                                      "; write ip for IPv4 entries");
   std::uint8_t family = src.prefix ? src.prefix->family : dst.prefix ? dst.prefix->family : ipv6 ? 6 : 4;
   gdoi::Prefix any;
   any.family = family;

@@ -96,8 +96,9 @@ crypto::Result<Prefix> range_prefix(const GroupIdentity& id, const char* which) 
     if (bit(first, i) != 0 || bit(last, i) != 1) {
       if (!std::lexicographical_compare(first.begin(), first.end(), last.begin(), last.end()))
         return Error{text() + ": the first address is above the last"};
-      return Error{text() + " is not one prefix, and covey's ACL entries are prefixes: "
-                            "write the key server's ACL with prefixes (or split the range into them)"};
+      return Error{text() +
+                   " is not one prefix, and covey's ACL entries are prefixes: "
+                   "write the key server's ACL with prefixes (or split the range into them)"};
     }
   std::copy(first.begin(), first.end(), p.address.begin());
   p.length = static_cast<std::uint8_t>(len);
@@ -403,8 +404,8 @@ crypto::Result<TekPolicyEntry> tek_entry(const SaTekPayload& s) {
   if (!dst) return Error{at + dst.error()};
   // One entry matches one family (a Cisco ACL line is ip or ipv6).
   if (src->family != dst->family)
-    return Error{at + "SRC is IPv" + std::to_string(src->family) + " and DST IPv" + std::to_string(dst->family) +
-                 ": an entry's addresses must be of one family"};
+    return Error{at + "SRC is IPv" + std::to_string(src->family) + " and DST IPv" +
+                 std::to_string(dst->family) + ": an entry's addresses must be of one family"};
   e.source = *src;
   e.destination = *dst;
   if (s.src.port) e.source_port = {s.src.port, s.src.port};

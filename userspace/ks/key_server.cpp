@@ -59,9 +59,9 @@ crypto::Result<std::unique_ptr<KeyServer>> KeyServer::open(config::KsConfig cfg,
     // address of the group's family: a dual-stack key server's IPv6
     // address for an ff05:: group even when [server] address is IPv4.
     const bool multicast = g.policy.rekey.mode == gdoi::RekeyTransport::Mode::Multicast;
-    auto group = Group::create(g.policy, Authorization{g.authorization, g.authorization_subjects}, std::move(*key),
-                               multicast ? ks->address(g.policy.rekey.multicast_address.family) : address,
-                               seconds_of(now_ms));
+    auto group = Group::create(
+        g.policy, Authorization{g.authorization, g.authorization_subjects}, std::move(*key),
+        multicast ? ks->address(g.policy.rekey.multicast_address.family) : address, seconds_of(now_ms));
     if (!group) return crypto::Error{group.error()};
     ks->log(Severity::Info, "group " + g.policy.name + " (" + std::to_string(g.policy.identity) + "): " +
                                 std::to_string(g.policy.acl.size()) + " ACL entries, TEK " + g.policy.tek.str() +
