@@ -52,16 +52,19 @@ for _s in (signal.SIGTERM, signal.SIGALRM):
     signal.signal(_s, _on_signal)
 
 
+LAB_ACL = ("deny udp any eq 848 any eq 848", "permit ip 192.168.0.0/16 192.168.0.0/16")
+
+
 def ks_config(lab, *, name="ks", address="10.1.12.1", listen=None, authorization=None, pki=None, psk=PSK,
-              lifetime=3600, rekey=()):
-    """REKEY: extra [group.rekey] lines, e.g. ['retransmit_period = 1']."""
+              lifetime=3600, rekey=(), acl=LAB_ACL):
+    """REKEY: extra [group.rekey] lines, e.g. ['retransmit_period = 1']. ACL: the group's lines."""
     lines = ["[server]", f'address = "{address}"']
     if listen:
         lines.append("listen = [" + ", ".join(f'"{a}"' for a in listen) + "]")
     lines += [f'state_dir = "{lab.run}/{name}-state"', f'control_socket = "{lab.socket(name)}"', "", "[isakmp]"]
     lines += _isakmp(psk, pki, "ks")
     lines += ["", "[[group]]", 'name = "GET_VPN"', "identity = 134",
-              'acl = ["deny udp any eq 848 any eq 848", "permit ip 192.168.0.0/16 192.168.0.0/16"]',
+              "acl = [" + ", ".join(f'"{a}"' for a in acl) + "]",
               f"lifetime = {lifetime}"]
     if authorization is not None:
         lines.append("authorization = [" + ", ".join(f'"{a}"' for a in authorization) + "]")

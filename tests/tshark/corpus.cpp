@@ -1,5 +1,7 @@
 #include "corpus.h"
 
+#include "common/address.h"
+
 namespace covey::test {
 
 using namespace covey::wire;
@@ -13,10 +15,14 @@ Bytes filled(std::size_t n, std::uint8_t seed) {
 }
 
 Bytes ipv4(std::uint8_t a, std::uint8_t b, std::uint8_t c, std::uint8_t d) { return {a, b, c, d}; }
+Bytes ipv6(const char* text) {
+  const Address a = *Address::parse(text);
+  return Bytes(a.bytes.begin(), a.bytes.end());
+}
 
 GroupIdentity subnet(Bytes addr, Bytes mask) {
   GroupIdentity id;
-  id.type = static_cast<std::uint8_t>(IdType::Ipv4AddrSubnet);
+  id.type = static_cast<std::uint8_t>(addr.size() == 4 ? IdType::Ipv4AddrSubnet : IdType::Ipv6AddrSubnet);
   id.data = std::move(addr);
   append(id.data, mask);
   return id;
@@ -110,7 +116,43 @@ KeyPacket kek_key() {
   return p;
 }
 
+// A dual-stack group's registration over IPv6: the SA KEK from the key
+// server's IPv6 address to an ff05:: rekey group, and TEKs for an IPv6
+// subnet pair, an IPv6 host pair (TCP 443) and the IPv4 entry, in order.
+// `rekey_to`: the SA KEK's DST, the rekey group or (unicast rekeys) "::".
+// The pull's GAP stops tshark's SA (see tshark_fields.cpp), so the push,
+// which has none, is where tshark reads an IPv6 TEK.
+GroupSaPayload ipv6_sa(const char* rekey_to, std::uint32_t spi, bool with_gap) {
+  GroupSaPayload sa;
+  sa.kek = sa_kek();
+  sa.kek->src = GroupIdentity{static_cast<std::uint8_t>(IdType::Ipv6Addr), 848, ipv6("2001:db8:12::1")};
+  sa.kek->dst = GroupIdentity{static_cast<std::uint8_t>(IdType::Ipv6Addr), 848, ipv6(rekey_to)};
+  if (with_gap) sa.gap = gap();
+  SaTekPayload lans = sa_tek(spi);
+  lans.src = subnet(ipv6("2001:db8:3::"), ipv6("ffff:ffff:ffff:ffff::"));
+  lans.dst = subnet(ipv6("2001:db8:4::"), ipv6("ffff:ffff:ffff:ffff::"));
+  SaTekPayload hosts = sa_tek(spi);
+  hosts.protocol = 6;
+  hosts.src = GroupIdentity{static_cast<std::uint8_t>(IdType::Ipv6Addr), 0, ipv6("2001:db8:3::10")};
+  hosts.dst = GroupIdentity{static_cast<std::uint8_t>(IdType::Ipv6Addr), 443, ipv6("2001:db8:4::10")};
+  sa.teks = {lans, hosts, sa_tek(spi)};
+  return sa;
+}
+
 }  // namespace
+
+std::string CorpusMessage::source_text() const {
+  Address a;
+  const UdpEndpoint e = source();
+  if (e.v6) {
+    a.family = 6;
+    a.bytes = e.ip6;
+  } else {
+    for (int i = 0; i < 4; ++i)
+      a.bytes[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(e.ip >> (24 - 8 * i));
+  }
+  return a.str();
+}
 
 Cookie initiator_cookie() { return {0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88}; }
 Cookie responder_cookie() { return {0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xf0, 0x01}; }
@@ -203,6 +245,37 @@ std::vector<CorpusMessage> corpus() {
 
   m.push_back({"Informational DELETE", true, header(E::Informational, want::kInfoMessageId),
                {HashPayload{filled(32, 0x75)}, del}});
+
+  // A member registering over IPv6 (RFC 2407 4.6.2.6: ID_IPV6_ADDR), in
+  // the clear as above.
+  m.push_back(
+      {"Main Mode msg 5, IPv6",
+       true,
+       header(E::IdentityProtection, 0),
+       {IdentificationPayload{static_cast<std::uint8_t>(IdType::Ipv6Addr), 17, 848, ipv6("2001:db8:23::3")},
+        HashPayload{filled(32, 0x63)}},
+       true});
+  m.push_back(
+      {"Main Mode msg 6, IPv6",
+       false,
+       header(E::IdentityProtection, 0),
+       {IdentificationPayload{static_cast<std::uint8_t>(IdType::Ipv6Addr), 17, 848, ipv6("2001:db8:12::1")},
+        HashPayload{filled(32, 0x64)}},
+       true});
+  m.push_back({"GROUPKEY-PULL msg 2, IPv6",
+               false,
+               header(E::GroupkeyPull, want::kPullMessageId),
+               {HashPayload{filled(32, 0x76)}, NoncePayload{filled(16, 0x86)},
+                ipv6_sa("ff05::1:3", want::kTekSpi, true)},
+               true});
+  // A unicast rekey to that member over IPv6.
+  m.push_back(
+      {"GROUPKEY-PUSH, IPv6",
+       false,
+       push,
+       {SequenceNumberPayload{want::kSeqPush}, ipv6_sa("::", want::kPushTekSpi, false),
+        KeyDownloadPayload{{tek_key(want::kPushTekSpi), kek_key()}}, SignaturePayload{filled(256, 0x91)}},
+       true});
   return m;
 }
 

@@ -1,6 +1,8 @@
 // One message of every kind covey speaks, in the clear, with the values the
 // checks compare against: Main Mode's six messages, an Informational
-// DELETE, GROUPKEY-PULL messages 1 to 4 and a GROUPKEY-PUSH.
+// DELETE, GROUPKEY-PULL messages 1 to 4 and a GROUPKEY-PUSH; and a
+// registration over IPv6 (Main Mode's ID_IPV6_ADDR, message 2's SA with
+// IPv6 SA KEK and TEK selectors beside an IPv4 one).
 #pragma once
 
 #include <cstdint>
@@ -8,6 +10,7 @@
 #include <vector>
 
 #include "common/bytes.h"
+#include "pcap_writer.h"
 #include "wire/message.h"
 
 namespace covey::test {
@@ -38,7 +41,11 @@ struct CorpusMessage {
   bool from_gm;       // GM (10.1.23.3) -> KS (10.1.12.1), else the reverse
   wire::Header header;
   std::vector<wire::Payload> payloads;
+  bool ipv6 = false;  // over IPv6: 2001:db8:23::3 and 2001:db8:12::1
   Bytes bytes() const { return wire::encode_message(header, payloads); }
+  UdpEndpoint source() const { return from_gm ? (ipv6 ? kGm6 : kGm) : (ipv6 ? kKs6 : kKs); }
+  UdpEndpoint destination() const { return from_gm ? (ipv6 ? kKs6 : kKs) : (ipv6 ? kGm6 : kGm); }
+  std::string source_text() const;  // "10.1.23.3", "2001:db8:12::1"
 };
 
 std::vector<CorpusMessage> corpus();

@@ -35,6 +35,31 @@ std::uint16_t inet_checksum(ByteView data, std::uint32_t sum) {
 
 Bytes ethernet_udp_frame(const UdpEndpoint& src, const UdpEndpoint& dst, ByteView payload) {
   Bytes f = {0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01};  // dst MAC, src MAC (locally administered)
+  if (src.v6) {
+    put16(f, 0x86dd);
+    const auto udp_len = static_cast<std::uint16_t>(8 + payload.size());
+    put32(f, 0x60000000);  // version 6, no traffic class or flow label
+    put16(f, udp_len);
+    put16(f, 0x1140);  // UDP, hop limit 64
+    append(f, src.ip6);
+    append(f, dst.ip6);
+    const std::size_t udp_at = f.size();
+    put16(f, src.port);
+    put16(f, dst.port);
+    put16(f, udp_len);
+    put16(f, 0);
+    append(f, payload);
+    // RFC 8200 8.1: the pseudo-header's addresses, length and next header.
+    std::uint32_t pseudo = 17u + udp_len;
+    for (std::size_t i = 0; i < 16; i += 2)
+      pseudo += (std::uint32_t{src.ip6[i]} << 8 | src.ip6[i + 1]) +
+                (std::uint32_t{dst.ip6[i]} << 8 | dst.ip6[i + 1]);
+    std::uint16_t udp_sum = inet_checksum(ByteView(f).subspan(udp_at), pseudo);
+    if (udp_sum == 0) udp_sum = 0xffff;
+    f[udp_at + 6] = static_cast<std::uint8_t>(udp_sum >> 8);
+    f[udp_at + 7] = static_cast<std::uint8_t>(udp_sum);
+    return f;
+  }
   put16(f, 0x0800);
   const std::size_t ip_at = f.size();
   const auto udp_len = static_cast<std::uint16_t>(8 + payload.size());

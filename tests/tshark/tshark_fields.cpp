@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "common/address.h"
+
 namespace covey::test {
 
 using namespace covey::wire;
@@ -170,6 +172,12 @@ struct Builder {
       if (v->type == static_cast<std::uint8_t>(IdType::Ipv4Addr) && v->data.size() == 4)
         show_text("isakmp.id.data.ipv4_addr", std::to_string(v->data[0]) + "." + std::to_string(v->data[1]) + "." +
                                                   std::to_string(v->data[2]) + "." + std::to_string(v->data[3]));
+      if (v->type == static_cast<std::uint8_t>(IdType::Ipv6Addr) && v->data.size() == 16) {
+        Address a;
+        a.family = 6;
+        std::copy(v->data.begin(), v->data.end(), a.bytes.begin());
+        show_text("isakmp.id.data.ipv6_addr", a.str());
+      }
       if (v->type == static_cast<std::uint8_t>(IdType::KeyId)) value("isakmp.id.data.key_id", hex(v->data));
       return;
     }

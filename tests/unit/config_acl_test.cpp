@@ -51,6 +51,8 @@ const RoundTrip kRoundTrips[] = {
     {"permit ip host 2001:db8::1 2001:db8:1::/48", "permit ip host 2001:db8::1 2001:db8:1::/48"},
     {"permit icmp 2001:db8::/32 any", "permit icmp 2001:db8::/32 any"},
     {"deny tcp any 2001:db8::/32 eq 179", "deny tcp any 2001:db8::/32 eq 179"},
+    {"permit ipv6 any any", "permit ipv6 any any"},
+    {"deny tcp ::/0 any eq 179", "deny tcp ::/0 any eq 179"},
 };
 
 TEST(ConfigAcl, EveryFormRoundTripsThroughStr) {
@@ -82,6 +84,11 @@ TEST(ConfigAcl, AnyTakesTheFamilyOfTheOtherSide) {
   EXPECT_EQ(parse_ok("permit ip any 2001:db8::/32").source.family, 6);
   EXPECT_EQ(parse_ok("permit ip 2001:db8::/32 any").destination.family, 6);
   EXPECT_EQ(parse_ok("permit ip any any").source.family, 4);
+  // "ipv6" names the family when no address does, as Cisco's IPv6 ACLs'
+  // "permit ipv6 any any" does (issue 12: a dual-stack group's catch-all).
+  EXPECT_EQ(parse_ok("permit ipv6 any any").source.family, 6);
+  EXPECT_EQ(parse_ok("permit ipv6 any any").destination.family, 6);
+  EXPECT_EQ(parse_ok("deny tcp ::/0 any eq 179").destination.family, 6);
   EXPECT_EQ(parse_ok("permit icmp any 2001:db8::/32").protocol, 58);  // ICMPv6, as IOS reads it
   EXPECT_EQ(parse_ok("permit icmp any 10.0.0.0/8").protocol, 1);
 }
@@ -116,6 +123,8 @@ const Bad kBadLines[] = {
     {"permit ip host", "", "missing address after \"host\""},
     {"permit ip somewhere any", "somewhere", "is not a source"},
     {"permit ip 10.0.0.0/8 2001:db8::/32", "2001:db8::/32", "one entry per address family"},
+    {"permit ipv6 10.0.0.0/8 any", "10.0.0.0/8", "\"ipv6\" entry with an IPv4 source"},
+    {"permit ipv6 any host 10.1.2.3", "host", "\"ipv6\" entry with an IPv4 destination"},
     {"permit tcp any neq 80 any", "neq", "two entries"},
     {"permit tcp any range 100 50 any", "range", "backwards; write range 50 100"},
     {"permit tcp any eq 70000 any", "70000", "not a port"},

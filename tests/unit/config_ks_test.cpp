@@ -449,15 +449,19 @@ TEST_F(KsConfigTest, EachMistakeIsReportedOnItsLine) {
       {"lifetime too short", "lifetime = 3600", "lifetime = 10", "lifetime", "out of range 20.."},
       {"tek margin shorter than the activation delay and the retransmissions",
        "lifetime = 3600\n\n[group.rekey]\n" + rekey_key,
-       "lifetime = 3600\nactivation_delay = 120\n\n[group.rekey]\n" + rekey_key + "\ntek_margin = 90", "tek_margin",
+       "lifetime = 3600\nactivation_delay = 120\n\n[group.rekey]\n" + rekey_key + "\ntek_margin = 90",
+       "tek_margin",
        "group GET_VPN rekey tek_margin = 90 s is shorter than activation_delay 120 s + retransmit_count 2 x "
        "retransmit_period 10 s + 5 s of key server ticks and transit = 145 s"},
       {"TEK lifetime too short for the retransmissions", "lifetime = 3600", "lifetime = 40", "[group.rekey]",
        "group GET_VPN rekey tek_margin (the default, 25 s: activation_delay 0 s + retransmit_count 2 x "
-       "retransmit_period 10 s + 5 s of key server ticks and transit) leaves 15 s of the TEK lifetime ([[group]] "
+       "retransmit_period 10 s + 5 s of key server ticks and transit) leaves 15 s of the TEK lifetime "
+       "([[group]] "
        "lifetime = 40 s) between two rekeys, not more than the 25 s a push takes to reach every member"},
-      {"KEK lifetime too short for the retransmissions", rekey_key, rekey_key + "\nlifetime = 30", "[group.rekey]",
-       "group GET_VPN rekey kek_margin (the default, 7 s) leaves 23 s of the KEK lifetime ([group.rekey] lifetime = "
+      {"KEK lifetime too short for the retransmissions", rekey_key, rekey_key + "\nlifetime = 30",
+       "[group.rekey]",
+       "group GET_VPN rekey kek_margin (the default, 7 s) leaves 23 s of the KEK lifetime ([group.rekey] "
+       "lifetime = "
        "30 s) between two rekeys, not more than the 25 s"},
       {"bad transform", "lifetime = 3600", "transform = \"esp-aes 256\"", "transform", "add esp-sha256-hmac"},
       {"multicast without address", rekey_key, rekey_key + "\ntransport = \"multicast\"", "[group.rekey]",
@@ -465,6 +469,16 @@ TEST_F(KsConfigTest, EachMistakeIsReportedOnItsLine) {
       {"multicast address not multicast", rekey_key,
        rekey_key + "\ntransport = \"multicast\"\naddress = \"10.1.12.1\"", "address = \"10",
        "not a multicast group"},
+      {"IPv6 multicast of link scope", rekey_key,
+       rekey_key + "\ntransport = \"multicast\"\naddress = \"ff02::1:3\"", "address = \"ff02",
+       "group GET_VPN rekey address ff02::1:3 is not a site-local (ff05::/16) or organization-local "
+       "(ff08::/16) "
+       "IPv6 multicast group"},
+      {"IPv6 global multicast", rekey_key, rekey_key + "\ntransport = \"multicast\"\naddress = \"ff0e::1:3\"",
+       "address = \"ff0e", "group GET_VPN rekey address ff0e::1:3 is not a site-local"},
+      {"IPv6 unicast as the multicast address", rekey_key,
+       rekey_key + "\ntransport = \"multicast\"\naddress = \"2001:db8::1\"", "address = \"2001",
+       "group GET_VPN rekey address 2001:db8::1 is not a multicast group"},
       {"unicast with a multicast option", rekey_key, rekey_key + "\nttl = 4", "ttl",
        "applies to multicast rekeys"},
       {"bad transport", rekey_key, rekey_key + "\ntransport = \"broadcast\"", "transport",
@@ -486,6 +500,27 @@ TEST_F(KsConfigTest, EachMistakeIsReportedOnItsLine) {
                                           << all(parsed.problems) << "in:\n"
                                           << text;
     for (const auto& p : parsed.problems) EXPECT_EQ(p.file, (dir_ / "ks.toml").string());
+  }
+}
+
+// Rekeys to an IPv6 group: site-local (ff05::/16) and organization-local
+// (ff08::/16) scopes, the ones a GET VPN WAN spans; ttl is the hop limit.
+TEST_F(KsConfigTest, IPv6MulticastRekeys) {
+  for (const char* group : {"ff05::1:3", "ff08::db8:1"}) {
+    SCOPED_TRACE(group);
+    std::string text = base();
+    text = replace(
+        text, "\"permit ip 192.168.0.0/16 192.168.0.0/16\"",
+        "\"permit ip 192.168.0.0/16 192.168.0.0/16\", \"permit ipv6 2001:db8:3::/64 2001:db8:4::/64\"");
+    text += std::string("transport = \"multicast\"\naddress = \"") + group + "\"\nttl = 3\n";
+    auto parsed = parse(text);
+    ASSERT_TRUE(parsed.ok()) << all(parsed.problems);
+    const gdoi::GroupPolicy& p = parsed.config->groups[0].policy;
+    EXPECT_EQ(p.rekey.mode, gdoi::RekeyTransport::Mode::Multicast);
+    EXPECT_EQ(p.rekey.multicast_address, gdoi::Prefix::host(*Address::parse(group)));
+    EXPECT_EQ(p.rekey.ttl, 3);
+    ASSERT_EQ(p.acl.size(), 3u);
+    EXPECT_EQ(p.acl[2].str(), "permit ip 2001:db8:3::/64 2001:db8:4::/64");
   }
 }
 

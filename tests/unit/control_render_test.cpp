@@ -132,6 +132,28 @@ TEST(ControlRender, KsMembersSaysWhichPolicyEachGets) {
             "  10.1.24.4  10.1.24.4  2025-11-23 12:15:00 UTC (88 s ago)   1              1     none      0       RFC 6407\n");
 }
 
+// A dual-stack key server: members reached it at more than one address,
+// and the table says which (unicast rekeys come from it).
+TEST(ControlRender, KsMembersRegisteredToTwoAddressesSayWhich) {
+  Json reply = Json::parse(R"({"ok":true,"groups":[
+    {"name":"GET_VPN","identity":134,"members":[
+      {"address":"10.1.24.4","identity":"10.1.24.4","registered_at":1763900000,"registrations":1,"sids":[0],
+       "registered_to":"10.1.12.1"},
+      {"address":"2001:db8:23::3","identity":"2001:db8:23::3","registered_at":1763900100,"registrations":2,"sids":[1],
+       "registered_to":"2001:db8:12::1"}]}]})");
+  EXPECT_EQ(
+      render_ks_members(reply, kCtx),
+      "Group GET_VPN (identity 134): 2 members\n"
+      "  ADDRESS         IDENTITY        REGISTERED                           REGISTRATIONS  SIDS  VIA KS\n"
+      "  10.1.24.4       10.1.24.4       2025-11-23 12:13:20 UTC (188 s ago)  1              0     "
+      "10.1.12.1\n"
+      "  2001:db8:23::3  2001:db8:23::3  2025-11-23 12:15:00 UTC (88 s ago)   2              1     "
+      "2001:db8:12::1\n");
+  // One address for all: nothing to tell apart.
+  reply["groups"][0]["members"][1]["registered_to"] = "10.1.12.1";
+  EXPECT_EQ(render_ks_members(reply, kCtx).find("VIA KS"), std::string::npos);
+}
+
 // Key material appears only when the daemon put it in the reply (it does so
 // only for a request with "show_keys":true).
 TEST(ControlRender, KeysOnlyWhenTheReplyHasThem) {

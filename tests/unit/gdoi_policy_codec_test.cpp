@@ -1,11 +1,13 @@
-// The group SA codec's private GAP attribute COVEY_PSEUDOTIME_MS (201):
+// The group SA codec's SA TEK selectors for both address families, with
+// the ranges another key server may send (RFC 2407 4.6.2). Its private GAP
+// attribute COVEY_PSEUDOTIME_MS (201):
 // the key server's TBAR clock, sent to covey members only and only with a
 // TBAR window, read back as a reading of the clock, never as policy. And
 // the SA KEK's cipher rule, which coveyctl decode shares with the member.
 #include <gtest/gtest.h>
 
+#include "config/policy_syntax.h"
 #include "fixtures.h"
-
 #include "gdoi/policy_codec.h"
 #include "wire/message.h"
 #include "wire/names.h"
@@ -188,4 +190,168 @@ TEST(PolicyCodecFeatures, EachPrivateAttributeOnlyWithItsFeature) {
   EXPECT_EQ(PeerTraits{}.lacks(features_needed(p)), All);
   EXPECT_EQ((PeerTraits{true, All & ~Tbar}.lacks(features_needed(p))), Tbar);
   EXPECT_EQ(feature_names(All), "deny entries, port ranges, TBAR, fail-close ACL");
+}
+
+namespace {
+
+AclEntry entry(const char* line) {
+  auto parsed = config::parse_acl_entry(line);
+  EXPECT_TRUE(std::holds_alternative<AclEntry>(parsed)) << line;
+  return std::holds_alternative<AclEntry>(parsed) ? std::get<AclEntry>(parsed) : AclEntry{};
+}
+
+// One group, both families, in the order of a Cisco ACL pair: the IPv4
+// list's entries, then the IPv6 list's, with a deny of each family first.
+GroupPolicy dual_stack_policy() {
+  GroupPolicy p = fixtures::group_policy();
+  p.acl = {entry("deny udp any eq 848 any eq 848"),
+           entry("permit ip 192.168.0.0/16 192.168.0.0/16"),
+           entry("deny udp 2001:db8::/32 eq 848 2001:db8::/32 eq 848"),
+           entry("permit tcp host 2001:db8:3::10 host 2001:db8:4::10 eq 443"),
+           entry("permit ipv6 2001:db8:3::/64 2001:db8:4::/64"),
+           entry("permit ip host 10.1.1.1 10.2.0.0/15"),
+           entry("permit ipv6 any any")};
+  return p;
+}
+
+std::vector<std::string> lines(const std::vector<AclEntry>& acl) {
+  std::vector<std::string> out;
+  for (const AclEntry& e : acl) out.push_back(e.str());
+  return out;
+}
+
+Bytes bytes_of(const char* address) {
+  Address a = *Address::parse(address);
+  return Bytes(a.bytes.begin(), a.bytes.begin() + static_cast<std::ptrdiff_t>(a.size()));
+}
+
+wire::GroupIdentity range(const char* first, const char* last) {
+  wire::GroupIdentity id;
+  Bytes f = bytes_of(first), l = bytes_of(last);
+  id.type =
+      static_cast<std::uint8_t>(f.size() == 4 ? wire::IdType::Ipv4AddrRange : wire::IdType::Ipv6AddrRange);
+  id.data = f;
+  id.data.insert(id.data.end(), l.begin(), l.end());
+  return id;
+}
+
+}  // namespace
+
+// Each entry is one SA TEK payload per TEK, in ACL order, its selectors
+// in the ID types of its family: hosts as ID_IPV4_ADDR / ID_IPV6_ADDR,
+// prefixes as ID_IPV4_ADDR_SUBNET / ID_IPV6_ADDR_SUBNET (RFC 2407 4.6.2).
+TEST(PolicyCodecFamilies, EachEntryInTheIdTypesOfItsFamily) {
+  GroupPolicy p = dual_stack_policy();
+  Tek second = tek();
+  second.spi = 0x55667788;
+  auto sa = encode_group_sa(p, std::nullopt, {tek(), second}, true, PeerTraits{true});
+  ASSERT_EQ(sa.teks.size(), 2 * p.acl.size());
+  auto type = [](const wire::GroupIdentity& id) { return std::string(wire::id_type_name(id.type)); };
+  for (std::size_t t = 0; t < 2; ++t) {
+    const auto* teks = &sa.teks[t * p.acl.size()];
+    EXPECT_EQ(type(teks[1].src), "ID_IPV4_ADDR_SUBNET");
+    EXPECT_EQ(teks[1].src.data, Bytes({192, 168, 0, 0, 255, 255, 0, 0}));
+    EXPECT_EQ(type(teks[2].src), "ID_IPV6_ADDR_SUBNET");
+    EXPECT_EQ(teks[2].src.port, 848);
+    Bytes db8 = bytes_of("2001:db8::");
+    Bytes mask32 = bytes_of("ffff:ffff::");
+    db8.insert(db8.end(), mask32.begin(), mask32.end());
+    EXPECT_EQ(teks[2].src.data, db8);
+    EXPECT_EQ(type(teks[3].src), "ID_IPV6_ADDR");
+    EXPECT_EQ(teks[3].src.data, bytes_of("2001:db8:3::10"));
+    EXPECT_EQ(type(teks[3].dst), "ID_IPV6_ADDR");
+    EXPECT_EQ(teks[3].dst.port, 443);
+    EXPECT_EQ(teks[3].protocol, 6);
+    EXPECT_EQ(type(teks[4].dst), "ID_IPV6_ADDR_SUBNET");
+    EXPECT_EQ(type(teks[5].src), "ID_IPV4_ADDR");
+    EXPECT_EQ(type(teks[6].src), "ID_IPV6_ADDR_SUBNET");  // ::/0
+    EXPECT_EQ(teks[6].src.data, Bytes(32, 0));
+  }
+}
+
+// Through the bytes and back, the member holds the key server's list:
+// same entries, same order, both families. A member without covey's
+// extension gets the permit entries alone, still in order.
+TEST(PolicyCodecFamilies, AMixedListRoundTripsInOrder) {
+  GroupPolicy p = dual_stack_policy();
+  Tek second = tek();
+  second.spi = 0x55667788;
+  auto covey = over_the_wire(encode_group_sa(p, std::nullopt, {tek(), second}, true, PeerTraits{true}));
+  EXPECT_EQ(lines(covey.policy.acl), lines(p.acl));
+  EXPECT_EQ(covey.policy.acl, p.acl);
+  EXPECT_EQ(covey.tek_spis, (std::vector<std::uint32_t>{0x1A2B3C4D, 0x55667788}));
+
+  auto rfc = over_the_wire(encode_group_sa(p, std::nullopt, {tek()}, true, PeerTraits{}));
+  EXPECT_EQ(lines(rfc.policy.acl),
+            (std::vector<std::string>{"permit ip 192.168.0.0/16 192.168.0.0/16",
+                                      "permit tcp host 2001:db8:3::10 host 2001:db8:4::10 eq 443",
+                                      "permit ip 2001:db8:3::/64 2001:db8:4::/64",
+                                      "permit ip host 10.1.1.1 10.2.0.0/15", "permit ipv6 any any"}));
+}
+
+// IOS and gdoid may send an ACL's selectors as address ranges (RFC 2407
+// 4.6.2.7, 4.6.2.8). A range that spans exactly one prefix is that prefix.
+TEST(PolicyCodecFamilies, ARangeThatIsAPrefixIsThePrefix) {
+  struct Case {
+    const char* first;
+    const char* last;
+    const char* prefix;
+  };
+  for (const Case& c :
+       {Case{"10.1.0.0", "10.1.255.255", "10.1.0.0/16"}, Case{"10.1.2.3", "10.1.2.3", "10.1.2.3/32"},
+        Case{"0.0.0.0", "255.255.255.255", "any"}, Case{"192.168.4.0", "192.168.5.255", "192.168.4.0/23"},
+        Case{"2001:db8:3::", "2001:db8:3::ffff:ffff:ffff:ffff", "2001:db8:3::/64"},
+        Case{"2001:db8::", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", "2001:db8::/32"},
+        Case{"2001:db8::10", "2001:db8::10", "2001:db8::10/128"}}) {
+    SCOPED_TRACE(std::string(c.first) + "-" + c.last);
+    GroupPolicy p = fixtures::group_policy();
+    p.acl = {entry(Address::parse(c.first)->family == 4 ? "permit ip any any" : "permit ipv6 any any")};
+    auto sa = encode_group_sa(p, std::nullopt, {tek()}, true, PeerTraits{});
+    sa.teks[0].src = range(c.first, c.last);
+    sa.teks[0].dst = range(c.first, c.last);
+    auto got = over_the_wire(sa);
+    ASSERT_EQ(got.policy.acl.size(), 1u);
+    Prefix want = *Prefix::parse(c.prefix);
+    EXPECT_EQ(got.policy.acl[0].source, want);
+    EXPECT_EQ(got.policy.acl[0].destination, want);
+  }
+}
+
+// covey's entries are prefixes, and a range that is not one would be
+// several entries of another shape: refused, naming the field and range.
+TEST(PolicyCodecFamilies, ARangeThatIsNotAPrefixIsRefusedByName) {
+  struct Case {
+    const char* first;
+    const char* last;
+    const char* error;
+  };
+  for (const Case& c :
+       {Case{"10.0.0.1", "10.0.0.6", "DST ID_IPV4_ADDR_RANGE 10.0.0.1-10.0.0.6 is not one prefix"},
+        Case{"192.168.4.0", "192.168.6.255",
+             "DST ID_IPV4_ADDR_RANGE 192.168.4.0-192.168.6.255 is not one prefix"},
+        Case{"10.0.1.0", "10.0.0.255",
+             "DST ID_IPV4_ADDR_RANGE 10.0.1.0-10.0.0.255: the first address is above the last"},
+        Case{"2001:db8::1", "2001:db8::ff",
+             "DST ID_IPV6_ADDR_RANGE 2001:db8::1-2001:db8::ff is not one prefix"}}) {
+    SCOPED_TRACE(c.error);
+    GroupPolicy p = fixtures::group_policy();
+    p.acl = {entry(Address::parse(c.first)->family == 4 ? "permit ip any any" : "permit ipv6 any any")};
+    auto sa = encode_group_sa(p, std::nullopt, {tek()}, true, PeerTraits{});
+    sa.teks[0].dst = range(c.first, c.last);
+    auto r = decode_group_sa(sa);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().find("SA TEK SPI 0x1A2B3C4D: " + std::string(c.error)), std::string::npos)
+        << r.error();
+  }
+}
+
+// A Cisco ACL line is ip or ipv6: an SA TEK whose SRC and DST are of two
+// families is no entry covey (or the kernel's selectors) can hold.
+TEST(PolicyCodecFamilies, SourceAndDestinationOfTwoFamiliesAreRefused) {
+  GroupPolicy p = fixtures::group_policy();
+  auto sa = encode_group_sa(p, std::nullopt, {tek()}, true, PeerTraits{});
+  sa.teks[0].dst = range("2001:db8::", "2001:db8::ffff");
+  auto r = decode_group_sa(sa);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().find("SRC is IPv4 and DST IPv6"), std::string::npos) << r.error();
 }

@@ -180,6 +180,9 @@ TEST(GroupkeyPull, MemberRefusesGcmWithTheReason) {
   PullStep s = lab.pull(134);
   ASSERT_TRUE(s.failure);
   EXPECT_NE(s.failure->reason.find("RFC 6054"), std::string::npos) << s.failure->reason;
+  // The member's log names the group whose policy it refused.
+  EXPECT_NE(s.failure->reason.find("message 2: policy of group 134 refused: SA TEK"), std::string::npos)
+      << s.failure->reason;
   EXPECT_TRUE(lab.groups.find(134)->members().empty());  // message 3 was never sent
 }
 

@@ -102,6 +102,43 @@ TEST_F(KeyServerTest, OpensWritesTheStoreAndCarriesOnFromIt) {
   EXPECT_NE(text(again->take_events()).find("state restored from state file"), std::string::npos);
 }
 
+// A dual-stack key server whose [server] address is IPv4 rekeys an
+// ff05:: group from its IPv6 address: the SA KEK names it, and the push
+// leaves from it with the configured hop limit.
+TEST_F(KeyServerTest, AnIpv6MulticastGroupIsRekeyedFromTheIpv6Address) {
+  std::ofstream(dir_ / "ks.toml")
+      << "[server]\nlisten = [\"10.1.12.1\", \"2001:db8:12::1\"]\naddress = \"10.1.12.1\"\n"
+         "state_dir = \""
+      << (dir_ / "state").string()
+      << "\"\n\n[isakmp]\npre_shared_key = \"lab\"\n\n[[group]]\nname = \"GET_VPN\"\n"
+         "identity = 134\nacl = [\"permit ip 192.168.0.0/16 192.168.0.0/16\", "
+         "\"permit ipv6 2001:db8:3::/64 2001:db8:4::/64\"]\n\n[group.rekey]\n"
+         "signing_key = \""
+      << (dir_ / "rekey.pem").string()
+      << "\"\nsignature = \"ecdsa-p256\"\ntransport = \"multicast\"\n"
+         "address = \"ff05::1:3\"\nttl = 3\n";
+  auto ks = open();
+  ASSERT_TRUE(ks);
+  const Address v6 = *Address::parse("2001:db8:12::1");
+  EXPECT_EQ(ks->address(), *Address::parse("10.1.12.1"));
+  EXPECT_EQ(ks->address(6), v6);
+  EXPECT_EQ(ks->groups().find(134)->ks_address(), v6);
+  auto offer = ks->groups().find(134)->offer(gdoi::PeerTraits{true}, kT0);
+  ASSERT_TRUE(offer.sa.kek);
+  EXPECT_EQ(offer.sa.kek->src.type, static_cast<std::uint8_t>(wire::IdType::Ipv6Addr));
+  EXPECT_EQ(offer.sa.kek->src.data, Bytes(v6.bytes.begin(), v6.bytes.end()));
+  const Address group = *Address::parse("ff05::1:3");
+  EXPECT_EQ(offer.sa.kek->dst.data, Bytes(group.bytes.begin(), group.bytes.end()));
+  ks->take_outgoing();
+  auto reply = ks->handle({{"cmd", "ks.rekey"}, {"group", "GET_VPN"}}, kT0 + 1000);
+  ASSERT_TRUE(reply["ok"]) << reply.dump();
+  auto out = ks->take_outgoing();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].to, (Endpoint{group, 848}));
+  EXPECT_EQ(out[0].from, v6);
+  EXPECT_EQ(out[0].multicast_ttl, 3);
+}
+
 TEST_F(KeyServerTest, RefusesToStartOnAStoreItCannotRead) {
   fs::create_directories(dir_ / "state");
   std::ofstream(dir_ / "state" / "ks-state") << "not a state file\n";

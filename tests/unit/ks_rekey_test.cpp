@@ -36,6 +36,8 @@ constexpr std::int64_t ms(std::int64_t s) { return s * 1000; }
 const Address kKs = *Address::parse("10.1.12.1");
 const Address kGm3 = *Address::parse("10.1.23.3");
 const Address kGm4 = *Address::parse("10.1.24.4");
+const Address kKs6 = *Address::parse("2001:db8:12::1");
+const Address kGm6 = *Address::parse("2001:db8:23::3");
 
 const crypto::PrivateKey& signing_key() {
   static crypto::PrivateKey k = crypto::PrivateKey::generate_ec(crypto::EcCurve::P256).value();
@@ -70,8 +72,9 @@ class KsRekey : public ::testing::Test {
 
   void make(gdoi::GroupPolicy p) {
     groups = std::make_unique<ks::Groups>();
-    auto g = ks::Group::create(std::move(p), ks::Authorization{{prefix("10.1.0.0", 16)}, {}}, clone(signing_key()), kKs,
-                               kStart);
+    auto g = ks::Group::create(std::move(p),
+                               ks::Authorization{{prefix("10.1.0.0", 16), prefix("2001:db8:23::", 48)}, {}},
+                               clone(signing_key()), kKs, kStart);
     ASSERT_TRUE(g.ok()) << g.error();
     groups->add(std::move(*g));
     rekeyer = std::make_unique<ks::Rekeyer>(*groups);
@@ -83,14 +86,15 @@ class KsRekey : public ::testing::Test {
   // Registers `addr` as GROUPKEY-PULL does (message 2's offer, admission
   // at message 3) and gives it a receiver from what messages 2 and 4 carry.
   // A covey member: its Main Mode carried covey's Vendor ID.
-  void join(const Address& addr, std::uint16_t port = 848) {
+  // `ks`: the key server address it registered to.
+  void join(const Address& addr, std::uint16_t port = 848, const Address& ks = kKs) {
     auto offer = group().offer(gdoi::PeerTraits{true}, ms(now));
     offer.group_id = 134;
     ike::Phase1Sa sa;
     sa.peer = Endpoint{addr, port};
     sa.peer_vendor_ids = {gdoi::covey_vendor_id()};
     groups->set_clock_ms(ms(now));
-    groups->set_local(kKs);
+    groups->set_local(ks);
     auto admitted = groups->admit(offer, sa, 1);
     auto* a = std::get_if<gdoi::GroupDirectory::Admission>(&admitted);
     ASSERT_NE(a, nullptr) << std::get<ike::Failure>(admitted).reason;
@@ -345,6 +349,45 @@ TEST_F(KsRekey, AckFromTheMemberMarksItDelivered) {
   rekeyer->receive_ack(Endpoint{kGm3, 848}, *ack, now);
   EXPECT_EQ(rekeyer->last_rekey(group())->acked, 1u);
   EXPECT_EQ(rekeyer->counters().acks, 1u);
+}
+
+// A dual-stack key server: a member registered over IPv6 gets its push
+// from the IPv6 address it registered to, and acknowledges with its
+// address as ID_IPV6_ADDR (RFC 8263 3.4); the IPv4 member beside it as
+// ever.
+TEST_F(KsRekey, AMemberRegisteredOverIpv6IsRekeyedAndAcksOverIpv6) {
+  join(kGm3);
+  join(kGm6, 848, kKs6);
+  EXPECT_EQ(group().find_member(kGm6)->registered_to, kKs6);
+  ASSERT_TRUE(rekeyer->rekey(group(), RekeyReason::Operator, ms(now)).ok());
+  auto out = sent();
+  ASSERT_EQ(out.size(), 2u);
+  std::map<Address, ks::PushDatagram> by_member;
+  for (const auto& d : out) by_member.emplace(d.to.address, d);
+  ASSERT_EQ(by_member.count(kGm6), 1u);
+  EXPECT_EQ(by_member.at(kGm6).to, (Endpoint{kGm6, 848}));
+  EXPECT_EQ(by_member.at(kGm6).from, kKs6);
+  EXPECT_EQ(by_member.at(kGm3).from, kKs);
+  auto ack = receive(kGm6, *by_member.at(kGm6).datagram);
+  ASSERT_TRUE(ack);
+  // HDR, HASH, SEQ, ID: the ID payload ends the datagram, ID_IPV6_ADDR
+  // with the member's 16 octets.
+  ASSERT_GT(ack->size(), 20u);
+  EXPECT_EQ((*ack)[ack->size() - 20], static_cast<std::uint8_t>(wire::IdType::Ipv6Addr));
+  EXPECT_TRUE(std::equal(kGm6.bytes.begin(), kGm6.bytes.end(), ack->end() - 16));
+  rekeyer->receive_ack(Endpoint{kGm6, 848}, *ack, now);
+  EXPECT_EQ(group().find_member(kGm6)->last_acked_seq, 1u);
+  EXPECT_FALSE(group().find_member(kGm3)->last_acked_seq);
+  EXPECT_TRUE(has(log(), "GM 2001:db8:23::3 acknowledged rekey SEQ 1 of group GET_VPN"));
+  // The IPv4 member's ACK names it as ID_IPV4_ADDR, and is taken too.
+  auto ack4 = receive(kGm3, *by_member.at(kGm3).datagram);
+  ASSERT_TRUE(ack4);
+  EXPECT_EQ((*ack4)[ack4->size() - 8], static_cast<std::uint8_t>(wire::IdType::Ipv4Addr));
+  rekeyer->receive_ack(Endpoint{kGm3, 848}, *ack4, now);
+  EXPECT_EQ(rekeyer->last_rekey(group())->acked, 2u);
+  // An IPv6 member's ACK naming the IPv4 member is refused.
+  rekeyer->receive_ack(Endpoint{kGm6, 848}, *ack4, now);
+  EXPECT_EQ(rekeyer->counters().acks_refused, 1u);
 }
 
 TEST_F(KsRekey, AckIsRefusedForAnotherIdUnknownSeqOrWrongKey) {

@@ -23,10 +23,11 @@ struct World {
   std::unique_ptr<ks::Dispatcher> ks;
   Endpoint ks_ep{*Address::parse("10.1.12.1"), 848};
 
-  explicit World(std::size_t half_open_cap = 1024) {
-    gdoi::GroupPolicy p = fixtures::group_policy();
+  explicit World(std::size_t half_open_cap = 1024, gdoi::GroupPolicy p = fixtures::group_policy(),
+                 std::vector<gdoi::Prefix> authorized = {prefix("10.1.0.0", 16)}) {
     auto key = crypto::PrivateKey::generate_ec(crypto::EcCurve::P256);
-    auto g = ks::Group::create(p, ks::Authorization{{prefix("10.1.0.0", 16)}, {}}, std::move(*key), ks_ep.address, 0);
+    auto g =
+        ks::Group::create(p, ks::Authorization{std::move(authorized), {}}, std::move(*key), ks_ep.address, 0);
     groups.add(std::move(*g));
     ks::DispatcherOptions o;
     o.phase1 = {ike::Phase1Transform{}};
@@ -35,12 +36,15 @@ struct World {
     ks = std::make_unique<ks::Dispatcher>(o, groups, ks_ep.address);
   }
 
-  gm::Registrar member(const char* addr, std::string key = "lab", std::uint32_t group = 134) {
+  // `ks_at`: the key server address it registers to (one of a dual-stack
+  // key server's), ks_ep's by default.
+  gm::Registrar member(const char* addr, std::string key = "lab", std::uint32_t group = 134,
+                       std::optional<Endpoint> ks_at = std::nullopt) {
     gm::RegistrarOptions o;
     o.group_id = group;
     o.offers = {ike::Phase1Transform{}};
     o.credentials = psk(key);
-    return gm::Registrar(o, ks_ep, *Address::parse(addr));
+    return gm::Registrar(o, ks_at.value_or(ks_ep), *Address::parse(addr));
   }
 
   // Runs a registration to its end, carrying datagrams both ways.
@@ -50,7 +54,7 @@ struct World {
     for (int i = 0; i < 10 && !to_ks.empty(); ++i) {
       std::vector<Bytes> next;
       for (const Bytes& d : to_ks)
-        for (const ks::Outgoing& o : ks->receive(me, ks_ep.address, d, now * 1000)) {  // ms
+        for (const ks::Outgoing& o : ks->receive(me, r.key_server().address, d, now * 1000)) {  // ms
           EXPECT_EQ(o.to, me);
           for (Bytes& b : r.receive(o.datagram, now)) next.push_back(std::move(b));
         }
@@ -83,6 +87,54 @@ TEST(Registration, TwoMembersHoldTheSameTek) {
   EXPECT_EQ(w.ks->counters().registrations, 2u);
   EXPECT_EQ(w.ks->half_open(), 0u);
   EXPECT_EQ(w.ks->established(), 2u);
+}
+
+// A dual-stack key server: one member registers over IPv6 (Main Mode IDs
+// ID_IPV6_ADDR, the pre-shared key found by its IPv6 address, authorized
+// by an IPv6 prefix) while another registers over IPv4, to one group whose
+// ACL holds both families. Both hold the same TEK and the key server's
+// ACL in its order; the key server knows the IPv6 member by its address
+// and the address it registered to.
+TEST(Registration, OverIpv6AndIpv4IntoOneDualStackGroup) {
+  gdoi::GroupPolicy p = fixtures::group_policy();
+  gdoi::AclEntry v6 = p.acl[0];
+  v6.source = prefix("2001:db8:3::", 64);
+  v6.destination = prefix("2001:db8:4::", 64);
+  gdoi::AclEntry v6_host = v6;
+  v6_host.protocol = 6;
+  v6_host.source = prefix("2001:db8:4::10", 128);
+  v6_host.destination = prefix("2001:db8:3::10", 128);
+  gdoi::AclEntry v4_more = p.acl[0];
+  v4_more.source = prefix("10.9.0.0", 16);
+  v4_more.destination = prefix("10.8.0.0", 16);
+  p.acl = {p.acl[0], v6, v4_more, v6_host};
+  World w(1024, p, {prefix("10.1.0.0", 16), prefix("2001:db8:23::", 48)});
+  const Endpoint ks6{*Address::parse("2001:db8:12::1"), 848};
+  auto a = w.member("2001:db8:23::3", "lab", 134, ks6);
+  auto b = w.member("10.1.24.4");
+  auto outsider = w.member("2001:db8:99::9", "lab", 134, ks6);
+  w.run(a, "2001:db8:23::3");
+  w.run(b, "10.1.24.4");
+  w.run(outsider, "2001:db8:99::9");
+  ASSERT_TRUE(a.registration()) << a.failure().value_or("");
+  ASSERT_TRUE(b.registration()) << b.failure().value_or("");
+  EXPECT_EQ(a.registration()->keys.teks[0].spi, b.registration()->keys.teks[0].spi);
+  EXPECT_EQ(a.registration()->policy.acl, p.acl);
+  EXPECT_EQ(b.registration()->policy.acl, p.acl);
+  std::string log = events(*w.ks);
+  EXPECT_NE(log.find("Registration of GM 2001:db8:23::3 complete for group GET_VPN (134)"), std::string::npos)
+      << log;
+  EXPECT_NE(log.find("Registration of GM 10.1.24.4 complete for group GET_VPN (134)"), std::string::npos)
+      << log;
+  EXPECT_NE(log.find("GM 2001:db8:99::9 is not in the authorization list"), std::string::npos) << log;
+  EXPECT_FALSE(outsider.registration());
+  ks::Group& g = *w.groups.find(134);
+  ASSERT_EQ(g.members().size(), 2u);
+  ks::Member* m = g.find_member(*Address::parse("2001:db8:23::3"));
+  ASSERT_NE(m, nullptr);
+  EXPECT_EQ(m->registered_to, ks6.address);
+  EXPECT_EQ(m->endpoint(), (Endpoint{*Address::parse("2001:db8:23::3"), 848}));
+  EXPECT_EQ(g.find_member(*Address::parse("10.1.24.4"))->registered_to, w.ks_ep.address);
 }
 
 TEST(Registration, WrongPreSharedKeyIsLoggedWithThePeer) {

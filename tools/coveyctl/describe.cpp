@@ -166,7 +166,8 @@ Json identity_json(const GroupIdentity& id) {
 }
 
 std::string identity_text(const GroupIdentity& id) {
-  return id_text(id.type, id.data) + (id.port ? ":" + std::to_string(id.port) : "");
+  const std::string text = id_text(id.type, id.data);
+  return id.port ? endpoint(text, id.port) : text;  // [2001:db8::10]:443, not 2001:db8::10:443
 }
 
 // ---------------------------------------------------------------- payloads

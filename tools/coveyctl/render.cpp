@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <ctime>
 #include <optional>
+#include <set>
 #include <string_view>
 #include <vector>
 
@@ -268,7 +269,15 @@ std::string render_ks_members(const Json& reply, const RenderContext& ctx) {
     // What it announced in Main Mode, from a key server that records it.
     const bool vendor = std::any_of(members.begin(), members.end(),
                                     [](const Json& m) { return field_of(m, "covey_features") != nullptr; });
+    // Which key server address each registered to, when members reached
+    // more than one (a dual-stack key server: IPv4 and IPv6 members).
+    std::set<std::string> ks_addresses;
+    for (const Json& m : members)
+      if (const Json* v = field_of(m, "registered_to"); v && v->is_string())
+        ks_addresses.insert(v->get<std::string>());
+    const bool via = ks_addresses.size() > 1;
     std::vector<std::vector<std::string>> rows{{"ADDRESS", "IDENTITY", "REGISTERED", "REGISTRATIONS", "SIDS"}};
+    if (via) rows[0].push_back("VIA KS");
     if (rekeys) {
       rows[0].push_back("LAST ACK");
       rows[0].push_back("MISSED");
@@ -278,6 +287,7 @@ std::string render_ks_members(const Json& reply, const RenderContext& ctx) {
       auto at = integer(m, "registered_at");
       rows.push_back({text(m, "address"), text(m, "identity"), at ? when(*at, ctx) : "-", text(m, "registrations"),
                       field_of(m, "sids") != nullptr ? joined(array_of(m, "sids"), ",") : "-"});
+      if (via) rows.back().push_back(text(m, "registered_to"));
       if (rekeys) {
         rows.back().push_back(is_null(m, "last_acked_seq") ? "none" : text(m, "last_acked_seq"));
         rows.back().push_back(text(m, "missed_rekeys"));

@@ -169,10 +169,8 @@ int UdpSocket::set_receive_buffer(int bytes) {
 std::optional<UdpSocket> UdpSocket::join_multicast(const Endpoint& group, const Address& interface_address,
                                                    std::string* error) {
   const std::string what = "multicast group " + group.str() + " on the interface of " + interface_address.str();
-  if (group.address.family != interface_address.family) {
-    if (error) *error = "cannot join " + what + ": the addresses are of different families";
-    return std::nullopt;
-  }
+  // The group may be of the other family (a dual-stack key server's IPv6
+  // group, a member registered over IPv4): the join is by interface index.
   const bool v4 = group.address.family == 4;
   if (v4 ? (group.address.bytes[0] & 0xf0) != 0xe0 : group.address.bytes[0] != 0xff) {
     if (error) *error = "cannot join " + what + ": not a multicast address";
@@ -216,7 +214,7 @@ std::optional<UdpSocket> UdpSocket::join_multicast(const Endpoint& group, const 
   if (v4) {
     ip_mreqn m{};
     std::memcpy(&m.imr_multiaddr, group.address.bytes.data(), 4);
-    std::memcpy(&m.imr_address, interface_address.bytes.data(), 4);
+    if (interface_address.family == 4) std::memcpy(&m.imr_address, interface_address.bytes.data(), 4);
     m.imr_ifindex = static_cast<int>(ifindex);
     if (::setsockopt(fd, IPPROTO_IP, IP_ADD_MEMBERSHIP, &m, sizeof m) != 0) return fail("join");
   } else {

@@ -26,9 +26,10 @@ class UdpSocket {
   // A socket that receives what is sent to the multicast group `group`
   // (address and port): bound to the group address, so that nothing else
   // sent to that port arrives on it, and joined (IP_ADD_MEMBERSHIP /
-  // IPV6_JOIN_GROUP) on the interface that holds `interface_address`, so
-  // the membership reports leave where the rekeys come in. Errors name the
-  // group and the interface address.
+  // IPV6_JOIN_GROUP, which sends MLD reports) on the interface that holds
+  // `interface_address`, of either family, so the membership reports leave
+  // where the rekeys come in. Errors name the group and the interface
+  // address.
   static std::optional<UdpSocket> join_multicast(const Endpoint& group, const Address& interface_address,
                                                  std::string* error);
   UdpSocket(UdpSocket&& o) noexcept : fd_(o.fd_), family_(o.family_) { o.fd_ = -1; }

@@ -300,9 +300,18 @@ void read_rekey(const toml::table& t, const std::string& group, const std::strin
     if (address) {
       const bool is_multicast =
           address->family == 4 ? (address->bytes[0] & 0xf0) == 0xe0 : address->bytes[0] == 0xff;
+      // An IPv6 group's scope is in its address (RFC 4291 2.7): link-local
+      // (ff02::) never crosses a router, global (ff0e::) leaves the
+      // enterprise. A GET VPN WAN is a site's or an organization's.
+      const bool wan_scope = address->family == 4 || (address->bytes[1] == 0x05 || address->bytes[1] == 0x08);
       if (!is_multicast) {
         d.error(r.where("address"), r.name() + " address " + address->str() +
-                                        " is not a multicast group; write one in 239.0.0.0/8 (or ff00::/8)");
+                                        " is not a multicast group; write one in 239.0.0.0/8 (or ff05::/16)");
+      } else if (!wan_scope) {
+        d.error(r.where("address"),
+                r.name() + " address " + address->str() +
+                    " is not a site-local (ff05::/16) or organization-local (ff08::/16) IPv6 "
+                    "multicast group, the scopes a GET VPN WAN spans; write e.g. ff05::1:3");
       }
       rekey.multicast_address = gdoi::Prefix::host(*address);
     } else if (!r.node("address")) {

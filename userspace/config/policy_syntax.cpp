@@ -139,7 +139,16 @@ std::variant<gdoi::AclEntry, SyntaxError> AclParser::parse() {
   if (src.prefix && dst.prefix && src.prefix->family != dst.prefix->family)
     return fail(dst.offset, "source is IPv" + std::to_string(src.prefix->family) + " but destination is IPv" +
                                 std::to_string(dst.prefix->family) + "; write one entry per address family");
-  std::uint8_t family = src.prefix ? src.prefix->family : dst.prefix ? dst.prefix->family : 4;
+  // "ipv6" (Cisco's IPv6 ACLs' word for any protocol) names the family
+  // even when no address does: "permit ipv6 any any".
+  const bool ipv6 = protocol.text == "ipv6";
+  if (ipv6)
+    for (const Side* side : {&src, &dst})
+      if (side->prefix && side->prefix->family == 4)
+        return fail(side->offset, std::string("an \"ipv6\" entry with an IPv4 ") +
+                                      (side == &src ? "source" : "destination") +
+                                      "; write ip for IPv4 entries");
+  std::uint8_t family = src.prefix ? src.prefix->family : dst.prefix ? dst.prefix->family : ipv6 ? 6 : 4;
   gdoi::Prefix any;
   any.family = family;
   e.source = src.prefix.value_or(any);

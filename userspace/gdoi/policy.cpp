@@ -106,8 +106,11 @@ std::string AclEntry::str() const {
   const bool ports = protocol == 6 || protocol == 17;
   std::string s = action == Action::Permit ? "permit" : "deny";
   auto word = [&s](const std::string& w) { s.append(1, ' ').append(w); };
-  word(protocol_str(protocol, source.is_any() ? destination.family : source.family));
-  word(acl_address_str(source));
+  // Both sides any: only the protocol word or "::/0" can say IPv6, as the
+  // parser reads them ("permit ipv6 any any", "deny tcp ::/0 any eq 179").
+  const bool any_ipv6 = source.is_any() && destination.is_any() && source.family == 6;
+  word(any_ipv6 && protocol == 0 ? "ipv6" : protocol_str(protocol, source.family));
+  word(any_ipv6 && protocol != 0 ? "::/0" : acl_address_str(source));
   if (ports && !source_port.is_any()) word(port_str(source_port));
   word(acl_address_str(destination));
   if (ports && !destination_port.is_any()) word(port_str(destination_port));

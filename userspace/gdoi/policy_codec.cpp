@@ -5,6 +5,7 @@
 
 #include "crypto/cipher.h"
 #include "wire/buffer.h"
+#include "wire/names.h"
 
 namespace covey::gdoi {
 
@@ -71,6 +72,39 @@ GroupIdentity prefix_id(const Prefix& p, std::uint16_t port) {
   return id;
 }
 
+// An address range (RFC 2407 4.6.2.7, 4.6.2.8: first and last address, as
+// IOS and gdoid may send them) as the one prefix it spans. covey's ACL
+// entries are prefixes, so a range that is not one is refused rather than
+// split: split, one entry would become several and the member would
+// enforce a policy of another shape than the key server's.
+crypto::Result<Prefix> range_prefix(const GroupIdentity& id, const char* which) {
+  Prefix p;
+  p.family = static_cast<IdType>(id.type) == IdType::Ipv4AddrRange ? 4 : 6;
+  const std::size_t n = id.data.size() / 2;
+  ByteView first(id.data.data(), n), last(id.data.data() + n, n);
+  auto text = [&] {
+    Address a, b;
+    a.family = b.family = p.family;
+    std::copy(first.begin(), first.end(), a.bytes.begin());
+    std::copy(last.begin(), last.end(), b.bytes.begin());
+    return std::string(which) + " " + std::string(id_type_name(id.type)) + " " + a.str() + "-" + b.str();
+  };
+  auto bit = [](ByteView v, std::size_t i) { return (v[i / 8] >> (7 - i % 8)) & 1; };
+  std::size_t len = 0;
+  while (len < n * 8 && bit(first, len) == bit(last, len)) ++len;
+  for (std::size_t i = len; i < n * 8; ++i)
+    if (bit(first, i) != 0 || bit(last, i) != 1) {
+      if (!std::lexicographical_compare(first.begin(), first.end(), last.begin(), last.end()))
+        return Error{text() + ": the first address is above the last"};
+      return Error{text() +
+                   " is not one prefix, and covey's ACL entries are prefixes: "
+                   "write the key server's ACL with prefixes (or split the range into them)"};
+    }
+  std::copy(first.begin(), first.end(), p.address.begin());
+  p.length = static_cast<std::uint8_t>(len);
+  return p;
+}
+
 crypto::Result<Prefix> id_prefix(const GroupIdentity& id, const char* which) {
   Prefix p;
   auto t = static_cast<IdType>(id.type);
@@ -80,6 +114,7 @@ crypto::Result<Prefix> id_prefix(const GroupIdentity& id, const char* which) {
     p.length = static_cast<std::uint8_t>(id.data.size() * 8);
     return p;
   }
+  if (t == IdType::Ipv4AddrRange || t == IdType::Ipv6AddrRange) return range_prefix(id, which);
   if (t != IdType::Ipv4AddrSubnet && t != IdType::Ipv6AddrSubnet)
     return Error{std::string(which) + " ID type " + std::to_string(id.type) + " is not an address or subnet"};
   p.family = t == IdType::Ipv4AddrSubnet ? 4 : 6;
@@ -367,6 +402,10 @@ crypto::Result<TekPolicyEntry> tek_entry(const SaTekPayload& s) {
   if (!src) return Error{at + src.error()};
   auto dst = id_prefix(s.dst, "DST");
   if (!dst) return Error{at + dst.error()};
+  // One entry matches one family (a Cisco ACL line is ip or ipv6).
+  if (src->family != dst->family)
+    return Error{at + "SRC is IPv" + std::to_string(src->family) + " and DST IPv" +
+                 std::to_string(dst->family) + ": an entry's addresses must be of one family"};
   e.source = *src;
   e.destination = *dst;
   if (s.src.port) e.source_port = {s.src.port, s.src.port};

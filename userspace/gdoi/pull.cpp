@@ -141,7 +141,9 @@ PullStep PullInitiator::receive(ike::Phase1Sa& sa, const Header& h, ByteView dat
     const auto* gsa = first<GroupSaPayload>(ps);
     if (!gsa) return fail(sa, NotifyType::PayloadMalformed, at + "no SA payload");
     auto received = decode_group_sa(*gsa);
-    if (!received) return fail(sa, NotifyType::AttributesNotSupported, at + "policy refused: " + received.error());
+    if (!received)
+      return fail(sa, NotifyType::AttributesNotSupported,
+                  at + "policy of group " + std::to_string(group_id_) + " refused: " + received.error());
     if (received->tek_spis.empty() && !received->kek_spi) return fail(sa, NotifyType::PayloadMalformed, at + "SA holds no TEK and no KEK");
     sa_ = std::move(*received);
     kek_ack_requested_ = gsa->kek && std::any_of(gsa->kek->attributes.begin(), gsa->kek->attributes.end(), [](const Attribute& a) {

@@ -55,8 +55,13 @@ crypto::Result<std::unique_ptr<KeyServer>> KeyServer::open(config::KsConfig cfg,
     if (!pem) return crypto::Error{"group " + g.policy.name + ": rekey signing key: " + pem.error()};
     auto key = crypto::PrivateKey::from_pem(crypto::pem_text(*pem));
     if (!key) return crypto::Error{"group " + g.policy.name + ": rekey signing key " + g.signing_key + ": " + key.error()};
-    auto group = Group::create(g.policy, Authorization{g.authorization, g.authorization_subjects}, std::move(*key),
-                               address, seconds_of(now_ms));
+    // A multicast group's rekeys leave from, and its SA KEK names, an
+    // address of the group's family: a dual-stack key server's IPv6
+    // address for an ff05:: group even when [server] address is IPv4.
+    const bool multicast = g.policy.rekey.mode == gdoi::RekeyTransport::Mode::Multicast;
+    auto group = Group::create(
+        g.policy, Authorization{g.authorization, g.authorization_subjects}, std::move(*key),
+        multicast ? ks->address(g.policy.rekey.multicast_address.family) : address, seconds_of(now_ms));
     if (!group) return crypto::Error{group.error()};
     ks->log(Severity::Info, "group " + g.policy.name + " (" + std::to_string(g.policy.identity) + "): " +
                                 std::to_string(g.policy.acl.size()) + " ACL entries, TEK " + g.policy.tek.str() +
@@ -96,6 +101,15 @@ crypto::Result<std::unique_ptr<KeyServer>> KeyServer::open(config::KsConfig cfg,
                 std::to_string(kek_margin(m, g->policy())) + " s)");
   }
   return ks;
+}
+
+Address KeyServer::address(std::uint8_t family) const {
+  if (address_.family == family) return address_;
+  for (const Address& a : cfg_.server.listen)
+    if (specific(a) && a.family == family) return a;
+  Address none;
+  none.family = family;
+  return none;
 }
 
 crypto::Result<void> KeyServer::save() {

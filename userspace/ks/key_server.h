@@ -43,6 +43,10 @@ class KeyServer {
   // rekeys leave from ([server] address, else the first specific listen
   // address, else unspecified).
   const Address& address() const { return address_; }
+  // Its address of `family`: address() when of that family, else the first
+  // specific listen address of it, else the unspecified one (the kernel
+  // chooses the source).
+  Address address(std::uint8_t family) const;
 
   // A datagram from a member: the replies to send. Pushes the rekeyer
   // hands out meanwhile (acknowledged ones retire) are in take_outgoing().

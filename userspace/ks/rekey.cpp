@@ -364,7 +364,11 @@ void Rekeyer::deliver(Group& g, GroupState& st, const std::shared_ptr<SentPush>&
                       const gdoi::RekeyTransport& transport, bool unicast, std::int64_t now) {
   const std::optional<Address> ks = specified(g.ks_address()) ? std::optional<Address>(g.ks_address()) : std::nullopt;
   if (!unicast) {
-    outgoing_.push_back(PushDatagram{Endpoint{multicast_group(transport), transport.port}, ks,
+    // A source of the group's family (a reload may have changed the
+    // group's family under it): else the kernel's choice.
+    const Address to = multicast_group(transport);
+    outgoing_.push_back(PushDatagram{Endpoint{to, transport.port},
+                                     ks && ks->family == to.family ? ks : std::nullopt,
                                      push->datagrams.begin()->second, transport.ttl});
     push->record.members = g.members().size();
     warn_multicast_loss(g, st, push->datagrams.begin()->first);

@@ -99,8 +99,14 @@ bool Server::start(std::string* error) {
     int fd = s->fd();
     auto l = std::make_unique<Listener>(
         Listener{std::move(*s), boost::asio::posix::stream_descriptor(io_, ::dup(fd)), e, std::nullopt});
-    if (options_.address && !unspecified(*options_.address) && options_.address->family == e.address.family)
-      set_multicast_interface(fd, *options_.address);
+    // The key server's own address of the socket's family, else the
+    // socket's own: a dual-stack key server's IPv6 socket sends an IPv6
+    // group's rekeys by the interface of its IPv6 address.
+    const Address& own =
+        options_.address && !unspecified(*options_.address) && options_.address->family == e.address.family
+            ? *options_.address
+            : e.address;
+    if (!unspecified(own)) set_multicast_interface(fd, own);
     log(LogLevel::Info, "listening on UDP " + e.str());
     wait(*l);
     listeners_.push_back(std::move(l));

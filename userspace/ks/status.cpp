@@ -115,7 +115,8 @@ json member_status(const Groups& groups, const std::optional<std::string>& name,
                          {"sids", m.sids},
                          {"last_acked_seq", m.last_acked_seq ? json(*m.last_acked_seq) : json(nullptr)},
                          {"missed_rekeys", m.missed_rekeys},
-                         {"covey_features", m.traits.covey ? json(m.traits.features) : json(nullptr)}});
+                         {"covey_features", m.traits.covey ? json(m.traits.features) : json(nullptr)},
+                         {"registered_to", m.registered_to ? json(m.registered_to->str()) : json(nullptr)}});
     out.push_back({{"name", g->policy().name}, {"identity", g->policy().identity}, {"members", members}});
   }
   if (name && out.empty()) return {{"ok", false}, {"error", "no group named " + *name}};
