@@ -251,10 +251,10 @@ crypto::Result<void> Dataplane::setup() {
   // The GM's own traffic is bounced from the WAN's egress to its ingress
   // to meet XFRM: the kernel must accept a packet from a local address
   // arriving there, not check its source strictly, and not answer it with
-  // an ICMP redirect. IPv6 has no such checks (nor a knob against the
-  // redirect: the one it may send goes to this host's own address, which
-  // drops it, not being from a link-local source); it forwards the
-  // bounced packet only with forwarding on, as it does a LAN's.
+  // an ICMP redirect. IPv6 has no such checks, nor a knob against the
+  // redirect (one it may send goes to this host itself, which ignores
+  // redirects while forwarding); it forwards the bounced packet only with
+  // forwarding on, as it does a LAN's.
   const std::string conf = "net.ipv4.conf." + wan_.name + ".";
   for (const auto& [key, value] : {std::pair<std::string, std::string>{conf + "accept_local", "1"},
                                    {conf + "rp_filter", "2"},
