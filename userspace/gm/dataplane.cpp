@@ -198,6 +198,7 @@ crypto::Result<std::unique_ptr<Dataplane>> Dataplane::start(const DataplaneOptio
   if (!report.ready())
     return Error{"this kernel lacks what covey's data path needs (covey-gm --probe):\n" + report.text()};
   d->options_ = options;
+  d->esp6_ = report.esp6();
   d->reqid_ = kmod::kDefaultOwnership.reqid_first | (options.group_id & 0xffffu);
   d->pin_dir_ = options.pin_root + "/" + pin_name(options.group_name);
   if (auto ok = d->setup(); !ok) {
@@ -240,11 +241,13 @@ crypto::Result<void> Dataplane::setup() {
   // IPv6's: each family's traffic needs states of its own family for the
   // outer header to take its addresses.
   families_.push_back({options_.anchors, {}});
-  if (auto off = kmod::read_sysctl("net.ipv6.conf." + wan_.name + ".disable_ipv6"); off && *off == "0")
+  auto v6_off = kmod::read_sysctl("net.ipv6.conf." + wan_.name + ".disable_ipv6");
+  if (esp6_ && v6_off && *v6_off == "0")
     families_.push_back({options_.anchors_v6, {}});
   else
-    log(LogLevel::Warning, "Group " + options_.group_name + ": " + wan_.name +
-                               " has no IPv6: IPv6 traffic the ACL permits is dropped, never sent in clear");
+    log(LogLevel::Warning, "Group " + options_.group_name + ": " +
+                               (esp6_ ? wan_.name + " has no IPv6" : std::string("the kernel has no ESP over IPv6 (esp6)")) +
+                               ": IPv6 traffic the ACL permits is dropped, never sent in clear");
   for (const FamilyPath& f : families_)
     if (auto ok = add_anchors(f.anchors); !ok) return Error{where + ok.error()};
 

@@ -162,6 +162,7 @@ class Dataplane {
   std::optional<std::uint32_t> sending_;
   std::optional<std::uint64_t> pseudotime_epoch_ns_;  // CLOCK_MONOTONIC ns at pseudotime 0, mod 2^32 ms
   std::optional<std::string> error_;
+  bool esp6_ = false;  // the probe found ESP over IPv6
   bool attached_ = false;
   bool xdp_attached_ = false;
   std::string inbound_;  // "XDP (native)", "XDP (generic)", "tc ingress"
