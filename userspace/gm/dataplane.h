@@ -3,9 +3,10 @@
 // wire, replay-checked and failed closed (docs/ARCHITECTURE.md, "The data
 // path"). The agent hands it the member's keys (gm/rekey_state.h) on every
 // change and every tick; it makes the kernel match:
-//   - each TEK held for receiving -> an inbound XFRM state and a
-//     COVEY_SPI_INBOUND entry; the active TEK also an outbound state
-//     (installed at activation, so the sender switches then, not before);
+//   - each TEK held for receiving -> an inbound XFRM state per address
+//     family (IPv4, and IPv6 where the host has it) and a
+//     COVEY_SPI_INBOUND entry; the active TEK also an outbound state per
+//     family (installed at activation, so the sender switches then, not before);
 //   - the policy -> the compiled ACL and fail-close ACL, TBAR settings;
 //   - a lease: the BPF programs steer only while the agent keeps renewing
 //     it, so a dead covey-gm fails closed within `lease` (the programs and
