@@ -537,12 +537,14 @@ crypto::Result<void> Dataplane::sync(const RekeyState& keys, std::int64_t now) {
   // Sending: on the TEK whose outbound states every family has.
   sending_.reset();
   if (!families_.empty())
-    for (const auto& [spi, held] : families_.front().installed)
-      if (held.outbound && std::all_of(families_.begin(), families_.end(), [&](const FamilyPath& f) {
+    for (const auto& held : families_.front().installed) {
+      const std::uint32_t spi = held.first;  // a plain variable: clang 14 captures no structured bindings
+      if (held.second.outbound && std::all_of(families_.begin(), families_.end(), [&](const FamilyPath& f) {
             auto other = f.installed.find(spi);
             return other != f.installed.end() && other->second.outbound;
           }))
         sending_ = spi;
+    }
   // The lease: renewed every tick while a TEK is active. If covey-gm dies,
   // the programs find it expired and the fail-close ACL takes over.
   if (sending_) {
