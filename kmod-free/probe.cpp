@@ -15,6 +15,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdarg>
 #include <cstring>
@@ -77,6 +78,9 @@ struct TransformCase {
   bool required;
   const char* modules;  // what provides it when it is missing
 };
+
+// The item that says whether ESP takes IPv6 outer headers (ProbeReport::esp6).
+constexpr std::string_view kEsp6 = "ESP over IPv6 (esp6)";
 
 const TransformCase kTransforms[] = {
     {"esp-aes-256 esp-sha256-hmac", kAes256Cbc, kHmacSha256_128, true,
@@ -206,9 +210,9 @@ void probe_xfrm(const ProbeOptions& o, std::vector<ProbeItem>& items) {
     }
   }
 
-  // IPv6 outer headers: the kernel boundary is ready for them; the data
-  // path's IPv6 end to end comes later, so this is not required yet.
-  const std::string esp6 = "ESP over IPv6 (esp6), " + std::string(kTransforms[0].transform);
+  // IPv6 outer headers: without them the data path carries IPv4 alone
+  // (the IPv6 group SAs need esp6), so this is not required.
+  const std::string esp6 = std::string(kEsp6) + ", " + std::string(kTransforms[0].transform);
   EspTry t6 = try_esp_state(xfrm, kTransforms[0], v6, ++spi, reqid, o.steering);
   if (t6.outcome == EspOutcome::Ok)
     items.push_back(ok(esp6, false));
@@ -432,6 +436,12 @@ bool ProbeReport::ready() const {
   for (const auto& i : items)
     if (i.required && i.verdict != Verdict::Ok) return false;
   return true;
+}
+
+bool ProbeReport::esp6() const {
+  return std::any_of(items.begin(), items.end(), [](const ProbeItem& i) {
+    return i.verdict == ProbeItem::Verdict::Ok && std::string_view(i.what).starts_with(kEsp6);
+  });
 }
 
 std::string ProbeReport::text() const {

@@ -32,6 +32,9 @@ struct ProbeReport {
 
   // Every required item is Ok.
   bool ready() const;
+  // ESP with IPv6 outer headers works (esp6): the data path carries IPv6
+  // too. Optional: without it IPv4 still works.
+  bool esp6() const;
   // One line per item ("ok", "MISSING", "untested"), a "fix:" line under
   // each missing one, and a verdict line.
   std::string text() const;

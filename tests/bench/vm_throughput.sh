@@ -1,6 +1,7 @@
 #!/bin/sh
 # TCP throughput through covey's data path against the same transfer through
-# hand-installed static XFRM tunnel SAs with no BPF (issue 5: ratio >= 0.9).
+# hand-installed static XFRM tunnel SAs with no BPF (issue 5: ratio >= 0.9),
+# in IPv4 and in IPv6 (issue 12: the same target).
 # Runs INSIDE the VM; tests/bench/vm_throughput.py boots it and reports:
 #   tests/vm/run-in-vm --share OUT -- sh tests/bench/vm_throughput.sh OUT
 # with COVEY_BUILD set to a build tree (covey-ks, covey-gm, coveyctl).
@@ -15,6 +16,8 @@
 #   static: tunnel-mode SAs and policies between gm3 and gm4's WAN addresses
 #           for 192.168.3.0/24 <-> 192.168.4.0/24, AES-256-CBC +
 #           HMAC-SHA-256-128, no BPF anywhere; the ks namespace stays idle.
+#           In IPv6 the same between 2001:db8:23::3 and 2001:db8:24::4 for
+#           2001:db8:3::/64 <-> 2001:db8:4::/64 (other SPIs and keys).
 #   covey:  covey-ks and covey-gm on gm3/gm4 as in tests/vm/datapath.sh
 #           (data path on, TBAR on, fail-close, the default transform, which
 #           is the same AES-256-CBC + HMAC-SHA-256-128).
@@ -22,12 +25,13 @@
 # Each topology first carries a 4 MiB warm-up transfer while r2 captures 200
 # packets: static must show ESP between the WAN addresses with the static
 # SPI, covey ESP with the hosts' own addresses and the group's SPI, neither
-# any 192.168 packet in clear. Then COVEY_TPUT_MIB (default 32) MiB h3 -> h4,
-# static, covey, static, covey, ... COVEY_TPUT_REPEATS (default 5) times
-# each, timed by the receiver (accept to EOF). Every measured run must have
-# moved the SAs' byte counters on both members by at least the transfer's
-# size (covey: and covey's encrypt / tbar_accepted counters), else the
-# script fails instead of reporting a number.
+# any LAN packet in clear; so in each family. Then COVEY_TPUT_MIB (default
+# 32) MiB h3 -> h4, static, covey, static6, covey6 (IPv6), static, ...
+# COVEY_TPUT_REPEATS (default 5) times each, timed by the receiver (accept
+# to EOF). Every measured run must have moved the SAs' byte counters on
+# both members by at least the transfer's size (covey: and covey's encrypt
+# counter, and tbar_accepted for IPv4, the family that is stamped yet),
+# else the script fails instead of reporting a number.
 #
 # Results go to OUT/vm_throughput.results, one line of key=value words each
 # (shell quoting; kernel, transforms, runs); the host side turns them into JSON.
@@ -106,19 +110,28 @@ start gm4 "$GM"
 keys() { od -An -v -tx1 -w"$1" -N$(($1 * $2)) /dev/urandom | tr -d ' '; }  # never printed
 SPI_34=0x57a70001
 SPI_43=0x57a70002
-set -- $(keys 32 2) $(keys 32 2)
+SPI6_34=0x57a70601
+SPI6_43=0x57a70602
+set -- $(keys 32 4) $(keys 32 4)
 for g in 3 4; do
   if [ $g = 3 ]; then
     lan=192.168.3.0/24 far=192.168.4.0/24 local=10.1.23.3 remote=10.1.24.4
+    lan6=2001:db8:3::/64 far6=2001:db8:4::/64 local6=2001:db8:23::3 remote6=2001:db8:24::4
   else
     lan=192.168.4.0/24 far=192.168.3.0/24 local=10.1.24.4 remote=10.1.23.3
+    lan6=2001:db8:4::/64 far6=2001:db8:3::/64 local6=2001:db8:24::4 remote6=2001:db8:23::3
   fi
   batch "${S}gm$g" "ip xfrm state/policy add" <<EOF
-xfrm state add src 10.1.23.3 dst 10.1.24.4 proto esp spi $SPI_34 reqid 1 mode tunnel enc cbc(aes) 0x$1 auth-trunc hmac(sha256) 0x$3 128
-xfrm state add src 10.1.24.4 dst 10.1.23.3 proto esp spi $SPI_43 reqid 1 mode tunnel enc cbc(aes) 0x$2 auth-trunc hmac(sha256) 0x$4 128
+xfrm state add src 10.1.23.3 dst 10.1.24.4 proto esp spi $SPI_34 reqid 1 mode tunnel enc cbc(aes) 0x$1 auth-trunc hmac(sha256) 0x$5 128
+xfrm state add src 10.1.24.4 dst 10.1.23.3 proto esp spi $SPI_43 reqid 1 mode tunnel enc cbc(aes) 0x$2 auth-trunc hmac(sha256) 0x$6 128
 xfrm policy add src $lan dst $far dir out tmpl src $local dst $remote proto esp reqid 1 mode tunnel
 xfrm policy add src $far dst $lan dir in tmpl src $remote dst $local proto esp reqid 1 mode tunnel
 xfrm policy add src $far dst $lan dir fwd tmpl src $remote dst $local proto esp reqid 1 mode tunnel
+xfrm state add src 2001:db8:23::3 dst 2001:db8:24::4 proto esp spi $SPI6_34 reqid 2 mode tunnel enc cbc(aes) 0x$3 auth-trunc hmac(sha256) 0x$7 128
+xfrm state add src 2001:db8:24::4 dst 2001:db8:23::3 proto esp spi $SPI6_43 reqid 2 mode tunnel enc cbc(aes) 0x$4 auth-trunc hmac(sha256) 0x$8 128
+xfrm policy add src $lan6 dst $far6 dir out tmpl src $local6 dst $remote6 proto esp reqid 2 mode tunnel
+xfrm policy add src $far6 dst $lan6 dir in tmpl src $remote6 dst $local6 proto esp reqid 2 mode tunnel
+xfrm policy add src $far6 dst $lan6 dir fwd tmpl src $remote6 dst $local6 proto esp reqid 2 mode tunnel
 EOF
 done
 set --
@@ -127,9 +140,10 @@ set --
 # The receiver times each connection from accept to EOF and answers
 # "BYTES SECONDS FIRST-BYTE-TO-EOF-SECONDS" on the same connection.
 RECEIVER='
-import socket, time
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("192.168.4.10", 5201)); s.listen(4)
+import socket, sys, time
+a = sys.argv[1]
+s = socket.socket(socket.AF_INET6 if ":" in a else socket.AF_INET); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((a, 5201)); s.listen(4)
 buf = bytearray(1 << 18)
 while True:
     c, _ = s.accept()
@@ -150,7 +164,7 @@ total = int(sys.argv[1]); block = memoryview(os.urandom(1 << 20))
 deadline = time.monotonic() + 20
 while True:
     try:
-        c = socket.create_connection(("192.168.4.10", 5201), timeout=90); break
+        c = socket.create_connection((sys.argv[2], 5201), timeout=90); break
     except ConnectionRefusedError:
         if time.monotonic() > deadline: raise
         time.sleep(0.2)
@@ -165,19 +179,21 @@ info = c.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
 mss, retrans = struct.unpack_from("I", info, 16)[0], struct.unpack_from("I", info, 100)[0]
 print(*answer, "%.6f" % (t1 - t0), retrans, mss)'
 for p in $S $C; do
-  (exec ip netns exec "${p}h4" $PY -c "$RECEIVER" >>"$work/receiver-$p.log" 2>&1) &
+  for a in 192.168.4.10 2001:db8:4::10; do
+    (exec ip netns exec "${p}h4" $PY -c "$RECEIVER" $a >>"$work/receiver-$p.log" 2>&1) &
+  done
 done
-transfer() { # PREFIX WHAT BYTES; sets rx_bytes rx_s first_s tx_s retrans mss
-  ip netns exec "${1}h3" $PY -c "$SENDER" "$3" >"$work/sender.out" 2>&1 ||
+transfer() { # PREFIX WHAT BYTES [H4-ADDRESS]; sets rx_bytes rx_s first_s tx_s retrans mss
+  ip netns exec "${1}h3" $PY -c "$SENDER" "$3" "${4:-192.168.4.10}" >"$work/sender.out" 2>&1 ||
     fail "$2: the transfer h3 -> h4 failed: $(tail -2 "$work/sender.out" | tr '\n' ' ')"
   set -- $(tail -1 "$work/sender.out")
   [ $# = 6 ] || fail "$2: unexpected sender output: $(cat "$work/sender.out")"
   rx_bytes=$1 rx_s=$2 first_s=$3 tx_s=$4 retrans=$5 mss=$6
 }
 # The wire at r2 during a warm-up transfer: 200 packets, then tcpdump exits.
-sample() { # PREFIX WHAT; r2's packets as text in $work/WHAT.txt
+sample() { # PREFIX WHAT [H4-ADDRESS]; r2's packets as text in $work/WHAT.txt
   capture_start "${1}r2" any "$work/$2.pcap" 200
-  transfer "$1" "$2 warm-up" $((4 << 20))
+  transfer "$1" "$2 warm-up" $((4 << 20)) "${3:-}"
   [ "$rx_bytes" = $((4 << 20)) ] || fail "$2 warm-up: sent $((4 << 20)) bytes, h4 received $rx_bytes"
   sleep 0.3
   kill -INT $tcpdump_pid 2>/dev/null
@@ -185,7 +201,8 @@ sample() { # PREFIX WHAT; r2's packets as text in $work/WHAT.txt
   tcpdump_pid=
   tcpdump -nn -r "$work/$2.pcap" >"$work/$2.txt" 2>/dev/null || fail "cannot read the $2 capture back"
   [ -z "$out" ] || cp "$work/$2.pcap" "$out/"
-  clear=$(grep -E '192\.168\.[34]\.[0-9]+(\.[0-9]+)? > 192\.168\.[34]\.[0-9]+(\.[0-9]+)?: (ICMP|Flags|UDP)' "$work/$2.txt")
+  clear=$(grep -E '192\.168\.[34]\.[0-9]+(\.[0-9]+)? > 192\.168\.[34]\.[0-9]+(\.[0-9]+)?: (ICMP|Flags|UDP)|IP6 2001:db8:[34]::' "$work/$2.txt" |
+    grep -v ': ESP(spi=')
   [ -z "$clear" ] || fail "$2: h3 -> h4 crossed r2 in clear:
 $(echo "$clear" | head -5)"
 }
@@ -213,6 +230,12 @@ m=$(grep -c "10.1.24.4 > 10.1.23.3: ESP(spi=$SPI_43," "$work/static.txt")
 [ "$n" -gt 0 ] && [ "$m" -gt 0 ] || fail "static: r2 did not see ESP between the WAN addresses both ways (SPI $SPI_34: $n, $SPI_43: $m); r2 saw:
 $(head -10 "$work/static.txt")"
 say "static warm-up: 4 MiB in ${rx_s}s; r2 saw ESP $SPI_34 x$n (10.1.23.3 > 10.1.24.4), $SPI_43 x$m back, nothing in clear"
+sample $S static6 2001:db8:4::10
+n=$(grep -c "2001:db8:23::3 > 2001:db8:24::4: ESP(spi=$SPI6_34," "$work/static6.txt")
+m=$(grep -c "2001:db8:24::4 > 2001:db8:23::3: ESP(spi=$SPI6_43," "$work/static6.txt")
+[ "$n" -gt 0 ] && [ "$m" -gt 0 ] || fail "static6: r2 did not see IPv6 ESP between the WAN addresses both ways (SPI $SPI6_34: $n, $SPI6_43: $m); r2 saw:
+$(head -10 "$work/static6.txt")"
+say "static6 warm-up: 4 MiB in ${rx_s}s; r2 saw ESP $SPI6_34 x$n (2001:db8:23::3 > 2001:db8:24::4), $SPI6_43 x$m back, nothing in clear"
 
 # ---- covey: up, then verified on the wire ----
 gm() { # NODE: "STATE SPI ENCRYPT TBAR_ACCEPTED" from coveyctl gm status
@@ -242,33 +265,42 @@ m=$(grep -c "192.168.4.10 > 192.168.3.10: ESP(spi=$lspi," "$work/covey.txt")
 [ "$n" -gt 0 ] && [ "$m" -gt 0 ] || fail "covey: r2 did not see the group's ESP with the hosts' own addresses both ways (h3 -> h4: $n, back: $m); r2 saw:
 $(head -10 "$work/covey.txt")"
 say "covey warm-up: 4 MiB in ${rx_s}s; r2 saw ESP $spi x$n (192.168.3.10 > 192.168.4.10), x$m back, nothing in clear"
+sample $C covey6 2001:db8:4::10
+n=$(grep -c "2001:db8:3::10 > 2001:db8:4::10: ESP(spi=$lspi," "$work/covey6.txt")
+m=$(grep -c "2001:db8:4::10 > 2001:db8:3::10: ESP(spi=$lspi," "$work/covey6.txt")
+[ "$n" -gt 0 ] && [ "$m" -gt 0 ] || fail "covey6: r2 did not see the group's IPv6 ESP with the hosts' own addresses both ways (h3 -> h4: $n, back: $m); r2 saw:
+$(head -10 "$work/covey6.txt")"
+say "covey6 warm-up: 4 MiB in ${rx_s}s; r2 saw ESP $spi x$n (2001:db8:3::10 > 2001:db8:4::10), x$m back, nothing in clear"
 ts=$(transforms ${S}gm3) tc=$(transforms ${C}gm3)
 result "transform_static='$ts' transform_covey='$tc' spi_covey=$spi"
 
 # ---- the measured runs, alternating ----
 i=1
 while [ $i -le "$repeats" ]; do
-  for mode in static covey; do
-    if [ $mode = static ]; then p=$S; else p=$C; fi
+  for mode in static covey static6 covey6; do
+    case $mode in static*) p=$S ;; *) p=$C ;; esac
+    case $mode in *6) h4=2001:db8:4::10 ;; *) h4=192.168.4.10 ;; esac
     a3=$(sa_bytes ${p}gm3) a4=$(sa_bytes ${p}gm4) r0=$(drops ${p}r2) b0=$(softnet_drops)
-    if [ $mode = covey ]; then
+    if [ $p = $C ]; then
       set -- $(gm gm3) $(gm gm4)
-      [ $# = 8 ] || fail "covey run $i: coveyctl gm status did not answer (gm3/gm4: $*)"
+      [ $# = 8 ] || fail "$mode run $i: coveyctl gm status did not answer (gm3/gm4: $*)"
       e0=$3 t0=$8
     fi
-    transfer $p "$mode run $i" $bytes
+    transfer $p "$mode run $i" $bytes $h4
     [ "$rx_bytes" = $bytes ] || fail "$mode run $i: sent $bytes bytes, h4 received $rx_bytes"
     d3=$(($(sa_bytes ${p}gm3) - a3)) d4=$(($(sa_bytes ${p}gm4) - a4)) dr=$(($(drops ${p}r2) - r0)) db=$(($(softnet_drops) - b0))
     [ $d3 -ge $bytes ] && [ $d4 -ge $bytes ] ||
       fail "$mode run $i: the SAs carried $d3 bytes on gm3 and $d4 on gm4, less than the $bytes transferred: the transfer did not go through them"
     extra=
-    if [ $mode = covey ]; then
+    if [ $p = $C ]; then
       set -- $(gm gm3) $(gm gm4)
-      [ $# = 8 ] || fail "covey run $i: coveyctl gm status did not answer (gm3/gm4: $*)"
+      [ $# = 8 ] || fail "$mode run $i: coveyctl gm status did not answer (gm3/gm4: $*)"
       [ "$1" = active ] && [ "$5" = active ] && [ "$2" = "$spi" ] ||
-        fail "covey run $i: data path states $1/$5, SPI $2 (was $spi)"
+        fail "$mode run $i: data path states $1/$5, SPI $2 (was $spi)"
       enc=$(($3 - e0)) acc=$(($8 - t0))
-      [ $enc -gt 0 ] && [ $acc -gt 0 ] || fail "covey run $i: covey's counters did not move (gm3 encrypt +$enc, gm4 tbar_accepted +$acc)"
+      # IPv6 is not stamped yet (no IPv6 TBAR): encrypt alone moves for it.
+      [ $enc -gt 0 ] && { [ $acc -gt 0 ] || [ $mode = covey6 ]; } ||
+        fail "$mode run $i: covey's counters did not move (gm3 encrypt +$enc, gm4 tbar_accepted +$acc)"
       extra=" encrypt=$enc tbar_accepted=$acc"
     fi
     result "run mode=$mode i=$i bytes=$rx_bytes seconds=$rx_s first_byte_seconds=$first_s sender_seconds=$tx_s retransmits=$retrans mss=$mss r2_link_drops=$dr backlog_drops=$db sa_bytes_gm3=$d3 sa_bytes_gm4=$d4$extra"

@@ -90,6 +90,8 @@ TEST(GmConfig, EveryOptionalKeyHasItsDefault) {
   EXPECT_EQ(c.member.control_socket, "/run/covey/gm.sock");
   EXPECT_EQ(c.member.keylog, "");
   EXPECT_EQ(c.group.name, "");
+  EXPECT_FALSE(c.member.anchors);
+  EXPECT_FALSE(c.member.anchors_v6);
   EXPECT_EQ(c.isakmp.dh_group, (std::vector<std::uint16_t>{19, 20, 14}));
   EXPECT_EQ(c.isakmp.lifetime_s, 86400u);
 }
@@ -104,6 +106,20 @@ TEST(GmConfig, KeyServerForms) {
   for (const auto& e : parsed.config->group.key_servers) got.push_back(e.str());
   EXPECT_EQ(got, (std::vector<std::string>{"10.1.12.1:848", "10.1.12.2:1848", "[2001:db8::1]:848",
                                            "[2001:db8::2]:848", "[2001:db8::3]:848"}));
+}
+
+TEST(GmConfig, AnchorsOfBothFamilies) {
+  std::string text = replace(kBase, "wan_interface = \"wan0\"",
+                             "wan_interface = \"wan0\"\n"
+                             "anchors = [\"100.127.77.1\", \"100.127.77.2\", \"100.127.77.3\"]\n"
+                             "anchors_v6 = [\"2001:db8:ffff::1\", \"2001:db8:ffff::2\", \"2001:db8:ffff::3\"]");
+  auto parsed = parse(text);
+  ASSERT_TRUE(parsed.ok()) << all(parsed.problems);
+  const GmMemberConfig& m = parsed.config->member;
+  ASSERT_TRUE(m.anchors && m.anchors_v6);
+  EXPECT_EQ((*m.anchors)[0], *Address::parse("100.127.77.1"));
+  EXPECT_EQ((*m.anchors)[2], *Address::parse("100.127.77.3"));
+  EXPECT_EQ((*m.anchors_v6)[1], *Address::parse("2001:db8:ffff::2"));
 }
 
 TEST(GmConfig, PerKeyServerPreSharedKeys) {
@@ -136,6 +152,21 @@ TEST(GmConfig, EachMistakeIsReportedOnItsLine) {
       {"bad local address", "wan_interface = \"wan0\"",
        "wan_interface = \"wan0\"\nlocal_address = \"10.1.23\"", "local_address",
        "not an IPv4 or IPv6 address"},
+      {"two anchors", "wan_interface = \"wan0\"",
+       "wan_interface = \"wan0\"\nanchors = [\"169.254.77.1\", \"169.254.77.2\"]", "anchors",
+       "takes three addresses"},
+      {"IPv6 anchor among IPv4's", "wan_interface = \"wan0\"",
+       "wan_interface = \"wan0\"\nanchors = [\"169.254.77.1\", \"169.254.77.2\", \"fd00::3\"]", "anchors",
+       "\"fd00::3\" is not an IPv4 address"},
+      {"multicast anchor", "wan_interface = \"wan0\"",
+       "wan_interface = \"wan0\"\nanchors = [\"169.254.77.1\", \"239.1.1.1\", \"169.254.77.3\"]", "anchors",
+       "not a unicast address"},
+      {"link-local IPv6 anchor", "wan_interface = \"wan0\"",
+       "wan_interface = \"wan0\"\nanchors_v6 = [\"fe80::1\", \"fd00::2\", \"fd00::3\"]", "anchors_v6",
+       "is link-local"},
+      {"same anchor twice", "wan_interface = \"wan0\"",
+       "wan_interface = \"wan0\"\nanchors_v6 = [\"fd00::1\", \"fd00::2\", \"fd00::1\"]", "anchors_v6",
+       "listed twice"},
       {"missing identity", "identity = 134\n", "", "[group]", "has no identity"},
       {"missing key servers", "key_servers = [\"10.1.12.1\"]\n", "", "[group]", "has no key_servers"},
       {"empty key servers", "[\"10.1.12.1\"]", "[]", "key_servers", "key_servers is empty"},

@@ -169,9 +169,12 @@ TEST_F(KsConfigTest, LabConfigParses) {
   const KsGroupConfig& g = c.groups[0];
   EXPECT_EQ(g.policy.name, "GET_VPN");
   EXPECT_EQ(g.policy.identity, 134u);
-  ASSERT_EQ(g.policy.acl.size(), 2u);
+  ASSERT_EQ(g.policy.acl.size(), 5u);
   EXPECT_EQ(g.policy.acl[0].str(), "deny udp any eq 848 any eq 848");
   EXPECT_EQ(g.policy.acl[1].str(), "permit ip 192.168.0.0/16 192.168.0.0/16");
+  EXPECT_EQ(g.policy.acl[2].str(), "permit ip 2001:db8::/45 2001:db8::/45");
+  EXPECT_EQ(g.policy.acl[3].str(), "permit ip 2001:db8::/45 2001:db8:33::/64");
+  EXPECT_EQ(g.policy.acl[4].str(), "permit ip 2001:db8:33::/64 2001:db8::/45");
   EXPECT_EQ(g.policy.tek_lifetime_s, 3600u);
   EXPECT_EQ(g.policy.rekey.mode, gdoi::RekeyTransport::Mode::Unicast);
   EXPECT_EQ(g.signing_key, (lab / "ks-rekey.pem").lexically_normal().string());

@@ -154,3 +154,19 @@ TEST(DataplaneExpiry, SoftExpiriesAndOtherGroupsOrDaemonsStatesChangeNothing) {
                               kAnchors));
   EXPECT_EQ(installed, held);
 }
+
+// Each family's states are planned apart (one pair per family, same SPI):
+// the kernel expiring the IPv6 outbound state takes it from the IPv6
+// family only, and only that family's plan puts it back.
+TEST(DataplaneExpiry, AnExpiryBelongsToTheFamilyOfItsAnchor) {
+  const kmod::GroupAnchors v6{*Address::parse("fd00:c0e1:77::1"), *Address::parse("fd00:c0e1:77::2"),
+                              *Address::parse("fd00:c0e1:77::3")};
+  Teks t;
+  t.add(kOld, TekState::Active);
+  std::map<std::uint32_t, InstalledSa> four{{kOld, {true, true}}}, six = four;
+  auto gone = expiry(kOld, v6.group, kReqid, kmod::kDefaultSteeringMark, true);
+  EXPECT_FALSE(forget_expired(four, gone, kReqid, kAnchors));
+  EXPECT_TRUE(forget_expired(six, gone, kReqid, v6));
+  EXPECT_TRUE(plan_sas(t.views, four).empty());
+  EXPECT_EQ(plan_sas(t.views, six), (std::vector<SaStep>{{K::AddOutbound, kOld}}));
+}

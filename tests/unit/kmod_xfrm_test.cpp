@@ -338,6 +338,52 @@ TEST(KmodXfrmMessage, IPv6OuterAddressesFillAllSixteenBytes) {
   EXPECT_EQ(std::memcmp(&info.saddr, v6.local.bytes.data(), 16), 0);
 }
 
+// IPv6 traffic keeps its addresses only in IPv6 states: the member's
+// second pair, IPv6 anchors outside and in, for inner IPv6 (and inner
+// IPv4 too: the state's selector is AF_UNSPEC either way).
+TEST(KmodXfrmMessage, IPv6PairAndPoliciesUseTheIPv6AnchorsThroughout) {
+  GroupAnchors v6{ip("fd00:c0e1:77::1"), ip("fd00:c0e1:77::2"), ip("fd00:c0e1:77::3")};
+  gdoi::Tek t = tek(0x1a2b3c4d, 32, 32);
+  auto pair = group_sa_pair(t, {Cipher::Aes256Cbc, Integrity::HmacSha256_128}, v6, kReqid, kDefaultSteeringMark);
+  ASSERT_TRUE(pair);
+  auto in = build_new_sa(pair->inbound, 2);
+  ASSERT_TRUE(in) << in.error();
+  auto info = header_of<xfrm_usersa_info>(in->view());
+  EXPECT_EQ(info.family, AF_INET6);
+  EXPECT_EQ(info.id.spi, htonl(0x1a2b3c4d));
+  EXPECT_EQ(std::memcmp(&info.id.daddr, v6.in.bytes.data(), 16), 0);
+  EXPECT_EQ(std::memcmp(&info.saddr, v6.group.bytes.data(), 16), 0);
+  EXPECT_EQ(info.sel.family, AF_UNSPEC);
+  EXPECT_EQ(info.flags & XFRM_STATE_AF_UNSPEC, XFRM_STATE_AF_UNSPEC);
+  EXPECT_EQ(info.mode, XFRM_MODE_TUNNEL);
+  EXPECT_EQ(info.replay_window, 0);
+
+  GroupPolicies p = group_policies(v6, 6, kReqid, kDefaultSteeringMark, 0xffff);
+  for (const Policy* pol : {&p.out, &p.in, &p.fwd}) {
+    SCOPED_TRACE(pol->describe());
+    auto built = build_new_policy(*pol, 3);
+    ASSERT_TRUE(built) << built.error();
+    auto pi = header_of<xfrm_userpolicy_info>(*built);
+    EXPECT_EQ(pi.sel.family, AF_INET6);
+    EXPECT_EQ(pi.sel.prefixlen_s, 0);
+    EXPECT_EQ(pi.sel.prefixlen_d, 0);
+    auto a = attrs(*built, sizeof(xfrm_userpolicy_info));
+    ASSERT_GE(a.size(), 1u);
+    ASSERT_EQ(a[0].type, XFRMA_TMPL);
+    xfrm_user_tmpl tm;
+    std::memcpy(&tm, a[0].payload, sizeof tm);
+    EXPECT_EQ(tm.family, AF_INET6);
+    const GroupAnchors expect = pol == &p.out ? GroupAnchors{v6.local, v6.group, v6.in} : GroupAnchors{v6.group, v6.in, v6.in};
+    EXPECT_EQ(std::memcmp(&tm.saddr, expect.local.bytes.data(), 16), 0);
+    EXPECT_EQ(std::memcmp(&tm.id.daddr, expect.group.bytes.data(), 16), 0);
+  }
+  // Removing it later: the lookup goes to the IPv6 anchor, all 16 bytes.
+  Bytes del = build_delete_sa({v6.in, 0x1a2b3c4d, 50, {0, 0xf00}}, 4);
+  auto id = header_of<xfrm_usersa_id>(del);
+  EXPECT_EQ(id.family, AF_INET6);
+  EXPECT_EQ(std::memcmp(&id.daddr, v6.in.bytes.data(), 16), 0);
+}
+
 TEST(KmodXfrmMessage, RefusesMalformedStatesBeforeTheKernelSeesThem) {
   gdoi::Tek t = tek(7, 32, 32);
   auto pair = group_sa_pair(t, {}, kAnchors, kReqid, kDefaultSteeringMark);

@@ -9,26 +9,36 @@
 #                      |--- 10.1.24.4 gm4 --- 192.168.4.0/24 (h4 .10)
 #                      \--- 10.1.25.5 gm5 (not authorized)
 #   gm3's second LAN: 192.168.33.0/24 (h33 .10)
+# and dual-stack (issue 12): every link and LAN also 2001:db8:N::/64, the
+# hosts numbered alike (h3 2001:db8:3::10, h4 2001:db8:4::10); the group
+# protects 192.168.0.0/16 and the IPv6 LANs (lib.sh, lab_ks_config).
 #
-# Scenarios (issue 5), in the order they run:
+# Scenarios (issue 5; each for IPv6 too, issue 12), in the order they run:
 #   5a fail-close before registration: GMs up, no KS yet: h3 -> h4 is
-#      dropped at gm3 (fail_close_drop), r2 sees none of it.
+#      dropped at gm3 (fail_close_drop), r2 sees none of it; IPv6 alike.
 #   2  the KS starts; registration (UDP 848) crosses r2 in clear.
 #   1  ping and a TCP transfer h3 -> h4, and pings gm3 and gm4 originate
 #      from their LAN addresses: on r2 only ESP, one SPI both ways, outer
-#      addresses the hosts' own; nothing of 192.168.x in clear.
-#      Traffic between gm3's two LANs stays inside gm3, in clear.
+#      addresses the hosts' own; nothing of 192.168.x in clear. The same
+#      in IPv6 (ping, the GMs' own pings, TCP): IPv6 ESP with the hosts'
+#      IPv6 addresses, the same SPI. Traffic between gm3's two LANs stays
+#      inside gm3, in clear, in both families.
 #   2a path MTU: UDP with DF just under the usable size arrives; just over
 #      gets ICMP fragmentation-needed from gm3, and the size it names gets
 #      through (the TCP transfer of 1 runs with full-size, clamped segments).
 #   4  replay: an ESP packet captured on r2 and sent again to gm4 within
 #      the window is counted tbar_duplicate, after it tbar_late; fresh
 #      traffic flows throughout.
-#   3  50 packets/s h3 -> h4 across two operator TEK rekeys: none lost.
+#   3  50 packets/s h3 -> h4 in IPv4 and 50 in IPv6 at the same time,
+#      across two operator TEK rekeys: none lost in either.
 #   6  gm5, refused at registration, holds no SA and cannot decrypt the
-#      group's ESP sent to it.
+#      group's ESP (IPv4 and IPv6) sent to it. gm4 (drop_unknown_spi)
+#      drops IPv6 ESP of an SPI not the group's (esp_unknown_drop) and
+#      clear IPv6 that its ACL says arrives encrypted (clear_drop).
 #   5b kill -9 of gm3: h3 -> h4 dropped within the lease, nothing in clear
-#      on r2; gm3 restarted: traffic flows again.
+#      on r2 (either family); gm3 restarted: traffic flows again.
+# Not yet for IPv6: 2a (Packet Too Big for the stamp) and 4 (replay) need
+# the IPv6 TBAR stamp; until it is built IPv6 crosses unstamped.
 #   and a clean stop (SIGTERM) of gm4 leaves nothing of covey in its kernel.
 # Under TCG every exec costs a noticeable fraction of a second: commands for
 # one namespace go through one `ip -batch`, and waits poll sparingly.
@@ -46,6 +56,12 @@ top=$(cd "$here/../.." && pwd)
 nodes="ks r2 gm3 gm4 gm5 h3 h4 h33"
 
 say() { echo "datapath: $*"; }
+H3_6=2001:db8:3::10 H4_6=2001:db8:4::10 GM3_6=2001:db8:3::1 GM4_6=2001:db8:4::1 H33_6=2001:db8:33::10
+# Anything of the protected LANs (either family) on r2's links but ESP.
+lan_clear() { # CAPTURE-TEXT
+  grep -E '192\.168\.[0-9]+\.[0-9]+(\.[0-9]+)? > 192\.168\.[0-9]+\.[0-9]+(\.[0-9]+)?: (ICMP|Flags|UDP)|IP6 2001:db8:(3|4|33)::' "$1" |
+    grep -v ': ESP(spi='
+}
 ns() { echo "$P$1"; }
 in_ns() { n=$1; shift; ip netns exec "$P$n" "$@"; }
 cleanup() {
@@ -76,7 +92,7 @@ lab_topology "$P" gm5 h33
 # ---- configuration ----
 lab_ks_config
 lab_gm_config gm3 10.1.23.3 '"lan0", "lan1"'
-lab_gm_config gm4 10.1.24.4 '"lan0"'
+lab_gm_config gm4 10.1.24.4 '"lan0"' 'drop_unknown_spi = true'
 lab_gm_config gm5 10.1.25.5 ''
 
 start() { # NODE PROGRAM; exec all the way down, so the pid is the daemon's
@@ -133,13 +149,14 @@ start gm5 "$GM"
 for g in gm3 gm4; do wait_for $g "s['data_path']['state']" fail-close "the data path coming up"; done
 capture_r2
 in_ns h3 ping -c 3 -i 0.3 -W 1 192.168.4.10 >"$work/ping" 2>&1 && fail "h3 -> h4 got through before any registration"
+in_ns h3 ping -6 -c 3 -i 0.3 -W 1 $H4_6 >"$work/ping" 2>&1 && fail "h3 -> h4 (IPv6) got through before any registration"
 capture_stop before
 drops=$(stat gm3 fail_close_drop)
-[ "${drops:-0}" -ge 3 ] || fail "gm3 counted ${drops:-?} fail_close_drop for 3 pings before registration"
-leaked=$(grep -E '192\.168\.' "$work/before.txt")
+[ "${drops:-0}" -ge 6 ] || fail "gm3 counted ${drops:-?} fail_close_drop for 3 IPv4 and 3 IPv6 pings before registration"
+leaked=$(grep -E '192\.168\.|2001:db8:(3|4|33)::' "$work/before.txt")
 [ -z "$leaked" ] || fail "protected traffic crossed r2 before registration:
 $leaked"
-say "5a fail-close before registration: 3 pings dropped at gm3 (fail_close_drop $drops), r2 saw none"
+say "5a fail-close before registration: 3 IPv4 and 3 IPv6 pings dropped at gm3 (fail_close_drop $drops), r2 saw none"
 
 # ---- 2. the KS; registration in clear ----
 capture_r2
@@ -171,39 +188,52 @@ in_ns gm3 ping -c 3 -i 0.3 -W 3 -I 192.168.3.1 192.168.4.10 >"$work/ping" 2>&1 |
   fail "gm3 (from 192.168.3.1) -> h4 ping failed: $(tail -2 "$work/ping")"
 in_ns gm4 ping -c 3 -i 0.3 -W 3 -I 192.168.4.1 192.168.3.1 >"$work/ping" 2>&1 ||
   fail "gm4 (192.168.4.1) -> gm3 (192.168.3.1) ping failed: $(tail -2 "$work/ping")"
-# A TCP transfer of 1 MiB h3 -> h4, checked by length and digest.
-in_ns h4 python3 -c '
-import hashlib, socket
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("192.168.4.10", 5001)); s.listen(1)
+in_ns h3 ping -6 -c 3 -i 0.3 -W 3 $H4_6 >"$work/ping" 2>&1 || fail "h3 -> h4 IPv6 ping failed: $(tail -2 "$work/ping")"
+in_ns h4 ping -6 -c 3 -i 0.3 -W 3 $H3_6 >"$work/ping" 2>&1 || fail "h4 -> h3 IPv6 ping failed: $(tail -2 "$work/ping")"
+in_ns gm3 ping -6 -c 3 -i 0.3 -W 3 -I $GM3_6 $H4_6 >"$work/ping" 2>&1 ||
+  fail "gm3 (from $GM3_6) -> h4 IPv6 ping failed: $(tail -2 "$work/ping")"
+in_ns gm4 ping -6 -c 3 -i 0.3 -W 3 -I $GM4_6 $GM3_6 >"$work/ping" 2>&1 ||
+  fail "gm4 ($GM4_6) -> gm3 ($GM3_6) IPv6 ping failed: $(tail -2 "$work/ping")"
+# A TCP transfer of 1 MiB h3 -> h4 in each family, checked by length and digest.
+tcp_transfer() { # ADDRESS-OF-H4 PORT
+  in_ns h4 python3 -c '
+import hashlib, socket, sys
+a, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET6 if ":" in a else socket.AF_INET)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((a, port)); s.listen(1)
 c, _ = s.accept(); h = hashlib.sha256(); n = 0
 while True:
     b = c.recv(65536)
     if not b: break
     h.update(b); n += len(b)
-print(n, h.hexdigest())' >"$work/tcp.rx" 2>&1 &
-rx=$!
-wait_until 30 "h4's TCP listener" '[ -n "$(in_ns h4 ss -Hltn sport = :5001)" ]'
-in_ns h3 python3 -c '
-import hashlib, socket, random, time
+print(n, h.hexdigest())' "$1" "$2" >"$work/tcp.rx" 2>&1 &
+  rx=$! tcp_port=$2
+  wait_until 30 "h4's TCP listener on $1" '[ -n "$(in_ns h4 ss -Hltn sport = :$tcp_port)" ]'
+  in_ns h3 python3 -c '
+import hashlib, socket, random, sys, time
 data = random.Random(5).randbytes(1 << 20)
 for attempt in range(30):  # the listener in h4 may still be starting (TCG)
     try:
-        c = socket.create_connection(("192.168.4.10", 5001), timeout=30)
+        c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30)
         break
     except ConnectionRefusedError:
         time.sleep(0.5)
 c.sendall(data); c.close()
-print(len(data), hashlib.sha256(data).hexdigest())' >"$work/tcp.tx" 2>&1 ||
-  { capture_stop traffic; fail "TCP h3 -> h4: $(tail -1 "$work/tcp.tx")"; }
-wait $rx
-[ "$(cat "$work/tcp.rx")" = "$(cat "$work/tcp.tx")" ] ||
-  fail "TCP h3 -> h4: sent $(cat "$work/tcp.tx"), received $(cat "$work/tcp.rx")"
+print(len(data), hashlib.sha256(data).hexdigest())' "$1" "$2" >"$work/tcp.tx" 2>&1 ||
+    { capture_stop traffic; fail "TCP h3 -> h4 ($1): $(tail -1 "$work/tcp.tx")"; }
+  wait $rx
+  [ "$(cat "$work/tcp.rx")" = "$(cat "$work/tcp.tx")" ] ||
+    fail "TCP h3 -> h4 ($1): sent $(cat "$work/tcp.tx"), received $(cat "$work/tcp.rx")"
+}
+tcp_transfer 192.168.4.10 5001
+tcp_transfer $H4_6 5004
 capture_stop traffic
-clear=$(grep -E '192\.168\.[34]\.[0-9]+(\.[0-9]+)? > 192\.168\.[34]\.[0-9]+(\.[0-9]+)?: (ICMP|Flags|UDP)' "$work/traffic.txt")
+clear=$(lan_clear "$work/traffic.txt")
 [ -z "$clear" ] || fail "protected traffic crossed r2 in clear:
 $(echo "$clear" | head -5)"
 for dir in "192.168.3.10 > 192.168.4.10" "192.168.4.10 > 192.168.3.10" "192.168.3.1 > 192.168.4.10" \
-  "192.168.4.10 > 192.168.3.1" "192.168.4.1 > 192.168.3.1"; do
+  "192.168.4.10 > 192.168.3.1" "192.168.4.1 > 192.168.3.1" \
+  "$H3_6 > $H4_6" "$H4_6 > $H3_6" "$GM3_6 > $H4_6" "$H4_6 > $GM3_6" "$GM4_6 > $GM3_6" "$GM3_6 > $GM4_6"; do
   grep -q "$dir: ESP(spi=$(printf '%s' "$spi" | tr 'A-F' 'a-f')," "$work/traffic.txt" ||
     fail "no ESP with SPI $spi for $dir on r2; r2 saw:
 $(head -20 "$work/traffic.txt")"
@@ -211,16 +241,20 @@ done
 other=$(grep -o 'ESP(spi=0x[0-9a-f]*' "$work/traffic.txt" | sort -u | wc -l)
 [ "$other" = 1 ] || fail "r2 saw ESP with $other SPIs, expected one: $(grep -o 'ESP(spi=0x[0-9a-f]*' "$work/traffic.txt" | sort -u)"
 esp=$(grep -c 'ESP(spi=' "$work/traffic.txt")
-say "1 ping both ways, pings from gm3 and gm4 themselves, TCP 1 MiB h3 -> h4 intact: r2 saw $esp ESP packets, one SPI, hosts' own addresses, nothing in clear"
+esp6=$(grep -c 'IP6 .*ESP(spi=' "$work/traffic.txt")
+say "1 ping both ways, pings from gm3 and gm4 themselves, TCP 1 MiB h3 -> h4 intact, each in IPv4 and IPv6: r2 saw $esp ESP packets ($esp6 of them IPv6), one SPI, hosts' own addresses, nothing in clear"
 
 # Between gm3's own LANs (the ACL permits 192.168.0.0/16 both ways): routed
 # by gm3 in clear, never steered out of the WAN or sent as ESP to h33.
 capture_r2
 in_ns h3 ping -c 3 -i 0.3 -W 3 192.168.33.10 >"$work/ping" 2>&1 || fail "h3 -> h33 (gm3's other LAN) failed: $(tail -2 "$work/ping")"
+in_ns h3 ping -6 -c 3 -i 0.3 -W 3 $H33_6 >"$work/ping" 2>&1 || fail "h3 -> h33 (IPv6, gm3's other LAN) failed: $(tail -2 "$work/ping")"
 capture_stop hairpin
-! grep -q '192\.168\.33\.' "$work/hairpin.txt" || fail "traffic between gm3's own LANs crossed r2: $(grep '192\.168\.33\.' "$work/hairpin.txt" | head -3)"
+! grep -qE '192\.168\.33\.|2001:db8:33::' "$work/hairpin.txt" ||
+  fail "traffic between gm3's own LANs crossed r2: $(grep -E '192\.168\.33\.|2001:db8:33::' "$work/hairpin.txt" | head -3)"
 grep -q 'deny ip 192.168.3.0/24 192.168.33.0/24' "$work/gm3.log" || fail "gm3 did not log its own-LAN bypass"
-say "1 between gm3's own LANs (h3 -> h33): ping in clear through gm3 alone (deny ip 192.168.3.0/24 192.168.33.0/24 put before the group's ACL), nothing on r2"
+grep -q ' 2001:db8:3::/64 2001:db8:33::/64' "$work/gm3.log" || fail "gm3 did not log its IPv6 own-LAN bypass"
+say "1 between gm3's own LANs (h3 -> h33): ping in clear through gm3 alone in both families (deny ip 192.168.3.0/24 192.168.33.0/24 and its IPv6 twin put before the group's ACL), nothing on r2"
 
 # ---- 2a. path MTU: DF datagrams at and beyond the usable size ----
 # The group SA carries inner packets up to 1438 bytes on a 1500-byte WAN
@@ -285,6 +319,8 @@ say "4 replay of $(head -1 "$work/replay.out" | cut -d' ' -f1-2) at gm4: within 
 acc0=$(stat gm4 tbar_accepted)
 in_ns h3 ping -c 1250 -i 0.02 -W 2 192.168.4.10 >"$work/ping.rekey" 2>&1 &
 flow=$!
+in_ns h3 ping -6 -c 1250 -i 0.02 -W 2 $H4_6 >"$work/ping6.rekey" 2>&1 &
+flow6=$!
 wait_until 30 "the 50 pps flow reaching gm4" '[ $(( $(stat gm4 tbar_accepted) - acc0 )) -ge 50 ]'
 for r in 1 2; do
   was=$(field gm3 "s['data_path']['sending_spi']")
@@ -296,14 +332,17 @@ for r in 1 2; do
   done
 done
 wait $flow
+wait $flow6
 got=$(grep -o '[0-9]* packets transmitted, [0-9]* received' "$work/ping.rekey")
 case "$got" in "1250 packets transmitted, 1250 received") ;; *) fail "50 pps across two rekeys: $got" ;; esac
+got6=$(grep -o '[0-9]* packets transmitted, [0-9]* received' "$work/ping6.rekey")
+case "$got6" in "1250 packets transmitted, 1250 received") ;; *) fail "50 pps IPv6 across two rekeys: $got6" ;; esac
 spi2=$(field gm3 "s['data_path']['sending_spi']")
 [ "$spi2" != "$spi" ] && [ "$spi2" = "$(field gm4 "s['data_path']['sending_spi']")" ] ||
   fail "after two rekeys gm3 sends on $spi2, gm4 on $(field gm4 "s['data_path']['sending_spi']") (was $spi)"
 seen=$(grep -c 'sending on TEK SPI' "$work/gm3.log")
 [ "$seen" -ge 3 ] || fail "gm3 switched its sending TEK $seen times, expected 3 (first TEK and two rekeys)"
-say "3 50 pps h3 -> h4 across two rekeys: $got, 0 lost; members moved $spi -> $spi2"
+say "3 50 pps h3 -> h4 in each family at once across two rekeys: IPv4 $got, IPv6 $got6, 0 lost; members moved $spi -> $spi2"
 
 # ---- 6. an unauthorized member ----
 grep -q "refused\|not authorized\|NOT_AUTHORIZED\|AUTHORIZATION" "$work/gm5.log" ||
@@ -319,7 +358,28 @@ wait $offer || fail "offering group ESP to gm5: $(cat "$work/replay6.out")"
 wait_until 5 "gm5's ESP input seeing the group's packet" '[ $(xfrm_stat gm5 XfrmInNoStates) -gt $nostates0 ]'
 nostates=$(( $(xfrm_stat gm5 XfrmInNoStates) - nostates0 ))
 [ $nostates -ge 1 ] || fail "gm5's ESP input did not see the group's packet (XfrmInNoStates +$nostates)"
-say "6 gm5 refused at registration, no SA; the group's ESP offered to its ESP input: XfrmInNoStates +$nostates, nothing decrypted"
+nostates0=$(xfrm_stat gm5 XfrmInNoStates)
+in_ns r2 python3 "$here/replay.py" gm4 $H3_6 $H4_6 --out gm5 --dst-mac "$(mac gm5 wan0)" \
+  --set-dst fd00:c0e1:77::3 >"$work/replay6.out" 2>&1 &
+offer=$!
+in_ns h3 ping -6 -c 20 -i 0.3 -W 2 $H4_6 >/dev/null 2>&1
+wait $offer || fail "offering the group's IPv6 ESP to gm5: $(cat "$work/replay6.out")"
+wait_until 5 "gm5's ESP input seeing the group's IPv6 packet" '[ $(xfrm_stat gm5 XfrmInNoStates) -gt $nostates0 ]'
+nostates6=$(( $(xfrm_stat gm5 XfrmInNoStates) - nostates0 ))
+say "6 gm5 refused at registration, no SA; the group's ESP offered to its ESP input: XfrmInNoStates +$nostates (IPv4), +$nostates6 (IPv6), nothing decrypted"
+
+# gm4 drops IPv6 ESP of an SPI it does not hold, and clear IPv6 its ACL
+# protects, on arrival.
+unknown0=$(stat gm4 esp_unknown_drop) clear0=$(stat gm4 clear_drop)
+in_ns r2 python3 "$here/replay.py" gm4 $H3_6 $H4_6 --set-spi 0x0c0e1bad >"$work/replay7.out" 2>&1 &
+offer=$!
+in_ns h3 ping -6 -c 20 -i 0.3 -W 2 $H4_6 >/dev/null 2>&1
+wait $offer || fail "sending IPv6 ESP of an unknown SPI to gm4: $(cat "$work/replay7.out")"
+in_ns r2 python3 "$here/replay.py" gm4 $H3_6 $H4_6 --clear-udp --dst-mac "$(mac gm4 wan0)" >>"$work/replay7.out" 2>&1 ||
+  fail "sending clear IPv6 to gm4: $(cat "$work/replay7.out")"
+wait_until 5 "gm4 counting the unknown SPI and the clear datagram" \
+  '[ $(stat gm4 esp_unknown_drop) -gt $unknown0 ] && [ $(stat gm4 clear_drop) -gt $clear0 ]'
+say "6 gm4: IPv6 ESP of SPI 0x0c0e1bad dropped (esp_unknown_drop +$(( $(stat gm4 esp_unknown_drop) - unknown0 ))), clear IPv6 $H3_6 -> $H4_6 dropped (clear_drop +$(( $(stat gm4 clear_drop) - clear0 )))"
 
 # ---- 5b. fail-close after kill -9 ----
 kill -9 "$(cat "$work/gm3.pid")"
@@ -330,15 +390,17 @@ wait "$(cat "$work/gm3.pid")" 2>/dev/null
 wait_until 20 "gm3's lease running out after kill -9" '! in_ns h3 ping -c 1 -W 1 192.168.4.10 >/dev/null 2>&1'
 capture_r2
 in_ns h3 ping -c 3 -i 0.3 -W 1 192.168.4.10 >"$work/ping" 2>&1 && fail "h3 -> h4 got through with gm3 killed"
+in_ns h3 ping -6 -c 3 -i 0.3 -W 1 $H4_6 >"$work/ping" 2>&1 && fail "h3 -> h4 (IPv6) got through with gm3 killed"
 capture_stop killed
-leaked=$(grep -E '192\.168\.' "$work/killed.txt")
+leaked=$(grep -E '192\.168\.|2001:db8:(3|4|33)::' "$work/killed.txt")
 [ -z "$leaked" ] || fail "with gm3 killed, r2 saw:
 $leaked"
-say "5b gm3 killed (kill -9): h3 -> h4 dropped after the lease, r2 saw nothing of it"
+say "5b gm3 killed (kill -9): h3 -> h4 dropped after the lease in both families, r2 saw nothing of it"
 start gm3 "$GM"
 wait_for gm3 "s['data_path']['state']" active "gm3 coming back"
 in_ns h3 ping -c 3 -i 0.3 -W 3 192.168.4.10 >"$work/ping" 2>&1 || fail "h3 -> h4 after gm3's restart: $(tail -2 "$work/ping")"
-say "5b gm3 restarted: registered again, h3 -> h4 flows"
+in_ns h3 ping -6 -c 3 -i 0.3 -W 3 $H4_6 >"$work/ping" 2>&1 || fail "h3 -> h4 (IPv6) after gm3's restart: $(tail -2 "$work/ping")"
+say "5b gm3 restarted: registered again, h3 -> h4 flows in both families"
 
 # ---- a clean stop leaves the host as it was ----
 kill -TERM "$(cat "$work/gm4.pid")"
@@ -350,8 +412,10 @@ left=$( {
   tc -n "$(ns gm4)" filter show dev wan0 egress
   tc -n "$(ns gm4)" filter show dev lan0 ingress
   ip -n "$(ns gm4)" link show wan0 | grep -o 'xdp[a-z]*'
-  ip -n "$(ns gm4)" addr show dev lo | grep -o '169\.254\.77\.[0-9]*'
+  ip -n "$(ns gm4)" addr show dev lo | grep -oE '169\.254\.77\.[0-9]*|fd00:c0e1:77::[0-9]*'
   ip -n "$(ns gm4)" route show 169.254.77.2
+  ip -n "$(ns gm4)" -6 route show fd00:c0e1:77::2
+  ip -n "$(ns gm4)" neigh show dev wan0 nud permanent
 } 2>&1)
 [ -z "$left" ] || fail "gm4 stopped (SIGTERM) but left behind:
 $left"

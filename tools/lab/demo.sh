@@ -5,12 +5,14 @@
 #   demo.sh [--up] [OUTDIR]
 # --up first brings the lab up (lab.sh up, lab.sh wait): the VM starts with
 # nothing running. Then: waits (up to ~20 s) for both members' data path to
-# be active; pings h3 -> h4 while r2 captures on its link to gm3; prints
+# be active; pings h3 -> h4 in IPv4 and in IPv6 while r2 captures on its
+# link to gm3; prints
 # what r2 saw (tshark), each member's `coveyctl gm status` and XFRM states
 # (keys masked), and gm3's BPF ACL and counters (bpftool, from inside
 # covey-gm's mount namespace, where its bpffs is). The last line is the
-# verdict; exit 0 when the ping crossed r2 as ESP with the hosts' own
-# addresses on the outer header and nothing of it in clear, 1 otherwise.
+# verdict; exit 0 when both pings crossed r2 as ESP with the hosts' own
+# addresses (IPv4 and IPv6) on the outer header and nothing of them in
+# clear, 1 otherwise.
 # OUTDIR (or $COVEY_LAB_OUT) receives r2.pcap and the daemons' logs.
 # Environment as lab.sh: COVEY_BUILD, COVEY_LAB_RUN, COVEY_LAB_PREFIX.
 #
@@ -26,6 +28,7 @@ ctl=$build/tools/coveyctl/coveyctl
 pin=/sys/fs/bpf/covey/GET_VPN
 R2=${prefix}r2 H3=${prefix}h3
 H3_ADDR=192.168.3.10 H4_ADDR=192.168.4.10
+H3_ADDR6=2001:db8:3::10 H4_ADDR6=2001:db8:4::10
 
 up=no
 if [ "${1:-}" = --up ]; then
@@ -118,10 +121,13 @@ until listening; do
   [ $i -le 300 ] || fail "tcpdump on r2 did not start within 30 s"
   sleep 0.1
 done
-section "h3 ($H3_ADDR) pings h4 ($H4_ADDR); r2 captures on its link to gm3"
+section "h3 ($H3_ADDR, $H3_ADDR6) pings h4 ($H4_ADDR, $H4_ADDR6); r2 captures on its link to gm3"
 ip netns exec "$H3" ping -c 4 -i 0.3 -W 2 $H4_ADDR >"$work/ping" 2>&1
 ping_rc=$?
 cat "$work/ping"
+ip netns exec "$H3" ping -6 -c 4 -i 0.3 -W 2 $H4_ADDR6 >"$work/ping6" 2>&1
+ping6_rc=$?
+cat "$work/ping6"
 sleep 0.3
 kill -INT $tcpdump_pid
 wait $tcpdump_pid
@@ -130,9 +136,9 @@ tcpdump_pid=
 section "what r2 saw"
 if command -v tshark >/dev/null; then
   # tshark as root warns on stderr that it runs as root: shown only on failure.
-  tshark -r "$work/r2.pcap" -n -z conv,ip >"$work/tshark.txt" 2>"$work/tshark.err" ||
+  tshark -r "$work/r2.pcap" -n -z conv,ip -z conv,ipv6 >"$work/tshark.txt" 2>"$work/tshark.err" ||
     echo "tshark failed: $(grep -v 'Running as user' "$work/tshark.err" | head -3)"
-  head_of "$work/tshark.txt" 60
+  head_of "$work/tshark.txt" 80
 else
   tcpdump -nn -r "$work/r2.pcap" 2>/dev/null | head -n 40
 fi
@@ -185,17 +191,29 @@ fi
 
 # ---- the verdict, from the capture ----
 tcpdump -nn -r "$work/r2.pcap" >"$work/wire.txt" 2>/dev/null || fail "cannot read r2's capture back"
-clear=$(grep -cE "IP ($H3_ADDR > $H4_ADDR|$H4_ADDR > $H3_ADDR): ICMP" "$work/wire.txt")
-esp_out=$(grep -c "IP $H3_ADDR > $H4_ADDR: ESP(spi=" "$work/wire.txt")
-esp_back=$(grep -c "IP $H4_ADDR > $H3_ADDR: ESP(spi=" "$work/wire.txt")
+# One family's verdict: "ok OUT BACK" or why not, from the ping's exit
+# status and the capture (IP or IP6 lines of tcpdump).
+verdict() { # IP|IP6 H3 H4 PING-RC PING-FILE
+  v_clear=$(grep -cE "$1 ($2 > $3|$3 > $2): ICMP" "$work/wire.txt")
+  v_out=$(grep -c "$1 $2 > $3: ESP(spi=" "$work/wire.txt")
+  v_back=$(grep -c "$1 $3 > $2: ESP(spi=" "$work/wire.txt")
+  if [ "$4" != 0 ]; then
+    echo "h3 could not reach h4 ($3): $(tail -2 "$5" | head -1)"
+  elif [ "$v_clear" -gt 0 ]; then
+    echo "the ping crossed r2 in clear ($v_clear ICMP packets between $2 and $3): covey's data path is not carrying it (data path: gm3 $s3, gm4 $s4)"
+  elif [ "$v_out" = 0 ] || [ "$v_back" = 0 ]; then
+    echo "r2 saw neither the ping in clear nor ESP between $2 and $3 both ways ($v_out out, $v_back back)"
+  else
+    echo "ok $v_out $v_back"
+  fi
+}
+v4=$(verdict IP "$H3_ADDR" "$H4_ADDR" $ping_rc "$work/ping")
+v6=$(verdict IP6 "$H3_ADDR6" "$H4_ADDR6" $ping6_rc "$work/ping6")
 spis=$(grep -o 'ESP(spi=0x[0-9a-f]*' "$work/wire.txt" | sed 's/ESP(spi=//' | sort -u | tr '\n' ' ')
 echo
 [ -n "$out" ] && say "r2's capture and the daemons' logs are in $out"
-[ $ping_rc = 0 ] || fail "h3 could not reach h4: $(tail -2 "$work/ping" | head -1)"
-if [ "$clear" -gt 0 ]; then
-  fail "the ping crossed r2 in clear ($clear ICMP packets between $H3_ADDR and $H4_ADDR): covey's data path is not carrying it (data path: gm3 $s3, gm4 $s4)"
-fi
-if [ "$esp_out" = 0 ] || [ "$esp_back" = 0 ]; then
-  fail "r2 saw neither the ping in clear nor ESP between $H3_ADDR and $H4_ADDR both ways ($esp_out out, $esp_back back)"
-fi
-say "PASS: the ping crossed r2 as ESP both ways ($esp_out out, $esp_back back; SPI ${spis% }) with the hosts' own addresses outside; nothing in clear"
+case $v4 in ok*) ;; *) fail "IPv4: $v4" ;; esac
+case $v6 in ok*) ;; *) fail "IPv6: $v6" ;; esac
+# shellcheck disable=SC2086 # "ok OUT BACK": three words each
+set -- $v4 $v6
+say "PASS: both pings crossed r2 as ESP both ways with the hosts' own addresses outside (IPv4 $H3_ADDR <-> $H4_ADDR: $2 out, $3 back; IPv6 $H3_ADDR6 <-> $H4_ADDR6: $5 out, $6 back; SPI ${spis% }); nothing in clear"

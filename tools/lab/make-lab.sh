@@ -12,7 +12,8 @@
 # Otherwise (no ESP, no bpffs...) the same demo runs inside a VM on Debian's
 # kernel (tests/vm/run-in-vm), lab and all, and its output is printed here;
 # nothing stays up. Either way r2's capture and the daemons' logs land in
-# BUILD/lab/. Exit status: demo.sh's (0 = the ping crossed r2 as ESP).
+# BUILD/lab/. Exit status: demo.sh's (0 = the IPv4 and IPv6 pings crossed r2
+# as ESP).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)

@@ -70,6 +70,8 @@ int main(int argc, char** argv) {
                   : cfg.member.xdp_mode == Mode::Off     ? DpMode::Off
                                                          : DpMode::Auto;
     dp.drop_unknown_spi = cfg.member.drop_unknown_spi;
+    if (const auto& a = cfg.member.anchors) dp.anchors = {(*a)[0], (*a)[1], (*a)[2]};
+    if (const auto& a = cfg.member.anchors_v6) dp.anchors_v6 = {(*a)[0], (*a)[1], (*a)[2]};
     options.dataplane = dp;
   }
 

@@ -53,6 +53,48 @@ std::optional<Endpoint> parse_endpoint(std::string_view text) {
   return e;
 }
 
+// `anchors` or `anchors_v6`: ANCHOR_LOCAL, ANCHOR_GROUP, ANCHOR_IN, three
+// distinct unicast addresses of the key's family that need no scope.
+std::optional<std::array<Address, 3>> read_anchors(TableReader& r, std::string_view key, std::uint8_t family,
+                                                   std::string_view example, Diagnostics& d) {
+  auto list = r.strings(key, example);
+  if (!list) return std::nullopt;
+  const std::string name = "[member] " + std::string(key);
+  if (list->size() != 3) {
+    d.error(r.where(key), name + " takes three addresses, ANCHOR_LOCAL, ANCHOR_GROUP and ANCHOR_IN: " +
+                              std::string(example));
+    return std::nullopt;
+  }
+  std::array<Address, 3> out;
+  bool ok = true;
+  for (std::size_t i = 0; i < 3; ++i) {
+    const auto& item = (*list)[i];
+    auto a = Address::parse(item.value);
+    auto problem = [&]() -> std::string {
+      if (!a) return "is not an address";
+      if (a->family != family) return "is not an IPv" + std::to_string(family) + " address";
+      const auto& b = a->bytes;
+      const bool zero_then = std::all_of(b.begin() + 1, b.begin() + 15, [](std::uint8_t x) { return x == 0; });
+      const bool unusable = family == 4 ? b[0] == 0 || b[0] == 127 || b[0] >= 224
+                                        : b[0] == 0xff || (b[0] == 0 && zero_then && b[15] <= 1);  // multicast, ::, ::1
+      if (unusable) return "is not a unicast address a host can hold";
+      if (family == 6 && b[0] == 0xfe && (b[1] & 0xc0) == 0x80)
+        return "is link-local, which means nothing without an interface; use a unique local address (fd00::/8)";
+      if (std::find(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(i), *a) != out.begin() + static_cast<std::ptrdiff_t>(i))
+        return "is listed twice: the three anchors are distinct addresses";
+      return "";
+    }();
+    if (!problem.empty()) {
+      d.error(item.at, name + " \"" + item.value + "\" " + problem + ", e.g. " + std::string(example));
+      ok = false;
+    } else {
+      out[i] = *a;
+    }
+  }
+  if (!ok) return std::nullopt;
+  return out;
+}
+
 void read_member(const toml::table& t, const std::string& folder, Diagnostics& d, GmMemberConfig& m) {
   TableReader r(t, "[member]", d);
   m.local_address = detail::read_address(r, "local_address", "local_address = \"10.1.23.3\"");
@@ -97,6 +139,9 @@ void read_member(const toml::table& t, const std::string& folder, Diagnostics& d
                                        "\"generic\", \"off\" (inbound decisions at tc ingress)");
   }
   if (auto v = r.boolean("drop_unknown_spi", "drop_unknown_spi = false")) m.drop_unknown_spi = *v;
+  m.anchors = read_anchors(r, "anchors", 4, "anchors = [\"169.254.77.1\", \"169.254.77.2\", \"169.254.77.3\"]", d);
+  m.anchors_v6 = read_anchors(r, "anchors_v6", 6,
+                              "anchors_v6 = [\"fd00:c0e1:77::1\", \"fd00:c0e1:77::2\", \"fd00:c0e1:77::3\"]", d);
   r.finish();
 }
 

@@ -2,6 +2,7 @@
 // key servers, and phase 1. The schema is in config/README.md.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -38,6 +39,11 @@ struct GmMemberConfig {
   // ESP with an SPI that is not the group's is dropped on the WAN (off:
   // the host may run other IPsec).
   bool drop_unknown_spi = false;
+  // The group SAs' anchors (docs/ARCHITECTURE.md), ANCHOR_LOCAL,
+  // ANCHOR_GROUP, ANCHOR_IN of each family; nullopt: the data path's
+  // defaults (169.254.77.1-3, fd00:c0e1:77::1-3). Set them where those
+  // addresses mean something else on the host.
+  std::optional<std::array<Address, 3>> anchors, anchors_v6;
 };
 
 struct GmGroupConfig {

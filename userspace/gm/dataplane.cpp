@@ -198,6 +198,7 @@ crypto::Result<std::unique_ptr<Dataplane>> Dataplane::start(const DataplaneOptio
   if (!report.ready())
     return Error{"this kernel lacks what covey's data path needs (covey-gm --probe):\n" + report.text()};
   d->options_ = options;
+  d->esp6_ = report.esp6();
   d->reqid_ = kmod::kDefaultOwnership.reqid_first | (options.group_id & 0xffffu);
   d->pin_dir_ = options.pin_root + "/" + pin_name(options.group_name);
   if (auto ok = d->setup(); !ok) {
@@ -236,22 +237,27 @@ crypto::Result<void> Dataplane::setup() {
   if (!rtnl) return Error{where + rtnl.error()};
   rtnl_ = std::move(*rtnl);
 
-  // The anchors (ARCHITECTURE.md): ANCHOR_LOCAL and ANCHOR_IN are local
-  // addresses; XFRM output needs a route to ANCHOR_GROUP, and the route
-  // needs no neighbour lookup (the rewritten packet is routed again by
-  // its real destination, bpf_fib_lookup + bpf_redirect_neigh), hence a
-  // permanent entry.
-  const kmod::GroupAnchors& a = options_.anchors;
-  const int lo = static_cast<int>(if_nametoindex("lo"));
-  for (const Address& local : {a.local, a.in})
-    if (auto ok = rtnl_->add_address(lo, local, 32); !ok) return Error{where + ok.error()};
-  if (auto ok = rtnl_->replace_neighbor(wan_.ifindex, a.group, wan_.mac); !ok) return Error{where + ok.error()};
-  if (auto ok = rtnl_->replace_host_route(a.group, wan_.ifindex); !ok) return Error{where + ok.error()};
+  // The anchors (ARCHITECTURE.md), IPv4's and, where the WAN has IPv6,
+  // IPv6's: each family's traffic needs states of its own family for the
+  // outer header to take its addresses.
+  families_.push_back({options_.anchors, {}});
+  auto v6_off = kmod::read_sysctl("net.ipv6.conf." + wan_.name + ".disable_ipv6");
+  if (esp6_ && v6_off && *v6_off == "0")
+    families_.push_back({options_.anchors_v6, {}});
+  else
+    log(LogLevel::Warning, "Group " + options_.group_name + ": " +
+                               (esp6_ ? wan_.name + " has no IPv6" : std::string("the kernel has no ESP over IPv6 (esp6)")) +
+                               ": IPv6 traffic the ACL permits is dropped, never sent in clear");
+  for (const FamilyPath& f : families_)
+    if (auto ok = add_anchors(f.anchors); !ok) return Error{where + ok.error()};
 
   // The GM's own traffic is bounced from the WAN's egress to its ingress
   // to meet XFRM: the kernel must accept a packet from a local address
   // arriving there, not check its source strictly, and not answer it with
-  // an ICMP redirect.
+  // an ICMP redirect. IPv6 has no such checks, nor a knob against the
+  // redirect (one it may send goes to this host itself, which ignores
+  // redirects while forwarding); it forwards the bounced packet only with
+  // forwarding on, as it does a LAN's.
   const std::string conf = "net.ipv4.conf." + wan_.name + ".";
   for (const auto& [key, value] : {std::pair<std::string, std::string>{conf + "accept_local", "1"},
                                    {conf + "rp_filter", "2"},
@@ -262,6 +268,11 @@ crypto::Result<void> Dataplane::setup() {
     if (auto fwd = kmod::read_sysctl("net.ipv4.ip_forward"); fwd && *fwd == "0")
       log(LogLevel::Warning, "Group " + options_.group_name +
                                  ": net.ipv4.ip_forward is 0: traffic of the LAN interfaces will not be forwarded");
+  if (families_.size() > 1)
+    if (auto fwd = kmod::read_sysctl("net.ipv6.conf.all.forwarding"); fwd && *fwd == "0")
+      log(LogLevel::Warning, "Group " + options_.group_name +
+                                 ": net.ipv6.conf.all.forwarding is 0: IPv6 traffic of the LAN interfaces, and this "
+                                 "host's own IPv6 traffic into the group SA, will not be forwarded");
 
   datapath::Options o;
   o.pin_dir = pin_dir_;
@@ -270,7 +281,7 @@ crypto::Result<void> Dataplane::setup() {
   dp_ = std::move(*dp);
   if (auto ok = dp_->set_steering_mark(kmod::kDefaultSteeringMark.value, kmod::kDefaultSteeringMark.mask); !ok)
     return Error{where + ok.error()};
-  dp_->set_anchors(bpf_anchors(a));
+  for (const FamilyPath& f : families_) dp_->set_anchors(bpf_anchors(f.anchors));
   dp_->set_wan_mac(wan_.mac);
   dp_->set_egress_fib(true);
   dp_->set_drop_unknown_spi(options_.drop_unknown_spi);
@@ -282,9 +293,12 @@ crypto::Result<void> Dataplane::setup() {
   if (auto ok = install_policy(gdoi::GroupPolicy{}); !ok) return ok;
   apply_tbar();
 
-  kmod::GroupPolicies p = kmod::group_policies(a, 4, reqid_, kmod::kDefaultSteeringMark, 0xffff);
-  for (const kmod::Policy* pol : {&p.out, &p.in, &p.fwd})
-    if (auto ok = xfrm_->add_policy(*pol); !ok) return Error{where + ok.error()};
+  // Each family's inner traffic meets its own family's states.
+  for (const FamilyPath& f : families_) {
+    kmod::GroupPolicies p = kmod::group_policies(f.anchors, f.anchors.local.family, reqid_, kmod::kDefaultSteeringMark, 0xffff);
+    for (const kmod::Policy* pol : {&p.out, &p.in, &p.fwd})
+      if (auto ok = xfrm_->add_policy(*pol); !ok) return Error{where + ok.error()};
+  }
 
   for (const kmod::Interface& lan : lans_)
     if (auto ok = dp_->attach_tc(lan.ifindex, datapath::Program::LanIngress); !ok) return Error{where + ok.error()};
@@ -336,6 +350,19 @@ crypto::Result<void> Dataplane::setup() {
   return {};
 }
 
+// ANCHOR_LOCAL and ANCHOR_IN are local addresses; XFRM output needs a
+// route to ANCHOR_GROUP, and the route needs no neighbour lookup (ARP or
+// neighbour discovery: the rewritten packet is routed again by its real
+// destination, bpf_fib_lookup + bpf_redirect_neigh), hence a permanent entry.
+crypto::Result<void> Dataplane::add_anchors(const kmod::GroupAnchors& a) {
+  const int lo = static_cast<int>(if_nametoindex("lo"));
+  const std::uint8_t host = a.local.family == 6 ? 128 : 32;
+  for (const Address& local : {a.local, a.in})
+    if (auto ok = rtnl_->add_address(lo, local, host); !ok) return ok;
+  if (auto ok = rtnl_->replace_neighbor(wan_.ifindex, a.group, wan_.mac); !ok) return ok;
+  return rtnl_->replace_host_route(a.group, wan_.ifindex);
+}
+
 // A restarted member finds its pinned maps as the last run left them; the
 // SPIs there belonged to states flushed at start.
 crypto::Result<void> Dataplane::forget_spis() {
@@ -379,6 +406,8 @@ void Dataplane::apply_tbar() {
     if (auto alg = esp_algorithms(policy_->tek)) {
       t.inner_mtu_v4 = kmod::esp_tunnel_inner_mtu(wan_.mtu, *alg, 4);
       t.tcp_mss_v4 = datapath::tcp_mss_for_stamp(t.inner_mtu_v4, 4);
+      t.inner_mtu_v6 = kmod::esp_tunnel_inner_mtu(wan_.mtu, *alg, 6);
+      t.tcp_mss_v6 = datapath::tcp_mss_for_stamp(t.inner_mtu_v6, 6);
     }
   }
   const auto key = [](const datapath::TbarPolicy& p) {
@@ -394,10 +423,11 @@ void Dataplane::apply_tbar() {
   tbar_ = t;
 }
 
-crypto::Result<void> Dataplane::step(const SaStep& s, const RekeyState& keys, std::int64_t now) {
-  const std::string what = "group " + options_.group_name + ": " + steps_word(s.kind) + " of TEK SPI " + spi_hex(s.spi) + ": ";
-  InstalledSa& held = installed_[s.spi];
-  const kmod::GroupAnchors& a = options_.anchors;
+crypto::Result<void> Dataplane::step(FamilyPath& f, const SaStep& s, const RekeyState& keys, std::int64_t now) {
+  const kmod::GroupAnchors& a = f.anchors;
+  const std::string what = "group " + options_.group_name + ": " + steps_word(s.kind) + " (IPv" +
+                           std::to_string(a.local.family) + ") of TEK SPI " + spi_hex(s.spi) + ": ";
+  InstalledSa& held = f.installed[s.spi];
   switch (s.kind) {
     case SaStep::Kind::AddInbound:
     case SaStep::Kind::AddOutbound: {
@@ -431,14 +461,17 @@ crypto::Result<void> Dataplane::step(const SaStep& s, const RekeyState& keys, st
         return Error{what + ok.error()};
       break;
   }
-  std::uint32_t flags = (held.inbound ? COVEY_SPI_INBOUND : 0u) | (held.outbound ? COVEY_SPI_OUTBOUND : 0u);
-  if (flags) {
-    if (auto ok = dp_->set_spi(s.spi, flags); !ok) return Error{what + ok.error()};
-  } else {
-    installed_.erase(s.spi);
-    if (auto ok = dp_->remove_spi(s.spi); !ok) return Error{what + ok.error()};
-  }
+  if (held == InstalledSa{}) f.installed.erase(s.spi);
+  if (auto ok = publish_spi(s.spi); !ok) return Error{what + ok.error()};
   return {};
+}
+
+crypto::Result<void> Dataplane::publish_spi(std::uint32_t spi) {
+  std::uint32_t flags = 0;
+  for (const FamilyPath& f : families_)
+    if (auto held = f.installed.find(spi); held != f.installed.end())
+      flags |= (held->second.inbound ? COVEY_SPI_INBOUND : 0u) | (held->second.outbound ? COVEY_SPI_OUTBOUND : 0u);
+  return flags ? dp_->set_spi(spi, flags) : dp_->remove_spi(spi);
 }
 
 void Dataplane::take_expiries() {
@@ -449,36 +482,39 @@ void Dataplane::take_expiries() {
     log(LogLevel::Warning, group + batch.error());
     return;
   }
-  const auto before = installed_;
-  for (const kmod::StateExpiry& e : batch->expiries) {
-    const bool held = installed_.contains(e.state.spi);
-    if (!forget_expired(installed_, e, reqid_, options_.anchors)) continue;
-    log(e.hard ? LogLevel::Warning : LogLevel::Info,
-        group + e.str() + (!e.hard ? "" : held ? "; no longer installed, put back while its TEK is held" : ""));
-  }
+  std::vector<std::map<std::uint32_t, InstalledSa>> before;
+  for (const FamilyPath& f : families_) before.push_back(f.installed);
+  for (const kmod::StateExpiry& e : batch->expiries)
+    for (FamilyPath& f : families_) {
+      const bool held = f.installed.contains(e.state.spi);
+      if (!forget_expired(f.installed, e, reqid_, f.anchors)) continue;
+      log(e.hard ? LogLevel::Warning : LogLevel::Info,
+          group + e.str() + (!e.hard ? "" : held ? "; no longer installed, put back while its TEK is held" : ""));
+      break;
+    }
   if (batch->overrun) {
     // The kernel dropped announcements: ask it about each state covey-gm
     // counts as installed (a lookup each, covey's states only).
     log(LogLevel::Warning, group + "missed XFRM expiries (the socket overflowed): looking the group's states up again");
-    const kmod::GroupAnchors& a = options_.anchors;
-    for (auto it = installed_.begin(); it != installed_.end();) {
-      auto gone = [&](const Address& destination, kmod::Mark mark) {
-        auto found = xfrm_->find_state({destination, it->first, 50, mark});
-        return found && !*found;
-      };
-      if (it->second.outbound && gone(a.group, kmod::kDefaultSteeringMark)) it->second.outbound = false;
-      if (it->second.inbound && gone(a.in, kmod::Mark{0, kmod::kDefaultSteeringMark.mask})) it->second.inbound = false;
-      it = it->second == InstalledSa{} ? installed_.erase(it) : std::next(it);
+    for (FamilyPath& f : families_) {
+      const kmod::GroupAnchors& a = f.anchors;
+      for (auto it = f.installed.begin(); it != f.installed.end();) {
+        auto gone = [&](const Address& destination, kmod::Mark mark) {
+          auto found = xfrm_->find_state({destination, it->first, 50, mark});
+          return found && !*found;
+        };
+        if (it->second.outbound && gone(a.group, kmod::kDefaultSteeringMark)) it->second.outbound = false;
+        if (it->second.inbound && gone(a.in, kmod::Mark{0, kmod::kDefaultSteeringMark.mask})) it->second.inbound = false;
+        it = it->second == InstalledSa{} ? f.installed.erase(it) : std::next(it);
+      }
     }
   }
-  for (const auto& [spi, was] : before) {
-    auto now = installed_.find(spi);
-    if (now != installed_.end() && now->second == was) continue;
-    auto ok = now == installed_.end()
-                  ? dp_->remove_spi(spi)
-                  : dp_->set_spi(spi, (now->second.inbound ? COVEY_SPI_INBOUND : 0u) | (now->second.outbound ? COVEY_SPI_OUTBOUND : 0u));
-    if (!ok) log(LogLevel::Warning, group + "TEK SPI " + spi_hex(spi) + ": " + ok.error());
-  }
+  for (std::size_t i = 0; i < families_.size(); ++i)
+    for (const auto& [spi, was] : before[i]) {
+      auto now = families_[i].installed.find(spi);
+      if (now != families_[i].installed.end() && now->second == was) continue;
+      if (auto ok = publish_spi(spi); !ok) log(LogLevel::Warning, group + "TEK SPI " + spi_hex(spi) + ": " + ok.error());
+    }
 }
 
 crypto::Result<void> Dataplane::sync(const RekeyState& keys, std::int64_t now) {
@@ -488,16 +524,27 @@ crypto::Result<void> Dataplane::sync(const RekeyState& keys, std::int64_t now) {
     if (auto ok = install_policy(keys.policy()); !ok) result = Error{ok.error()};
   if (keys.is_registered()) sids_ = keys.sids();
   apply_tbar();
-  if (keys.is_registered())
-    for (const SaStep& s : plan_sas(keys.teks(now), installed_)) {
-      auto ok = step(s, keys, now);
-      if (!ok && result) result = Error{ok.error()};
-      if (ok && s.kind == SaStep::Kind::AddOutbound)
-        log(LogLevel::Info, "Group " + options_.group_name + ": sending on TEK SPI " + spi_hex(s.spi));
-    }
+  if (keys.is_registered()) {
+    const auto teks = keys.teks(now);
+    for (FamilyPath& f : families_)
+      for (const SaStep& s : plan_sas(teks, f.installed)) {
+        auto ok = step(f, s, keys, now);
+        if (!ok && result) result = Error{ok.error()};
+        if (ok && s.kind == SaStep::Kind::AddOutbound && &f == &families_.front())
+          log(LogLevel::Info, "Group " + options_.group_name + ": sending on TEK SPI " + spi_hex(s.spi));
+      }
+  }
+  // Sending: on the TEK whose outbound states every family has.
   sending_.reset();
-  for (const auto& [spi, held] : installed_)
-    if (held.outbound) sending_ = spi;
+  if (!families_.empty())
+    for (const auto& held : families_.front().installed) {
+      const std::uint32_t spi = held.first;  // a plain variable: clang 14 captures no structured bindings
+      if (held.second.outbound && std::all_of(families_.begin(), families_.end(), [&](const FamilyPath& f) {
+            auto other = f.installed.find(spi);
+            return other != f.installed.end() && other->second.outbound;
+          }))
+        sending_ = spi;
+    }
   // The lease: renewed every tick while a TEK is active. If covey-gm dies,
   // the programs find it expired and the fail-close ACL takes over.
   if (sending_) {
@@ -541,14 +588,16 @@ void Dataplane::stop() {
     auto flushed = xfrm_->flush_owned();
     if (!flushed) log(LogLevel::Warning, "Group " + group + ": " + flushed.error());
   }
-  installed_.clear();
   if (rtnl_ && wan_.ifindex) {
-    const kmod::GroupAnchors& a = options_.anchors;
     const int lo = static_cast<int>(if_nametoindex("lo"));
-    (void)rtnl_->delete_host_route(a.group, wan_.ifindex);
-    (void)rtnl_->delete_neighbor(wan_.ifindex, a.group);
-    for (const Address& local : {a.local, a.in}) (void)rtnl_->delete_address(lo, local, 32);
+    for (const FamilyPath& f : families_) {
+      const kmod::GroupAnchors& a = f.anchors;
+      (void)rtnl_->delete_host_route(a.group, wan_.ifindex);
+      (void)rtnl_->delete_neighbor(wan_.ifindex, a.group);
+      for (const Address& local : {a.local, a.in}) (void)rtnl_->delete_address(lo, local, a.local.family == 6 ? 128 : 32);
+    }
   }
+  families_.clear();
   dp_.reset();
   if (!pin_dir_.empty()) {
     std::error_code ec;
@@ -573,9 +622,13 @@ json Dataplane::status() const {
   j["inbound"] = inbound_;
   j["sending_spi"] = sending_ ? json(spi_hex(*sending_)) : json(nullptr);
   json in = json::array();
-  for (const auto& [spi, held] : installed_)
-    if (held.inbound) in.push_back(spi_hex(spi));
+  json families = json::array();
+  if (!families_.empty())
+    for (const auto& [spi, held] : families_.front().installed)
+      if (held.inbound) in.push_back(spi_hex(spi));
+  for (const FamilyPath& f : families_) families.push_back(f.anchors.local.family);
   j["inbound_spis"] = in;
+  j["families"] = families;
   if (!dp_) return j;
   const covey_stats s = dp_->stats();
   json st;

@@ -3,9 +3,10 @@
 // wire, replay-checked and failed closed (docs/ARCHITECTURE.md, "The data
 // path"). The agent hands it the member's keys (gm/rekey_state.h) on every
 // change and every tick; it makes the kernel match:
-//   - each TEK held for receiving -> an inbound XFRM state and a
-//     COVEY_SPI_INBOUND entry; the active TEK also an outbound state
-//     (installed at activation, so the sender switches then, not before);
+//   - each TEK held for receiving -> an inbound XFRM state per address
+//     family (IPv4, and IPv6 where the host has it) and a
+//     COVEY_SPI_INBOUND entry; the active TEK also an outbound state per
+//     family (installed at activation, so the sender switches then, not before);
 //   - the policy -> the compiled ACL and fail-close ACL, TBAR settings;
 //   - a lease: the BPF programs steer only while the agent keeps renewing
 //     it, so a dead covey-gm fails closed within `lease` (the programs and
@@ -82,10 +83,17 @@ struct DataplaneOptions {
   XdpMode xdp_mode = XdpMode::Auto;
   bool drop_unknown_spi = false;
   std::string pin_root = "/sys/fs/bpf/covey";
-  // Link-local: never routed beyond this host, and not on any wire
-  // (the rewrite puts the real addresses back before the packet leaves).
+  // The anchors of each family's group SAs: IPv4 traffic goes into
+  // IPv4 states, IPv6 traffic into IPv6 states, so the outer header can
+  // take the inner one's addresses. Never on any wire (the rewrite puts the
+  // real addresses back before the packet leaves), so any addresses
+  // the host uses for nothing else serve: IPv4 link-local, an IPv6 unique
+  // local prefix (RFC 4193; covey's default spells c0e1). IPv6 ones are
+  // installed where the WAN has IPv6 (not disable_ipv6).
   kmod::GroupAnchors anchors{*Address::parse("169.254.77.1"), *Address::parse("169.254.77.2"),
                              *Address::parse("169.254.77.3")};
+  kmod::GroupAnchors anchors_v6{*Address::parse("fd00:c0e1:77::1"), *Address::parse("fd00:c0e1:77::2"),
+                                *Address::parse("fd00:c0e1:77::3")};
   std::chrono::seconds lease{5};
 };
 
@@ -121,7 +129,12 @@ class Dataplane {
   crypto::Result<void> forget_spis();
   crypto::Result<void> install_policy(const gdoi::GroupPolicy& policy);
   void apply_tbar();
-  crypto::Result<void> step(const SaStep& s, const RekeyState& keys, std::int64_t now);
+  struct FamilyPath;
+  crypto::Result<void> add_anchors(const kmod::GroupAnchors& a);
+  crypto::Result<void> step(FamilyPath& f, const SaStep& s, const RekeyState& keys, std::int64_t now);
+  // The SPI map's entry for `spi`: inbound (outbound) if some family's
+  // state is installed.
+  crypto::Result<void> publish_spi(std::uint32_t spi);
   // Brings installed_ (and the SPI map) in line with what the kernel expired.
   void take_expiries();
 
@@ -140,10 +153,17 @@ class Dataplane {
   std::vector<gdoi::AclEntry> fail_close_;   // installed: bypass_, the member's lines, then the key server's
   std::vector<std::uint32_t> sids_;
   std::optional<datapath::TbarPolicy> tbar_;  // applied
-  std::map<std::uint32_t, InstalledSa> installed_;
+  // Per address family the data path carries: its anchors and the TEKs'
+  // states under them (plan_sas runs per family).
+  struct FamilyPath {
+    kmod::GroupAnchors anchors;
+    std::map<std::uint32_t, InstalledSa> installed;
+  };
+  std::vector<FamilyPath> families_;  // IPv4 first
   std::optional<std::uint32_t> sending_;
   std::optional<std::uint64_t> pseudotime_epoch_ns_;  // CLOCK_MONOTONIC ns at pseudotime 0, mod 2^32 ms
   std::optional<std::string> error_;
+  bool esp6_ = false;  // the probe found ESP over IPv6
   bool attached_ = false;
   bool xdp_attached_ = false;
   std::string inbound_;  // "XDP (native)", "XDP (generic)", "tc ingress"
