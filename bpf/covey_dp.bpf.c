@@ -145,8 +145,8 @@ static __always_inline int covey_steer(struct __sk_buff *skb, const struct covey
 		return COVEY_STEER_DROP;
 	}
 	if (COVEY_READ_ONCE(cfg->flags) & COVEY_CFG_TBAR_STAMP) {
-		/* IPv6 stamps are not built yet: IPv6 is steered unstamped. */
-		if (pkt->family == COVEY_FAMILY_V4 && covey_tbar_stamp_v4(skb, cfg, st, pkt, now))
+		if (pkt->family == COVEY_FAMILY_V4 ? covey_tbar_stamp_v4(skb, cfg, st, pkt, now)
+						   : covey_tbar_stamp_v6(skb, cfg, st, pkt, now))
 			return COVEY_STEER_DROP;
 	}
 	skb->mark = covey_steer_mark(cfg, skb->mark, ticket);
@@ -640,7 +640,9 @@ int covey_wan_ingress(struct __sk_buff *skb)
 	if (covey_stats_cfg(&cfg, &st))
 		return TC_ACT_SHOT;
 	/* With TBAR off the stamp, if any, is still removed. The check reads
-	 * the IP header (the stamp is its first option) and no further. */
+	 * the IP header (IPv4: the stamp is its first option; IPv6: the
+	 * stamp's header and the TCP sequence number after it, loaded) and
+	 * no further. */
 	switch (covey_parse_n(skb, &pkt, COVEY_PARSE_OUTER)) {
 	case COVEY_PARSE_NOT_IP:
 		return TC_ACT_OK;
@@ -648,8 +650,9 @@ int covey_wan_ingress(struct __sk_buff *skb)
 		st->malformed++;
 		return TC_ACT_SHOT;
 	}
-	if (pkt.family != COVEY_FAMILY_V4)
-		return TC_ACT_OK; /* IPv6 stamps are not built yet */
+	if (pkt.family == COVEY_FAMILY_V6)
+		return covey_tbar_receive_v6(skb, cfg, st, &pkt, covey_now_ns(skb)) == COVEY_TBAR_OK ? TC_ACT_OK
+												   : TC_ACT_SHOT;
 	return covey_tbar_receive_v4(skb, cfg, st, &pkt, covey_now_ns(skb)) == COVEY_TBAR_OK ? TC_ACT_OK
 											   : TC_ACT_SHOT;
 }
