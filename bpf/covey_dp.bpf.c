@@ -70,6 +70,13 @@ __attribute__((noinline)) int covey_decide(const struct covey_config *cfg, struc
 
 	if (!cfg || !st || !pkt)
 		return COVEY_DROP;
+	/* The link's own ICMPv6 (parse.h, covey_ipv6_link_control): not the
+	 * ACL's to decide, in either ACL. */
+	if (pkt->link_control) {
+		if (count)
+			st->nd_bypass++;
+		return COVEY_CLEAR;
+	}
 	gen = COVEY_READ_ONCE(cfg->generation) & 1;
 	no_tek = covey_fail_close_active(cfg, now);
 
@@ -523,7 +530,8 @@ static __always_inline enum covey_inbound covey_inbound(void *data, void *end, s
 		return COVEY_IN_TO_ANCHOR;
 	}
 
-	if ((flags & COVEY_CFG_DROP_CLEAR) && !own) {
+	/* The link's own ICMPv6 is never the ACL's (parse.h). */
+	if ((flags & COVEY_CFG_DROP_CLEAR) && !own && !pkt->link_control) {
 		__u32 gen = COVEY_READ_ONCE(cfg->generation) & 1;
 		__u32 key = COVEY_HEAD_INDEX(gen, COVEY_ACL_MAIN, pkt->family), result;
 		const struct covey_acl_head *head = bpf_map_lookup_elem(&covey_acl_heads, &key);

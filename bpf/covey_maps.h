@@ -355,6 +355,8 @@ struct covey_configs {
 	X(encrypt, "Classification", 0, "matched a permit: steered into the group SA")                        \
 	X(bypass_deny, "Classification", 0, "matched a deny: sent in clear")                                  \
 	X(bypass_implicit, "Classification", 0, "matched no entry: sent in clear")                            \
+	/* bpf/README.md, "IPv6 link control": RFC 4861 and MLD types with hop limit 255 or 1 */              \
+	X(nd_bypass, "Classification", 0, "IPv6 neighbour discovery or MLD: passed, never classified")        \
 	X(fail_close_drop, "Classification", 1, "fail-close ACL permit while no TEK is active")               \
 	X(table_error, "Classification", 1, "a classifier table lookup failed")                               \
 	/* GET VPN without fail-close: a permit outside the fail-close ACL while no TEK is active */          \

@@ -73,6 +73,11 @@ const std::vector<std::string> kAcl = {
     "v6: permit ip 2001:db8::/32 2001:db8::/32",
 };
 
+const std::vector<std::string> kFailClose = {
+    "permit ip 10.0.0.0/8 10.0.0.0/8",
+    "v6: permit ip 2001:db8::/32 2001:db8::/32",
+};
+
 // ---------------------------------------------------------------------
 // Counters: every field of covey_stats by name, so a case states the
 // counters it moves and all others must stay where they were.
@@ -205,7 +210,7 @@ bool steered(std::uint32_t mark) {
 std::unique_ptr<Datapath> open_datapath(std::uint32_t steer_slots, bool test_hooks = true,
                                         std::function<void()> between_writes = {}) {
   auto acl = compile_acl(acl_from(kAcl));
-  auto fail_close = compile_acl(acl_from({"permit ip 10.0.0.0/8 10.0.0.0/8"}));
+  auto fail_close = compile_acl(acl_from(kFailClose));
   EXPECT_TRUE(acl.ok() && fail_close.ok());
   if (!acl.ok() || !fail_close.ok()) return nullptr;
   Options o;
@@ -525,9 +530,7 @@ TEST_F(DatapathTest, TheGmsOwnTrafficIsBouncedToIngressAndForwardedTrafficIsCoun
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.description);
-    ASSERT_TRUE(dp_->install(*compile_acl(acl_from(kAcl)),
-                             *compile_acl(acl_from({"permit ip 10.0.0.0/8 10.0.0.0/8"})))
-                    .ok());
+    ASSERT_TRUE(dp_->install(*compile_acl(acl_from(kAcl)), *compile_acl(acl_from(kFailClose))).ok());
     dp_->set_no_tek_active(c.no_tek);
     const covey_stats before = dp_->stats();
     const Result r =
@@ -809,6 +812,41 @@ TEST_F(DatapathTest, XdpInbound) {
        XDP_PASS,
        esp6(ip6("2001:db8:2::9"), kAnchorIn6),
        {{"esp_in", 1}}},
+      {"IPv6 ESP with an unknown SPI, dropping configured: dropped",
+       esp6(ip6("2001:db8:2::9"), ip6("2001:db8:1::5"), kForeignSpi),
+       true,
+       false,
+       XDP_DROP,
+       {},
+       {{"esp_unknown_drop", 1}}},
+      {"IPv6 ESP with an unknown SPI, dropping not configured: passed as it is",
+       esp6(ip6("2001:db8:2::9"), ip6("2001:db8:1::5"), kForeignSpi),
+       false,
+       false,
+       XDP_PASS,
+       {},
+       {{"esp_unknown_pass", 1}}},
+      {"a later IPv6 fragment between addresses the ACL protects: to ANCHOR_IN for reassembly",
+       frame(v6(44, cat({fragment6(50, 1480, false), Bytes(32, 0xee)}), "2001:db8:2::9", "2001:db8:1::5")),
+       false,
+       false,
+       XDP_PASS,
+       frame(v6(44, cat({fragment6(50, 1480, false), Bytes(32, 0xee)}), "2001:db8:2::9", "fd00::3")),
+       {{"esp_in_fragment", 1}}},
+      {"IPv6 clear traffic the ACL protects, dropping configured: dropped",
+       frame(v6(17, udp(1, 2, 8), "2001:db8:2::9", "2001:db8:1::5")),
+       false,
+       true,
+       XDP_DROP,
+       {},
+       {{"clear_drop", 1}}},
+      {"IPv6 clear traffic the ACL exempts (GDOI): passed",
+       frame(v6(17, udp(848, 848, 8), "2001:db8:2::9", "2001:db8:1::5")),
+       false,
+       true,
+       XDP_PASS,
+       {},
+       {}},
       {"the first fragment of group ESP: by its SPI",
        esp4(real_src, real_dst, kSpi, 0x2000),
        false,
@@ -1914,6 +1952,134 @@ TEST_F(TbarReceive6, StampAndStripRoundTrip) {
               static_cast<std::uint32_t>(TC_ACT_SHOT))
         << "the same packet replayed";
   }
+}
+
+// ---------------------------------------------------------------------
+// The link's own ICMPv6 under `permit ipv6 any any`, fail-close and the
+// clear-traffic drop: neighbour discovery and MLD are never steered or
+// dropped (parse.h, covey_ipv6_link_control); other ICMPv6 is the ACL's.
+
+Bytes icmp6(std::uint8_t type, std::uint8_t hop_limit, const std::string& src, const std::string& dst,
+            bool router_alert = false) {
+  Bytes msg(24, 0);
+  msg[0] = type;
+  Ipv6Frame f = router_alert ? v6(0, cat({hop_by_hop(58), msg}), src, dst) : v6(58, msg, src, dst);
+  f.hop_limit = hop_limit;
+  return frame(f);
+}
+
+TEST(LinkControl, NeighbourDiscoveryAndMldAreNeverSteeredOrDropped) {
+  auto dp = open_datapath(64);
+  ASSERT_TRUE(dp);
+  const auto any6 = compile_acl(acl_from({"v6: permit ip any any"}));
+  ASSERT_TRUE(any6.ok());
+  ASSERT_TRUE(dp->install(*any6, *any6).ok());
+  dp->set_tbar(tbar_on());
+  const std::uint64_t clock = 60000 * kSecond;
+
+  struct Probe {
+    std::string description;
+    Bytes frame;
+    bool link;  // the link's own: passes everywhere
+  };
+  std::vector<Probe> probes;
+  for (const int type : {133, 134, 135, 136, 137, 141, 142, 148, 149})
+    probes.push_back({"ND type " + std::to_string(type) + ", hop limit 255",
+                      icmp6(static_cast<std::uint8_t>(type), 255, "fe80::1", "2001:db8:9::1"), true});
+  for (const int type : {130, 131, 132, 143, 151, 152, 153})
+    probes.push_back({"MLD type " + std::to_string(type) + ", hop limit 1, behind a Router Alert",
+                      icmp6(static_cast<std::uint8_t>(type), 1, "fe80::1", "ff02::16", true), true});
+  probes.push_back({"a neighbour solicitation to a global address (a global source's NS answered)",
+                    icmp6(136, 255, "2001:db8:1::1", "2001:db8:2::2"), true});
+  probes.push_back({"ND type 135 with hop limit 64 (it could only be forwarded): the ACL's",
+                    icmp6(135, 64, "2001:db8:1::1", "2001:db8:2::2"), false});
+  probes.push_back({"MLD type 143 with hop limit 255: the ACL's", icmp6(143, 255, "fe80::1", "ff02::16"), false});
+  probes.push_back({"echo request, hop limit 255: the ACL's", icmp6(128, 255, "2001:db8:1::1", "2001:db8:2::2"),
+                    false});
+  probes.push_back({"type 138 (router renumbering) is not the link's", icmp6(138, 255, "fe80::1", "ff02::2"),
+                    false});
+
+  for (const Probe& p : probes) {
+    SCOPED_TRACE(p.description);
+    for (const bool no_tek : {false, true}) {
+      SCOPED_TRACE(no_tek ? "fail-close" : "TEK active");
+      dp->set_no_tek_active(no_tek);
+      // LAN ingress and the GM's own at WAN egress.
+      for (const Program prog : {Program::LanIngress, Program::WanEgress}) {
+        SCOPED_TRACE(program_name(prog));
+        const covey_stats before = dp->stats();
+        const Result r = run_tc(*dp, prog, p.frame, {.mark = 0x12345, .clock = clock});
+        if (p.link) {
+          EXPECT_EQ(r.retval, static_cast<std::uint32_t>(TC_ACT_OK));
+          EXPECT_EQ(r.out, p.frame);
+          EXPECT_EQ(r.mark, 0x12345u);
+          expect_delta(before, dp->stats(), {{"packets", 1}, {"nd_bypass", 1}}, p.description);
+        } else if (no_tek) {
+          EXPECT_EQ(r.retval, static_cast<std::uint32_t>(TC_ACT_SHOT));
+          expect_delta(before, dp->stats(), {{"packets", 1}, {"fail_close_drop", 1}}, p.description);
+        } else {
+          EXPECT_TRUE(steered(r.mark)) << std::hex << r.mark;
+          EXPECT_GT(dp->stats().tbar_stamped, before.tbar_stamped);
+        }
+      }
+    }
+    dp->set_no_tek_active(false);
+    // Arriving in clear on the WAN with the clear-traffic drop on.
+    dp->set_drop_clear(true);
+    const covey_stats before = dp->stats();
+    const Result r = run_xdp(*dp, p.frame);
+    EXPECT_EQ(r.retval, p.link ? static_cast<std::uint32_t>(XDP_PASS) : static_cast<std::uint32_t>(XDP_DROP));
+    expect_delta(before, dp->stats(), p.link ? Delta{} : Delta{{"clear_drop", 1}}, p.description);
+    dp->set_drop_clear(false);
+  }
+}
+
+// Fail-close, IPv6: the fail-close ACL drops what it permits; a group
+// permit outside it goes out in clear while no TEK is active.
+TEST_F(DatapathTest, FailCloseV6) {
+  dp_->set_no_tek_active(true);
+  const Bytes inside = frame(v6(17, udp(1, 2, 8)));
+  covey_stats before = dp_->stats();
+  Result r = run_tc(*dp_, Program::LanIngress, inside, {.clock = clock_});
+  EXPECT_EQ(r.retval, static_cast<std::uint32_t>(TC_ACT_SHOT));
+  expect_delta(before, dp_->stats(), {{"packets", 1}, {"fail_close_drop", 1}}, "fail-close, IPv6");
+  dp_->set_no_tek_active(false);
+  dp_->set_tek_expiry(clock_ - kSecond);
+  before = dp_->stats();
+  r = run_tc(*dp_, Program::LanIngress, inside, {.clock = clock_});
+  EXPECT_EQ(r.retval, static_cast<std::uint32_t>(TC_ACT_SHOT));
+  expect_delta(before, dp_->stats(), {{"packets", 1}, {"fail_close_drop", 1}}, "past the TEK's expiry, IPv6");
+  dp_->set_tek_expiry(0);
+  before = dp_->stats();
+  r = run_tc(*dp_, Program::LanIngress, inside, {.clock = clock_});
+  EXPECT_EQ(r.retval, static_cast<std::uint32_t>(TC_ACT_OK));
+  EXPECT_TRUE(steered(r.mark));
+  expect_delta(before, dp_->stats(), {{"packets", 1}, {"encrypt", 1}, {"steer_claimed", 1}}, "a TEK again");
+}
+
+// Two IPv6 address pairs that must share one slot.
+TEST(Collision, TwoIpv6PairsInOneSlotNeverLeaveWithEachOthersAddresses) {
+  auto dp = open_datapath(1);
+  ASSERT_TRUE(dp);
+  const std::uint64_t t0 = 5000 * kSecond;
+  const Bytes a = frame(v6(17, udp(1, 2, 8), "2001:db8:1::1", "2001:db8:2::2"));
+  const Bytes b = frame(v6(17, udp(1, 2, 8), "2001:db8:4::4", "2001:db8:5::5"));
+  const Bytes from_anchors = esp6(kAnchorLocal6, kAnchorGroup6);
+  const Bytes as_a = esp6(ip6("2001:db8:1::1"), ip6("2001:db8:2::2"));
+  const Bytes as_b = esp6(ip6("2001:db8:4::4"), ip6("2001:db8:5::5"));
+  auto rewrite = [&](std::uint32_t mark) { return run_tc(*dp, Program::WanEgress, from_anchors, {.mark = mark}); };
+  const std::uint32_t ticket_a = steer(*dp, a, t0);
+  Result r = run_tc(*dp, Program::LanIngress, b, {.clock = t0 + 500 * kMs});
+  EXPECT_EQ(r.retval, static_cast<std::uint32_t>(TC_ACT_SHOT)) << "B while A is in use";
+  EXPECT_EQ(rewrite(ticket_a).out, as_a);
+  const std::uint32_t ticket_b = steer(*dp, b, t0 + 1500 * kMs);
+  EXPECT_NE(gen_of(ticket_b), gen_of(ticket_a));
+  const covey_stats before = dp->stats();
+  r = rewrite(ticket_a);
+  EXPECT_EQ(r.retval, static_cast<std::uint32_t>(TC_ACT_SHOT)) << "A's late packet";
+  EXPECT_NE(r.out, as_b);
+  expect_delta(before, dp->stats(), {{"rewrite_stale", 1}}, "A's packet after B took the slot");
+  EXPECT_EQ(rewrite(ticket_b).out, as_b);
 }
 
 // ---------------------------------------------------------------------
