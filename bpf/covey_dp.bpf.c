@@ -129,12 +129,12 @@ __attribute__((noinline)) int covey_decide(const struct covey_config *cfg, struc
 enum covey_steered {
 	COVEY_STEERED = 0,
 	COVEY_STEER_DROP,
-	COVEY_STEER_ANSWERED, /* the packet became ICMP fragmentation needed: send it back */
+	COVEY_STEER_ANSWERED, /* the packet became ICMP fragmentation needed or Packet Too Big: send it back */
 };
 
 /* A permitted packet on its way into the SA: stamped (if the group uses
- * TBAR) and marked with the steering mark and its slot; or, if DF is set
- * and the stamp would make it too big for the SA, turned into the ICMP
+ * TBAR) and marked with the steering mark and its slot; or, if the stamp
+ * would make it too big for the SA (IPv4: with DF), turned into the ICMP
  * answer (pmtu.h; `local`: the WAN's egress). A covey_steered, counted. */
 static __always_inline int covey_steer(struct __sk_buff *skb, const struct covey_config *cfg, struct covey_stats *st,
 				       const struct covey_packet *pkt, __u64 now, int local)
@@ -143,9 +143,13 @@ static __always_inline int covey_steer(struct __sk_buff *skb, const struct covey
 
 	/* Before a slot is taken: the packet will not be sent. With the
 	 * stamp off the kernel's own check is the right one. */
-	if ((COVEY_READ_ONCE(cfg->flags) & COVEY_CFG_TBAR_STAMP) && pkt->family == COVEY_FAMILY_V4 &&
-	    covey_too_big_v4(skb, cfg, pkt))
-		return covey_frag_needed_v4(skb, cfg, st, pkt, local) ? COVEY_STEER_DROP : COVEY_STEER_ANSWERED;
+	if (COVEY_READ_ONCE(cfg->flags) & COVEY_CFG_TBAR_STAMP) {
+		if (pkt->family == COVEY_FAMILY_V4 && covey_too_big_v4(skb, cfg, pkt))
+			return covey_frag_needed_v4(skb, cfg, st, pkt, local) ? COVEY_STEER_DROP : COVEY_STEER_ANSWERED;
+		if (pkt->family == COVEY_FAMILY_V6 && covey_too_big_v6(skb, cfg, pkt))
+			return covey_packet_too_big_v6(skb, cfg, st, pkt, local) ? COVEY_STEER_DROP
+										  : COVEY_STEER_ANSWERED;
+	}
 	ticket = covey_steer_ticket(cfg, st, pkt, now);
 	if (!ticket) {
 		st->steer_full++;

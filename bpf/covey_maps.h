@@ -319,8 +319,9 @@ struct covey_config {
 	 * carries without fragmentation (user space computes it as the
 	 * kernel does, kmod::esp_tunnel_inner_mtu). A DF packet that would
 	 * exceed it once stamped is not sent: the stamping program answers
-	 * with ICMP fragmentation needed for inner_mtu - 12 (IPv4). 0 =
-	 * unknown: no check. IPv6 (Packet Too Big) once IPv6 is stamped. */
+	 * with ICMP fragmentation needed for inner_mtu - 12 (IPv4), an IPv6
+	 * packet with ICMPv6 Packet Too Big for inner_mtu - 16. 0 = unknown:
+	 * no check. */
 	__u32 inner_mtu_v4;
 	__u32 inner_mtu_v6;
 };
@@ -391,8 +392,8 @@ struct covey_configs {
 	X(tbar_no_peer, "TBAR", 1, "no room for a new sender's window")                                       \
 	/* its datagram's first fragment carries the stamp and was checked */                                 \
 	X(tbar_unstamped_fragment, "TBAR", 0, "later fragment without a stamp: passed unchecked")             \
-	/* bpf/README.md, "Path MTU": answered with ICMP fragmentation needed (MTU inner_mtu - 12) */         \
-	X(frag_needed_sent, "Path MTU", 0, "DF packet too big once stamped: ICMP frag. needed sent")         \
+	/* bpf/README.md, "Path MTU": ICMP fragmentation needed (inner_mtu - 12) or Packet Too Big (- 16) */  \
+	X(frag_needed_sent, "Path MTU", 0, "too big once stamped: ICMP frag. needed or Packet Too Big sent")  \
 	X(frag_needed_error, "Path MTU", 1, "too big once stamped, and the ICMP answer failed")
 
 /* covey_stats value (per CPU): what the programs did with packets, one

@@ -31,7 +31,9 @@ struct covey_packet {
 	/* IPv6 link control (neighbour discovery, MLD): never classified,
 	 * steered or dropped (covey_ipv6_link_control). */
 	__u8 link_control;
-	__u16 unused;
+	/* IPv6: where the extension-header chain walked ends, from the
+	 * frame's start (a later fragment's data; 0: not found). */
+	__u16 chain_end;
 };
 
 #define COVEY_FRAG_NONE 0
@@ -188,6 +190,8 @@ static __always_inline int covey_parse_ipv6(struct covey_packet *pkt, void *l3, 
 		return COVEY_PARSE_IP; /* more than COVEY_IPV6_EXT_MAX: protocol unseen */
 
 	pkt->protocol = nexthdr;
+	if (off <= COVEY_PARSE_LINEAR)
+		pkt->chain_end = pkt->l3_off + off;
 	if (!later_fragment && off <= COVEY_PARSE_LINEAR) {
 		pkt->l4_off = pkt->l3_off + off;
 		if (nexthdr == IPPROTO_TCP || nexthdr == IPPROTO_UDP)
@@ -215,6 +219,7 @@ static __always_inline int covey_parse_frame(void *data, void *end, struct covey
 	pkt->dport = COVEY_PORT_UNSEEN;
 	pkt->l4_off = 0;
 	pkt->fragment = COVEY_FRAG_NONE;
+	pkt->chain_end = 0;
 	pkt->link_control = 0;
 
 	if ((void *)(eth + 1) > end)

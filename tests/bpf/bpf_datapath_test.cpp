@@ -1732,6 +1732,183 @@ TEST_F(DatapathTest, TbarStampV6OnTheGmsOwnTraffic) {
 // (covey_maps.h, covey_tbar_dstopt_v6). Their sender's side (the counters
 // reserved, the shift) is exercised in the VM.
 
+// 1500 bytes outer IPv6, AES-256-CBC / HMAC-SHA-256-128: 1500 - 40 - 8 -
+// 16 - 16 = 1420, rounded down to 16 bytes, - 2 (kmod::esp_tunnel_inner_mtu).
+constexpr std::uint32_t kInnerMtu6 = 1406;
+constexpr std::uint32_t kUsable6 = kInnerMtu6 - COVEY_TBAR_DSTOPT_LEN;  // 1390
+
+TEST(TcpMssForStamp, IPv6LeavesRoomForItsStampHeader) {
+  // The MSS a sender derives from the answer's MTU (inner - 16) less 60.
+  EXPECT_EQ(tcp_mss_for_stamp(kInnerMtu6, 6), kUsable6 - 40 - 20);
+}
+
+// A frame of exactly `total` bytes of IPv6 (header, `chain` and upper
+// layer), from 2001:db8:1::1.
+Ipv6Frame sized6(std::uint8_t protocol, std::size_t total, const Bytes& chain = {}, std::uint8_t chain_next = 0,
+                 std::uint8_t icmp_type = 128) {
+  const std::size_t l4 = total - 40 - chain.size();
+  Bytes upper;
+  if (protocol == 17) {
+    upper = udp(1000, 2000, l4 - 8);
+  } else if (protocol == 6) {
+    upper = tcp(40000, 443, 0x10, {}, l4 - 20);
+  } else {
+    upper = Bytes(l4, 0x5a);
+    upper[0] = icmp_type;
+    upper[1] = 0;
+  }
+  return v6(chain.empty() ? protocol : chain_next, cat({chain, upper}));
+}
+
+TbarPolicy tbar_mtu6(std::uint32_t inner_mtu = kInnerMtu6, bool stamp = true) {
+  TbarPolicy p = tbar_on(2000);
+  p.stamp = stamp;
+  p.inner_mtu_v6 = inner_mtu;
+  p.tcp_mss_v6 = tcp_mss_for_stamp(kInnerMtu6, 6);
+  return p;
+}
+
+TEST_F(DatapathTest, PathMtuV6PacketsTooBigOnceStampedAreAnswered) {
+  enum class Outcome { Stamped, Answered, Untouched };
+  struct Case {
+    std::string description;
+    Ipv6Frame in;
+    Outcome outcome;
+    std::uint32_t retval;
+    Delta delta;
+    Program program = Program::LanIngress;
+    TbarPolicy policy = tbar_mtu6();
+    Ctx ctx = {};
+  };
+  const Delta stamped = {{"packets", 1}, {"encrypt", 1}, {"steer_claimed", 1}, {"tbar_stamped", 1}};
+  const Delta answered = {{"packets", 1}, {"frag_needed_sent", 1}};
+  Delta answered_later = answered;
+  answered_later["ports_unseen"] = 1;
+  const Bytes chain = cat({hop_by_hop(43), routing(17)});
+  Ipv6Frame later = v6(44, cat({fragment6(17, 1480, false), Bytes(kInnerMtu6 - 40 - 8 - 15, 0x33)}));
+  const std::vector<Case> cases = {
+      {"UDP exactly the inner MTU once stamped: stamped and steered", sized6(17, kUsable6), Outcome::Stamped,
+       TC_ACT_OK, stamped},
+      {"UDP one byte more: answered with Packet Too Big for 1390, back out to the sender",
+       sized6(17, kUsable6 + 1), Outcome::Answered, kRedirect, answered},
+      {"TCP over: answered, the whole TCP header quoted", sized6(6, 1500), Outcome::Answered, kRedirect,
+       answered},
+      {"behind Hop-by-Hop and Routing headers: answered, the chain quoted whole",
+       sized6(17, kUsable6 + 1, chain, 0), Outcome::Answered, kRedirect, answered},
+      {"a later fragment, over: answered (IPv6 has no exception for fragments), 8 bytes of its data quoted",
+       later, Outcome::Answered, kRedirect, answered_later},
+      {"ICMPv6 echo request, over: answered", sized6(58, kUsable6 + 1), Outcome::Answered, kRedirect, answered},
+      {"an ICMPv6 error, over: never answered (RFC 4443 2.4 (e)), stamped and left to the kernel",
+       sized6(58, kUsable6 + 1, {}, 0, 1), Outcome::Stamped, TC_ACT_OK, stamped},
+      {"a TCP GSO skb whose segments are too big (40 + 20 + 1331 > 1390 + 16): answered", sized6(6, 2722),
+       Outcome::Answered, kRedirect, answered, Program::LanIngress, tbar_mtu6(),
+       Ctx{.gso_segs = 2, .gso_size = 1347}},
+      {"a TCP GSO skb whose segments fit (40 + 20 + 1346): not answered (a test run cannot make a TCP GSO "
+       "skb, so the stamp refuses it here)",
+       sized6(6, 2752),
+       Outcome::Untouched,
+       TC_ACT_SHOT,
+       {{"packets", 1}, {"steer_claimed", 1}, {"tbar_error", 1}},
+       Program::LanIngress,
+       tbar_mtu6(),
+       Ctx{.gso_segs = 2, .gso_size = 1346}},
+      {"stamping off: not answered, steered as it is (the kernel's own check is the right one)",
+       sized6(17, kUsable6 + 1),
+       Outcome::Untouched,
+       TC_ACT_OK,
+       {{"packets", 1}, {"encrypt", 1}, {"steer_claimed", 1}},
+       Program::LanIngress,
+       tbar_mtu6(kInnerMtu6, false)},
+      {"inner MTU unknown (0): stamped, not answered", sized6(17, 1500), Outcome::Stamped, TC_ACT_OK, stamped,
+       Program::LanIngress, tbar_mtu6(0)},
+      {"inner MTU under 1280 + 16 (an answer would name less than IPv6's minimum): stamped, left to the kernel",
+       sized6(17, 1500), Outcome::Stamped, TC_ACT_OK, stamped, Program::LanIngress, tbar_mtu6(1295)},
+      {"the GM's own packet at the WAN's egress, over: answered into its own stack",
+       sized6(17, kUsable6 + 1), Outcome::Answered, kRedirect, answered, Program::WanEgress},
+      {"the GM's own packet at the limit: stamped and bounced",
+       sized6(17, kUsable6),
+       Outcome::Stamped,
+       kRedirect,
+       {{"packets", 1}, {"encrypt", 1}, {"steer_claimed", 1}, {"tbar_stamped", 1}, {"local_bounced", 1}},
+       Program::WanEgress},
+  };
+
+  dp_->set_pseudotime(kPseudotime, clock_);
+  std::uint32_t counter = 0x52000000;
+  dp_->set_tbar_counter(counter);
+  int pair = 0;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.description);
+    dp_->set_tbar(c.policy);
+    Ipv6Frame in = c.in;
+    in.dst[14] = 0x77;  // a pair no other test used, in a slot of its own
+    in.dst[15] = static_cast<std::uint8_t>(100 + pair++);
+    const Bytes frame_in = frame(in);
+    ASSERT_TRUE(c.ctx.gso_size || frame_in.size() - 14 == 40 + in.payload.size());
+    Ctx ctx = c.ctx;
+    ctx.clock = clock_;
+    ctx.mark = 0x12345;
+    const covey_stats before = dp_->stats();
+    const Result r = run_tc(*dp_, c.program, frame_in, ctx);
+    EXPECT_EQ(r.retval, c.retval);
+    expect_delta(before, dp_->stats(), c.delta, c.description);
+    const bool local = c.program == Program::WanEgress;
+    switch (c.outcome) {
+      case Outcome::Stamped: {
+        Ipv6Frame want = in;
+        want.next = 60;
+        want.payload = cat({stamp6(in.next, kSid, kPseudotime, counter), in.payload});
+        if (local) want.dmac = in.smac;  // the bounce
+        EXPECT_EQ(r.out, frame(want)) << "got  " << hex(r.out) << "\nwant " << hex(frame(want));
+        EXPECT_TRUE(steered(r.mark)) << std::hex << r.mark;
+        ++counter;
+        break;
+      }
+      case Outcome::Answered: {
+        const Bytes want = packet_too_big(frame_in, kUsable6, in.smac, local ? in.smac : in.dmac);
+        EXPECT_EQ(r.out, want) << "got  " << hex(r.out) << "\nwant " << hex(want);
+        EXPECT_TRUE(icmp6_checksum_ok(r.out));
+        EXPECT_EQ(r.mark, 0x12345u) << "not steered";
+        std::uint8_t protocol = 0;
+        bool later_fragment = false;
+        const std::size_t upper = ipv6_upper(frame_in, &protocol, &later_fragment);
+        if (!later_fragment && (protocol == 6 || protocol == 17)) {
+          Bytes filled = r.out;
+          fill_pending_checksum(filled, upper + 48, protocol == 6 ? 16 : 6);
+          EXPECT_EQ(filled, r.out) << hex(filled);
+        }
+        break;
+      }
+      case Outcome::Untouched:
+        if (c.retval == TC_ACT_OK) {
+          EXPECT_EQ(r.out, frame_in);
+        }
+        break;
+    }
+    EXPECT_EQ(dp_->tbar_counter(), counter) << "an answered packet uses no counter";
+  }
+}
+
+TEST_F(DatapathTest, PathMtuV6AnswerSurvivesAPendingChecksum) {
+  dp_->set_tbar(tbar_mtu6());
+  dp_->set_pseudotime(kPseudotime, clock_);
+  std::mt19937 rng(13);
+  for (int i = 0; i < 200; ++i) {
+    Ipv6Frame in = sized6(i % 2 ? 6 : 17, 1500);
+    for (std::size_t b = 0; b < 20 && b < in.payload.size(); ++b)
+      in.payload[b] = static_cast<std::uint8_t>(rng());
+    if (in.next == 6) in.payload[12] = 0x50;
+    Bytes frame_in = frame(in);
+    const Result r = run_tc(*dp_, Program::LanIngress, frame_in, {.clock = clock_});
+    ASSERT_EQ(r.retval, kRedirect) << i;
+    ASSERT_EQ(r.out, packet_too_big(frame_in, kUsable6, in.smac, in.dmac)) << i;
+    Bytes filled = r.out;
+    fill_pending_checksum(filled, 14 + 48 + 40, in.next == 6 ? 16 : 6);
+    ASSERT_EQ(filled, r.out) << i;
+    ASSERT_TRUE(icmp6_checksum_ok(filled)) << i;
+  }
+}
+
 // The receiver, IPv6.
 struct Step6 {
   std::string description;

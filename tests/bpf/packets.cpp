@@ -306,6 +306,50 @@ Bytes frag_needed(const Bytes& original, std::uint16_t mtu, const Mac& dmac, con
   return b;
 }
 
+Bytes packet_too_big(const Bytes& original, std::uint32_t mtu, const Mac& dmac, const Mac& smac) {
+  constexpr std::size_t l3 = 14;
+  std::uint8_t protocol = 0;
+  bool later = false;
+  const std::size_t upper = ipv6_upper(original, &protocol, &later);
+  const std::size_t chain = upper - l3;
+  const std::size_t quote = !later && protocol == 6 ? 20 : 8;
+  Bytes quoted(original.begin() + l3, original.begin() + static_cast<std::ptrdiff_t>(upper + quote));
+  if (!later && (protocol == 6 || protocol == 17)) {
+    const std::size_t field = chain + (protocol == 6 ? 16 : 6);
+    int found = 0;
+    Bytes fixed;
+    for (unsigned v = 0; v <= 0xffff; ++v) {
+      Bytes q = quoted;
+      put16(q, field, v);
+      Bytes filled = q;
+      fill_pending_checksum(filled, chain, field - chain);
+      if (filled == q) {
+        fixed = q;
+        ++found;
+      }
+    }
+    if (found != 1) std::abort();
+    quoted = fixed;
+  }
+  Bytes b = ethernet(dmac, smac, 0, 0x86dd);
+  b.resize(l3 + 48, 0);
+  b[l3] = 0x60;
+  put16(b, l3 + 4, static_cast<unsigned>(8 + quoted.size()));
+  b[l3 + 6] = 58;
+  b[l3 + 7] = 64;
+  for (int i = 0; i < 16; ++i) {
+    b[l3 + 8 + i] = original[l3 + 24 + i];
+    b[l3 + 24 + i] = original[l3 + 8 + i];
+  }
+  b[l3 + 40] = 2;
+  b[l3 + 41] = 0;
+  put16(b, l3 + 44, mtu >> 16);
+  put16(b, l3 + 46, mtu & 0xffff);
+  b.insert(b.end(), quoted.begin(), quoted.end());
+  put16(b, l3 + 42, fold(upper6_sum(b, l3 + 40, 58)));
+  return b;
+}
+
 std::string hex(const Bytes& b) {
   std::string s;
   char buf[4];

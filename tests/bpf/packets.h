@@ -97,6 +97,14 @@ void fill_pending_checksum(Bytes& frame, std::size_t start, std::size_t offset);
 // would leave as it is (found here by trying every value).
 Bytes frag_needed(const Bytes& original, std::uint16_t mtu, const Mac& dmac, const Mac& smac);
 
+// ICMPv6 Packet Too Big (RFC 4443 3.2) for `mtu` about `original`
+// (Ethernet + IPv6), as covey's stamping program answers it: from the
+// original's destination to its source, traffic class 0, hop limit 64;
+// quoting the IPv6 header, its extension headers and the 8 bytes after
+// them (TCP: 20), the quoted TCP or UDP checksum field set as
+// frag_needed() sets it.
+Bytes packet_too_big(const Bytes& original, std::uint32_t mtu, const Mac& dmac, const Mac& smac);
+
 std::string hex(const Bytes& b);
 
 }  // namespace covey::testing
