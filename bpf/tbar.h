@@ -240,37 +240,79 @@ __attribute__((noinline)) int covey_tbar_stamp_v4(struct __sk_buff *skb, const s
 	return 0;
 }
 
+/* Counters a packet may carry at once: the segments of an IPv6 TCP skb
+ * that GRO merged after decryption (covey_tbar_receive_v6), at most two
+ * per segment: 64 KiB of segments of 512 bytes or more. Small, as the
+ * verifier walks every step of the loops over it. */
+#define COVEY_TBAR_SPAN_MAX 256
+
 /* The per-sender duplicate window, under the sender's lock: RFC 6479's
- * blocks of 64 bits, advanced by clearing the blocks the new top passes. */
-static __always_inline int covey_tbar_window(struct covey_tbar_peer *peer, __u32 counter, __u64 now)
+ * blocks of 64 bits, advanced by clearing the blocks the new top passes.
+ * Counters first .. first + span - 1 (span 1..COVEY_TBAR_SPAN_MAX) are
+ * accepted together if none of them was seen, else refused together. */
+static __always_inline int covey_tbar_window(struct covey_tbar_peer *peer, __u32 first, __u32 span, __u64 now)
 {
-	__u32 bit = counter & 63, word = (counter >> 6) & (COVEY_TBAR_WINDOW_WORDS - 1);
+	__u32 last = first + span - 1, top, c, left;
 	int verdict = COVEY_TBAR_OK;
-	__s32 ahead;
+	__s32 known;
 
 	bpf_spin_lock(&peer->lock);
 	if (!peer->started) {
 		/* The first packet from this sender: one past an empty window. */
 		peer->started = 1;
-		peer->top = counter - 1;
+		peer->top = first - 1;
 	}
-	ahead = (__s32)(counter - peer->top);
-	if (ahead > 0) {
-		__u32 top = peer->top, blocks = ((top & 63) + (__u32)ahead) >> 6;
-
-		for (__u32 i = 1; i <= COVEY_TBAR_WINDOW_WORDS; i++) {
-			if (i > blocks)
-				break;
-			peer->bitmap[((top >> 6) + i) & (COVEY_TBAR_WINDOW_WORDS - 1)] = 0;
-		}
-		peer->top = counter;
-	} else if ((__u32)(peer->top - counter) >= COVEY_TBAR_WINDOW_BITS - 64) {
+	top = peer->top;
+	/* Counters up to the top may have been seen: first .. first + known. */
+	known = (__s32)(top - first);
+	if (known >= 0 && (__u32)known >= COVEY_TBAR_WINDOW_BITS - 64) {
 		verdict = COVEY_TBAR_TOO_OLD;
-	} else if (peer->bitmap[word] & (1ull << bit)) {
-		verdict = COVEY_TBAR_DUPLICATE;
+	} else if (known >= 0) {
+		c = first;
+		left = (__u32)known < span - 1 ? (__u32)known + 1 : span;
+		for (int i = 0; i < COVEY_TBAR_SPAN_MAX / 64 + 1; i++) {
+			__u32 bit = c & 63, n = 64 - bit;
+			__u64 mask;
+
+			if (!left)
+				break;
+			if (n > left)
+				n = left;
+			mask = (~0ull >> (64 - n)) << bit;
+			if (peer->bitmap[(c >> 6) & (COVEY_TBAR_WINDOW_WORDS - 1)] & mask) {
+				verdict = COVEY_TBAR_DUPLICATE;
+				break;
+			}
+			c += n;
+			left -= n;
+		}
 	}
 	if (verdict == COVEY_TBAR_OK) {
-		peer->bitmap[word] |= 1ull << bit;
+		__s32 ahead = (__s32)(last - top);
+
+		if (ahead > 0) {
+			__u32 blocks = ((top & 63) + (__u32)ahead) >> 6;
+
+			for (__u32 i = 1; i <= COVEY_TBAR_WINDOW_WORDS; i++) {
+				if (i > blocks)
+					break;
+				peer->bitmap[((top >> 6) + i) & (COVEY_TBAR_WINDOW_WORDS - 1)] = 0;
+			}
+			peer->top = last;
+		}
+		c = first;
+		left = span;
+		for (int i = 0; i < COVEY_TBAR_SPAN_MAX / 64 + 1; i++) {
+			__u32 bit = c & 63, n = 64 - bit;
+
+			if (!left)
+				break;
+			if (n > left)
+				n = left;
+			peer->bitmap[(c >> 6) & (COVEY_TBAR_WINDOW_WORDS - 1)] |= (~0ull >> (64 - n)) << bit;
+			c += n;
+			left -= n;
+		}
 		peer->last_ns = now;
 	}
 	bpf_spin_unlock(&peer->lock);
@@ -294,10 +336,10 @@ static __always_inline struct covey_tbar_peer *covey_tbar_peer(__u32 sid)
 }
 
 /* A stamp's verdict on receipt, counted: its pseudotime inside the
- * window, then its counter new in the sender's duplicate window. The
- * same for both families. */
+ * window, then its counters (`span` of them from `counter`) new in the
+ * sender's duplicate window. The same for both families. */
 static __always_inline int covey_tbar_judge(const struct covey_config *cfg, struct covey_stats *st, __u16 sid,
-					    __u32 pseudotime, __u32 counter, __u64 now)
+					    __u32 pseudotime, __u32 counter, __u32 span, __u64 now)
 {
 	struct covey_tbar_peer *peer;
 	__u32 window = COVEY_READ_ONCE(cfg->tbar_window_ms);
@@ -320,7 +362,7 @@ static __always_inline int covey_tbar_judge(const struct covey_config *cfg, stru
 		st->tbar_no_peer++;
 		return COVEY_TBAR_NO_PEER;
 	}
-	verdict = covey_tbar_window(peer, counter, now);
+	verdict = covey_tbar_window(peer, counter, span, now);
 	if (verdict == COVEY_TBAR_DUPLICATE)
 		st->tbar_duplicate++;
 	else if (verdict == COVEY_TBAR_TOO_OLD)
@@ -375,7 +417,7 @@ static __always_inline int covey_tbar_receive_v4(struct __sk_buff *skb, const st
 		counter = bpf_ntohl(opt.counter);
 		if (pkt->fragment == COVEY_FRAG_NONE)
 			counter += (__u16)((front[4] << 8 | front[5]) - counter);
-		verdict = covey_tbar_judge(cfg, st, bpf_ntohs(opt.sid), bpf_ntohl(opt.pseudotime), counter, now);
+		verdict = covey_tbar_judge(cfg, st, bpf_ntohs(opt.sid), bpf_ntohl(opt.pseudotime), counter, 1, now);
 		if (verdict != COVEY_TBAR_OK)
 			return verdict;
 	}
@@ -617,12 +659,14 @@ static __always_inline int covey_tbar_receive_v6(struct __sk_buff *skb, const st
 				(__u32)opt.counter[2] << 8 | opt.counter[3];
 		__u32 pt = (__u32)opt.pseudotime[0] << 24 | (__u32)opt.pseudotime[1] << 16 |
 			   (__u32)opt.pseudotime[2] << 8 | opt.pseudotime[3];
+		__u32 span = 1;
 		int verdict;
 
 		if (opt.nexthdr == IPPROTO_TCP) {
 			/* A segment of a GSO skb: counter + ((seq >> shift) -
 			 * segment) mod 2^12 (covey_maps.h). */
-			__u32 segment = (__u32)opt.segment[0] << 8 | opt.segment[1], seq;
+			__u32 segment = (__u32)opt.segment[0] << 8 | opt.segment[1], shift = segment >> 12, seq;
+			__u32 segs = skb->gso_segs, size = skb->gso_size;
 			__u8 s[4];
 
 			if (bpf_skb_load_bytes(skb, at + COVEY_TBAR_DSTOPT_LEN + 4, s, sizeof(s))) {
@@ -630,9 +674,21 @@ static __always_inline int covey_tbar_receive_v6(struct __sk_buff *skb, const st
 				return COVEY_TBAR_ERROR;
 			}
 			seq = (__u32)s[0] << 24 | (__u32)s[1] << 16 | (__u32)s[2] << 8 | s[3];
-			counter += ((seq >> (segment >> 12)) - segment) & (COVEY_TBAR_SEGMENTS - 1);
+			counter += ((seq >> shift) - segment) & (COVEY_TBAR_SEGMENTS - 1);
+			/* Segments of one stamp that GRO merged again after
+			 * decryption (they carry identical headers): all their
+			 * counters, from the first segment's to the last's, are
+			 * taken together, so none of them can be replayed alone. */
+			if (segs > 1 && size) {
+				span = ((((seq + (segs - 1) * size) >> shift) - (seq >> shift)) &
+					(COVEY_TBAR_SEGMENTS - 1)) + 1;
+				if (span > COVEY_TBAR_SPAN_MAX) {
+					st->tbar_error++;
+					return COVEY_TBAR_ERROR;
+				}
+			}
 		}
-		verdict = covey_tbar_judge(cfg, st, (__u16)(opt.sid[0] << 8 | opt.sid[1]), pt, counter, now);
+		verdict = covey_tbar_judge(cfg, st, (__u16)(opt.sid[0] << 8 | opt.sid[1]), pt, counter, span, now);
 		if (verdict != COVEY_TBAR_OK)
 			return verdict;
 	}

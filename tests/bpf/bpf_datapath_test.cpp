@@ -2019,6 +2019,49 @@ TEST_F(TbarReceive6, SegmentsOfOneStampAreToldApartBySequenceNumber) {
   expect_delta(before, dp_->stats(), {{"tbar_duplicate", 1}}, "a segment replayed");
 }
 
+// Segments of one stamp that GRO merged again after decryption arrive as
+// one skb (gso_segs, gso_size) with the first segment's sequence number:
+// all their counters are taken, so none can be replayed alone later, and
+// a merged skb holding a segment already seen is a duplicate. (A test run
+// cannot make the skb a TCP GSO one, so the stamp's removal is refused
+// here, tbar_error, after the window has taken the counters; the removal
+// of a real one is the kernel's bpf_skb_adjust_room on TCP GSO, as for
+// the sender.)
+TEST_F(TbarReceive6, SegmentsMergedByGroTakeAllTheirCounters) {
+  const std::uint32_t seq0 = 0x40000000, size = 1200, shift = 10, c0 = 9000;
+  const auto segment = static_cast<std::uint16_t>(shift << 12 | ((seq0 >> shift) & 0xfff));
+  auto seg = [&](std::uint32_t i) {
+    Bytes t = tcp(1, 2, 0x10, {}, size);
+    const std::uint32_t seq = seq0 + i * size;
+    for (int b = 0; b < 4; ++b) t[4 + static_cast<std::size_t>(b)] = static_cast<std::uint8_t>(seq >> (24 - 8 * b));
+    return t;
+  };
+  auto merged = [&](std::uint32_t first, std::uint32_t segs) {
+    return run_tc(*dp_, Program::WanIngress, stamped(68, kNow, c0, 6, seg(first), segment),
+                  {.spi = kSpi, .clock = clock_, .gso_segs = segs, .gso_size = size});
+  };
+  covey_stats before = dp_->stats();
+  EXPECT_EQ(merged(0, 4).retval, static_cast<std::uint32_t>(TC_ACT_SHOT));
+  expect_delta(before, dp_->stats(), {{"tbar_error", 1}}, "four segments merged (removal refused in a test run)");
+  const std::uint32_t last = c0 + ((3 * size) >> shift);
+  EXPECT_EQ(dp_->tbar_peer(68)->top, last) << "the last segment's counter";
+  for (std::uint32_t i = 1; i < 4; ++i) {
+    SCOPED_TRACE("segment " + std::to_string(i) + " replayed alone");
+    before = dp_->stats();
+    EXPECT_EQ(receive(stamped(68, kNow, c0, 6, seg(i), segment)).retval, static_cast<std::uint32_t>(TC_ACT_SHOT));
+    expect_delta(before, dp_->stats(), {{"tbar_duplicate", 1}}, "a merged segment replayed");
+  }
+  before = dp_->stats();
+  EXPECT_EQ(receive(stamped(68, kNow, c0, 6, seg(4), segment)).retval, static_cast<std::uint32_t>(TC_ACT_OK));
+  expect_delta(before, dp_->stats(), {{"tbar_accepted", 1}}, "the next segment, not merged");
+  before = dp_->stats();
+  EXPECT_EQ(merged(5, 3).retval, static_cast<std::uint32_t>(TC_ACT_SHOT));
+  EXPECT_EQ(merged(4, 2).retval, static_cast<std::uint32_t>(TC_ACT_SHOT));
+  expect_delta(before, dp_->stats(), {{"tbar_error", 1}, {"tbar_duplicate", 1}},
+               "segments 5-7 merged: new; 4-5 merged: 4 and 5 seen");
+  EXPECT_EQ(dp_->tbar_peer(68)->top, c0 + ((7 * size) >> shift));
+}
+
 TEST_F(TbarReceive6, StampsAmongOtherExtensionHeadersAndWhatIsNotTheGroups) {
   const Bytes u = udp_in();
   const Bytes plain = frame(inner(17, u));
