@@ -1622,11 +1622,16 @@ TEST_F(DatapathTest, TbarStampV6InsertedExactly) {
   const Bytes data(24, 0x5a);
   const std::vector<Case> cases = {
       {"UDP: the stamp's header first after the IPv6 header, next headers chained, payload length + 16",
-       v6(17, u), TC_ACT_OK, [&](std::uint32_t c) { return v6(60, cat({stamp6(17, kSid, pt, c), u})); },
+       v6(17, u), TC_ACT_OK,
+       [&](std::uint32_t c) {
+         return v6(60, cat({stamp6(17, kSid, pt, c), u}));
+       },
        stamped},
       {"TCP: the segment field holds the sequence number (shift 0)", v6(6, tcp(40000, 443, 0x10, {}, 8)),
        TC_ACT_OK,
-       [&](std::uint32_t c) { return v6(60, cat({stamp6(6, kSid, pt, c, kSeg), tcp(40000, 443, 0x10, {}, 8)})); },
+       [&](std::uint32_t c) {
+         return v6(60, cat({stamp6(6, kSid, pt, c, kSeg), tcp(40000, 443, 0x10, {}, 8)}));
+       },
        stamped},
       {"TCP SYN: MSS above the IPv6 clamp lowered to it, TCP checksum fixed",
        v6(6, tcp(40000, 443, 0x02, mss_option(1440))), TC_ACT_OK,
@@ -1639,15 +1644,28 @@ TEST_F(DatapathTest, TbarStampV6InsertedExactly) {
          return v6(60, cat({stamp6(6, kSid, pt, c, kSeg), tcp(40000, 443, 0x02, mss_option(1220))}));
        },
        stamped},
-      {"after a Hop-by-Hop header, which stays first (RFC 8200 4.1)", v6(0, cat({hop_by_hop(17), u})), TC_ACT_OK,
-       [&](std::uint32_t c) { return v6(0, cat({hop_by_hop(60), stamp6(17, kSid, pt, c), u})); }, stamped},
+      {"after a Hop-by-Hop header, which stays first (RFC 8200 4.1)", v6(0, cat({hop_by_hop(17), u})),
+       TC_ACT_OK,
+       [&](std::uint32_t c) {
+         return v6(0, cat({hop_by_hop(60), stamp6(17, kSid, pt, c), u}));
+       },
+       stamped},
       {"after a 64-byte Hop-by-Hop header, the longest moved", v6(0, cat({hop_by_hop(17, 64), u})), TC_ACT_OK,
-       [&](std::uint32_t c) { return v6(0, cat({hop_by_hop(60, 64), stamp6(17, kSid, pt, c), u})); }, stamped},
+       [&](std::uint32_t c) {
+         return v6(0, cat({hop_by_hop(60, 64), stamp6(17, kSid, pt, c), u}));
+       },
+       stamped},
       {"a Routing header follows the stamp", v6(43, cat({routing(17), u})), TC_ACT_OK,
-       [&](std::uint32_t c) { return v6(60, cat({stamp6(43, kSid, pt, c), routing(17), u})); }, stamped},
+       [&](std::uint32_t c) {
+         return v6(60, cat({stamp6(43, kSid, pt, c), routing(17), u}));
+       },
+       stamped},
       {"an existing Destination Options header follows the stamp's", v6(60, cat({dest_options(17), u})),
        TC_ACT_OK,
-       [&](std::uint32_t c) { return v6(60, cat({stamp6(60, kSid, pt, c), dest_options(17), u})); }, stamped},
+       [&](std::uint32_t c) {
+         return v6(60, cat({stamp6(60, kSid, pt, c), dest_options(17), u}));
+       },
+       stamped},
       {"Hop-by-Hop, Destination Options, Routing, Fragment (first): the stamp second",
        v6(0, cat({hop_by_hop(60), dest_options(43), routing(44), fragment6(17, 0, true), u})), TC_ACT_OK,
        [&](std::uint32_t c) {
@@ -1657,7 +1675,9 @@ TEST_F(DatapathTest, TbarStampV6InsertedExactly) {
        stamped},
       {"a later fragment: stamped, the stamp before its Fragment header (per fragment)",
        v6(44, cat({fragment6(17, 1480, false), data})), TC_ACT_OK,
-       [&](std::uint32_t c) { return v6(60, cat({stamp6(44, kSid, pt, c), fragment6(17, 1480, false), data})); },
+       [&](std::uint32_t c) {
+         return v6(60, cat({stamp6(44, kSid, pt, c), fragment6(17, 1480, false), data}));
+       },
        later},
       {"a Hop-by-Hop header over 64 bytes: no room, dropped, never sent unstamped",
        v6(0, cat({hop_by_hop(17, 72), u})),
@@ -1676,7 +1696,10 @@ TEST_F(DatapathTest, TbarStampV6InsertedExactly) {
        nullptr,
        {{"packets", 1}, {"steer_claimed", 1}, {"tbar_error", 1}},
        Ctx{.gso_segs = 2, .gso_size = 4}},
-      {"denied traffic is not stamped", v6(17, udp(848, 848, 16)), TC_ACT_OK, nullptr,
+      {"denied traffic is not stamped",
+       v6(17, udp(848, 848, 16)),
+       TC_ACT_OK,
+       nullptr,
        {{"packets", 1}, {"bypass_deny", 1}}},
   };
   const std::uint32_t c0 = 0x6100fff0;
@@ -1718,13 +1741,14 @@ TEST_F(DatapathTest, TbarStampV6OnTheGmsOwnTraffic) {
   const covey_stats before = dp_->stats();
   const Result r = run_tc(*dp_, Program::WanEgress, frame(f), {.clock = clock_ + 2 * kMs});
   EXPECT_EQ(r.retval, kRedirect);
-  Ipv6Frame want = v6(60, cat({stamp6(17, kSid, kPseudotime + 2, 91), udp(1, 2, 8)}), "2001:db8:1::5",
-                      "2001:db8:3::99");
+  Ipv6Frame want =
+      v6(60, cat({stamp6(17, kSid, kPseudotime + 2, 91), udp(1, 2, 8)}), "2001:db8:1::5", "2001:db8:3::99");
   want.dmac = kMacA;  // the bounce: to the interface itself
   EXPECT_EQ(r.out, frame(want)) << hex(r.out);
-  expect_delta(before, dp_->stats(),
-               {{"packets", 1}, {"encrypt", 1}, {"steer_claimed", 1}, {"tbar_stamped", 1}, {"local_bounced", 1}},
-               "the GM's own IPv6");
+  expect_delta(
+      before, dp_->stats(),
+      {{"packets", 1}, {"encrypt", 1}, {"steer_claimed", 1}, {"tbar_stamped", 1}, {"local_bounced", 1}},
+      "the GM's own IPv6");
 }
 
 // The GSO skbs a test run cannot make: segments of one TCP skb carry the
@@ -1744,8 +1768,8 @@ TEST(TcpMssForStamp, IPv6LeavesRoomForItsStampHeader) {
 
 // A frame of exactly `total` bytes of IPv6 (header, `chain` and upper
 // layer), from 2001:db8:1::1.
-Ipv6Frame sized6(std::uint8_t protocol, std::size_t total, const Bytes& chain = {}, std::uint8_t chain_next = 0,
-                 std::uint8_t icmp_type = 128) {
+Ipv6Frame sized6(std::uint8_t protocol, std::size_t total, const Bytes& chain = {},
+                 std::uint8_t chain_next = 0, std::uint8_t icmp_type = 128) {
   const std::size_t l4 = total - 40 - chain.size();
   Bytes upper;
   if (protocol == 17) {
@@ -1797,7 +1821,8 @@ TEST_F(DatapathTest, PathMtuV6PacketsTooBigOnceStampedAreAnswered) {
        sized6(17, kUsable6 + 1, chain, 0), Outcome::Answered, kRedirect, answered},
       {"a later fragment, over: answered (IPv6 has no exception for fragments), 8 bytes of its data quoted",
        later, Outcome::Answered, kRedirect, answered_later},
-      {"ICMPv6 echo request, over: answered", sized6(58, kUsable6 + 1), Outcome::Answered, kRedirect, answered},
+      {"ICMPv6 echo request, over: answered", sized6(58, kUsable6 + 1), Outcome::Answered, kRedirect,
+       answered},
       {"an ICMPv6 error, over: never answered (RFC 4443 2.4 (e)), stamped and left to the kernel",
        sized6(58, kUsable6 + 1, {}, 0, 1), Outcome::Stamped, TC_ACT_OK, stamped},
       {"a TCP GSO skb whose segments are too big (40 + 20 + 1331 > 1390 + 16): answered", sized6(6, 2722),
@@ -1821,10 +1846,11 @@ TEST_F(DatapathTest, PathMtuV6PacketsTooBigOnceStampedAreAnswered) {
        tbar_mtu6(kInnerMtu6, false)},
       {"inner MTU unknown (0): stamped, not answered", sized6(17, 1500), Outcome::Stamped, TC_ACT_OK, stamped,
        Program::LanIngress, tbar_mtu6(0)},
-      {"inner MTU under 1280 + 16 (an answer would name less than IPv6's minimum): stamped, left to the kernel",
+      {"inner MTU under 1280 + 16 (an answer would name less than IPv6's minimum): stamped, left to the "
+       "kernel",
        sized6(17, 1500), Outcome::Stamped, TC_ACT_OK, stamped, Program::LanIngress, tbar_mtu6(1295)},
-      {"the GM's own packet at the WAN's egress, over: answered into its own stack",
-       sized6(17, kUsable6 + 1), Outcome::Answered, kRedirect, answered, Program::WanEgress},
+      {"the GM's own packet at the WAN's egress, over: answered into its own stack", sized6(17, kUsable6 + 1),
+       Outcome::Answered, kRedirect, answered, Program::WanEgress},
       {"the GM's own packet at the limit: stamped and bounced",
        sized6(17, kUsable6),
        Outcome::Stamped,
@@ -1927,11 +1953,13 @@ class TbarReceive6 : public TbarReceive {
   }
   // A decrypted packet: `before` the stamp (a Hop-by-Hop header), the
   // stamp, `after` it (the rest of the chain and the upper layer).
-  static Bytes stamped(std::uint16_t sid, std::uint32_t pseudotime, std::uint32_t counter, std::uint8_t next = 17,
-                       Bytes after = udp_in(), std::uint16_t segment = 0) {
+  static Bytes stamped(std::uint16_t sid, std::uint32_t pseudotime, std::uint32_t counter,
+                       std::uint8_t next = 17, Bytes after = udp_in(), std::uint16_t segment = 0) {
     return frame(inner(60, cat({stamp6(next, sid, pseudotime, counter, segment), after})));
   }
-  Result receive(const Bytes& in) { return run_tc(*dp_, Program::WanIngress, in, {.spi = kSpi, .clock = clock_}); }
+  Result receive(const Bytes& in) {
+    return run_tc(*dp_, Program::WanIngress, in, {.spi = kSpi, .clock = clock_});
+  }
 
   void play6(std::uint16_t sid, const std::vector<Step6>& steps, std::uint32_t now = kNow) {
     dp_->set_pseudotime(now, clock_);
@@ -1974,17 +2002,18 @@ TEST_F(TbarReceive6, PseudotimeIsComparedModulo2To32) {
 
 TEST_F(TbarReceive6, DuplicatesAndCollisions) {
   const std::uint32_t span = COVEY_TBAR_WINDOW_BITS - 64;
-  play6(63, {
-                {"first", 0, 100, TC_ACT_OK, "tbar_accepted"},
-                {"the same packet again: duplicate", 0, 100, TC_ACT_SHOT, "tbar_duplicate"},
-                {"replayed 900 ms later (still in time): duplicate", -900, 100, TC_ACT_SHOT, "tbar_duplicate"},
-                {"out of order, not seen yet: accepted", 0, 98, TC_ACT_OK, "tbar_accepted"},
-                {"another sender's packet with the same counter: its own window, accepted", 0, 100, TC_ACT_OK,
-                 "tbar_accepted", 64},
-                {"and its replay: duplicate", 0, 100, TC_ACT_SHOT, "tbar_duplicate", 64},
-                {"the top moves a window's span on", 0, 100 + span, TC_ACT_OK, "tbar_accepted"},
-                {"the first counter, now too old to tell", 0, 100, TC_ACT_SHOT, "tbar_too_old"},
-            });
+  play6(63,
+        {
+            {"first", 0, 100, TC_ACT_OK, "tbar_accepted"},
+            {"the same packet again: duplicate", 0, 100, TC_ACT_SHOT, "tbar_duplicate"},
+            {"replayed 900 ms later (still in time): duplicate", -900, 100, TC_ACT_SHOT, "tbar_duplicate"},
+            {"out of order, not seen yet: accepted", 0, 98, TC_ACT_OK, "tbar_accepted"},
+            {"another sender's packet with the same counter: its own window, accepted", 0, 100, TC_ACT_OK,
+             "tbar_accepted", 64},
+            {"and its replay: duplicate", 0, 100, TC_ACT_SHOT, "tbar_duplicate", 64},
+            {"the top moves a window's span on", 0, 100 + span, TC_ACT_OK, "tbar_accepted"},
+            {"the first counter, now too old to tell", 0, 100, TC_ACT_SHOT, "tbar_too_old"},
+        });
   const auto peer = dp_->tbar_peer(63);
   ASSERT_TRUE(peer);
   EXPECT_EQ(peer->top, 100 + span);
@@ -1998,7 +2027,8 @@ TEST_F(TbarReceive6, SegmentsOfOneStampAreToldApartBySequenceNumber) {
   auto seg = [&](std::uint32_t i) {
     Bytes t = tcp(1, 2, 0x10, {}, size);
     const std::uint32_t seq = seq0 + i * size;
-    for (int b = 0; b < 4; ++b) t[4 + static_cast<std::size_t>(b)] = static_cast<std::uint8_t>(seq >> (24 - 8 * b));
+    for (int b = 0; b < 4; ++b)
+      t[4 + static_cast<std::size_t>(b)] = static_cast<std::uint8_t>(seq >> (24 - 8 * b));
     return t;
   };
   std::uint32_t last = 0;
@@ -2013,9 +2043,11 @@ TEST_F(TbarReceive6, SegmentsOfOneStampAreToldApartBySequenceNumber) {
     last = c0 + ((((seq0 + i * size) >> shift) - (seq0 >> shift)) & 0xfff);
   }
   EXPECT_EQ(dp_->tbar_peer(65)->top, last) << "the last segment's counter";
-  EXPECT_EQ(last, c0 + 5u) << "the sixth segment starts (5 * 1200) >> 10 = 5 counters on (seq0 is 1024-aligned)";
+  EXPECT_EQ(last, c0 + 5u)
+      << "the sixth segment starts (5 * 1200) >> 10 = 5 counters on (seq0 is 1024-aligned)";
   const covey_stats before = dp_->stats();
-  EXPECT_EQ(receive(stamped(65, kNow, c0, 6, seg(3), segment)).retval, static_cast<std::uint32_t>(TC_ACT_SHOT));
+  EXPECT_EQ(receive(stamped(65, kNow, c0, 6, seg(3), segment)).retval,
+            static_cast<std::uint32_t>(TC_ACT_SHOT));
   expect_delta(before, dp_->stats(), {{"tbar_duplicate", 1}}, "a segment replayed");
 }
 
@@ -2033,7 +2065,8 @@ TEST_F(TbarReceive6, SegmentsMergedByGroTakeAllTheirCounters) {
   auto seg = [&](std::uint32_t i) {
     Bytes t = tcp(1, 2, 0x10, {}, size);
     const std::uint32_t seq = seq0 + i * size;
-    for (int b = 0; b < 4; ++b) t[4 + static_cast<std::size_t>(b)] = static_cast<std::uint8_t>(seq >> (24 - 8 * b));
+    for (int b = 0; b < 4; ++b)
+      t[4 + static_cast<std::size_t>(b)] = static_cast<std::uint8_t>(seq >> (24 - 8 * b));
     return t;
   };
   auto merged = [&](std::uint32_t first, std::uint32_t segs) {
@@ -2042,13 +2075,15 @@ TEST_F(TbarReceive6, SegmentsMergedByGroTakeAllTheirCounters) {
   };
   covey_stats before = dp_->stats();
   EXPECT_EQ(merged(0, 4).retval, static_cast<std::uint32_t>(TC_ACT_SHOT));
-  expect_delta(before, dp_->stats(), {{"tbar_error", 1}}, "four segments merged (removal refused in a test run)");
+  expect_delta(before, dp_->stats(), {{"tbar_error", 1}},
+               "four segments merged (removal refused in a test run)");
   const std::uint32_t last = c0 + ((3 * size) >> shift);
   EXPECT_EQ(dp_->tbar_peer(68)->top, last) << "the last segment's counter";
   for (std::uint32_t i = 1; i < 4; ++i) {
     SCOPED_TRACE("segment " + std::to_string(i) + " replayed alone");
     before = dp_->stats();
-    EXPECT_EQ(receive(stamped(68, kNow, c0, 6, seg(i), segment)).retval, static_cast<std::uint32_t>(TC_ACT_SHOT));
+    EXPECT_EQ(receive(stamped(68, kNow, c0, 6, seg(i), segment)).retval,
+              static_cast<std::uint32_t>(TC_ACT_SHOT));
     expect_delta(before, dp_->stats(), {{"tbar_duplicate", 1}}, "a merged segment replayed");
   }
   before = dp_->stats();
@@ -2080,20 +2115,47 @@ TEST_F(TbarReceive6, StampsAmongOtherExtensionHeadersAndWhatIsNotTheGroups) {
       {"decrypted by another SA: untouched", in, kForeignSpi, true, TC_ACT_OK, in, {}},
       {"the group's, without a stamp: dropped", plain, kSpi, true, TC_ACT_SHOT, {}, {{"tbar_missing", 1}}},
       {"after a Hop-by-Hop header: checked, stripped, the Hop-by-Hop header first again",
-       frame(inner(0, cat({hop_by_hop(60), stamp6(17, 66, kNow, 2), u}))), kSpi, true, TC_ACT_OK,
-       frame(inner(0, cat({hop_by_hop(17), u}))), {{"tbar_accepted", 1}}},
-      {"after a 64-byte Hop-by-Hop header", frame(inner(0, cat({hop_by_hop(60, 64), stamp6(17, 66, kNow, 3), u}))),
-       kSpi, true, TC_ACT_OK, frame(inner(0, cat({hop_by_hop(17, 64), u}))), {{"tbar_accepted", 1}}},
+       frame(inner(0, cat({hop_by_hop(60), stamp6(17, 66, kNow, 2), u}))),
+       kSpi,
+       true,
+       TC_ACT_OK,
+       frame(inner(0, cat({hop_by_hop(17), u}))),
+       {{"tbar_accepted", 1}}},
+      {"after a 64-byte Hop-by-Hop header",
+       frame(inner(0, cat({hop_by_hop(60, 64), stamp6(17, 66, kNow, 3), u}))),
+       kSpi,
+       true,
+       TC_ACT_OK,
+       frame(inner(0, cat({hop_by_hop(17, 64), u}))),
+       {{"tbar_accepted", 1}}},
       {"before Destination Options, Routing and Fragment headers: stripped, the rest kept",
-       frame(inner(60, cat({stamp6(60, 66, kNow, 4), dest_options(43), routing(44), fragment6(17, 0, true), u}))),
-       kSpi, true, TC_ACT_OK, frame(inner(60, cat({dest_options(43), routing(44), fragment6(17, 0, true), u}))),
+       frame(inner(60,
+                   cat({stamp6(60, 66, kNow, 4), dest_options(43), routing(44), fragment6(17, 0, true), u}))),
+       kSpi,
+       true,
+       TC_ACT_OK,
+       frame(inner(60, cat({dest_options(43), routing(44), fragment6(17, 0, true), u}))),
        {{"tbar_accepted", 1}}},
       {"a Destination Options header that is not a stamp, where the stamp goes: missing",
-       frame(inner(60, cat({dest_options(17), u}))), kSpi, true, TC_ACT_SHOT, {}, {{"tbar_missing", 1}}},
-      {"a stamp further down the chain than covey puts it: missing",
-       frame(inner(43, cat({routing(60), stamp6(17, 66, kNow, 5), u}))), kSpi, true, TC_ACT_SHOT, {},
+       frame(inner(60, cat({dest_options(17), u}))),
+       kSpi,
+       true,
+       TC_ACT_SHOT,
+       {},
        {{"tbar_missing", 1}}},
-      {"the previous TEK's, stamped: checked and stripped", stamped(66, kNow, 6), kOldSpi, true, TC_ACT_OK, plain,
+      {"a stamp further down the chain than covey puts it: missing",
+       frame(inner(43, cat({routing(60), stamp6(17, 66, kNow, 5), u}))),
+       kSpi,
+       true,
+       TC_ACT_SHOT,
+       {},
+       {{"tbar_missing", 1}}},
+      {"the previous TEK's, stamped: checked and stripped",
+       stamped(66, kNow, 6),
+       kOldSpi,
+       true,
+       TC_ACT_OK,
+       plain,
        {{"tbar_accepted", 1}}},
       {"TBAR off: a stamp is still removed, nothing checked", in, kSpi, false, TC_ACT_OK, plain, {}},
       {"TBAR off, no stamp: untouched", plain, kSpi, false, TC_ACT_OK, plain, {}},
@@ -2125,9 +2187,13 @@ TEST_F(TbarReceive6, AFragmentedDatagramIsJudgedByItsFirstFragment) {
   };
   const std::vector<Case> cases = {
       {"a later fragment without a stamp: passed unchecked, untouched",
-       frame(inner(44, cat({fragment6(17, 1480, false), data}))), TC_ACT_OK, {{"tbar_unstamped_fragment", 1}}},
+       frame(inner(44, cat({fragment6(17, 1480, false), data}))),
+       TC_ACT_OK,
+       {{"tbar_unstamped_fragment", 1}}},
       {"the first fragment without a stamp: dropped, and its datagram with it",
-       frame(inner(44, cat({fragment6(17, 0, true), udp_in()}))), TC_ACT_SHOT, {{"tbar_missing", 1}}},
+       frame(inner(44, cat({fragment6(17, 0, true), udp_in()}))),
+       TC_ACT_SHOT,
+       {{"tbar_missing", 1}}},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.description);
@@ -2147,7 +2213,8 @@ TEST_F(TbarReceive6, AFragmentedDatagramIsJudgedByItsFirstFragment) {
   EXPECT_EQ(r.retval, static_cast<std::uint32_t>(TC_ACT_OK));
   EXPECT_EQ(r.out, frame(inner(44, cat({fragment6(17, 1480, false), data}))));
   EXPECT_EQ(receive(later).retval, static_cast<std::uint32_t>(TC_ACT_SHOT));
-  expect_delta(before, dp_->stats(), {{"tbar_accepted", 1}, {"tbar_duplicate", 1}}, "a stamped later fragment");
+  expect_delta(before, dp_->stats(), {{"tbar_accepted", 1}, {"tbar_duplicate", 1}},
+               "a stamped later fragment");
 }
 
 TEST_F(TbarReceive6, StampAndStripRoundTrip) {
@@ -2213,11 +2280,12 @@ TEST(LinkControl, NeighbourDiscoveryAndMldAreNeverSteeredOrDropped) {
                     icmp6(136, 255, "2001:db8:1::1", "2001:db8:2::2"), true});
   probes.push_back({"ND type 135 with hop limit 64 (it could only be forwarded): the ACL's",
                     icmp6(135, 64, "2001:db8:1::1", "2001:db8:2::2"), false});
-  probes.push_back({"MLD type 143 with hop limit 255: the ACL's", icmp6(143, 255, "fe80::1", "ff02::16"), false});
-  probes.push_back({"echo request, hop limit 255: the ACL's", icmp6(128, 255, "2001:db8:1::1", "2001:db8:2::2"),
-                    false});
-  probes.push_back({"type 138 (router renumbering) is not the link's", icmp6(138, 255, "fe80::1", "ff02::2"),
-                    false});
+  probes.push_back(
+      {"MLD type 143 with hop limit 255: the ACL's", icmp6(143, 255, "fe80::1", "ff02::16"), false});
+  probes.push_back(
+      {"echo request, hop limit 255: the ACL's", icmp6(128, 255, "2001:db8:1::1", "2001:db8:2::2"), false});
+  probes.push_back(
+      {"type 138 (router renumbering) is not the link's", icmp6(138, 255, "fe80::1", "ff02::2"), false});
 
   for (const Probe& p : probes) {
     SCOPED_TRACE(p.description);
@@ -2287,7 +2355,9 @@ TEST(Collision, TwoIpv6PairsInOneSlotNeverLeaveWithEachOthersAddresses) {
   const Bytes from_anchors = esp6(kAnchorLocal6, kAnchorGroup6);
   const Bytes as_a = esp6(ip6("2001:db8:1::1"), ip6("2001:db8:2::2"));
   const Bytes as_b = esp6(ip6("2001:db8:4::4"), ip6("2001:db8:5::5"));
-  auto rewrite = [&](std::uint32_t mark) { return run_tc(*dp, Program::WanEgress, from_anchors, {.mark = mark}); };
+  auto rewrite = [&](std::uint32_t mark) {
+    return run_tc(*dp, Program::WanEgress, from_anchors, {.mark = mark});
+  };
   const std::uint32_t ticket_a = steer(*dp, a, t0);
   Result r = run_tc(*dp, Program::LanIngress, b, {.clock = t0 + 500 * kMs});
   EXPECT_EQ(r.retval, static_cast<std::uint32_t>(TC_ACT_SHOT)) << "B while A is in use";
