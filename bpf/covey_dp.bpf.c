@@ -70,6 +70,13 @@ __attribute__((noinline)) int covey_decide(const struct covey_config *cfg, struc
 
 	if (!cfg || !st || !pkt)
 		return COVEY_DROP;
+	/* The link's own ICMPv6 (parse.h, covey_ipv6_link_control): not the
+	 * ACL's to decide, in either ACL. */
+	if (pkt->link_control) {
+		if (count)
+			st->nd_bypass++;
+		return COVEY_CLEAR;
+	}
 	gen = COVEY_READ_ONCE(cfg->generation) & 1;
 	no_tek = covey_fail_close_active(cfg, now);
 
@@ -122,12 +129,12 @@ __attribute__((noinline)) int covey_decide(const struct covey_config *cfg, struc
 enum covey_steered {
 	COVEY_STEERED = 0,
 	COVEY_STEER_DROP,
-	COVEY_STEER_ANSWERED, /* the packet became ICMP fragmentation needed: send it back */
+	COVEY_STEER_ANSWERED, /* the packet became ICMP fragmentation needed or Packet Too Big: send it back */
 };
 
 /* A permitted packet on its way into the SA: stamped (if the group uses
- * TBAR) and marked with the steering mark and its slot; or, if DF is set
- * and the stamp would make it too big for the SA, turned into the ICMP
+ * TBAR) and marked with the steering mark and its slot; or, if the stamp
+ * would make it too big for the SA (IPv4: with DF), turned into the ICMP
  * answer (pmtu.h; `local`: the WAN's egress). A covey_steered, counted. */
 static __always_inline int covey_steer(struct __sk_buff *skb, const struct covey_config *cfg, struct covey_stats *st,
 				       const struct covey_packet *pkt, __u64 now, int local)
@@ -136,17 +143,21 @@ static __always_inline int covey_steer(struct __sk_buff *skb, const struct covey
 
 	/* Before a slot is taken: the packet will not be sent. With the
 	 * stamp off the kernel's own check is the right one. */
-	if ((COVEY_READ_ONCE(cfg->flags) & COVEY_CFG_TBAR_STAMP) && pkt->family == COVEY_FAMILY_V4 &&
-	    covey_too_big_v4(skb, cfg, pkt))
-		return covey_frag_needed_v4(skb, cfg, st, pkt, local) ? COVEY_STEER_DROP : COVEY_STEER_ANSWERED;
+	if (COVEY_READ_ONCE(cfg->flags) & COVEY_CFG_TBAR_STAMP) {
+		if (pkt->family == COVEY_FAMILY_V4 && covey_too_big_v4(skb, cfg, pkt))
+			return covey_frag_needed_v4(skb, cfg, st, pkt, local) ? COVEY_STEER_DROP : COVEY_STEER_ANSWERED;
+		if (pkt->family == COVEY_FAMILY_V6 && covey_too_big_v6(skb, cfg, pkt))
+			return covey_packet_too_big_v6(skb, cfg, st, pkt, local) ? COVEY_STEER_DROP
+										  : COVEY_STEER_ANSWERED;
+	}
 	ticket = covey_steer_ticket(cfg, st, pkt, now);
 	if (!ticket) {
 		st->steer_full++;
 		return COVEY_STEER_DROP;
 	}
 	if (COVEY_READ_ONCE(cfg->flags) & COVEY_CFG_TBAR_STAMP) {
-		/* IPv6 stamps are not built yet: IPv6 is steered unstamped. */
-		if (pkt->family == COVEY_FAMILY_V4 && covey_tbar_stamp_v4(skb, cfg, st, pkt, now))
+		if (pkt->family == COVEY_FAMILY_V4 ? covey_tbar_stamp_v4(skb, cfg, st, pkt, now)
+						   : covey_tbar_stamp_v6(skb, cfg, st, pkt, now))
 			return COVEY_STEER_DROP;
 	}
 	skb->mark = covey_steer_mark(cfg, skb->mark, ticket);
@@ -523,7 +534,8 @@ static __always_inline enum covey_inbound covey_inbound(void *data, void *end, s
 		return COVEY_IN_TO_ANCHOR;
 	}
 
-	if ((flags & COVEY_CFG_DROP_CLEAR) && !own) {
+	/* The link's own ICMPv6 is never the ACL's (parse.h). */
+	if ((flags & COVEY_CFG_DROP_CLEAR) && !own && !pkt->link_control) {
 		__u32 gen = COVEY_READ_ONCE(cfg->generation) & 1;
 		__u32 key = COVEY_HEAD_INDEX(gen, COVEY_ACL_MAIN, pkt->family), result;
 		const struct covey_acl_head *head = bpf_map_lookup_elem(&covey_acl_heads, &key);
@@ -640,7 +652,9 @@ int covey_wan_ingress(struct __sk_buff *skb)
 	if (covey_stats_cfg(&cfg, &st))
 		return TC_ACT_SHOT;
 	/* With TBAR off the stamp, if any, is still removed. The check reads
-	 * the IP header (the stamp is its first option) and no further. */
+	 * the IP header (IPv4: the stamp is its first option; IPv6: the
+	 * stamp's header and the TCP sequence number after it, loaded) and
+	 * no further. */
 	switch (covey_parse_n(skb, &pkt, COVEY_PARSE_OUTER)) {
 	case COVEY_PARSE_NOT_IP:
 		return TC_ACT_OK;
@@ -648,8 +662,9 @@ int covey_wan_ingress(struct __sk_buff *skb)
 		st->malformed++;
 		return TC_ACT_SHOT;
 	}
-	if (pkt.family != COVEY_FAMILY_V4)
-		return TC_ACT_OK; /* IPv6 stamps are not built yet */
+	if (pkt.family == COVEY_FAMILY_V6)
+		return covey_tbar_receive_v6(skb, cfg, st, &pkt, covey_now_ns(skb)) == COVEY_TBAR_OK ? TC_ACT_OK
+												   : TC_ACT_SHOT;
 	return covey_tbar_receive_v4(skb, cfg, st, &pkt, covey_now_ns(skb)) == COVEY_TBAR_OK ? TC_ACT_OK
 											   : TC_ACT_SHOT;
 }

@@ -211,13 +211,16 @@ struct covey_spi {
  * Time-based anti-replay (TBAR) stamp, inside the encrypted packet.
  * IPv4: an IP option of an experimental type (RFC 4727: copied = 0,
  * class 0, number 30), 12 bytes, placed first after the fixed header.
- * IPv6 (not built yet): a destination-options header carrying an
- * experimental option (RFC 4727: 0x1E, skippable, not changed en route)
- * with the same 10 bytes, padded to 16. */
+ * IPv6: a Destination Options header (RFC 8200 4.6) of its own, 16 bytes,
+ * first after the IPv6 header or after its Hop-by-Hop Options header,
+ * holding one option of the experimental type 0x1E (RFC 4727: the two
+ * high bits 00 = a node that does not know it skips it, the third 0 =
+ * not changed en route) with the same fields and a segment number. */
 #define COVEY_TBAR_OPT_V4 0x1e
 #define COVEY_TBAR_OPT_V6 0x1e
 #define COVEY_TBAR_OPT_LEN 12
 #define COVEY_TBAR_DSTOPT_LEN 16
+#define COVEY_TBAR_DSTOPT_DATA 12 /* the option's data length */
 
 /* As an IPv4 option: every field naturally aligned. */
 struct covey_tbar_opt_v4 {
@@ -228,18 +231,25 @@ struct covey_tbar_opt_v4 {
 	__be32 counter;     /* the sender's packet counter, mod 2^32 */
 };
 
-/* As an IPv6 destination-options header (kept ready for IPv6): the same
- * ten bytes at offset 4, big-endian, so byte arrays rather than fields. */
+/* As an IPv6 Destination Options header: the fields at offset 4, not
+ * naturally aligned, so byte arrays. `segment` numbers the segments of a
+ * TCP GSO skb, which IPv6 cannot tell apart by an IP ID: for TCP right
+ * after the stamp it is shift << 12 | (seq >> shift) mod 2^12, seq the
+ * TCP sequence number the stamp was written with, and a receiver takes
+ * counter + ((seq' >> shift) - segment) mod 2^12 as the counter of a
+ * segment with sequence number seq' (bpf/README.md, "TBAR"); 0 for
+ * anything else. */
 struct covey_tbar_dstopt_v6 {
 	__u8 nexthdr;
 	__u8 hdrlen;        /* 1: 16 bytes */
 	__u8 type;          /* COVEY_TBAR_OPT_V6 */
-	__u8 len;           /* 10 */
+	__u8 len;           /* COVEY_TBAR_DSTOPT_DATA */
 	__u8 sid[2];
 	__u8 pseudotime[4];
 	__u8 counter[4];
-	__u8 padn[2];       /* PadN, length 0 */
+	__u8 segment[2];
 };
+COVEY_LAYOUT_ASSERT(sizeof(struct covey_tbar_dstopt_v6) == COVEY_TBAR_DSTOPT_LEN);
 
 /* The receiver's duplicate window per sender: a bitmap over the counter,
  * in 64-bit blocks (RFC 6479's scheme): COVEY_TBAR_WINDOW_BITS counters
@@ -309,8 +319,9 @@ struct covey_config {
 	 * carries without fragmentation (user space computes it as the
 	 * kernel does, kmod::esp_tunnel_inner_mtu). A DF packet that would
 	 * exceed it once stamped is not sent: the stamping program answers
-	 * with ICMP fragmentation needed for inner_mtu - 12 (IPv4). 0 =
-	 * unknown: no check. IPv6 (Packet Too Big) once IPv6 is stamped. */
+	 * with ICMP fragmentation needed for inner_mtu - 12 (IPv4), an IPv6
+	 * packet with ICMPv6 Packet Too Big for inner_mtu - 16. 0 = unknown:
+	 * no check. */
 	__u32 inner_mtu_v4;
 	__u32 inner_mtu_v6;
 };
@@ -345,6 +356,8 @@ struct covey_configs {
 	X(encrypt, "Classification", 0, "matched a permit: steered into the group SA")                        \
 	X(bypass_deny, "Classification", 0, "matched a deny: sent in clear")                                  \
 	X(bypass_implicit, "Classification", 0, "matched no entry: sent in clear")                            \
+	/* bpf/README.md, "IPv6 link control": RFC 4861 and MLD types with hop limit 255 or 1 */              \
+	X(nd_bypass, "Classification", 0, "IPv6 neighbour discovery or MLD: passed, never classified")        \
 	X(fail_close_drop, "Classification", 1, "fail-close ACL permit while no TEK is active")               \
 	X(table_error, "Classification", 1, "a classifier table lookup failed")                               \
 	/* GET VPN without fail-close: a permit outside the fail-close ACL while no TEK is active */          \
@@ -367,7 +380,7 @@ struct covey_configs {
 	X(esp_unknown_pass, "Inbound", 0, "ESP with an unknown SPI: passed")                                  \
 	X(clear_drop, "Inbound", 1, "arrived in clear, but the ACL says encrypted")                           \
 	X(tbar_stamped, "TBAR", 0, "stamped on the way into the SA")                                          \
-	X(tbar_no_room, "TBAR", 1, "IPv4 options leave no room for the stamp")                                \
+	X(tbar_no_room, "TBAR", 1, "IPv4 options or IPv6 hop-by-hop leave no room for the stamp")             \
 	X(tbar_error, "TBAR", 1, "stamp could not be written or removed")                                     \
 	X(mss_clamped, "TBAR", 0, "TCP SYN MSS clamped to fit the stamp")                                     \
 	X(tbar_accepted, "TBAR", 0, "stamp inside the window: checked, stripped")                             \
@@ -379,8 +392,8 @@ struct covey_configs {
 	X(tbar_no_peer, "TBAR", 1, "no room for a new sender's window")                                       \
 	/* its datagram's first fragment carries the stamp and was checked */                                 \
 	X(tbar_unstamped_fragment, "TBAR", 0, "later fragment without a stamp: passed unchecked")             \
-	/* bpf/README.md, "Path MTU": answered with ICMP fragmentation needed (MTU inner_mtu - 12) */         \
-	X(frag_needed_sent, "Path MTU", 0, "DF packet too big once stamped: ICMP frag. needed sent")         \
+	/* bpf/README.md, "Path MTU": ICMP fragmentation needed (inner_mtu - 12) or Packet Too Big (- 16) */  \
+	X(frag_needed_sent, "Path MTU", 0, "too big once stamped: ICMP frag. needed or Packet Too Big sent")  \
 	X(frag_needed_error, "Path MTU", 1, "too big once stamped, and the ICMP answer failed")
 
 /* covey_stats value (per CPU): what the programs did with packets, one

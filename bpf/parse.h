@@ -27,7 +27,13 @@ struct covey_packet {
 	/* Not used by the classifier: */
 	__u32 l3_off;   /* network header, from the frame's start */
 	__u32 l4_off;   /* upper-layer header (0: not found) */
-	__u32 fragment; /* COVEY_FRAG_* */
+	__u8 fragment;  /* COVEY_FRAG_* */
+	/* IPv6 link control (neighbour discovery, MLD): never classified,
+	 * steered or dropped (covey_ipv6_link_control). */
+	__u8 link_control;
+	/* IPv6: where the extension-header chain walked ends, from the
+	 * frame's start (a later fragment's data; 0: not found). */
+	__u16 chain_end;
 };
 
 #define COVEY_FRAG_NONE 0
@@ -120,6 +126,27 @@ static __always_inline int covey_ipv6_ext(__u32 nexthdr)
 	       nexthdr == IPPROTO_DSTOPTS;
 }
 
+/* ICMPv6 messages that belong to the link and must reach it as they are,
+ * whatever the ACL says (bpf/README.md, "IPv6 link control"): neighbour
+ * discovery (RFC 4861: router solicitation and advertisement, neighbour
+ * solicitation and advertisement, redirect: 133-137), inverse neighbour
+ * discovery (RFC 3122: 141, 142), SEND's certification path (RFC 3971:
+ * 148, 149), sent with hop limit 255 (a receiver drops them with any
+ * other); MLD (RFC 2710, RFC 3810: query, reports and done: 130-132,
+ * 143) and multicast router discovery (RFC 4286: 151-153), sent with hop
+ * limit 1. Steered, they would go into the SA instead of onto the link
+ * and the link would stop working (the GM's next hop unresolved); with
+ * those hop limits nothing of them is forwarded anywhere by a router
+ * (hop limit 1) or accepted after one (255 becomes 254). */
+static __always_inline int covey_ipv6_link_control(__u32 type, __u32 hop_limit)
+{
+	if (hop_limit == 255)
+		return (type >= 133 && type <= 137) || type == 141 || type == 142 || type == 148 || type == 149;
+	if (hop_limit == 1)
+		return (type >= 130 && type <= 132) || type == 143 || (type >= 151 && type <= 153);
+	return 0;
+}
+
 static __always_inline int covey_parse_ipv6(struct covey_packet *pkt, void *l3, void *end)
 {
 	struct ipv6hdr *ip6 = l3;
@@ -163,10 +190,18 @@ static __always_inline int covey_parse_ipv6(struct covey_packet *pkt, void *l3, 
 		return COVEY_PARSE_IP; /* more than COVEY_IPV6_EXT_MAX: protocol unseen */
 
 	pkt->protocol = nexthdr;
+	if (off <= COVEY_PARSE_LINEAR)
+		pkt->chain_end = pkt->l3_off + off;
 	if (!later_fragment && off <= COVEY_PARSE_LINEAR) {
 		pkt->l4_off = pkt->l3_off + off;
 		if (nexthdr == IPPROTO_TCP || nexthdr == IPPROTO_UDP)
 			covey_parse_ports(pkt, l3 + off, end);
+		if (nexthdr == IPPROTO_ICMPV6) {
+			__u8 *type = l3 + off;
+
+			if ((void *)(type + 1) <= end)
+				pkt->link_control = covey_ipv6_link_control(*type, ip6->hop_limit);
+		}
 	}
 	return COVEY_PARSE_IP;
 }
@@ -184,6 +219,8 @@ static __always_inline int covey_parse_frame(void *data, void *end, struct covey
 	pkt->dport = COVEY_PORT_UNSEEN;
 	pkt->l4_off = 0;
 	pkt->fragment = COVEY_FRAG_NONE;
+	pkt->chain_end = 0;
+	pkt->link_control = 0;
 
 	if ((void *)(eth + 1) > end)
 		return COVEY_PARSE_NOT_IP;

@@ -5,7 +5,9 @@
  * the stamping program checks first: a DF packet that would not fit once
  * stamped is turned, in place, into ICMP fragmentation needed (RFC 792,
  * RFC 1191) for the SA's inner MTU less the stamp, sent back where it
- * came from. IPv4; BPF side only. */
+ * came from. IPv6 likewise with ICMPv6 Packet Too Big (RFC 4443 3.2,
+ * RFC 8201) for the inner MTU less its 16-byte stamp: IPv6 is never
+ * fragmented on the way, DF or not. BPF side only. */
 #ifndef COVEY_BPF_PMTU_H
 #define COVEY_BPF_PMTU_H
 
@@ -119,6 +121,30 @@ static __always_inline int covey_too_big_v4(struct __sk_buff *skb, const struct 
 		sum_;                                                 \
 	})
 
+/* The quoted transport checksum field (word `check_word` of `l4`, 0 =
+ * none) set to the value a device filling in a pending checksum over the
+ * quoted transport bytes leaves as it is (covey_frag_needed_v4). */
+static __always_inline void covey_quote_fix(__u16 *l4, __u32 check_word)
+{
+	__u16 field, f;
+
+	if (!check_word)
+		return;
+	field = check_word == 8 ? l4[8] : l4[3];
+	/* -S, S the quoted transport bytes but the field (x + ~x = 0). */
+	f = ~covey_csum_fold(COVEY_SUM_WORDS(l4, COVEY_ICMP_QUOTE_TCP / 2) + (__u16)~field);
+	/* Halved: in one's complement arithmetic (mod 2^16 - 1) that is a
+	 * rotation right by one bit. It commutes with the byte swap, so
+	 * words taken as they lie in memory do. */
+	f = (__u16)(f >> 1 | f << 15);
+	if (!f)
+		f = 0xffff; /* a 0 result is written so (CSUM_MANGLED_0) */
+	if (check_word == 8)
+		l4[8] = f;
+	else
+		l4[3] = f;
+}
+
 /* Turns the packet into ICMP fragmentation needed for inner MTU - 12:
  * IP header (with its options) and the first bytes of the payload
  * quoted, from the packet's destination to its source, TTL 64. `local`
@@ -183,22 +209,7 @@ __attribute__((noinline)) int covey_frag_needed_v4(struct __sk_buff *skb, const 
 	if (bpf_skb_load_bytes(skb, COVEY_TBAR_L3 + hlen, l4, quote))
 		goto fail;
 
-	if (check_word) {
-		__u16 field = check_word == 8 ? l4[8] : l4[3], f;
-
-		/* -S, S the quoted transport bytes but the field (x + ~x = 0). */
-		f = ~covey_csum_fold(COVEY_SUM_WORDS(l4, COVEY_ICMP_QUOTE_TCP / 2) + (__u16)~field);
-		/* Halved: in one's complement arithmetic (mod 2^16 - 1) that
-		 * is a rotation right by one bit. It commutes with the byte
-		 * swap, so words taken as they lie in memory do. */
-		f = (__u16)(f >> 1 | f << 15);
-		if (!f)
-			f = 0xffff; /* a 0 result is written so (CSUM_MANGLED_0) */
-		if (check_word == 8)
-			l4[8] = f;
-		else
-			l4[3] = f;
-	}
+	covey_quote_fix(l4, check_word);
 
 	reply.ver_ihl = 0x45;
 	reply.tos = 0xc0; /* internetwork control, as the kernel's ICMP errors (RFC 1812 4.3.2.5) */
@@ -231,6 +242,187 @@ __attribute__((noinline)) int covey_frag_needed_v4(struct __sk_buff *skb, const 
 	    bpf_skb_store_bytes(skb, 0, eth, sizeof(eth), 0) ||
 	    bpf_skb_store_bytes(skb, COVEY_TBAR_L3, &reply, sizeof(reply), 0) ||
 	    bpf_skb_store_bytes(skb, COVEY_TBAR_L3 + sizeof(reply) + hlen, l4, quote, 0))
+		goto fail;
+	st->frag_needed_sent++;
+	return 0;
+fail:
+	st->frag_needed_error++;
+	return -1;
+}
+
+/* IPv6: below this the answer would name less than IPv6's minimum link
+ * MTU of 1280 (RFC 8200 5), which senders ignore (RFC 8201 4): such an
+ * inner MTU is taken as unknown and the kernel's own check stands. */
+#define COVEY_PMTU_MIN_V6 (1280 + COVEY_TBAR_DSTOPT_LEN)
+/* The IPv6 header and extension headers an answer quotes whole: up to
+ * 56 bytes of extension headers. Packets with a longer chain are left to
+ * the kernel. */
+#define COVEY_PTB_CHAIN_MAX 96
+
+/* The answer's IPv6 and ICMPv6 headers, as they go on the wire. */
+struct covey_packet_too_big {
+	__u8 ver_class_flow[4];
+	__be16 payload_len;
+	__u8 nexthdr;
+	__u8 hop_limit;
+	__u8 saddr[16];
+	__u8 daddr[16];
+	/* ICMPv6 Packet Too Big (RFC 4443 3.2) */
+	__u8 type;
+	__u8 code;
+	__u16 icmp_check;
+	__be32 mtu;
+};
+
+static __always_inline int covey_ipv6_no_answer(const __u8 *a, int source)
+{
+	__u32 w[4];
+
+	__builtin_memcpy(w, a, 16);
+	if (a[0] == 0xff)
+		return 1; /* multicast: no source of an answer, and no source at all */
+	/* :: (unspecified) and ::1 (loopback) */
+	return source && !w[0] && !w[1] && !w[2] && (!w[3] || w[3] == bpf_htonl(1));
+}
+
+/* Whether a permitted IPv6 packet about to be stamped must be answered
+ * instead: stamped, it would exceed the SA's inner MTU. No DF to look at:
+ * IPv6 routers never fragment (RFC 8200 5), and the kernel's XFRM answers
+ * every such packet (xfrm6_tunnel_check_size), so covey does, before the
+ * stamp. A TCP GSO skb is judged per segment, as for IPv4. Not answered:
+ * ICMPv6 errors (RFC 4443 2.4 (e)), packets from ::, ::1 or a multicast
+ * source, packets to a multicast destination (the answer's source would
+ * be it), chains covey cannot quote, and anything the stamp itself
+ * refuses (it drops those). */
+static __always_inline int covey_too_big_v6(struct __sk_buff *skb, const struct covey_config *cfg,
+					    const struct covey_packet *pkt)
+{
+	__u32 mtu = COVEY_READ_ONCE(cfg->inner_mtu_v6), len, chain;
+	__u8 front[8];
+
+	if (mtu < COVEY_PMTU_MIN_V6 || pkt->l3_off != COVEY_TBAR_L3 || !pkt->chain_end ||
+	    bpf_skb_load_bytes(skb, COVEY_TBAR_L3, front, sizeof(front)))
+		return 0;
+	chain = pkt->chain_end - COVEY_TBAR_L3;
+	if (chain > COVEY_PTB_CHAIN_MAX)
+		return 0;
+	len = (__u32)front[4] << 8 | front[5];
+	if (!len)
+		return 0; /* a jumbogram: the stamp refuses it */
+	len += 40;
+	if (skb->gso_size) {
+		__u8 doff;
+
+		if (pkt->protocol != IPPROTO_TCP || !pkt->l4_off || bpf_skb_load_bytes(skb, pkt->l4_off + 12, &doff, 1))
+			return 0;
+		if (chain + (doff >> 4) * 4 + skb->gso_size <= mtu)
+			return 0;
+	} else if (len + COVEY_TBAR_DSTOPT_LEN <= mtu) {
+		return 0;
+	}
+	if (covey_ipv6_no_answer(pkt->src, 1) || covey_ipv6_no_answer(pkt->dst, 0))
+		return 0;
+	if (pkt->protocol == IPPROTO_ICMPV6) {
+		__u8 type;
+
+		/* Error messages are types 0..127; unseen (a later fragment):
+		 * perhaps one, so left to the kernel. */
+		if (!pkt->l4_off || bpf_skb_load_bytes(skb, pkt->l4_off, &type, 1) || type < 128)
+			return 0;
+	}
+	return 1;
+}
+
+/* Turns the packet into ICMPv6 Packet Too Big for inner MTU - 16: the
+ * IPv6 header and its extension headers quoted, then 8 bytes (TCP: its
+ * 20-byte header; a later fragment: 8 bytes of its data), from the
+ * packet's destination to its source, hop limit 64, traffic class 0 (as
+ * the kernel's ICMPv6 errors). Not RFC 4443's "as much as fits in 1280":
+ * senders match the headers and ports (the kernel's icmpv6_notify walks
+ * the quoted chain to the transport header), and a bounded quote keeps
+ * the sums fixed loops. Everything else as covey_frag_needed_v4: where it
+ * goes (`local`), the quoted checksum field, the counters. A global
+ * function; arguments may be NULL. */
+__attribute__((noinline)) int covey_packet_too_big_v6(struct __sk_buff *skb, const struct covey_config *cfg,
+						      struct covey_stats *st, const struct covey_packet *pkt, int local)
+{
+	/* The quoted headers; once summed, their first 48 bytes become the
+	 * answer's headers (two buffers would not fit the stack). */
+	__u16 hdr[COVEY_PTB_CHAIN_MAX / 2] = {};
+	__u16 l4[COVEY_ICMP_QUOTE_TCP / 2] = {};
+	struct covey_packet_too_big *reply = (struct covey_packet_too_big *)hdr;
+	__u16 mac[ETH_ALEN], t;
+	__u32 chain, quote = COVEY_ICMP_QUOTE, check_word = 0, length;
+	__u64 sum;
+
+	if (!skb || !cfg || !st || !pkt)
+		return -1;
+	chain = pkt->chain_end - COVEY_TBAR_L3;
+	if (chain < 40 || chain > COVEY_PTB_CHAIN_MAX || chain % 8)
+		goto fail;
+	/* 40..96, in a form the verifier bounds (on 6.1 too). */
+	chain = ((((chain >> 3) - 5) & 7) + 5) * 8;
+	if (bpf_skb_load_bytes(skb, 0, mac, sizeof(mac)) || bpf_skb_load_bytes(skb, COVEY_TBAR_L3, hdr, chain))
+		goto fail;
+	if (pkt->fragment == COVEY_FRAG_LATER) {
+		/* no transport header */
+	} else if (pkt->protocol == IPPROTO_TCP) {
+		quote = COVEY_ICMP_QUOTE_TCP;
+		check_word = 8;
+	} else if (pkt->protocol == IPPROTO_UDP) {
+		check_word = 3;
+	}
+	if (bpf_skb_load_bytes(skb, COVEY_TBAR_L3 + chain, l4, quote))
+		goto fail;
+	covey_quote_fix(l4, check_word);
+	/* Sums by the helper: unrolled, the words would not fit the stack
+	 * clang spills them to. The quote, and the pseudo-header's addresses
+	 * (the same two, whichever way round). */
+	sum = (__u32)bpf_csum_diff(0, 0, (__be32 *)hdr, sizeof(hdr), 0);
+	sum += (__u32)bpf_csum_diff(0, 0, (__be32 *)l4, sizeof(l4), 0);
+	sum += (__u32)bpf_csum_diff(0, 0, (__be32 *)&hdr[4], 32, 0);
+
+	/* From the packet's destination to its source (swapped a word at a
+	 * time: the stack has no room for a copy). */
+#pragma unroll
+	for (int i = 4; i < 12; i++) {
+		t = hdr[i];
+		hdr[i] = hdr[i + 8];
+		hdr[i + 8] = t;
+	}
+	length = sizeof(*reply) - 40 + chain + quote;
+	reply->ver_class_flow[0] = 0x60;
+	reply->ver_class_flow[1] = 0;
+	reply->ver_class_flow[2] = 0;
+	reply->ver_class_flow[3] = 0;
+	reply->payload_len = bpf_htons(length);
+	reply->nexthdr = IPPROTO_ICMPV6;
+	reply->hop_limit = 64;
+	reply->type = 2;
+	reply->code = 0;
+	reply->icmp_check = 0;
+	reply->mtu = bpf_htonl(COVEY_READ_ONCE(cfg->inner_mtu_v6) - COVEY_TBAR_DSTOPT_LEN);
+	/* The rest of the pseudo-header (length, next header) and the
+	 * message. */
+	sum += bpf_htons(length) + bpf_htons(IPPROTO_ICMPV6) + COVEY_SUM_WORDS((__u16 *)&reply->type, 4);
+	reply->icmp_check = ~covey_csum_fold(sum);
+
+	/* To the packet's source MAC; from its destination MAC, or (local)
+	 * from the WAN's own. */
+#pragma unroll
+	for (int i = 0; i < ETH_ALEN / 2; i++) {
+		t = mac[i];
+		mac[i] = mac[i + ETH_ALEN / 2];
+		if (!local)
+			mac[i + ETH_ALEN / 2] = t;
+	}
+
+	if (bpf_skb_change_tail(skb, COVEY_TBAR_L3 + chain + quote, 0))
+		goto fail;
+	if (bpf_skb_adjust_room(skb, sizeof(*reply), BPF_ADJ_ROOM_MAC, 0) ||
+	    bpf_skb_store_bytes(skb, 0, mac, sizeof(mac), 0) ||
+	    bpf_skb_store_bytes(skb, COVEY_TBAR_L3, reply, sizeof(*reply), 0) ||
+	    bpf_skb_store_bytes(skb, COVEY_TBAR_L3 + sizeof(*reply) + chain, l4, quote, 0))
 		goto fail;
 	st->frag_needed_sent++;
 	return 0;

@@ -1,7 +1,7 @@
 /* Time-based anti-replay (bpf/README.md, "TBAR"): the sender's stamp,
  * inserted before encryption, and the receiver's check and removal after
- * decryption. IPv4 here; the IPv6 form (a destination-options header) is
- * laid out in covey_maps.h and not built yet. BPF side only. */
+ * decryption. IPv4: an IP option; IPv6: a Destination Options header
+ * (covey_maps.h). BPF side only. */
 #ifndef COVEY_BPF_TBAR_H
 #define COVEY_BPF_TBAR_H
 
@@ -27,6 +27,15 @@
 #define COVEY_TBAR_L3 ETH_HLEN
 #define COVEY_TBAR_OPT_AT (COVEY_TBAR_L3 + 20)
 #define COVEY_IPV4_HLEN_MAX 60
+/* IPv6: the room opens right after the fixed header; a Hop-by-Hop Options
+ * header, which must stay first (RFC 8200 4.1), is moved in front of the
+ * stamp. One up to this long (Router Alert, Jumbo Payload: 8 bytes);
+ * a longer one leaves no room, like IPv4 options over 28 bytes. */
+#define COVEY_TBAR_V6_AT (COVEY_TBAR_L3 + 40)
+#define COVEY_HBH_MAX 64
+/* The segment number's span: a TCP GSO skb numbers its segments by
+ * (seq >> shift) mod 2^12 (covey_maps.h, covey_tbar_dstopt_v6). */
+#define COVEY_TBAR_SEGMENTS 4096u
 
 enum covey_tbar_verdict {
 	COVEY_TBAR_OK = 0,
@@ -231,37 +240,79 @@ __attribute__((noinline)) int covey_tbar_stamp_v4(struct __sk_buff *skb, const s
 	return 0;
 }
 
+/* Counters a packet may carry at once: the segments of an IPv6 TCP skb
+ * that GRO merged after decryption (covey_tbar_receive_v6), at most two
+ * per segment: 64 KiB of segments of 512 bytes or more. Small, as the
+ * verifier walks every step of the loops over it. */
+#define COVEY_TBAR_SPAN_MAX 256
+
 /* The per-sender duplicate window, under the sender's lock: RFC 6479's
- * blocks of 64 bits, advanced by clearing the blocks the new top passes. */
-static __always_inline int covey_tbar_window(struct covey_tbar_peer *peer, __u32 counter, __u64 now)
+ * blocks of 64 bits, advanced by clearing the blocks the new top passes.
+ * Counters first .. first + span - 1 (span 1..COVEY_TBAR_SPAN_MAX) are
+ * accepted together if none of them was seen, else refused together. */
+static __always_inline int covey_tbar_window(struct covey_tbar_peer *peer, __u32 first, __u32 span, __u64 now)
 {
-	__u32 bit = counter & 63, word = (counter >> 6) & (COVEY_TBAR_WINDOW_WORDS - 1);
+	__u32 last = first + span - 1, top, c, left;
 	int verdict = COVEY_TBAR_OK;
-	__s32 ahead;
+	__s32 known;
 
 	bpf_spin_lock(&peer->lock);
 	if (!peer->started) {
 		/* The first packet from this sender: one past an empty window. */
 		peer->started = 1;
-		peer->top = counter - 1;
+		peer->top = first - 1;
 	}
-	ahead = (__s32)(counter - peer->top);
-	if (ahead > 0) {
-		__u32 top = peer->top, blocks = ((top & 63) + (__u32)ahead) >> 6;
-
-		for (__u32 i = 1; i <= COVEY_TBAR_WINDOW_WORDS; i++) {
-			if (i > blocks)
-				break;
-			peer->bitmap[((top >> 6) + i) & (COVEY_TBAR_WINDOW_WORDS - 1)] = 0;
-		}
-		peer->top = counter;
-	} else if ((__u32)(peer->top - counter) >= COVEY_TBAR_WINDOW_BITS - 64) {
+	top = peer->top;
+	/* Counters up to the top may have been seen: first .. first + known. */
+	known = (__s32)(top - first);
+	if (known >= 0 && (__u32)known >= COVEY_TBAR_WINDOW_BITS - 64) {
 		verdict = COVEY_TBAR_TOO_OLD;
-	} else if (peer->bitmap[word] & (1ull << bit)) {
-		verdict = COVEY_TBAR_DUPLICATE;
+	} else if (known >= 0) {
+		c = first;
+		left = (__u32)known < span - 1 ? (__u32)known + 1 : span;
+		for (int i = 0; i < COVEY_TBAR_SPAN_MAX / 64 + 1; i++) {
+			__u32 bit = c & 63, n = 64 - bit;
+			__u64 mask;
+
+			if (!left)
+				break;
+			if (n > left)
+				n = left;
+			mask = (~0ull >> (64 - n)) << bit;
+			if (peer->bitmap[(c >> 6) & (COVEY_TBAR_WINDOW_WORDS - 1)] & mask) {
+				verdict = COVEY_TBAR_DUPLICATE;
+				break;
+			}
+			c += n;
+			left -= n;
+		}
 	}
 	if (verdict == COVEY_TBAR_OK) {
-		peer->bitmap[word] |= 1ull << bit;
+		__s32 ahead = (__s32)(last - top);
+
+		if (ahead > 0) {
+			__u32 blocks = ((top & 63) + (__u32)ahead) >> 6;
+
+			for (__u32 i = 1; i <= COVEY_TBAR_WINDOW_WORDS; i++) {
+				if (i > blocks)
+					break;
+				peer->bitmap[((top >> 6) + i) & (COVEY_TBAR_WINDOW_WORDS - 1)] = 0;
+			}
+			peer->top = last;
+		}
+		c = first;
+		left = span;
+		for (int i = 0; i < COVEY_TBAR_SPAN_MAX / 64 + 1; i++) {
+			__u32 bit = c & 63, n = 64 - bit;
+
+			if (!left)
+				break;
+			if (n > left)
+				n = left;
+			peer->bitmap[(c >> 6) & (COVEY_TBAR_WINDOW_WORDS - 1)] |= (~0ull >> (64 - n)) << bit;
+			c += n;
+			left -= n;
+		}
 		peer->last_ns = now;
 	}
 	bpf_spin_unlock(&peer->lock);
@@ -284,6 +335,41 @@ static __always_inline struct covey_tbar_peer *covey_tbar_peer(__u32 sid)
 	return bpf_map_lookup_elem(&covey_tbar_peers, &sid);
 }
 
+/* A stamp's verdict on receipt, counted: its pseudotime inside the
+ * window, then its counters (`span` of them from `counter`) new in the
+ * sender's duplicate window. The same for both families. */
+static __always_inline int covey_tbar_judge(const struct covey_config *cfg, struct covey_stats *st, __u16 sid,
+					    __u32 pseudotime, __u32 counter, __u32 span, __u64 now)
+{
+	struct covey_tbar_peer *peer;
+	__u32 window = COVEY_READ_ONCE(cfg->tbar_window_ms);
+	__s32 offset;
+	int verdict;
+
+	if (window > 0x7fffffff)
+		window = 0x7fffffff;
+	offset = (__s32)(pseudotime - covey_pseudotime(cfg, now));
+	if (offset < -(__s32)window) {
+		st->tbar_late++;
+		return COVEY_TBAR_LATE;
+	}
+	if (offset > (__s32)window) {
+		st->tbar_early++;
+		return COVEY_TBAR_EARLY;
+	}
+	peer = covey_tbar_peer(sid);
+	if (!peer) {
+		st->tbar_no_peer++;
+		return COVEY_TBAR_NO_PEER;
+	}
+	verdict = covey_tbar_window(peer, counter, span, now);
+	if (verdict == COVEY_TBAR_DUPLICATE)
+		st->tbar_duplicate++;
+	else if (verdict == COVEY_TBAR_TOO_OLD)
+		st->tbar_too_old++;
+	return verdict;
+}
+
 /* Checks (COVEY_CFG_TBAR_CHECK) and removes the stamp of a decrypted
  * IPv4 packet of the group: a covey_tbar_verdict, counted. */
 static __always_inline int covey_tbar_receive_v4(struct __sk_buff *skb, const struct covey_config *cfg,
@@ -292,10 +378,9 @@ static __always_inline int covey_tbar_receive_v4(struct __sk_buff *skb, const st
 	struct covey_ip_front old, new;
 	struct covey_tbar_opt_v4 opt;
 	__u32 check_on = COVEY_READ_ONCE(cfg->flags) & COVEY_CFG_TBAR_CHECK;
-	__u32 ihl, counter, window;
+	__u32 ihl, counter;
 	__u16 check;
 	__u8 front[8];
-	__s32 offset;
 
 	if (pkt->l3_off != COVEY_TBAR_L3 ||
 	    bpf_skb_load_bytes(skb, COVEY_TBAR_L3, &old, sizeof(old)) ||
@@ -326,39 +411,15 @@ static __always_inline int covey_tbar_receive_v4(struct __sk_buff *skb, const st
 	}
 
 	if (check_on) {
-		struct covey_tbar_peer *peer;
 		int verdict;
 
-		window = COVEY_READ_ONCE(cfg->tbar_window_ms);
-		if (window > 0x7fffffff)
-			window = 0x7fffffff;
-		offset = (__s32)(bpf_ntohl(opt.pseudotime) - covey_pseudotime(cfg, now));
-		if (offset < -(__s32)window) {
-			st->tbar_late++;
-			return COVEY_TBAR_LATE;
-		}
-		if (offset > (__s32)window) {
-			st->tbar_early++;
-			return COVEY_TBAR_EARLY;
-		}
 		/* Segments of one stamped skb: counter + (ID - counter) mod 2^16. */
 		counter = bpf_ntohl(opt.counter);
 		if (pkt->fragment == COVEY_FRAG_NONE)
 			counter += (__u16)((front[4] << 8 | front[5]) - counter);
-		peer = covey_tbar_peer(bpf_ntohs(opt.sid));
-		if (!peer) {
-			st->tbar_no_peer++;
-			return COVEY_TBAR_NO_PEER;
-		}
-		verdict = covey_tbar_window(peer, counter, now);
-		if (verdict == COVEY_TBAR_DUPLICATE) {
-			st->tbar_duplicate++;
+		verdict = covey_tbar_judge(cfg, st, bpf_ntohs(opt.sid), bpf_ntohl(opt.pseudotime), counter, 1, now);
+		if (verdict != COVEY_TBAR_OK)
 			return verdict;
-		}
-		if (verdict == COVEY_TBAR_TOO_OLD) {
-			st->tbar_too_old++;
-			return verdict;
-		}
 	}
 
 	/* Take the stamp out: header length -3 words, total length -12. */
@@ -374,6 +435,285 @@ static __always_inline int covey_tbar_receive_v4(struct __sk_buff *skb, const st
 	if (bpf_skb_adjust_room(skb, -COVEY_TBAR_OPT_LEN, BPF_ADJ_ROOM_NET, 0) ||
 	    bpf_skb_store_bytes(skb, COVEY_TBAR_L3, &new, sizeof(new), 0) ||
 	    bpf_skb_store_bytes(skb, COVEY_TBAR_L3 + 10, &check, sizeof(check), 0)) {
+		st->tbar_error++;
+		return COVEY_TBAR_ERROR;
+	}
+	if (check_on)
+		st->tbar_accepted++;
+	return COVEY_TBAR_OK;
+}
+
+/* floor(log2(x)) of x in 1..65535. */
+static __always_inline __u32 covey_log2_16(__u32 x)
+{
+	__u32 n = 0;
+
+	if (x >> 8) {
+		x >>= 8;
+		n += 8;
+	}
+	if (x >> 4) {
+		x >>= 4;
+		n += 4;
+	}
+	if (x >> 2) {
+		x >>= 2;
+		n += 2;
+	}
+	if (x >> 1)
+		n += 1;
+	return n;
+}
+
+/* A Hop-by-Hop Options header's length in bytes from its length field,
+ * as a value the verifier knows to lie in 8..COVEY_HBH_MAX (a variable
+ * length read or written must be bounded and never 0, on 6.1 too). */
+static __always_inline __u32 covey_hbh_bytes(__u32 len_field)
+{
+	return ((len_field & (COVEY_HBH_MAX / 8 - 1)) + 1) * 8;
+}
+
+/* Inserts the stamp into an IPv6 packet about to be encrypted: its own
+ * Destination Options header first after the IPv6 header, or after the
+ * Hop-by-Hop Options header (RFC 8200 4.1: that one must come first;
+ * Destination Options for the first destination follow it). 0, or -1
+ * with the reason counted (drop it). A global function; arguments may
+ * be NULL. */
+__attribute__((noinline)) int covey_tbar_stamp_v6(struct __sk_buff *skb, const struct covey_config *cfg,
+						  struct covey_stats *st, const struct covey_packet *pkt, __u64 now)
+{
+	/* One buffer for the Hop-by-Hop header, then the TCP header, then
+	 * the stamp: the stack would not hold three. */
+	union {
+		__u8 hbh[COVEY_HBH_MAX];
+		__u8 tcp[13];
+		struct covey_tbar_dstopt_v6 opt;
+	} u;
+	struct covey_tbar_tx *tx;
+	__u8 front[8], h[2];
+	__u32 zero = 0, hbh_len = 0, next, payload, at, tcp_off, counter, reserve = 1, shift = 0, segment = 0,
+	      pt;
+
+	if (!cfg || !st || !pkt)
+		return -1;
+	if (pkt->l3_off != COVEY_TBAR_L3 || bpf_skb_load_bytes(skb, COVEY_TBAR_L3, front, sizeof(front))) {
+		st->tbar_error++;
+		return -1;
+	}
+	next = front[6];
+	payload = (__u32)front[4] << 8 | front[5];
+	if (next == IPPROTO_HOPOPTS) {
+		if (bpf_skb_load_bytes(skb, COVEY_TBAR_V6_AT, h, sizeof(h))) {
+			st->tbar_error++;
+			return -1;
+		}
+		if (((__u32)h[1] + 1) * 8 > COVEY_HBH_MAX) {
+			st->tbar_no_room++;
+			return -1;
+		}
+		hbh_len = covey_hbh_bytes(h[1]);
+		next = h[0];
+	}
+	/* A jumbogram (payload length 0, RFC 2675) has no length to grow. */
+	if (payload == 0 || payload + COVEY_TBAR_DSTOPT_LEN > 0xffff) {
+		st->tbar_no_room++;
+		return -1;
+	}
+	/* A GSO skb's segments are told apart by their TCP sequence numbers,
+	 * which must then follow the stamp. */
+	if (skb->gso_size && next != IPPROTO_TCP) {
+		st->tbar_error++;
+		return -1;
+	}
+	tx = bpf_map_lookup_elem(&covey_tbar_tx, &zero);
+	if (!tx || bpf_skb_adjust_room(skb, COVEY_TBAR_DSTOPT_LEN, BPF_ADJ_ROOM_NET, 0)) {
+		st->tbar_error++;
+		return -1;
+	}
+	at = COVEY_TBAR_V6_AT + hbh_len;
+	tcp_off = at + COVEY_TBAR_DSTOPT_LEN;
+	if (hbh_len) {
+		/* The room opened before the Hop-by-Hop header: it moves back
+		 * in front, pointing at the stamp. */
+		if (bpf_skb_load_bytes(skb, COVEY_TBAR_V6_AT + COVEY_TBAR_DSTOPT_LEN, u.hbh, hbh_len)) {
+			st->tbar_error++;
+			return -1;
+		}
+		u.hbh[0] = IPPROTO_DSTOPTS;
+		if (bpf_skb_store_bytes(skb, COVEY_TBAR_V6_AT, u.hbh, hbh_len, 0)) {
+			st->tbar_error++;
+			return -1;
+		}
+	} else {
+		front[6] = IPPROTO_DSTOPTS;
+	}
+	payload += COVEY_TBAR_DSTOPT_LEN;
+	front[4] = payload >> 8;
+	front[5] = payload & 0xff;
+
+	if (next == IPPROTO_TCP) {
+		__u8 *tcp = u.tcp;
+		__u32 seq;
+
+		if (bpf_skb_load_bytes(skb, tcp_off, u.tcp, sizeof(u.tcp))) {
+			st->tbar_error++;
+			return -1;
+		}
+		seq = (__u32)tcp[4] << 24 | (__u32)tcp[5] << 16 | (__u32)tcp[6] << 8 | tcp[7];
+		if (skb->gso_size) {
+			/* Segments carry seq + i * size (the size the room just
+			 * lowered): (seq >> shift) rises by at least one per
+			 * segment when 2^shift <= size, and the counters it
+			 * spans are reserved. */
+			__u32 size = skb->gso_size & 0xffff, data;
+
+			if (!size) {
+				st->tbar_error++;
+				return -1;
+			}
+			shift = covey_log2_16(size);
+			data = skb->len - tcp_off - (tcp[12] >> 4) * 4;
+			reserve = (((seq & ((1u << shift) - 1)) + data) >> shift) + 1;
+			if (reserve >= COVEY_TBAR_SEGMENTS) {
+				st->tbar_error++;
+				return -1;
+			}
+		}
+		segment = shift << 12 | ((seq >> shift) & (COVEY_TBAR_SEGMENTS - 1));
+	}
+	counter = __sync_fetch_and_add(&tx->counter, reserve);
+	pt = covey_pseudotime(cfg, now);
+
+	u.opt.nexthdr = next;
+	u.opt.hdrlen = COVEY_TBAR_DSTOPT_LEN / 8 - 1;
+	u.opt.type = COVEY_TBAR_OPT_V6;
+	u.opt.len = COVEY_TBAR_DSTOPT_DATA;
+	u.opt.sid[0] = cfg->tbar_sid >> 8;
+	u.opt.sid[1] = cfg->tbar_sid & 0xff;
+	u.opt.pseudotime[0] = pt >> 24;
+	u.opt.pseudotime[1] = (pt >> 16) & 0xff;
+	u.opt.pseudotime[2] = (pt >> 8) & 0xff;
+	u.opt.pseudotime[3] = pt & 0xff;
+	u.opt.counter[0] = counter >> 24;
+	u.opt.counter[1] = (counter >> 16) & 0xff;
+	u.opt.counter[2] = (counter >> 8) & 0xff;
+	u.opt.counter[3] = counter & 0xff;
+	u.opt.segment[0] = segment >> 8;
+	u.opt.segment[1] = segment & 0xff;
+	if (bpf_skb_store_bytes(skb, COVEY_TBAR_L3, front, sizeof(front), 0) ||
+	    bpf_skb_store_bytes(skb, at, &u.opt, sizeof(u.opt), 0)) {
+		st->tbar_error++;
+		return -1;
+	}
+	st->tbar_stamped++;
+	if (next == IPPROTO_TCP && cfg->tcp_mss_v6)
+		covey_clamp_mss(skb, st, tcp_off, cfg->tcp_mss_v6);
+	return 0;
+}
+
+/* Checks (COVEY_CFG_TBAR_CHECK) and removes the stamp of a decrypted
+ * IPv6 packet of the group: a covey_tbar_verdict, counted. The stamp is
+ * looked for where the sender puts it, and only there. */
+static __always_inline int covey_tbar_receive_v6(struct __sk_buff *skb, const struct covey_config *cfg,
+						 struct covey_stats *st, const struct covey_packet *pkt, __u64 now)
+{
+	struct covey_tbar_dstopt_v6 opt;
+	__u32 check_on = COVEY_READ_ONCE(cfg->flags) & COVEY_CFG_TBAR_CHECK;
+	__u32 next, payload, hbh_len = 0, at = COVEY_TBAR_V6_AT;
+	__u8 front[8], hbh[COVEY_HBH_MAX], h[2];
+	int found;
+
+	if (pkt->l3_off != COVEY_TBAR_L3 || bpf_skb_load_bytes(skb, COVEY_TBAR_L3, front, sizeof(front))) {
+		st->tbar_error++;
+		return COVEY_TBAR_ERROR;
+	}
+	next = front[6];
+	payload = (__u32)front[4] << 8 | front[5];
+	if (next == IPPROTO_HOPOPTS) {
+		if (bpf_skb_load_bytes(skb, COVEY_TBAR_V6_AT, h, sizeof(h)) || ((__u32)h[1] + 1) * 8 > COVEY_HBH_MAX) {
+			next = 0; /* no stamp where covey puts it */
+		} else {
+			hbh_len = covey_hbh_bytes(h[1]);
+			next = h[0];
+			at += hbh_len;
+		}
+	}
+	found = next == IPPROTO_DSTOPTS && payload >= hbh_len + COVEY_TBAR_DSTOPT_LEN &&
+		!bpf_skb_load_bytes(skb, at, &opt, sizeof(opt)) && opt.hdrlen == COVEY_TBAR_DSTOPT_LEN / 8 - 1 &&
+		opt.type == COVEY_TBAR_OPT_V6 && opt.len == COVEY_TBAR_DSTOPT_DATA;
+	if (!found) {
+		if (!check_on)
+			return COVEY_TBAR_OK;
+		/* As for IPv4: a datagram is judged by its first fragment, and
+		 * a later fragment without a stamp passes. */
+		if (pkt->fragment == COVEY_FRAG_LATER) {
+			st->tbar_unstamped_fragment++;
+			return COVEY_TBAR_OK;
+		}
+		st->tbar_missing++;
+		return COVEY_TBAR_MISSING;
+	}
+
+	if (check_on) {
+		__u32 counter = (__u32)opt.counter[0] << 24 | (__u32)opt.counter[1] << 16 |
+				(__u32)opt.counter[2] << 8 | opt.counter[3];
+		__u32 pt = (__u32)opt.pseudotime[0] << 24 | (__u32)opt.pseudotime[1] << 16 |
+			   (__u32)opt.pseudotime[2] << 8 | opt.pseudotime[3];
+		__u32 span = 1;
+		int verdict;
+
+		if (opt.nexthdr == IPPROTO_TCP) {
+			/* A segment of a GSO skb: counter + ((seq >> shift) -
+			 * segment) mod 2^12 (covey_maps.h). */
+			__u32 segment = (__u32)opt.segment[0] << 8 | opt.segment[1], shift = segment >> 12, seq;
+			__u32 segs = skb->gso_segs, size = skb->gso_size;
+			__u8 s[4];
+
+			if (bpf_skb_load_bytes(skb, at + COVEY_TBAR_DSTOPT_LEN + 4, s, sizeof(s))) {
+				st->tbar_error++;
+				return COVEY_TBAR_ERROR;
+			}
+			seq = (__u32)s[0] << 24 | (__u32)s[1] << 16 | (__u32)s[2] << 8 | s[3];
+			counter += ((seq >> shift) - segment) & (COVEY_TBAR_SEGMENTS - 1);
+			/* Segments of one stamp that GRO merged again after
+			 * decryption (they carry identical headers): all their
+			 * counters, from the first segment's to the last's, are
+			 * taken together, so none of them can be replayed alone. */
+			if (segs > 1 && size) {
+				span = ((((seq + (segs - 1) * size) >> shift) - (seq >> shift)) &
+					(COVEY_TBAR_SEGMENTS - 1)) + 1;
+				if (span > COVEY_TBAR_SPAN_MAX) {
+					st->tbar_error++;
+					return COVEY_TBAR_ERROR;
+				}
+			}
+		}
+		verdict = covey_tbar_judge(cfg, st, (__u16)(opt.sid[0] << 8 | opt.sid[1]), pt, counter, span, now);
+		if (verdict != COVEY_TBAR_OK)
+			return verdict;
+	}
+
+	/* Take the stamp out: what pointed at it points past it, payload
+	 * length -16, the 16 bytes after the fixed header closed (a
+	 * Hop-by-Hop header first moved over the stamp). */
+	payload -= COVEY_TBAR_DSTOPT_LEN;
+	front[4] = payload >> 8;
+	front[5] = payload & 0xff;
+	if (hbh_len) {
+		if (bpf_skb_load_bytes(skb, COVEY_TBAR_V6_AT, hbh, hbh_len)) {
+			st->tbar_error++;
+			return COVEY_TBAR_ERROR;
+		}
+		hbh[0] = opt.nexthdr;
+		if (bpf_skb_store_bytes(skb, COVEY_TBAR_V6_AT + COVEY_TBAR_DSTOPT_LEN, hbh, hbh_len, 0)) {
+			st->tbar_error++;
+			return COVEY_TBAR_ERROR;
+		}
+	} else {
+		front[6] = opt.nexthdr;
+	}
+	if (bpf_skb_store_bytes(skb, COVEY_TBAR_L3, front, sizeof(front), 0) ||
+	    bpf_skb_adjust_room(skb, -COVEY_TBAR_DSTOPT_LEN, BPF_ADJ_ROOM_NET, 0)) {
 		st->tbar_error++;
 		return COVEY_TBAR_ERROR;
 	}

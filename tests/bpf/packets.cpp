@@ -55,6 +55,15 @@ std::uint32_t tcp_sum(const Bytes& f, std::size_t l3) {
   return sum16(&f[l3 + ihl], len, sum);
 }
 
+// The one's complement sum of an IPv6 upper-layer message from `l4` to
+// the end, with its pseudo-header (RFC 8200 8.1).
+std::uint32_t upper6_sum(const Bytes& f, std::size_t l4, std::uint8_t protocol) {
+  const std::size_t len = f.size() - l4;
+  std::uint32_t sum = sum16(&f[14 + 8], 32);
+  sum += static_cast<std::uint32_t>(len >> 16) + static_cast<std::uint32_t>(len & 0xffff) + protocol;
+  return sum16(&f[l4], len, sum);
+}
+
 }  // namespace
 
 std::array<std::uint8_t, 4> ip4(const std::string& text) {
@@ -102,13 +111,84 @@ Bytes frame(const Ipv6Frame& f) {
   b[l3] = 0x60;
   put16(b, l3 + 4, static_cast<unsigned>(f.payload.size()));
   b[l3 + 6] = f.next;
-  b[l3 + 7] = 64;
+  b[l3 + 7] = f.hop_limit;
   for (int i = 0; i < 16; ++i) {
     b[l3 + 8 + i] = f.src[i];
     b[l3 + 24 + i] = f.dst[i];
   }
   b.insert(b.end(), f.payload.begin(), f.payload.end());
+  std::uint8_t protocol = 0;
+  bool later = false;
+  const std::size_t l4 = ipv6_upper(b, &protocol, &later);
+  const std::size_t field = protocol == 6 ? 16 : protocol == 58 ? 2 : 0;
+  if (!later && field && b.size() >= l4 + field + 2) {
+    put16(b, l4 + field, 0);
+    put16(b, l4 + field, fold(upper6_sum(b, l4, protocol)));
+  }
   return b;
+}
+
+Bytes hop_by_hop(std::uint8_t next, std::size_t bytes) {
+  Bytes b{next, static_cast<std::uint8_t>(bytes / 8 - 1), 5, 2, 0, 0};  // Router Alert: MLD
+  b.push_back(1);                                                       // PadN
+  b.push_back(static_cast<std::uint8_t>(bytes - 8));
+  b.resize(bytes, 0);
+  return b;
+}
+
+Bytes dest_options(std::uint8_t next) {
+  return {next, 0, 1, 4, 0, 0, 0, 0};
+}
+
+Bytes routing(std::uint8_t next) {
+  return {next, 0, 253, 0, 0, 0, 0, 0};
+}
+
+Bytes fragment6(std::uint8_t next, std::uint16_t offset, bool more, std::uint32_t id) {
+  Bytes b{next, 0};
+  push16(b, static_cast<unsigned>(offset | (more ? 1 : 0)));
+  push32(b, id);
+  return b;
+}
+
+Bytes stamp6(std::uint8_t next, std::uint16_t sid, std::uint32_t pseudotime, std::uint32_t counter,
+             std::uint16_t segment) {
+  Bytes b{next, 1, 0x1e, 12};
+  push16(b, sid);
+  push32(b, pseudotime);
+  push32(b, counter);
+  push16(b, segment);
+  return b;
+}
+
+std::size_t ipv6_upper(const Bytes& f, std::uint8_t* protocol, bool* later_fragment) {
+  constexpr std::size_t l3 = 14;
+  std::size_t at = l3 + 40;
+  std::uint8_t next = f[l3 + 6];
+  bool later = false;
+  while ((next == 0 || next == 43 || next == 60 || next == 44) && at + 8 <= f.size()) {
+    const std::uint8_t following = f[at];
+    if (next == 44) {
+      later |= (f[at + 2] << 8 | f[at + 3]) & 0xfff8;
+      at += 8;
+    } else {
+      at += (f[at + 1] + 1u) * 8;
+    }
+    next = following;
+  }
+  *protocol = next;
+  if (later_fragment) *later_fragment = later;
+  return at;
+}
+
+bool tcp6_checksum_ok(const Bytes& f) {
+  std::uint8_t protocol = 0;
+  const std::size_t l4 = ipv6_upper(f, &protocol);
+  return protocol == 6 && fold(upper6_sum(f, l4, 6)) == 0;
+}
+
+bool icmp6_checksum_ok(const Bytes& f) {
+  return f.size() >= 14 + 40 + 8 && f[14 + 6] == 58 && fold(upper6_sum(f, 14 + 40, 58)) == 0;
 }
 
 Bytes udp(std::uint16_t sport, std::uint16_t dport, std::size_t data_len) {
@@ -223,6 +303,50 @@ Bytes frag_needed(const Bytes& original, std::uint16_t mtu, const Mac& dmac, con
   put16(b, l3 + 26, mtu);
   b.insert(b.end(), quoted.begin(), quoted.end());
   put16(b, l3 + 22, fold(sum16(&b[l3 + 20], b.size() - l3 - 20)));
+  return b;
+}
+
+Bytes packet_too_big(const Bytes& original, std::uint32_t mtu, const Mac& dmac, const Mac& smac) {
+  constexpr std::size_t l3 = 14;
+  std::uint8_t protocol = 0;
+  bool later = false;
+  const std::size_t upper = ipv6_upper(original, &protocol, &later);
+  const std::size_t chain = upper - l3;
+  const std::size_t quote = !later && protocol == 6 ? 20 : 8;
+  Bytes quoted(original.begin() + l3, original.begin() + static_cast<std::ptrdiff_t>(upper + quote));
+  if (!later && (protocol == 6 || protocol == 17)) {
+    const std::size_t field = chain + (protocol == 6 ? 16 : 6);
+    int found = 0;
+    Bytes fixed;
+    for (unsigned v = 0; v <= 0xffff; ++v) {
+      Bytes q = quoted;
+      put16(q, field, v);
+      Bytes filled = q;
+      fill_pending_checksum(filled, chain, field - chain);
+      if (filled == q) {
+        fixed = q;
+        ++found;
+      }
+    }
+    if (found != 1) std::abort();
+    quoted = fixed;
+  }
+  Bytes b = ethernet(dmac, smac, 0, 0x86dd);
+  b.resize(l3 + 48, 0);
+  b[l3] = 0x60;
+  put16(b, l3 + 4, static_cast<unsigned>(8 + quoted.size()));
+  b[l3 + 6] = 58;
+  b[l3 + 7] = 64;
+  for (int i = 0; i < 16; ++i) {
+    b[l3 + 8 + i] = original[l3 + 24 + i];
+    b[l3 + 24 + i] = original[l3 + 8 + i];
+  }
+  b[l3 + 40] = 2;
+  b[l3 + 41] = 0;
+  put16(b, l3 + 44, mtu >> 16);
+  put16(b, l3 + 46, mtu & 0xffff);
+  b.insert(b.end(), quoted.begin(), quoted.end());
+  put16(b, l3 + 42, fold(upper6_sum(b, l3 + 40, 58)));
   return b;
 }
 

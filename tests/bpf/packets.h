@@ -37,10 +37,34 @@ Bytes frame(const Ipv4Frame& f);
 struct Ipv6Frame {
   std::array<std::uint8_t, 16> src{}, dst{};
   std::uint8_t next = 50;
-  Bytes payload;
+  std::uint8_t hop_limit = 64;
+  Bytes payload;  // extension headers (below), then the upper layer
   Mac dmac = kMacB, smac = kMacA;
 };
+// The frame; a TCP or ICMPv6 upper layer found after the extension headers
+// (not in a fragment) gets its checksum computed over the pseudo-header.
 Bytes frame(const Ipv6Frame& f);
+
+// IPv6 extension headers (RFC 8200), 8 bytes each unless said: Hop-by-Hop
+// with a Router Alert (`bytes` > 8: PadN to that length), Destination
+// Options of PadN, a Routing header of the experimental type 253 with no
+// segments left, a Fragment header (offset in bytes, a multiple of 8).
+Bytes hop_by_hop(std::uint8_t next, std::size_t bytes = 8);
+Bytes dest_options(std::uint8_t next);
+Bytes routing(std::uint8_t next);
+Bytes fragment6(std::uint8_t next, std::uint16_t offset, bool more, std::uint32_t id = 0x5555);
+// The TBAR IPv6 stamp (bpf/covey_maps.h: covey_tbar_dstopt_v6).
+Bytes stamp6(std::uint8_t next, std::uint16_t sid, std::uint32_t pseudotime, std::uint32_t counter,
+             std::uint16_t segment = 0);
+// Where the upper layer starts in an IPv6 frame (Ethernet at 0), walking
+// Hop-by-Hop, Routing, Destination Options and Fragment headers; its
+// protocol in `protocol`, and whether a fragment header with an offset
+// was on the way.
+std::size_t ipv6_upper(const Bytes& frame, std::uint8_t* protocol, bool* later_fragment = nullptr);
+bool tcp6_checksum_ok(const Bytes& frame);
+// The ICMPv6 message after the IPv6 header (no extension headers) sums
+// to zero with its pseudo-header.
+bool icmp6_checksum_ok(const Bytes& frame);
 
 Bytes udp(std::uint16_t sport, std::uint16_t dport, std::size_t data_len);
 // TCP header (flags: 0x02 SYN, 0x10 ACK, ...), options padded to 4 bytes,
@@ -72,6 +96,14 @@ void fill_pending_checksum(Bytes& frame, std::size_t start, std::size_t offset);
 // device filling in a pending checksum over the quoted transport bytes
 // would leave as it is (found here by trying every value).
 Bytes frag_needed(const Bytes& original, std::uint16_t mtu, const Mac& dmac, const Mac& smac);
+
+// ICMPv6 Packet Too Big (RFC 4443 3.2) for `mtu` about `original`
+// (Ethernet + IPv6), as covey's stamping program answers it: from the
+// original's destination to its source, traffic class 0, hop limit 64;
+// quoting the IPv6 header, its extension headers and the 8 bytes after
+// them (TCP: 20), the quoted TCP or UDP checksum field set as
+// frag_needed() sets it.
+Bytes packet_too_big(const Bytes& original, std::uint32_t mtu, const Mac& dmac, const Mac& smac);
 
 std::string hex(const Bytes& b);
 

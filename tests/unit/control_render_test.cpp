@@ -344,7 +344,7 @@ TEST(ControlRender, GmDataPathActive) {
             "        tbar_stamped      1200  stamped on the way into the SA\n"
             "        tbar_accepted     1177  stamp inside the window: checked, stripped\n"
             "      Path MTU:\n"
-            "        frag_needed_sent     2  DF packet too big once stamped: ICMP frag. needed sent\n"
+            "        frag_needed_sent     2  too big once stamped: ICMP frag. needed or Packet Too Big sent\n"
             "      Dropped (4 packets):\n"
             "        clear_drop           1  arrived in clear, but the ACL says encrypted\n"
             "        tbar_late            3  stamp older than the window\n");
