@@ -179,7 +179,7 @@ TEST_F(KsConfigTest, LabConfigParses) {
   EXPECT_EQ(g.policy.rekey.mode, gdoi::RekeyTransport::Mode::Unicast);
   EXPECT_EQ(g.signing_key, (lab / "ks-rekey.pem").lexically_normal().string());
   EXPECT_EQ(g.authorization, (std::vector<gdoi::Prefix>{*gdoi::Prefix::parse("10.1.23.3"),
-                                                        *gdoi::Prefix::parse("10.1.24.4")}));
+                                                        *gdoi::Prefix::parse("2001:db8:24::4")}));
 }
 
 TEST_F(KsConfigTest, ReferenceExampleParses) {
