@@ -145,6 +145,29 @@ static __always_inline void covey_quote_fix(__u16 *l4, __u32 check_word)
 		l4[3] = f;
 }
 
+/* Loads what an answer quotes of the transport header at `at` into l4:
+ * 8 bytes, a TCP header's 20, none of a later fragment's own (they are
+ * payload), the checksum field made neutral (covey_quote_fix). The length
+ * loaded; 0 when the load failed. The same for both families. */
+static __always_inline __u32 covey_quote_load(struct __sk_buff *skb, const struct covey_packet *pkt, __u32 at,
+					      __u16 *l4)
+{
+	__u32 quote = COVEY_ICMP_QUOTE, check_word = 0;
+
+	if (pkt->fragment == COVEY_FRAG_LATER) {
+		/* no transport header */
+	} else if (pkt->protocol == IPPROTO_TCP) {
+		quote = COVEY_ICMP_QUOTE_TCP;
+		check_word = 8;
+	} else if (pkt->protocol == IPPROTO_UDP) {
+		check_word = 3;
+	}
+	if (bpf_skb_load_bytes(skb, at, l4, quote))
+		return 0;
+	covey_quote_fix(l4, check_word);
+	return quote;
+}
+
 /* Turns the packet into ICMP fragmentation needed for inner MTU - 12:
  * IP header (with its options) and the first bytes of the payload
  * quoted, from the packet's destination to its source, TTL 64. `local`
@@ -176,7 +199,7 @@ __attribute__((noinline)) int covey_frag_needed_v4(struct __sk_buff *skb, const 
 	__u16 l4[COVEY_ICMP_QUOTE_TCP / 2] = {};
 	struct covey_frag_needed reply = {};
 	__u8 mac[2 * ETH_ALEN], eth[2 * ETH_ALEN];
-	__u32 hlen, quote = COVEY_ICMP_QUOTE, check_word = 0, mtu;
+	__u32 hlen, quote, mtu;
 	__u64 sum;
 
 	if (!skb || !cfg || !st || !pkt)
@@ -198,18 +221,9 @@ __attribute__((noinline)) int covey_frag_needed_v4(struct __sk_buff *skb, const 
 		if (bpf_skb_load_bytes(skb, COVEY_TBAR_L3 + 20, (__u8 *)ip + 20, options))
 			goto fail;
 	}
-	if (pkt->fragment == COVEY_FRAG_LATER) {
-		/* no transport header */
-	} else if (pkt->protocol == IPPROTO_TCP) {
-		quote = COVEY_ICMP_QUOTE_TCP;
-		check_word = 8;
-	} else if (pkt->protocol == IPPROTO_UDP) {
-		check_word = 3;
-	}
-	if (bpf_skb_load_bytes(skb, COVEY_TBAR_L3 + hlen, l4, quote))
+	quote = covey_quote_load(skb, pkt, COVEY_TBAR_L3 + hlen, l4);
+	if (!quote)
 		goto fail;
-
-	covey_quote_fix(l4, check_word);
 
 	reply.ver_ihl = 0x45;
 	reply.tos = 0xc0; /* internetwork control, as the kernel's ICMP errors (RFC 1812 4.3.2.5) */
@@ -352,7 +366,7 @@ __attribute__((noinline)) int covey_packet_too_big_v6(struct __sk_buff *skb, con
 	__u16 l4[COVEY_ICMP_QUOTE_TCP / 2] = {};
 	struct covey_packet_too_big *reply = (struct covey_packet_too_big *)hdr;
 	__u16 mac[ETH_ALEN], t;
-	__u32 chain, quote = COVEY_ICMP_QUOTE, check_word = 0, length;
+	__u32 chain, quote, length;
 	__u64 sum;
 
 	if (!skb || !cfg || !st || !pkt)
@@ -364,17 +378,9 @@ __attribute__((noinline)) int covey_packet_too_big_v6(struct __sk_buff *skb, con
 	chain = ((((chain >> 3) - 5) & 7) + 5) * 8;
 	if (bpf_skb_load_bytes(skb, 0, mac, sizeof(mac)) || bpf_skb_load_bytes(skb, COVEY_TBAR_L3, hdr, chain))
 		goto fail;
-	if (pkt->fragment == COVEY_FRAG_LATER) {
-		/* no transport header */
-	} else if (pkt->protocol == IPPROTO_TCP) {
-		quote = COVEY_ICMP_QUOTE_TCP;
-		check_word = 8;
-	} else if (pkt->protocol == IPPROTO_UDP) {
-		check_word = 3;
-	}
-	if (bpf_skb_load_bytes(skb, COVEY_TBAR_L3 + chain, l4, quote))
+	quote = covey_quote_load(skb, pkt, COVEY_TBAR_L3 + chain, l4);
+	if (!quote)
 		goto fail;
-	covey_quote_fix(l4, check_word);
 	/* Sums by the helper: unrolled, the words would not fit the stack
 	 * clang spills them to. The quote, and the pseudo-header's addresses
 	 * (the same two, whichever way round). */

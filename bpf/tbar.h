@@ -335,6 +335,22 @@ static __always_inline struct covey_tbar_peer *covey_tbar_peer(__u32 sid)
 	return bpf_map_lookup_elem(&covey_tbar_peers, &sid);
 }
 
+/* The verdict on a packet of the group that carries no stamp. A later
+ * fragment reaches nobody without its first fragment, which is checked
+ * like any packet: the datagram is judged by the stamp at offset 0, and a
+ * later fragment without one passes. The same for both families. */
+static __always_inline int covey_tbar_unstamped(struct covey_stats *st, const struct covey_packet *pkt, __u32 check_on)
+{
+	if (!check_on)
+		return COVEY_TBAR_OK;
+	if (pkt->fragment == COVEY_FRAG_LATER) {
+		st->tbar_unstamped_fragment++;
+		return COVEY_TBAR_OK;
+	}
+	st->tbar_missing++;
+	return COVEY_TBAR_MISSING;
+}
+
 /* A stamp's verdict on receipt, counted: its pseudotime inside the
  * window, then its counters (`span` of them from `counter`) new in the
  * sender's duplicate window. The same for both families. */
@@ -392,22 +408,12 @@ static __always_inline int covey_tbar_receive_v4(struct __sk_buff *skb, const st
 	ihl = front[0] & 0xf;
 	if (ihl * 4 < 20 + COVEY_TBAR_OPT_LEN || bpf_skb_load_bytes(skb, COVEY_TBAR_OPT_AT, &opt, sizeof(opt)) ||
 	    opt.type != COVEY_TBAR_OPT_V4 || opt.len != COVEY_TBAR_OPT_LEN) {
-		if (!check_on)
-			return COVEY_TBAR_OK;
 		/* The stamp is not copied into later fragments (its copy bit
 		 * is clear; Linux overwrites it with NOPs, RFC 791 lets it
 		 * go): a datagram fragmented after the stamp was put in
-		 * carries it in its first fragment only. A later fragment
-		 * reaches nobody without its first fragment, which is checked
-		 * here like any packet: the datagram is judged by the stamp
-		 * at offset 0, and a later fragment without one passes. (A
-		 * fragment that was stamped itself is checked below.) */
-		if (pkt->fragment == COVEY_FRAG_LATER) {
-			st->tbar_unstamped_fragment++;
-			return COVEY_TBAR_OK;
-		}
-		st->tbar_missing++;
-		return COVEY_TBAR_MISSING;
+		 * carries it in its first fragment only. (A fragment that was
+		 * stamped itself is checked below.) */
+		return covey_tbar_unstamped(st, pkt, check_on);
 	}
 
 	if (check_on) {
@@ -642,16 +648,7 @@ static __always_inline int covey_tbar_receive_v6(struct __sk_buff *skb, const st
 		!bpf_skb_load_bytes(skb, at, &opt, sizeof(opt)) && opt.hdrlen == COVEY_TBAR_DSTOPT_LEN / 8 - 1 &&
 		opt.type == COVEY_TBAR_OPT_V6 && opt.len == COVEY_TBAR_DSTOPT_DATA;
 	if (!found) {
-		if (!check_on)
-			return COVEY_TBAR_OK;
-		/* As for IPv4: a datagram is judged by its first fragment, and
-		 * a later fragment without a stamp passes. */
-		if (pkt->fragment == COVEY_FRAG_LATER) {
-			st->tbar_unstamped_fragment++;
-			return COVEY_TBAR_OK;
-		}
-		st->tbar_missing++;
-		return COVEY_TBAR_MISSING;
+		return covey_tbar_unstamped(st, pkt, check_on);
 	}
 
 	if (check_on) {
