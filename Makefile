@@ -21,7 +21,7 @@ VM_THROUGHPUT_BENCH_FLAGS ?=
 COOP_BENCH_FLAGS ?=
 CMAKE_FLAGS ?=
 
-.PHONY: all build san deps test unit bench fuzz format clean lab lab-coop lab-down
+.PHONY: all build san san-tests deps test unit bench fuzz format clean lab lab-coop lab-down
 
 all: build
 
@@ -43,6 +43,11 @@ $(SAN_BUILD)/CMakeCache.txt:
 san: $(SAN_BUILD)/CMakeCache.txt
 	cmake --build $(SAN_BUILD) -j $(JOBS)
 
+# Only what the sanitizer tier of `make test` runs (the unit tests and the
+# fuzzer): the daemons and tools are built and exercised in the release build.
+san-tests: $(SAN_BUILD)/CMakeCache.txt
+	cmake --build $(SAN_BUILD) -j $(JOBS) --target covey_unit_tests
+
 # The sanitizer tier (unit tests and 60 s of fuzzing) runs first, so the
 # last line printed is the summary of the main build's ctest run. The unit
 # tests run once, there, under ASan and UBSan: running them again in the
@@ -50,7 +55,7 @@ san: $(SAN_BUILD)/CMakeCache.txt
 # build's code is what the tiers after them (tshark, netns, bpf, vm)
 # exercise; `make unit` runs the unit tests in the release build.
 test: deps
-	$(MAKE) --no-print-directory build san
+	$(MAKE) --no-print-directory build san-tests
 	ctest --test-dir $(SAN_BUILD) --output-on-failure -j $(JOBS) -L 'unit|fuzz'
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) -LE unit
 
