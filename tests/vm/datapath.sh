@@ -211,11 +211,12 @@ a, port = sys.argv[1], int(sys.argv[2])
 s = socket.socket(socket.AF_INET6 if ":" in a else socket.AF_INET)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((a, port)); s.listen(1)
 c, _ = s.accept(); h = hashlib.sha256(); n = 0
+open(sys.argv[3], "w").write("%d\n" % c.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG))
 while True:
     b = c.recv(65536)
     if not b: break
     h.update(b); n += len(b)
-print(n, h.hexdigest())' "$1" "$2" >"$work/tcp.rx" 2>&1 &
+print(n, h.hexdigest())' "$1" "$2" "$work/tcp.mss" >"$work/tcp.rx" 2>&1 &
   rx=$! tcp_port=$2
   wait_until 30 "h4's TCP listener on $1" '[ -n "$(in_ns h4 ss -Hltn sport = :$tcp_port)" ]'
   in_ns h3 python3 -c '
@@ -238,7 +239,10 @@ tcp_transfer 192.168.4.10 5001
 mss3=$(stat gm3 mss_clamped)
 tcp_transfer $H4_6 5004
 mss3=$(( $(stat gm3 mss_clamped) - mss3 ))
-[ $mss3 -ge 1 ] || fail "gm3 did not clamp the MSS of h3's IPv6 SYN (mss_clamped +$mss3)"
+# h4 sends with the MSS h3's SYN arrived with: tcp_mss_v6 = 1406 - 40 -
+# 20 - 16 = 1330, less the 12-byte timestamp option both ends use.
+[ $mss3 -ge 1 ] && [ "$(cat "$work/tcp.mss")" = 1318 ] ||
+  fail "gm3 did not clamp h3's IPv6 SYN to MSS 1330: mss_clamped +$mss3, h4's MSS $(cat "$work/tcp.mss") (1318 with timestamps expected)"
 capture_stop traffic
 clear=$(lan_clear "$work/traffic.txt")
 [ -z "$clear" ] || fail "protected traffic crossed r2 in clear:
@@ -254,7 +258,7 @@ other=$(grep -o 'ESP(spi=0x[0-9a-f]*' "$work/traffic.txt" | sort -u | wc -l)
 [ "$other" = 1 ] || fail "r2 saw ESP with $other SPIs, expected one: $(grep -o 'ESP(spi=0x[0-9a-f]*' "$work/traffic.txt" | sort -u)"
 esp=$(grep -c 'ESP(spi=' "$work/traffic.txt")
 esp6=$(grep -c 'IP6 .*ESP(spi=' "$work/traffic.txt")
-say "1 ping both ways, pings from gm3 and gm4 themselves, TCP 1 MiB h3 -> h4 intact, each in IPv4 and IPv6: r2 saw $esp ESP packets ($esp6 of them IPv6), one SPI, hosts' own addresses, nothing in clear; IPv6 pings' stamps accepted: gm3 +$acc3, gm4 +$acc4; IPv6 SYN clamped at gm3 (mss_clamped +$mss3)"
+say "1 ping both ways, pings from gm3 and gm4 themselves, TCP 1 MiB h3 -> h4 intact, each in IPv4 and IPv6: r2 saw $esp ESP packets ($esp6 of them IPv6), one SPI, hosts' own addresses, nothing in clear; IPv6 pings' stamps accepted: gm3 +$acc3, gm4 +$acc4; IPv6 SYN clamped at gm3 (mss_clamped +$mss3) to 1330: h4's MSS $(cat "$work/tcp.mss") with timestamps"
 
 # Between gm3's own LANs (the ACL permits 192.168.0.0/16 both ways): routed
 # by gm3 in clear, never steered out of the WAN or sent as ESP to h33.
