@@ -82,10 +82,11 @@ struct TbarPolicy {
   std::uint32_t window_ms = 0;   // accepted: |stamp - now| <= window
   std::uint16_t tcp_mss_v4 = 0;  // clamp stamped SYNs' MSS (tcp_mss_for_stamp); 0 = none
   std::uint16_t tcp_mss_v6 = 0;
-  // The group SA's inner MTU (kmod::esp_tunnel_inner_mtu of the WAN's
-  // MTU): a stamped DF packet over it is answered with ICMP fragmentation
-  // needed for inner_mtu - 12 instead of being sent (bpf/README.md, "Path
-  // MTU"). 0 = unknown: no answer. IPv6 is kept for when it is stamped.
+  // The group SA's inner MTU per family (kmod::esp_tunnel_inner_mtu of
+  // the WAN's MTU for that outer family): a packet over it once stamped is
+  // answered instead of being sent, IPv4 with DF by ICMP fragmentation
+  // needed for inner_mtu_v4 - 12, IPv6 by Packet Too Big for inner_mtu_v6
+  // - 16 (bpf/README.md, "Path MTU"). 0 = unknown: no answer.
   std::uint32_t inner_mtu_v4 = 0;
   std::uint32_t inner_mtu_v6 = 0;
 };

@@ -22,23 +22,26 @@
 #      addresses the hosts' own; nothing of 192.168.x in clear. The same
 #      in IPv6 (ping, the GMs' own pings, TCP): IPv6 ESP with the hosts'
 #      IPv6 addresses, the same SPI. Traffic between gm3's two LANs stays
-#      inside gm3, in clear, in both families.
+#      inside gm3, in clear, in both families. The IPv6 pings are
+#      stamped and checked (tbar_accepted on both members), the IPv6 SYN's
+#      MSS clamped (mss_clamped).
 #   2a path MTU: UDP with DF just under the usable size arrives; just over
 #      gets ICMP fragmentation-needed from gm3, and the size it names gets
 #      through (the TCP transfer of 1 runs with full-size, clamped segments).
+#      IPv6 alike, at the same time: Packet Too Big from gm3 naming the
+#      usable MTU, not the kernel's (which would not count the stamp).
 #   4  replay: an ESP packet captured on r2 and sent again to gm4 within
 #      the window is counted tbar_duplicate, after it tbar_late; fresh
-#      traffic flows throughout.
+#      traffic flows throughout. IPv4 and IPv6 at the same time.
 #   3  50 packets/s h3 -> h4 in IPv4 and 50 in IPv6 at the same time,
-#      across two operator TEK rekeys: none lost in either.
+#      across two operator TEK rekeys: none lost in either, and gm4 checks
+#      the stamps of both (tbar_accepted grows by both flows).
 #   6  gm5, refused at registration, holds no SA and cannot decrypt the
 #      group's ESP (IPv4 and IPv6) sent to it. gm4 (drop_unknown_spi)
 #      drops IPv6 ESP of an SPI not the group's (esp_unknown_drop) and
 #      clear IPv6 that its ACL says arrives encrypted (clear_drop).
 #   5b kill -9 of gm3: h3 -> h4 dropped within the lease, nothing in clear
 #      on r2 (either family); gm3 restarted: traffic flows again.
-# Not yet for IPv6: 2a (Packet Too Big for the stamp) and 4 (replay) need
-# the IPv6 TBAR stamp; until it is built IPv6 crosses unstamped.
 #   and a clean stop (SIGTERM) of gm4 leaves nothing of covey in its kernel.
 # Under TCG every exec costs a noticeable fraction of a second: commands for
 # one namespace go through one `ip -batch`, and waits poll sparingly.
@@ -188,12 +191,18 @@ in_ns gm3 ping -c 3 -i 0.3 -W 3 -I 192.168.3.1 192.168.4.10 >"$work/ping" 2>&1 |
   fail "gm3 (from 192.168.3.1) -> h4 ping failed: $(tail -2 "$work/ping")"
 in_ns gm4 ping -c 3 -i 0.3 -W 3 -I 192.168.4.1 192.168.3.1 >"$work/ping" 2>&1 ||
   fail "gm4 (192.168.4.1) -> gm3 (192.168.3.1) ping failed: $(tail -2 "$work/ping")"
+acc3=$(stat gm3 tbar_accepted) acc4=$(stat gm4 tbar_accepted)
 in_ns h3 ping -6 -c 3 -i 0.3 -W 3 $H4_6 >"$work/ping" 2>&1 || fail "h3 -> h4 IPv6 ping failed: $(tail -2 "$work/ping")"
 in_ns h4 ping -6 -c 3 -i 0.3 -W 3 $H3_6 >"$work/ping" 2>&1 || fail "h4 -> h3 IPv6 ping failed: $(tail -2 "$work/ping")"
 in_ns gm3 ping -6 -c 3 -i 0.3 -W 3 -I $GM3_6 $H4_6 >"$work/ping" 2>&1 ||
   fail "gm3 (from $GM3_6) -> h4 IPv6 ping failed: $(tail -2 "$work/ping")"
 in_ns gm4 ping -6 -c 3 -i 0.3 -W 3 -I $GM4_6 $GM3_6 >"$work/ping" 2>&1 ||
   fail "gm4 ($GM4_6) -> gm3 ($GM3_6) IPv6 ping failed: $(tail -2 "$work/ping")"
+# Each member decrypted 12 of those 24 IPv6 packets: each must have checked
+# and stripped an IPv6 stamp on every one.
+acc3=$(( $(stat gm3 tbar_accepted) - acc3 )) acc4=$(( $(stat gm4 tbar_accepted) - acc4 ))
+[ $acc3 -ge 12 ] && [ $acc4 -ge 12 ] ||
+  fail "12 IPv6 pings each way decrypted by gm3 and gm4, but tbar_accepted grew by $acc3 and $acc4: IPv6 not stamped or not checked"
 # A TCP transfer of 1 MiB h3 -> h4 in each family, checked by length and digest.
 tcp_transfer() { # ADDRESS-OF-H4 PORT
   in_ns h4 python3 -c '
@@ -202,11 +211,12 @@ a, port = sys.argv[1], int(sys.argv[2])
 s = socket.socket(socket.AF_INET6 if ":" in a else socket.AF_INET)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((a, port)); s.listen(1)
 c, _ = s.accept(); h = hashlib.sha256(); n = 0
+open(sys.argv[3], "w").write("%d\n" % c.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG))
 while True:
     b = c.recv(65536)
     if not b: break
     h.update(b); n += len(b)
-print(n, h.hexdigest())' "$1" "$2" >"$work/tcp.rx" 2>&1 &
+print(n, h.hexdigest())' "$1" "$2" "$work/tcp.mss" >"$work/tcp.rx" 2>&1 &
   rx=$! tcp_port=$2
   wait_until 30 "h4's TCP listener on $1" '[ -n "$(in_ns h4 ss -Hltn sport = :$tcp_port)" ]'
   in_ns h3 python3 -c '
@@ -226,7 +236,13 @@ print(len(data), hashlib.sha256(data).hexdigest())' "$1" "$2" >"$work/tcp.tx" 2>
     fail "TCP h3 -> h4 ($1): sent $(cat "$work/tcp.tx"), received $(cat "$work/tcp.rx")"
 }
 tcp_transfer 192.168.4.10 5001
+mss3=$(stat gm3 mss_clamped)
 tcp_transfer $H4_6 5004
+mss3=$(( $(stat gm3 mss_clamped) - mss3 ))
+# h4 sends with the MSS h3's SYN arrived with: tcp_mss_v6 = 1406 - 40 -
+# 20 - 16 = 1330, less the 12-byte timestamp option both ends use.
+[ $mss3 -ge 1 ] && [ "$(cat "$work/tcp.mss")" = 1318 ] ||
+  fail "gm3 did not clamp h3's IPv6 SYN to MSS 1330: mss_clamped +$mss3, h4's MSS $(cat "$work/tcp.mss") (1318 with timestamps expected)"
 capture_stop traffic
 clear=$(lan_clear "$work/traffic.txt")
 [ -z "$clear" ] || fail "protected traffic crossed r2 in clear:
@@ -242,7 +258,7 @@ other=$(grep -o 'ESP(spi=0x[0-9a-f]*' "$work/traffic.txt" | sort -u | wc -l)
 [ "$other" = 1 ] || fail "r2 saw ESP with $other SPIs, expected one: $(grep -o 'ESP(spi=0x[0-9a-f]*' "$work/traffic.txt" | sort -u)"
 esp=$(grep -c 'ESP(spi=' "$work/traffic.txt")
 esp6=$(grep -c 'IP6 .*ESP(spi=' "$work/traffic.txt")
-say "1 ping both ways, pings from gm3 and gm4 themselves, TCP 1 MiB h3 -> h4 intact, each in IPv4 and IPv6: r2 saw $esp ESP packets ($esp6 of them IPv6), one SPI, hosts' own addresses, nothing in clear"
+say "1 ping both ways, pings from gm3 and gm4 themselves, TCP 1 MiB h3 -> h4 intact, each in IPv4 and IPv6: r2 saw $esp ESP packets ($esp6 of them IPv6), one SPI, hosts' own addresses, nothing in clear; IPv6 pings' stamps accepted: gm3 +$acc3, gm4 +$acc4; IPv6 SYN clamped at gm3 (mss_clamped +$mss3) to 1330: h4's MSS $(cat "$work/tcp.mss") with timestamps"
 
 # Between gm3's own LANs (the ACL permits 192.168.0.0/16 both ways): routed
 # by gm3 in clear, never steered out of the WAN or sent as ESP to h33.
@@ -259,61 +275,85 @@ say "1 between gm3's own LANs (h3 -> h33): ping in clear through gm3 alone in bo
 # ---- 2a. path MTU: DF datagrams at and beyond the usable size ----
 # The group SA carries inner packets up to 1438 bytes on a 1500-byte WAN
 # (AES-256-CBC + HMAC-SHA-256-128); the stamp takes 12: 1426, so UDP
-# payloads up to 1398 fit.
+# payloads up to 1398 fit. Over IPv6 the outer header is 40 bytes: inner
+# MTU ((1500 - 40 - 8 - 16 - 16) & ~15) - 2 = 1406, the stamp's header
+# takes 16: 1390, UDP payloads up to 1342 (kmod::esp_tunnel_inner_mtu).
+# Both families in one receiver and one sender (TCG: every exec counts).
 in_ns h4 python3 -c '
-import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("192.168.4.10", 5002)); s.settimeout(8)
-sizes = []
-try:
-    while len(sizes) < 3: sizes.append(len(s.recv(65535)))
-except socket.timeout: pass
-print(" ".join(map(str, sizes)))' >"$work/udp.rx" 2>&1 &
+import select, socket
+socks = {}
+for af, a in ((socket.AF_INET, "192.168.4.10"), (socket.AF_INET6, "2001:db8:4::10")):
+    s = socket.socket(af, socket.SOCK_DGRAM); s.bind((a, 5002)); socks[s] = []
+while select.select(list(socks), [], [], 8)[0]:  # until 8 s without a datagram
+    for s in select.select(list(socks), [], [], 0)[0]: socks[s].append(len(s.recv(65535)))
+for sizes in socks.values(): print(" ".join(map(str, sizes)))' >"$work/udp.rx" 2>&1 &
 rx=$!
-wait_until 30 "h4's UDP receiver" '[ -n "$(in_ns h4 ss -Hlun sport = :5002)" ]'
+wait_until 30 "h4's UDP receivers" '[ "$(in_ns h4 ss -Hlun sport = :5002 | wc -l)" = 2 ]'
 fn0=$(stat gm3 frag_needed_sent)
 in_ns h3 python3 -c '
 import errno, socket, time
-IP_MTU_DISCOVER, IP_PMTUDISC_DO, IP_MTU = 10, 2, 14
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
-s.connect(("192.168.4.10", 5002))
-s.send(b"u" * 1398)                  # just under: arrives
-s.send(b"o" * 1399)                  # just over: answered, not delivered
+# (family, h4, level, MTU_DISCOVER, PMTUDISC_DO, MTU, IP + UDP header, usable MTU)
+fams = ((socket.AF_INET, "192.168.4.10", socket.IPPROTO_IP, 10, 2, 14, 28, 1426),
+        (socket.AF_INET6, "2001:db8:4::10", socket.IPPROTO_IPV6, 23, 2, 24, 48, 1390))
+socks = []
+for af, h4, level, disc, do, _, hdr, usable in fams:
+    s = socket.socket(af, socket.SOCK_DGRAM)
+    s.setsockopt(level, disc, do)
+    s.connect((h4, 5002))
+    s.send(b"u" * (usable - hdr))      # just under: arrives
+    s.send(b"o" * (usable - hdr + 1))  # just over: answered, not delivered
+    socks.append(s)
 time.sleep(1)
-try:
-    s.send(b"o" * 1399)
-    print("oversize-accepted")
-except OSError as e:
-    print("EMSGSIZE" if e.errno == errno.EMSGSIZE else "error-%d" % e.errno)
-mtu = s.getsockopt(socket.IPPROTO_IP, IP_MTU)
-print(mtu, flush=True)
-s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)  # the ICMP also left its EMSGSIZE pending on the socket
-s.send(b"m" * (mtu - 28))            # the MTU the ICMP named
-print("sent", mtu - 28)' >"$work/udp.tx" 2>&1 || fail "UDP with DF from h3: $(cat "$work/udp.tx")"
+for s, (af, h4, level, _, _, opt_mtu, hdr, usable) in zip(socks, fams):
+    try:
+        s.send(b"o" * (usable - hdr + 1))
+        word = "oversize-accepted"
+    except OSError as e:
+        word = "EMSGSIZE" if e.errno == errno.EMSGSIZE else "error-%d" % e.errno
+    mtu = s.getsockopt(level, opt_mtu)
+    s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)  # the ICMP also left its EMSGSIZE pending on the socket
+    s.send(b"m" * (mtu - hdr))            # the MTU the ICMP named
+    print(word, mtu, "sent", mtu - hdr, flush=True)' >"$work/udp.tx" 2>&1 || fail "UDP with DF from h3: $(cat "$work/udp.tx")"
 wait $rx
 fn=$(( $(stat gm3 frag_needed_sent) - fn0 ))
-[ "$(head -1 "$work/udp.tx")" = EMSGSIZE ] && [ "$(sed -n 2p "$work/udp.tx")" = 1426 ] ||
+[ "$(sed -n 1p "$work/udp.tx")" = "EMSGSIZE 1426 sent 1398" ] ||
   fail "h3 did not learn the path MTU 1426 from gm3: $(tr '\n' ' ' <"$work/udp.tx") (frag_needed_sent +$fn)"
-[ "$(cat "$work/udp.rx")" = "1398 1398" ] ||
-  fail "h4 received UDP payloads of sizes '$(cat "$work/udp.rx")', expected 1398 (just under) and 1398 (at the learned MTU)"
-say "2a path MTU: DF UDP 1398 bytes arrives; 1399 answered by gm3 with fragmentation-needed (frag_needed_sent +$fn), h3 learned MTU 1426 and its 1398-byte datagram arrived; TCP above: $(stat gm3 mss_clamped) SYNs clamped"
+[ "$(sed -n 2p "$work/udp.tx")" = "EMSGSIZE 1390 sent 1342" ] ||
+  fail "h3 did not learn the IPv6 path MTU 1390 from gm3's Packet Too Big (1406 would be the kernel's, blind to the stamp): $(tr '\n' ' ' <"$work/udp.tx") (frag_needed_sent +$fn)"
+[ "$(sed -n 1p "$work/udp.rx")" = "1398 1398" ] ||
+  fail "h4 received UDP payloads of sizes '$(sed -n 1p "$work/udp.rx")', expected 1398 (just under) and 1398 (at the learned MTU)"
+[ "$(sed -n 2p "$work/udp.rx")" = "1342 1342" ] ||
+  fail "h4 received IPv6 UDP payloads of sizes '$(sed -n 2p "$work/udp.rx")', expected 1342 (just under) and 1342 (at the learned MTU)"
+[ $fn -ge 2 ] || fail "gm3 counted frag_needed_sent +$fn for one oversized datagram in each family"
+say "2a path MTU: DF UDP 1398 bytes arrives; 1399 answered by gm3 with fragmentation-needed, h3 learned MTU 1426 and its 1398-byte datagram arrived; IPv6: 1342 arrives, 1343 answered with Packet Too Big, h3 learned 1390 and its 1342 arrived (frag_needed_sent +$fn); TCP above: $(stat gm3 mss_clamped) SYNs clamped"
 
 mac() { ip -n "$(ns $1)" -o link show "$2" | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2; }
 xfrm_stat() { in_ns "$1" cat /proc/net/xfrm_stat | awk -v k="$2" '$1 == k { print $2 }'; }
 
 # ---- 4. replay: the same ESP packet again, within and after the window ----
-dup0=$(stat gm4 tbar_duplicate) late0=$(stat gm4 tbar_late) acc0=$(stat gm4 tbar_accepted)
+# One IPv4 and one IPv6 packet, replayed at the same moments. Each copy
+# makes one count: the first copies are inside the 3 s window (so not
+# late, and their counters were seen: tbar_duplicate), the copies 5 s
+# later outside it (the window is checked first: tbar_late), so 2 and 2
+# means each family's pair was counted so.
+dup0=$(stat gm4 tbar_duplicate) late0=$(stat gm4 tbar_late)
 in_ns h3 ping -c 25 -i 0.4 -W 3 192.168.4.10 >"$work/ping.fresh" 2>&1 &
 fresh=$!
+in_ns h3 ping -6 -c 25 -i 0.4 -W 3 $H4_6 >"$work/ping6.fresh" 2>&1 &
+fresh6=$!
+in_ns r2 python3 "$here/replay.py" gm4 $H3_6 $H4_6 --after 5 >"$work/replay4v6.out" 2>&1 &
+replay6=$!
 in_ns r2 python3 "$here/replay.py" gm4 192.168.3.10 192.168.4.10 --after 5 >"$work/replay.out" 2>&1 ||
   fail "replay: $(cat "$work/replay.out")"
+wait $replay6 || fail "replay (IPv6): $(cat "$work/replay4v6.out")"
 wait $fresh || fail "fresh traffic h3 -> h4 during the replays lost packets: $(grep -o '[0-9]* received.*loss' "$work/ping.fresh")"
-wait_until 5 "gm4 counting both replays" \
-  '[ $(( $(stat gm4 tbar_duplicate) - dup0 + $(stat gm4 tbar_late) - late0 )) -ge 2 ]'
+wait $fresh6 || fail "fresh IPv6 traffic h3 -> h4 during the replays lost packets: $(grep -o '[0-9]* received.*loss' "$work/ping6.fresh")"
+wait_until 5 "gm4 counting the four replays" \
+  '[ $(( $(stat gm4 tbar_duplicate) - dup0 + $(stat gm4 tbar_late) - late0 )) -ge 4 ]'
 dup=$(( $(stat gm4 tbar_duplicate) - dup0 )) late=$(( $(stat gm4 tbar_late) - late0 ))
-[ $dup = 1 ] && [ $late = 1 ] || fail "replays of one ESP packet to gm4: expected 1 tbar_duplicate and 1 tbar_late, counted $dup and $late
-$(cat "$work/replay.out")"
-say "4 replay of $(head -1 "$work/replay.out" | cut -d' ' -f1-2) at gm4: within the 3 s window tbar_duplicate, $(tail -1 "$work/replay.out" | cut -d' ' -f3-4) s later tbar_late; fresh pings: $(grep -o '[0-9]* received.*loss' "$work/ping.fresh")"
+[ $dup = 2 ] && [ $late = 2 ] || fail "replays of one IPv4 and one IPv6 ESP packet to gm4: expected 2 tbar_duplicate and 2 tbar_late, counted $dup and $late
+$(cat "$work/replay.out" "$work/replay4v6.out")"
+say "4 replay at gm4 of IPv4 $(head -1 "$work/replay.out" | cut -d' ' -f1-2) and IPv6 $(head -1 "$work/replay4v6.out" | cut -d' ' -f1-2): within the 3 s window tbar_duplicate +$dup, $(tail -1 "$work/replay.out" | cut -d' ' -f4) and $(tail -1 "$work/replay4v6.out" | cut -d' ' -f4) s later tbar_late +$late; fresh pings: IPv4 $(grep -o '[0-9]* received.*loss' "$work/ping.fresh"), IPv6 $(grep -o '[0-9]* received.*loss' "$work/ping6.fresh")"
 
 # ---- 3. 50 packets/s across two TEK rekeys ----
 acc0=$(stat gm4 tbar_accepted)
@@ -342,7 +382,10 @@ spi2=$(field gm3 "s['data_path']['sending_spi']")
   fail "after two rekeys gm3 sends on $spi2, gm4 on $(field gm4 "s['data_path']['sending_spi']") (was $spi)"
 seen=$(grep -c 'sending on TEK SPI' "$work/gm3.log")
 [ "$seen" -ge 3 ] || fail "gm3 switched its sending TEK $seen times, expected 3 (first TEK and two rekeys)"
-say "3 50 pps h3 -> h4 in each family at once across two rekeys: IPv4 $got, IPv6 $got6, 0 lost; members moved $spi -> $spi2"
+# gm4 decrypted 1250 echo requests of each family: every one's stamp checked.
+acc=$(( $(stat gm4 tbar_accepted) - acc0 ))
+[ $acc -ge 2500 ] || fail "gm4 decrypted 1250 IPv4 and 1250 IPv6 echo requests but tbar_accepted grew by $acc"
+say "3 50 pps h3 -> h4 in each family at once across two rekeys: IPv4 $got, IPv6 $got6, 0 lost; gm4 tbar_accepted +$acc; members moved $spi -> $spi2"
 
 # ---- 6. an unauthorized member ----
 grep -q "refused\|not authorized\|NOT_AUTHORIZED\|AUTHORIZATION" "$work/gm5.log" ||
