@@ -81,11 +81,17 @@ class FuzzTest(unittest.TestCase):
         lab.start_gm("gm3", gm_config(lab, "gm3"), name="gm3")
         for gm in GM_ADDRESS:
             lab.wait_registered(gm)
-        # remaining_s is a reading of each member's clock at its own moment:
-        # two status calls may straddle a second boundary.
-        st = [[{k: v for k, v in t.items() if k != "remaining_s"} for t in lab.ctl(gm, "gm", "status", "--show-keys")["tek"]]
-              for gm in GM_ADDRESS]
+        # The same keys. The times are each member's own reading: remaining_s
+        # at its status call, and activates_at and lifetime_s from the whole
+        # seconds of lifetime the KS sent at its registration, so two members
+        # may differ by a second there.
+        timed = ("remaining_s", "activates_at", "deactivates_at", "lifetime_s")
+        teks = [lab.ctl(gm, "gm", "status", "--show-keys")["tek"] for gm in GM_ADDRESS]
+        st = [[{k: v for k, v in t.items() if k not in timed} for t in tek] for tek in teks]
         self.assertEqual(st[0], st[1], f"{how}: members disagree on the TEK after fuzzing")
+        for a, b in zip(*teks):
+            for k in ("activates_at", "deactivates_at"):
+                self.assertLessEqual(abs(a[k] - b[k]), 1, f"{how}: members disagree on the TEK's {k}: {a} {b}")
         self.assertTrue(lab.alive("ks"), f"{how}\n{lab.logs('ks')}")
 
 
