@@ -262,6 +262,27 @@ void fill_pending_checksum(Bytes& f, std::size_t start, std::size_t offset) {
   put16(f, start + offset, c == 0 ? 0xffff : c);
 }
 
+// The quote with its transport checksum field (at `field`, the transport
+// header at `start`) set to the one value a device filling in a pending
+// checksum leaves as it is, found by trying all 65,536: the reference the
+// programs' closed form (bpf/pmtu.h, covey_quote_fix) is held to.
+Bytes neutral_quote(Bytes quoted, std::size_t start, std::size_t field) {
+  int found = 0;
+  Bytes fixed;
+  for (unsigned v = 0; v <= 0xffff; ++v) {
+    Bytes q = quoted;
+    put16(q, field, v);
+    Bytes filled = q;
+    fill_pending_checksum(filled, start, field - start);
+    if (filled == q) {
+      fixed = q;
+      ++found;
+    }
+  }
+  if (found != 1) std::abort();
+  return fixed;
+}
+
 Bytes frag_needed(const Bytes& original, std::uint16_t mtu, const Mac& dmac, const Mac& smac) {
   constexpr std::size_t l3 = 14;
   const std::size_t ihl = (original[l3] & 0xf) * 4u;
@@ -269,21 +290,7 @@ Bytes frag_needed(const Bytes& original, std::uint16_t mtu, const Mac& dmac, con
   const std::size_t quote = protocol == 6 ? 20 : 8;
   Bytes quoted(original.begin() + l3, original.begin() + static_cast<std::ptrdiff_t>(l3 + ihl + quote));
   if (protocol == 6 || protocol == 17) {
-    const std::size_t field = ihl + (protocol == 6 ? 16 : 6);
-    int found = 0;
-    Bytes fixed;
-    for (unsigned v = 0; v <= 0xffff; ++v) {
-      Bytes q = quoted;
-      put16(q, field, v);
-      Bytes filled = q;
-      fill_pending_checksum(filled, ihl, field - ihl);
-      if (filled == q) {
-        fixed = q;
-        ++found;
-      }
-    }
-    if (found != 1) std::abort();
-    quoted = fixed;
+    quoted = neutral_quote(std::move(quoted), ihl, ihl + (protocol == 6 ? 16 : 6));
   }
   Bytes b = ethernet(dmac, smac, 0, 0x0800);
   b.resize(l3 + 28, 0);
@@ -315,21 +322,7 @@ Bytes packet_too_big(const Bytes& original, std::uint32_t mtu, const Mac& dmac, 
   const std::size_t quote = !later && protocol == 6 ? 20 : 8;
   Bytes quoted(original.begin() + l3, original.begin() + static_cast<std::ptrdiff_t>(upper + quote));
   if (!later && (protocol == 6 || protocol == 17)) {
-    const std::size_t field = chain + (protocol == 6 ? 16 : 6);
-    int found = 0;
-    Bytes fixed;
-    for (unsigned v = 0; v <= 0xffff; ++v) {
-      Bytes q = quoted;
-      put16(q, field, v);
-      Bytes filled = q;
-      fill_pending_checksum(filled, chain, field - chain);
-      if (filled == q) {
-        fixed = q;
-        ++found;
-      }
-    }
-    if (found != 1) std::abort();
-    quoted = fixed;
+    quoted = neutral_quote(std::move(quoted), chain, chain + (protocol == 6 ? 16 : 6));
   }
   Bytes b = ethernet(dmac, smac, 0, 0x86dd);
   b.resize(l3 + 48, 0);
