@@ -62,10 +62,12 @@ def seq_of(push, algorithm_key):
     return struct.unpack("!I", body[4:8])[0]
 
 
-def forge(push, algorithm_key, seq):
+def forge(push, algorithm_key, seq, key=None):
     """PUSH with SEQ set to SEQ and its SIG replaced by an RSA PKCS#1 v1.5 signature (over the
-    raw hash, as IKEv1 signs) by a freshly made key, encrypted again under the same KEK: a push
-    any holder of the KEK could make, which only the group's signature key can tell apart."""
+    raw hash, as IKEv1 signs) by KEY (a cryptography RSA private key of the SIG's size; default
+    a freshly made one), encrypted again under the same KEK: a push any holder of the KEK could
+    make, which only the group's signature key can tell apart. With the key a rollover retired,
+    what a holder of the KEK and of the old key file could make."""
     header = push[:HEADER]
     body = bytearray(decrypt(push, algorithm_key))
     kinds = _payloads(bytes(body), header[16])
@@ -74,7 +76,7 @@ def forge(push, algorithm_key, seq):
     sig = [p for p in kinds if p[0] == SIG]
     assert sig, f"no SIG payload: {kinds}"
     _, off, length = sig[-1]
-    other = rsa.generate_private_key(public_exponent=65537, key_size=(length - 4) * 8)
+    other = key or rsa.generate_private_key(public_exponent=65537, key_size=(length - 4) * 8)
     n, d = other.public_key().public_numbers().n, other.private_numbers().d
     k = length - 4
     import hashlib
