@@ -80,7 +80,10 @@ def forge(push, algorithm_key, seq, key=None):
     n, d = other.public_key().public_numbers().n, other.private_numbers().d
     k = length - 4
     import hashlib
-    digest = hashlib.sha256(b"rekey" + bytes(header) + bytes(body[:off])).digest()
+    # RFC 6407 4 (and covey's crypto/gdoi.h): the signed header carries the length of the
+    # unpadded message, SIG included, not the padded length the datagram's header has.
+    signed_header = header[:24] + struct.pack("!I", HEADER + off + length)
+    digest = hashlib.sha256(b"rekey" + bytes(signed_header) + bytes(body[:off])).digest()
     em = b"\x00\x01" + b"\xff" * (k - 3 - len(digest)) + b"\x00" + digest
     body[off + 4:off + length] = pow(int.from_bytes(em, "big"), d, n).to_bytes(k, "big")
     enc = _kek_cipher(algorithm_key).encryptor()
