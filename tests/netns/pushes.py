@@ -62,10 +62,12 @@ def seq_of(push, algorithm_key):
     return struct.unpack("!I", body[4:8])[0]
 
 
-def forge(push, algorithm_key, seq):
+def forge(push, algorithm_key, seq, key=None):
     """PUSH with SEQ set to SEQ and its SIG replaced by an RSA PKCS#1 v1.5 signature (over the
-    raw hash, as IKEv1 signs) by a freshly made key, encrypted again under the same KEK: a push
-    any holder of the KEK could make, which only the group's signature key can tell apart."""
+    raw hash, as IKEv1 signs) by KEY (a cryptography RSA private key of the SIG's size; default
+    a freshly made one), encrypted again under the same KEK: a push any holder of the KEK could
+    make, which only the group's signature key can tell apart. With the key a rollover retired,
+    what a holder of the KEK and of the old key file could make."""
     header = push[:HEADER]
     body = bytearray(decrypt(push, algorithm_key))
     kinds = _payloads(bytes(body), header[16])
@@ -74,11 +76,14 @@ def forge(push, algorithm_key, seq):
     sig = [p for p in kinds if p[0] == SIG]
     assert sig, f"no SIG payload: {kinds}"
     _, off, length = sig[-1]
-    other = rsa.generate_private_key(public_exponent=65537, key_size=(length - 4) * 8)
+    other = key or rsa.generate_private_key(public_exponent=65537, key_size=(length - 4) * 8)
     n, d = other.public_key().public_numbers().n, other.private_numbers().d
     k = length - 4
     import hashlib
-    digest = hashlib.sha256(b"rekey" + bytes(header) + bytes(body[:off])).digest()
+    # RFC 6407 4 (and covey's crypto/gdoi.h): the signed header carries the length of the
+    # unpadded message, SIG included, not the padded length the datagram's header has.
+    signed_header = header[:24] + struct.pack("!I", HEADER + off + length)
+    digest = hashlib.sha256(b"rekey" + bytes(signed_header) + bytes(body[:off])).digest()
     em = b"\x00\x01" + b"\xff" * (k - 3 - len(digest)) + b"\x00" + digest
     body[off + 4:off + length] = pow(int.from_bytes(em, "big"), d, n).to_bytes(k, "big")
     enc = _kek_cipher(algorithm_key).encryptor()

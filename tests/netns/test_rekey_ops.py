@@ -5,15 +5,22 @@
   leave gm4's keys as they were; the genuine push is then accepted;
 - after kill -9 and a restart from its state file the KS rekeys with a
   higher SEQ, and both members follow without registering again;
+- a signing-key rollover (a reload with a new key file): both members
+  follow a rekey, the rollover and two rekeys after it, registered once,
+  and a push signed with the old key afterwards is refused as retired;
 - `coveyctl ks remove-member` leaves gm4 behind: gm3 holds a KEK and TEK
   that gm4 does not;
 - a policy change rekeys on `coveyctl ks reload` and on SIGHUP, members
   take the new ACL, and a broken configuration is refused whole while the
   KS goes on with the old one."""
 
+import hashlib
 import re
 import signal
+import subprocess
 import unittest
+
+from cryptography.hazmat.primitives import serialization
 
 from captures import udp_datagrams
 from netns_lab import GM_ADDRESS, Lab, gm_config, ks_config
@@ -125,6 +132,84 @@ class OperatorRekeyTest(unittest.TestCase):
         for gm in GM_ADDRESS:
             self.assertEqual(self.gm(gm)["last_seq"], seq)
             self.assertEqual(registrations(lab, gm), regs[gm], f"{gm} registered again:\n{lab.logs(gm)}")
+
+    def test_3a_signing_key_rollover(self):
+        lab = self.lab
+        regs = {gm: registrations(lab, gm) for gm in GM_ADDRESS}
+
+        def signing_key_id(pem_path):  # SHA-256 of the DER public key, as covey names it
+            key = serialization.load_pem_private_key(pem_path.read_bytes(), None)
+            der = key.public_key().public_bytes(serialization.Encoding.DER,
+                                                serialization.PublicFormat.SubjectPublicKeyInfo)
+            return key, hashlib.sha256(der).hexdigest()
+
+        def follow(seq, reason):
+            g = ks_group(lab, keys=True)
+            self.assertEqual(g["last_rekey"]["reason"], reason, g)
+            for address in GM_ADDRESS.values():
+                self.wait_acked(address, seq)
+            for gm in GM_ADDRESS:
+                st = self.gm(gm, keys=True)
+                self.assertEqual(st["last_seq"], seq, st)
+                self.assertEqual(st["kek"]["spi"], g["kek"]["spi"], st)
+                self.assertEqual(st["kek"]["signing_key"], g["kek"]["signing_key"], st)
+                newest = max(g["tek"], key=lambda t: t["remaining_s"])
+                self.assertIn((newest["spi"], newest["keys"]), [(t["spi"], t["keys"]) for t in st["tek"]], st)
+            return g
+
+        old_key, old_id = signing_key_id(lab.rekey_key)
+        self.assertEqual(ks_group(lab)["kek"]["signing_key"], old_id)
+        follow(self.rekey(), "operator")
+
+        # The rollover: a new key file, named in the configuration, and a reload.
+        new_pem = lab.run / "ks-rekey-2.pem"
+        subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+                        "-out", str(new_pem)], check=True, capture_output=True)
+        new_pem.chmod(0o600)
+        _, new_id = signing_key_id(new_pem)
+        toml = self.ks_toml.replace(f'signing_key = "{lab.rekey_key}"', f'signing_key = "{new_pem}"')
+        self.assertNotEqual(toml, self.ks_toml)
+        lab.write("ks.toml", toml)
+        type(self).ks_toml = toml  # the later tests reload and restart with it
+        reply = lab.ctl("ks", "ks", "reload")
+        self.assertEqual(reply.get("rolled_over"), ["GET_VPN"], reply)
+        g = follow(ks_group(lab)["last_rekey"]["seq"], "signing-key")
+        self.assertEqual(g["kek"]["signing_key"], new_id, g)
+        lab.wait_log("ks", f"new signing key SHA-256 {new_id}", 2, "the KS to log the rollover")
+        for gm in GM_ADDRESS:
+            lab.wait_log(gm, f"new rekey signing key SHA-256 {new_id}", 2, f"{gm} to log the new key")
+
+        # Two rekeys signed with the new key; the one before gm4's is captured to forge from.
+        follow(self.rekey(), "operator")
+        cap = lab.start_capture("r2", "gm4", "rollover.pcap")
+        seq = self.rekey()
+        follow(seq, "operator")
+        lab.wait_for(lambda: pushes(udp_datagrams(cap), to=GM4), 5, "the push to gm4 on r2")
+        lab.stop_capture(cap)
+        for gm in GM_ADDRESS:
+            self.assertEqual(registrations(lab, gm), regs[gm], f"{gm} registered again:\n{lab.logs(gm)}")
+            self.assertEqual(regs[gm], 1, f"{gm} registered {regs[gm]} times before the rollover")
+
+        # A fresh SEQ under the current KEK, signed with the retired key: refused, counted, logged.
+        kek = bytes.fromhex(ks_group(lab, keys=True)["kek"]["keys"]["algorithm_key"])
+        forged = forge(pushes(udp_datagrams(cap), to=GM4)[-1], kek, seq + 100, key=old_key)
+        before = self.gm("gm4", keys=True)
+        logged = len(re.findall("retired signing key", lab.log("gm4")))
+        send_from_ks(lab, forged, GM4)
+        lab.wait_for(lambda: len(re.findall("retired signing key", lab.log("gm4"))) > logged, 5,
+                     "gm4 to refuse the push signed with the old key", logs=("gm4",))
+        after = self.gm("gm4", keys=True)
+        grown = {r: after["pushes_refused"][r] - before["pushes_refused"].get(r, 0) for r in after["pushes_refused"]}
+        self.assertEqual({r: n for r, n in grown.items() if n}, {"retired_signing_key": 1}, after["pushes_refused"])
+        line = [ln for ln in lab.log("gm4").splitlines() if "retired signing key" in ln][-1]
+        for part in ("Refused GROUPKEY-PUSH from 10.1.12.1 for group GET_VPN", f"SEQ {seq + 100}", old_id, new_id):
+            self.assertIn(part, line)
+
+        def keys(st):  # what a refused push must leave alone (remaining_s moves by itself)
+            return ([(t["spi"], t["keys"]) for t in st["tek"]], st["kek"]["spi"], st["kek"]["keys"],
+                    st["kek"]["signing_key"], st["last_seq"])
+
+        self.assertEqual(keys(after), keys(before), "the push signed with the old key changed gm4's keys")
 
     def test_4_removed_member_cannot_follow(self):
         lab = self.lab

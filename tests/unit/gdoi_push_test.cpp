@@ -552,6 +552,180 @@ TEST(GroupkeyPush, KeyOfTheWrongTypeForThePolicyIsAnError) {
   EXPECT_FALSE(d.ok());
 }
 
+// ------------------------------------------------------ signing-key rollover
+
+namespace {
+
+Bytes spki_of(const crypto::PrivateKey& k) { return *k.public_key()->to_der(); }
+
+KekPolicy::Signature other(KekPolicy::Signature s) {
+  return s == KekPolicy::Signature::Rsa ? KekPolicy::Signature::EcdsaP256 : KekPolicy::Signature::Rsa;
+}
+
+// The rollover push as the key server makes it: a new KEK whose
+// SIG_ALGORITHM_KEY is `next_key`'s public key, an SA KEK naming
+// `next_policy`, signed with the key and under the KEK and policy the
+// members hold. Returns the push and sets `next_kek`.
+Bytes rollover_push(Lab& lab, std::uint32_t seq, const crypto::PrivateKey& next_key, const GroupPolicy& next_policy,
+                    Kek& next_kek) {
+  next_kek = lab.fresh_kek();
+  next_kek.signature_public_key = spki_of(next_key);
+  PushContent c;
+  c.seq = seq;
+  const Tek t = lab.tek();
+  c.sa = encode_group_sa(next_policy, KekAnnouncement{next_kek.spi, kKs, next_kek.lifetime_s}, {t}, false,
+                         PeerTraits{true});
+  c.keys.teks = {t};
+  c.keys.kek = next_kek;
+  return lab.push(c);
+}
+
+GroupPolicy with_signature(GroupPolicy p, KekPolicy::Signature s) {
+  p.kek.signature = s;
+  p.kek.signature_key_bits = s == KekPolicy::Signature::Rsa ? 2048 : 256;
+  return p;
+}
+
+}  // namespace
+
+// RFC 6407 5.6.2: the KEK packet of the KD carries the new public key as
+// SIG_ALGORITHM_KEY (class 2, TLV, a SubjectPublicKeyInfo); 5.3: the SA KEK
+// beside it names its algorithm and length in SIG_ALGORITHM and
+// SIG_KEY_LENGTH. Read back from the octets, independently of the decoder
+// the member uses.
+TEST_P(Push, RolloverPushCarriesTheNewKeyInTheKekPacketsSigAlgorithmKey) {
+  Lab lab(GetParam());
+  const auto next_sig = other(GetParam());
+  auto next_key = new_key(next_sig);
+  Kek next_kek;
+  const GroupPolicy next_policy = with_signature(lab.group->policy(), next_sig);
+  Bytes d = rollover_push(lab, 1, next_key, next_policy, next_kek);
+
+  auto h = wire::decode_header(d);
+  ASSERT_TRUE(h.ok());
+  auto clear = crypto::gdoi::kek_decrypt(lab.group->policy().kek.cipher, lab.group->kek().algorithm_key,
+                                         ByteView(d).subspan(wire::kHeaderSize));
+  ASSERT_TRUE(clear.ok()) << clear.error();
+  auto chain = wire::decode_payloads(*clear, h->next_payload, 33, wire::kHeaderSize, true);
+  ASSERT_TRUE(chain.ok()) << chain.error().message();
+  const wire::KeyDownloadPayload* kd = nullptr;
+  const wire::GroupSaPayload* sa = nullptr;
+  for (const auto& p : chain->payloads) {
+    if (auto* k = std::get_if<wire::KeyDownloadPayload>(&p)) kd = k;
+    if (auto* g = std::get_if<wire::GroupSaPayload>(&p)) sa = g;
+  }
+  ASSERT_TRUE(kd && sa && sa->kek);
+  int kek_packets = 0;
+  for (const auto& packet : kd->packets) {
+    if (packet.type != static_cast<std::uint8_t>(wire::KeyPacketType::Kek)) continue;
+    ++kek_packets;  // RFC 6407 5.6.2: only one
+    EXPECT_TRUE(std::equal(packet.spi.begin(), packet.spi.end(), next_kek.spi.begin(), next_kek.spi.end()));
+    const wire::Attribute* key = nullptr;
+    for (const auto& a : packet.attributes)
+      if (a.type == wire::kek_key_attr::SigAlgorithmKey) key = &a;
+    ASSERT_NE(key, nullptr);
+    EXPECT_FALSE(key->basic);
+    EXPECT_EQ(key->value, spki_of(next_key));
+    EXPECT_NE(key->value, spki_of(lab.signing_key));
+  }
+  EXPECT_EQ(kek_packets, 1);
+  std::map<std::uint16_t, std::uint16_t> kek_attrs;
+  for (const auto& a : sa->kek->attributes)
+    if (a.basic) kek_attrs[a.type] = a.basic_value;
+  EXPECT_EQ(kek_attrs[wire::kek_attr::SigAlgorithm],
+            next_sig == KekPolicy::Signature::Rsa ? wire::kek_value::SigAlgRsa : wire::kek_value::SigAlgEcdsa256);
+  EXPECT_EQ(kek_attrs[wire::kek_attr::SigKeyLength], next_sig == KekPolicy::Signature::Rsa ? 2048 : 256);
+}
+
+// The member's rules across a rollover, to a key of the other algorithm
+// too: the old key before, the rollover push signed with the old key, the
+// new key after, and the old key refused after (named as retired, without
+// changing anything).
+TEST_P(Push, RolloverOldKeyBeforeNewKeyAfterOldKeyRefusedAfter) {
+  for (const auto next_sig : {GetParam(), other(GetParam())}) {
+    SCOPED_TRACE(next_sig == GetParam() ? "same algorithm" : "other algorithm");
+    Lab lab(GetParam());
+    auto next_key = new_key(next_sig);
+    const GroupPolicy next_policy = with_signature(lab.group->policy(), next_sig);
+    const KekPolicy old_policy = lab.group->policy().kek;
+
+    // Before: the new key is not yet the group's.
+    auto early = build_push(lab.rekey(1, lab.tek()), lab.group->kek(), next_policy.kek, next_key);
+    ASSERT_TRUE(early.ok()) << early.error();
+    auto r = lab.member->receive(*early);
+    ASSERT_TRUE(refused(r));
+    EXPECT_EQ(refused(r)->reason, R::BadSignature) << describe(r);
+    r = lab.member->receive(lab.push(lab.rekey(1, lab.tek())));
+    ASSERT_TRUE(accepted(r)) << describe(r);
+    EXPECT_FALSE(accepted(r)->signing_key_replaced);
+
+    // The rollover, signed with the old key.
+    Kek next_kek;
+    r = lab.member->receive(rollover_push(lab, 2, next_key, next_policy, next_kek));
+    ASSERT_TRUE(accepted(r)) << describe(r);
+    EXPECT_TRUE(accepted(r)->signing_key_replaced);
+    EXPECT_TRUE(accepted(r)->kek_replaced);
+    EXPECT_EQ(lab.member->kek().signature_public_key, spki_of(next_key));
+    EXPECT_EQ(lab.member->kek_policy().signature, next_sig);
+
+    // After: the new key is accepted.
+    PushContent c3 = lab.rekey(3, lab.tek());
+    c3.sa = encode_group_sa(next_policy, std::nullopt, c3.keys.teks, false, PeerTraits{true});
+    auto d3 = build_push(c3, next_kek, next_policy.kek, next_key);
+    ASSERT_TRUE(d3.ok()) << d3.error();
+    r = lab.member->receive(*d3);
+    ASSERT_TRUE(accepted(r)) << describe(r);
+    EXPECT_FALSE(accepted(r)->signing_key_replaced);
+
+    // The old key after: refused as retired, under the current KEK and
+    // with a fresh SEQ (what a holder of the KEK and the old private key
+    // could send), and nothing changes.
+    Snapshot before(*lab.member);
+    PushContent c4 = lab.rekey(4, lab.tek());
+    auto d4 = build_push(c4, next_kek, old_policy, lab.signing_key);
+    ASSERT_TRUE(d4.ok()) << d4.error();
+    r = lab.member->receive(*d4);
+    ASSERT_TRUE(refused(r)) << describe(r);
+    EXPECT_EQ(refused(r)->reason, R::RetiredSigningKey) << describe(r);
+    EXPECT_STREQ(refused(r)->counter(), "retired_signing_key");
+    EXPECT_NE(refused(r)->detail.find("retired signing key (SHA-256 " + signing_key_id(spki_of(lab.signing_key))),
+              std::string::npos)
+        << refused(r)->detail;
+    EXPECT_NE(refused(r)->detail.find("rekey SEQ 2 replaced"), std::string::npos) << refused(r)->detail;
+    EXPECT_EQ(Snapshot(*lab.member), before);
+    EXPECT_EQ(lab.member->kek().signature_public_key, spki_of(next_key));
+    // A third key is a bad signature, as before any rollover.
+    auto stranger = new_key(next_sig);
+    auto d5 = build_push(c4, next_kek, next_policy.kek, stranger);
+    ASSERT_TRUE(d5.ok()) << d5.error();
+    r = lab.member->receive(*d5);
+    ASSERT_TRUE(refused(r));
+    EXPECT_EQ(refused(r)->reason, R::BadSignature) << describe(r);
+    // SEQ 4 was not consumed: the new key's is accepted.
+    c4.sa = encode_group_sa(next_policy, std::nullopt, c4.keys.teks, false, PeerTraits{true});
+    auto d6 = build_push(c4, next_kek, next_policy.kek, next_key);
+    ASSERT_TRUE(d6.ok()) << d6.error();
+    EXPECT_TRUE(accepted(lab.member->receive(*d6)));
+  }
+}
+
+// A KD key the SA KEK's SIG_ALGORITHM cannot use would leave the member
+// unable to verify any later push: refused, nothing changes.
+TEST_P(Push, RolloverKeyUnlikeTheSaKeksAlgorithmIsMalformed) {
+  Lab lab(GetParam());
+  auto next_key = new_key(other(GetParam()));
+  Kek next_kek;
+  Snapshot before(*lab.member);
+  auto r = lab.member->receive(rollover_push(lab, 1, next_key, lab.group->policy(), next_kek));
+  ASSERT_TRUE(refused(r)) << describe(r);
+  EXPECT_EQ(refused(r)->reason, R::Malformed) << describe(r);
+  EXPECT_NE(refused(r)->detail.find("SIG_ALGORITHM_KEY (new, SHA-256 " + signing_key_id(spki_of(next_key))),
+            std::string::npos)
+      << refused(r)->detail;
+  EXPECT_EQ(Snapshot(*lab.member), before);
+  EXPECT_EQ(lab.member->kek().signature_public_key, spki_of(lab.signing_key));
+}
+
 // ------------------------------------------------------------------ RFC 8263
 
 TEST_P(Push, AckRoundTripAndTamperRefusal) {

@@ -620,6 +620,50 @@ TEST(GmRekeyState, NothingIsAcceptedBeforeRegistration) {
   EXPECT_FALSE(fresh.next_rekey_expected_by());
 }
 
+// A signing-key rollover as the member's log and counters show it: the
+// push that brings the new key says so; one signed with the old key after
+// it is counted as retired_signing_key and logged with group, key server
+// and both keys, and changes nothing; `coveyctl gm status` names it.
+TEST(GmRekeyState, RolloverIsLoggedAndTheRetiredKeyCountedApart) {
+  World w;
+  const crypto::PrivateKey old_key = crypto::PrivateKey::from_pem(*w.signing_key.to_pem()).value();
+  const crypto::PrivateKey next_key = ec_key();
+  Kek next = w.fresh_kek();
+  next.signature_public_key = public_der(next_key);
+  PushOutcome o = w.receive(w.push(1, {w.tek(kTekB, 3600)}, next), 2000);
+  ASSERT_EQ(o.kind, PushOutcome::Kind::Applied);
+  ASSERT_FALSE(o.log.empty());
+  const std::string next_id = gdoi::signing_key_id(next.signature_public_key);
+  EXPECT_NE(o.log[0].text.find("new rekey signing key SHA-256 " + next_id), std::string::npos) << o.log[0].text;
+  w.kek = next;
+  w.signing_key = crypto::PrivateKey::from_pem(*next_key.to_pem()).value();
+  ASSERT_EQ(w.receive(w.push(2, {w.tek(kTekC, 3600)}), 2001).kind, PushOutcome::Kind::Applied);
+
+  Snapshot before(w.member, 2002);
+  o = w.receive(w.push(3, {w.tek(0x3C4D5E6F, 3600)}, std::nullopt, {}, nullptr, &old_key), 2002);
+  EXPECT_EQ(o.kind, PushOutcome::Kind::Refused);
+  EXPECT_EQ(o.refused, "retired_signing_key");
+  EXPECT_FALSE(o.reregister);
+  ASSERT_EQ(o.log.size(), 1u);
+  EXPECT_EQ(o.log[0].level, LogLevel::Warning);
+  for (const std::string& part : {std::string("Refused GROUPKEY-PUSH from 10.1.12.1 for group GET_VPN"),
+                                  std::string("SEQ 3: signed with the retired signing key (SHA-256 ") +
+                                      gdoi::signing_key_id(public_der(old_key)),
+                                  "only pushes signed with SHA-256 " + next_id})
+    EXPECT_NE(o.log[0].text.find(part), std::string::npos) << part << "\n" << o.log[0].text;
+  EXPECT_EQ(Snapshot(w.member, 2002), before);
+  EXPECT_EQ(w.member.counters().retired_signing_key, 1u);
+  EXPECT_EQ(w.member.counters().bad_signature, 0u);
+
+  nlohmann::json reply = gm::key_status(w.member, 2002, false, false);
+  EXPECT_EQ(reply["kek"]["signing_key"], next_id);
+  reply["ok"] = true;
+  reply["group"] = {{"name", "GET_VPN"}, {"identity", 134}};
+  reply["state"] = "registered";
+  const std::string page = coveyctl::render_gm_status(reply, coveyctl::RenderContext{2002, true});
+  EXPECT_NE(page.find("    Rekeys Refused           : 1 (retired signing key 1)\n"), std::string::npos) << page;
+}
+
 // gm.status's key fields, as control/PROTOCOL.md names them, and the page
 // `coveyctl gm status` makes of them.
 TEST(GmRekeyState, StatusReportsTheRekeyStateAndCoveyctlShowsIt) {
@@ -637,7 +681,8 @@ TEST(GmRekeyState, StatusReportsTheRekeyStateAndCoveyctlShowsIt) {
   EXPECT_EQ(j["seq"], 1);
   EXPECT_EQ(j["next_rekey_expected_by"], 2000 + 3600 - 60);
   EXPECT_EQ(j["pushes_refused"],
-            json::parse(R"({"unknown_kek":0,"undecryptable":0,"malformed":0,"replay":1,"bad_signature":0})"));
+            json::parse(R"({"unknown_kek":0,"undecryptable":0,"malformed":0,"replay":1,"bad_signature":0,
+                            "retired_signing_key":0})"));
   EXPECT_EQ(j["rekey"], json::parse(R"({"mode":"unicast","port":848,"acknowledged":true})"));
   ASSERT_EQ(j["tek"].size(), 2u);
   EXPECT_EQ(j["tek"][0], json::parse(R"({"spi":"0x1A2B3C4D","transform":"esp-aes-256 esp-sha256-hmac","lifetime_s":3600,
@@ -646,6 +691,7 @@ TEST(GmRekeyState, StatusReportsTheRekeyStateAndCoveyctlShowsIt) {
     "remaining_s":3560,"state":"active","activates_at":2030,"deactivates_at":5600})"));
   EXPECT_EQ(j["kek"]["spi"], to_hex(w.kek.spi));
   EXPECT_EQ(j["kek"]["signature"], "ECDSA P-256 SHA-256");
+  EXPECT_EQ(j["kek"]["signing_key"], gdoi::signing_key_id(public_der(w.signing_key)));
   EXPECT_FALSE(j["tek"][0].contains("keys"));
   EXPECT_FALSE(j["kek"].contains("keys"));
   json keyed = gm::key_status(w.member, t, true, false);

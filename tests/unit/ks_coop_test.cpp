@@ -417,6 +417,16 @@ TEST_F(CoopTest, ReloadOnThePrimaryPublishesThePolicyTheSecondariesTake) {
   ASSERT_FALSE(old);
   EXPECT_NE(old.error().find("acl is"), std::string::npos) << old.error();
 
+  // A new signing key is not rolled over in a cluster: refused, saying so.
+  config("ks1", 1, 100, wider, "other-rekey.pem");
+  auto rollover = ks1.core->handle({{"cmd", "ks.reload"}}, clock::now_ms());
+  EXPECT_FALSE(rollover["ok"]) << rollover.dump();
+  EXPECT_NE(rollover["error"].get<std::string>().find("group GET_VPN signing_key"), std::string::npos) << rollover.dump();
+  EXPECT_NE(rollover["error"].get<std::string>().find("a cluster of key servers cannot roll its signing key over"),
+            std::string::npos)
+      << rollover.dump();
+  EXPECT_EQ(group(ks1).seq(), 1u);
+
   // [cluster] needs a restart.
   std::string text;
   {

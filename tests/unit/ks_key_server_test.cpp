@@ -211,6 +211,47 @@ TEST_F(KeyServerTest, ReloadAppliesAPolicyChangeWholeOrNothing) {
   EXPECT_EQ(ks->groups().find(134)->policy().acl, acl_now);
 }
 
+// A new key in the signing_key file: the reload rolls it over (ks/rekey.h)
+// and says so; the state file then names the new key. Starting with a
+// key file unlike the state's is refused, saying how to roll over instead.
+TEST_F(KeyServerTest, ReloadWithAnotherSigningKeyRollsItOver) {
+  auto ks = open();
+  ASSERT_TRUE(ks);
+  const Bytes old_key = ks->groups().find(134)->kek().signature_public_key;
+  const fs::path old_file = dir_ / "old-rekey.pem";
+  fs::copy_file(dir_ / "rekey.pem", old_file);
+  EVP_PKEY* key = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256");
+  ASSERT_TRUE(key);
+  FILE* f = std::fopen((dir_ / "rekey.pem").c_str(), "w");
+  ASSERT_TRUE(f);
+  PEM_write_PrivateKey(f, key, nullptr, nullptr, 0, nullptr, nullptr);
+  std::fclose(f);
+  EVP_PKEY_free(key);
+
+  auto rolled = ks->handle({{"cmd", "ks.reload"}}, kT0 + 1000);
+  ASSERT_EQ(rolled["ok"], true) << rolled.dump();
+  EXPECT_EQ(rolled["rolled_over"], nlohmann::json::array({"GET_VPN"}));
+  EXPECT_EQ(rolled["rekeyed"], nlohmann::json::array({"GET_VPN"}));
+  const Group& g = *ks->groups().find(134);
+  EXPECT_NE(g.kek().signature_public_key, old_key);
+  EXPECT_EQ(g.seq(), 1u);
+  EXPECT_EQ(*g.signing_key().public_key()->to_der(), g.kek().signature_public_key);
+  auto again = ks->handle({{"cmd", "ks.reload"}}, kT0 + 2000);  // the same key: nothing to do
+  EXPECT_TRUE(again["rolled_over"].empty()) << again.dump();
+
+  // The state carries on with the new key; the old file no longer fits it.
+  ks.reset();
+  EXPECT_TRUE(open(kT0 + 3000));
+  fs::copy_file(old_file, dir_ / "rekey.pem", fs::copy_options::overwrite_existing);
+  auto parsed = config::load_ks_config((dir_ / "ks.toml").string());
+  ASSERT_TRUE(parsed.ok());
+  auto refused = KeyServer::open(std::move(*parsed.config), (dir_ / "ks.toml").string(),
+                                 std::make_unique<StateFile>((dir_ / "state").string()), false, kT0 + 4000);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().find("start with the old key file and reload with the new one"), std::string::npos)
+      << refused.error();
+}
+
 TEST_F(KeyServerTest, MembersAreWrittenLazilyAtTheSaveCadence) {
   auto ks = open();
   ASSERT_TRUE(ks);

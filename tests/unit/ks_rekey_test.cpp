@@ -682,6 +682,60 @@ TEST_F(KsRekey, PolicyChangeRekeysOnlyWhenMembersWouldSeeIt) {
   EXPECT_EQ(gm(kGm3).kek_policy().cipher, crypto::CipherAlgorithm::Aes128Cbc);
 }
 
+// A reload with another signing key (ks/reload.h): one push signed with
+// the old key carrying the new public key (and a new KEK), then every push
+// signed with the new key. Members follow it with no registration; one
+// that missed the rollover push sees the next under a KEK it never held.
+TEST_F(KsRekey, SigningKeyRolloverSignsWithTheOldKeyOnceThenTheNew) {
+  join(kGm3);
+  join(kGm4);
+  auto next = crypto::PrivateKey::generate_rsa(2048).value();
+  const Bytes next_spki = *next.public_key()->to_der();
+  const gdoi::Kek old_kek = group().kek();
+  gdoi::GroupPolicy p = group().policy();
+  p.kek.signature = gdoi::KekPolicy::Signature::Rsa;  // from ECDSA P-256: the SA KEK says so
+  p.kek.signature_key_bits = 2048;
+  auto seq = rekeyer->change_policy(group(), p, ms(now), clone(next));
+  ASSERT_TRUE(seq.ok()) << seq.error();
+  ASSERT_TRUE(*seq);
+  EXPECT_EQ(rekeyer->last_rekey(group())->reason, RekeyReason::SigningKey);
+  EXPECT_STREQ(ks::reason_name(RekeyReason::SigningKey), "signing-key");
+  EXPECT_NE(group().kek().spi, old_kek.spi);
+  EXPECT_EQ(group().kek().signature_public_key, next_spki);
+  EXPECT_TRUE(has(log(), "new signing key SHA-256 " + gdoi::signing_key_id(next_spki)));
+  auto to = [](const std::vector<ks::PushDatagram>& out, const Address& a) -> ByteView {
+    for (const auto& d : out)
+      if (d.to.address == a) return *d.datagram;
+    ADD_FAILURE() << "no push to " << a.str();
+    return {};
+  };
+  auto out = sent();
+  ASSERT_EQ(out.size(), 2u);
+  // gm4 misses it; gm3 verifies it with the key it registered with.
+  auto r = gm(kGm3).receive(to(out, kGm3));
+  ASSERT_TRUE(accepted(r)) << describe(r);
+  EXPECT_TRUE(accepted(r)->signing_key_replaced);
+  EXPECT_EQ(gm(kGm3).kek().signature_public_key, next_spki);
+  EXPECT_EQ(gm(kGm3).kek_policy().signature, gdoi::KekPolicy::Signature::Rsa);
+
+  // The next rekey is signed with the new key: gm3 takes it, gm4 cannot
+  // read it (a KEK it never held) and would register again.
+  ASSERT_TRUE(rekeyer->rekey(group(), RekeyReason::Operator, ms(now + 1)).ok());
+  out = sent();
+  ASSERT_EQ(out.size(), 2u);
+  r = gm(kGm3).receive(to(out, kGm3));
+  ASSERT_TRUE(accepted(r)) << describe(r);
+  EXPECT_FALSE(accepted(r)->signing_key_replaced);
+  r = gm(kGm4).receive(to(out, kGm4));
+  ASSERT_TRUE(std::holds_alternative<gdoi::PushRefused>(r));
+  EXPECT_EQ(std::get<gdoi::PushRefused>(r).reason, gdoi::PushRefused::Reason::UnknownKek) << describe(r);
+  // Registering again gives it the new key, and it follows.
+  join(kGm4);
+  EXPECT_EQ(gm(kGm4).kek().signature_public_key, next_spki);
+  ASSERT_TRUE(rekeyer->rekey(group(), RekeyReason::Operator, ms(now + 2)).ok());
+  for (const auto& d : sent()) EXPECT_TRUE(accepted(gm(d.to.address).receive(*d.datagram)));
+}
+
 TEST_F(KsRekey, TransportChangeTravelsTheOldWay) {
   join(kGm3);
   gdoi::GroupPolicy p = group().policy();

@@ -376,7 +376,7 @@ std::string rekeys_received(const Json& reply) {
 std::string pushes_refused(const Json& refused) {
   std::int64_t total = 0;
   std::string parts;
-  for (const char* reason : {"unknown_kek", "undecryptable", "malformed", "replay", "bad_signature"}) {
+  for (const char* reason : {"unknown_kek", "undecryptable", "malformed", "replay", "bad_signature", "retired_signing_key"}) {
     auto n = integer(refused, reason);
     if (!n || *n == 0) continue;
     total += *n;

@@ -30,20 +30,27 @@ std::size_t ecdsa_integer_size(SignatureScheme scheme) {
   return scheme == SignatureScheme::EcdsaP256 ? 32 : 48;
 }
 
+Result<void> check_key_type(EVP_PKEY* key, SignatureScheme scheme, const std::string& op);
+
 // Refuses the combinations the protocols do not define, before OpenSSL sees them.
 Result<void> check_key_and_hash(EVP_PKEY* key, SignatureScheme scheme, HashAlgorithm hash_algorithm,
                                 ByteView hash, const std::string& op) {
   if (hash.size() != digest_size(hash_algorithm))
     return Error{op + ": hash is " + std::to_string(hash.size()) + " bytes, " +
                  std::string(name(hash_algorithm)) + " gives " + std::to_string(digest_size(hash_algorithm))};
+  const bool p256 = scheme == SignatureScheme::EcdsaP256;
+  if (is_ecdsa(scheme) && hash_algorithm != (p256 ? HashAlgorithm::Sha256 : HashAlgorithm::Sha384))
+    return Error{op + ": RFC 4754 pairs " + std::string(name(scheme)) + " with " +
+                 (p256 ? "SHA-256" : "SHA-384") + ", not " + std::string(name(hash_algorithm))};
+  return check_key_type(key, scheme, op);
+}
+
+Result<void> check_key_type(EVP_PKEY* key, SignatureScheme scheme, const std::string& op) {
   if (!is_ecdsa(scheme)) {
     if (EVP_PKEY_is_a(key, "RSA") != 1) return Error{op + ": key is not an RSA key"};
     return {};
   }
   const bool p256 = scheme == SignatureScheme::EcdsaP256;
-  if (hash_algorithm != (p256 ? HashAlgorithm::Sha256 : HashAlgorithm::Sha384))
-    return Error{op + ": RFC 4754 pairs " + std::string(name(scheme)) + " with " +
-                 (p256 ? "SHA-256" : "SHA-384") + ", not " + std::string(name(hash_algorithm))};
   char group[64] = {};
   std::size_t len = 0;
   if (EVP_PKEY_is_a(key, "EC") != 1 ||
@@ -254,6 +261,11 @@ Result<void> verify_hash(const PublicKey& key, SignatureScheme scheme, HashAlgor
     return Error{op + ": signature does not verify"};
   }
   return {};
+}
+
+Result<void> key_fits(const PublicKey& key, SignatureScheme scheme) {
+  if (!key.get()) return Error{"no key"};
+  return check_key_type(key.get(), scheme, std::string(name(scheme)));
 }
 
 }  // namespace covey::crypto

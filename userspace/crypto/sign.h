@@ -77,4 +77,8 @@ Result<Bytes> sign_hash(const PrivateKey& key, SignatureScheme scheme, HashAlgor
 Result<void> verify_hash(const PublicKey& key, SignatureScheme scheme, HashAlgorithm hash_algorithm,
                          ByteView hash, ByteView signature);
 
+// Whether `key` is of the type (RSA) or on the curve the scheme signs with;
+// the error names what it is instead.
+Result<void> key_fits(const PublicKey& key, SignatureScheme scheme);
+
 }  // namespace covey::crypto

@@ -82,6 +82,11 @@ crypto::SignatureScheme signature_scheme(KekPolicy::Signature s) {
   return crypto::SignatureScheme::RsaPkcs1Raw;
 }
 
+std::string signing_key_id(ByteView spki) {
+  auto d = crypto::digest(crypto::HashAlgorithm::Sha256, {spki});
+  return d ? to_hex(*d) : std::string("(no SHA-256)");
+}
+
 // -------------------------------------------------------------- key server
 
 crypto::Result<Bytes> build_push(const PushContent& content, const Kek& current_kek, const KekPolicy& current_policy,
@@ -255,6 +260,7 @@ const char* PushRefused::counter() const {
     case Reason::Malformed: return "malformed";
     case Reason::Replay: return "replay";
     case Reason::BadSignature: return "bad_signature";
+    case Reason::RetiredSigningKey: return "retired_signing_key";
   }
   return "malformed";
 }
@@ -385,12 +391,22 @@ PushResult PushReceiver::receive(ByteView datagram) {
         return refuse(R::Malformed, at + "a new KEK under the current cookies (RFC 6407 4: a new cookie pair)");
       // The key server re-sends its signature key with every KEK; parse it
       // only when it changed (decoding a SubjectPublicKeyInfo costs more
-      // than verifying the signature).
+      // than verifying the signature). A new one is a signing-key rollover
+      // (RFC 6407 5.6.2.2: the SA KEK in the same push names its algorithm).
       if (keys->kek->signature_public_key != kek_.signature_public_key) {
         auto k = crypto::PublicKey::from_der(keys->kek->signature_public_key);
         if (!k) return refuse(R::Malformed, at + "KD SIG_ALGORITHM_KEY: " + k.error());
         new_key = std::move(*k);
       }
+      // Whichever key verifies the next push must be of the algorithm the
+      // SA KEK now names, or no later push could be verified.
+      const crypto::PublicKey& next_key = new_key ? *new_key : key_;
+      if (auto fits = crypto::key_fits(next_key, signature_scheme(sa->policy.kek.signature)); !fits)
+        return refuse(R::Malformed, at + "KD SIG_ALGORITHM_KEY " +
+                                        (new_key ? "(new, SHA-256 " + signing_key_id(keys->kek->signature_public_key) + ")"
+                                                 : std::string("(unchanged)")) +
+                                        " does not fit the SA KEK's SIG_ALGORITHM " + sa->policy.kek.signature_str() +
+                                        ": " + fits.error());
     }
     out.sa = std::move(*sa);
     out.keys = std::move(*keys);
@@ -403,11 +419,22 @@ PushResult PushReceiver::receive(ByteView datagram) {
 
   const std::size_t sig_offset = chain->extents.back().offset;
   const auto unpadded = static_cast<std::uint32_t>(kHeaderSize + chain->consumed);
-  if (auto ok = cg::verify_rekey(key_, signature_scheme(policy_.signature), policy_.signature_hash,
-                                 datagram.first(kHeaderSize), ByteView(*clear).first(sig_offset), unpadded,
-                                 std::get<SignaturePayload>(ps.back()).data);
-      !ok)
+  const ByteView sig = std::get<SignaturePayload>(ps.back()).data;
+  auto verify = [&](const crypto::PublicKey& key, const KekPolicy& policy) {
+    return cg::verify_rekey(key, signature_scheme(policy.signature), policy.signature_hash,
+                            datagram.first(kHeaderSize), ByteView(*clear).first(sig_offset), unpadded, sig);
+  };
+  if (auto ok = verify(key_, policy_); !ok) {
+    // Only a push that got this far (under the KEK, well formed, a fresh
+    // SEQ) costs a second verification: naming the retired key is worth it.
+    if (retired_ && verify(retired_->key, retired_->policy))
+      return refuse(R::RetiredSigningKey,
+                    at + "signed with the retired signing key (SHA-256 " + signing_key_id(retired_->spki) +
+                        ") that rekey SEQ " + std::to_string(retired_->replaced_at_seq) +
+                        " replaced; only pushes signed with SHA-256 " + signing_key_id(kek_.signature_public_key) +
+                        " are accepted");
     return refuse(R::BadSignature, at + ok.error());
+  }
 
   auto ack_key = derive_ack_key(kek_, policy_.cipher);
   if (!ack_key) return refuse(R::Undecryptable, at + ack_key.error());  // not reached: the KEK was checked at create
@@ -422,9 +449,13 @@ PushResult PushReceiver::receive(ByteView datagram) {
     // RFC 6407 4: "the first packet for the given Rekey SA encrypted with
     // the new KEK attribute will have a Sequence number of 1".
     if (out.kek_replaced) seq_ = 0;
+    if (new_key) {
+      retired_ = Retired{std::move(key_), policy_, kek_.signature_public_key, seq};
+      key_ = std::move(*new_key);
+      out.signing_key_replaced = true;
+    }
     kek_ = *out.keys.kek;
     policy_ = out.sa->policy.kek;
-    if (new_key) key_ = std::move(*new_key);
   }
   return out;
 }

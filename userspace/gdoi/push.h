@@ -52,6 +52,11 @@ struct PushContent {
 // v1.5 over the raw hash, as IKEv1 signs).
 crypto::SignatureScheme signature_scheme(KekPolicy::Signature s);
 
+// How logs and the cluster name a rekey signing key: the SHA-256 of its
+// DER SubjectPublicKeyInfo (SIG_ALGORITHM_KEY), in hex, what
+// `openssl pkey -pubout -outform DER | sha256sum` prints for its file.
+std::string signing_key_id(ByteView spki);
+
 // Key server: the datagram, signed with `signing_key` as `current_policy`
 // says and encrypted under `current_kek`, the KEK the members hold now (a
 // new KEK in `content` is used from the next push on).
@@ -100,6 +105,10 @@ struct PushAccepted {
   std::optional<ReceivedSa> sa;  // the policy of the new SAs
   KeyMaterial keys;              // their keys (kek set when the push carried one)
   bool kek_replaced = false;     // a new KEK: the next push comes under it, SEQ from 1
+  // The KD's SIG_ALGORITHM_KEY named another key than the one this push was
+  // verified with: the key server rolled its signing key over, and every
+  // later push must be signed with the new key (keys.kek->signature_public_key).
+  bool signing_key_replaced = false;
   // The SA carried a GAP payload. Without one, the activation and
   // deactivation delays and the fail-close ACL in `sa` are defaults, not
   // the key server's word, and a member keeps the ones it holds.
@@ -112,12 +121,16 @@ struct PushAccepted {
 };
 
 struct PushRefused {
-  enum class Reason : std::uint8_t { UnknownKek, Undecryptable, Malformed, Replay, BadSignature };
+  // RetiredSigningKey: a valid signature, but by the key a verified push
+  // replaced (a holder of the KEK with the old private key, or a key server
+  // that was not reloaded): refused as any bad signature, named apart so
+  // that the operator sees which.
+  enum class Reason : std::uint8_t { UnknownKek, Undecryptable, Malformed, Replay, BadSignature, RetiredSigningKey };
   Reason reason = Reason::Malformed;
   std::string detail;  // "GROUPKEY-PUSH SEQ 4: not above 7, the last accepted"
 
   // The counter it is counted under: "unknown_kek", "undecryptable",
-  // "malformed", "replay", "bad_signature".
+  // "malformed", "replay", "bad_signature", "retired_signing_key".
   const char* counter() const;
 };
 
@@ -126,6 +139,12 @@ using PushResult = std::variant<PushAccepted, PushRefused>;
 // A member's rekey SA: the KEK and its policy from registration (or the
 // last push that replaced them), the key the pushes are verified with and
 // the highest SEQ accepted. A refused push never changes it.
+//
+// Signing-key rollover (RFC 6407 5.6.2.2): a push verified with the current
+// key whose KD carries another SIG_ALGORITHM_KEY, for the algorithm its SA
+// KEK names, makes that key the only one later pushes are verified with.
+// The replaced key is kept only to name a push it signed
+// (RetiredSigningKey); such a push is never accepted.
 class PushReceiver {
  public:
   // The public key is the KEK's SIG_ALGORITHM_KEY. `seq`: the SEQ of
@@ -146,9 +165,19 @@ class PushReceiver {
   PushReceiver(Kek kek, KekPolicy policy, crypto::PublicKey key, std::uint32_t seq, bool ack)
       : kek_(std::move(kek)), policy_(policy), key_(std::move(key)), seq_(seq), ack_requested_(ack) {}
 
+  // The key the last rollover replaced, the policy it signed under, its
+  // DER and the SEQ of the push that replaced it.
+  struct Retired {
+    crypto::PublicKey key;
+    KekPolicy policy;
+    Bytes spki;
+    std::uint32_t replaced_at_seq = 0;
+  };
+
   Kek kek_;
   KekPolicy policy_;
   crypto::PublicKey key_;
+  std::optional<Retired> retired_;
   std::uint32_t seq_ = 0;
   bool ack_requested_ = false;
 };

@@ -228,6 +228,7 @@ void RekeyState::count(const gdoi::PushRefused& r) {
     case R::Malformed: ++counters_.malformed; break;
     case R::Replay: ++counters_.replay; break;
     case R::BadSignature: ++counters_.bad_signature; break;
+    case R::RetiredSigningKey: ++counters_.retired_signing_key; break;
   }
 }
 
@@ -328,6 +329,9 @@ void RekeyState::apply(const gdoi::PushAccepted& a, const std::string& ks, std::
       if (former_keks_.size() > kFormerKeks) former_keks_.erase(former_keks_.begin());
       said.push_back("new KEK SPI " + to_hex(a.keys.kek->spi));
     }
+    if (a.signing_key_replaced)
+      said.push_back("new rekey signing key SHA-256 " + gdoi::signing_key_id(a.keys.kek->signature_public_key) +
+                     " (pushes signed with the old one are refused from now on)");
   }
   for (const gdoi::KekSpi& spi : a.deletes.kek_spis) {
     said.push_back("DELETE KEK SPI " + to_hex(spi));

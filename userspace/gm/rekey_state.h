@@ -62,7 +62,7 @@ struct RekeyCounters {
   std::uint64_t acks_sent = 0;
   std::uint64_t retransmissions = 0;  // copies of the last accepted push, acknowledged again
   // Refused pushes, by PushRefused::counter().
-  std::uint64_t unknown_kek = 0, undecryptable = 0, malformed = 0, replay = 0, bad_signature = 0;
+  std::uint64_t unknown_kek = 0, undecryptable = 0, malformed = 0, replay = 0, bad_signature = 0, retired_signing_key = 0;
 };
 
 struct LogEvent {

@@ -29,6 +29,7 @@ json key_status(const RekeyState& keys, std::int64_t t, bool show_keys, bool mul
       kek = {{"spi", to_hex(rx->kek().spi)},
              {"cipher", std::string(crypto::name(rx->kek_policy().cipher))},
              {"signature", rx->kek_policy().signature_str()},
+             {"signing_key", gdoi::signing_key_id(rx->kek().signature_public_key)},
              {"lifetime_s", keys.kek_lifetime_s()},
              {"remaining_s", std::max<std::int64_t>(0, keys.kek_expires_at().value_or(t) - t)}};
       if (show_keys) kek["keys"] = {{"algorithm_key", to_hex(rx->kek().algorithm_key)}};
@@ -64,7 +65,8 @@ json key_status(const RekeyState& keys, std::int64_t t, bool show_keys, bool mul
                          {"undecryptable", c.undecryptable},
                          {"malformed", c.malformed},
                          {"replay", c.replay},
-                         {"bad_signature", c.bad_signature}};
+                         {"bad_signature", c.bad_signature},
+                         {"retired_signing_key", c.retired_signing_key}};
   j["push_retransmissions"] = c.retransmissions;
   return j;
 }

@@ -203,9 +203,12 @@ std::optional<std::string> Group::refuse_state(const State& s) const {
     return "KEK key is " + std::to_string(s.kek.algorithm_key.size()) + " bytes, the configured KEK cipher " +
            std::string(crypto::name(policy_.kek.cipher)) + " needs " + std::to_string(kek_size);
   // Members verify rekeys with the key they were given; a new signing key
-  // in the config reaches them only by a rekey, which is not ours to send.
+  // in the config reaches them only by a rollover push signed with the old
+  // one, which a key server started with the new key cannot sign.
   if (s.kek.signature_public_key != kek_.signature_public_key)
-    return "the KEK signature public key members hold is not that of the configured signing key";
+    return "the KEK signature public key members hold (SHA-256 " + gdoi::signing_key_id(s.kek.signature_public_key) +
+           ") is not that of the configured signing key (SHA-256 " + gdoi::signing_key_id(kek_.signature_public_key) +
+           "); to replace the key, start with the old key file and reload with the new one (coveyctl ks reload)";
   for (const LiveTek& t : s.teks) {
     char spi[16];
     std::snprintf(spi, sizeof spi, "0x%08X", t.tek.spi);

@@ -168,11 +168,15 @@ class Group {
   // A new TEK with an SPI this group has never used.
   crypto::Result<gdoi::Tek> new_tek(std::int64_t now);
   // A new KEK: new SPI (cookie pair) and key for the configured KEK cipher;
-  // the signature key stays (members verify with the one they hold).
+  // the signature key stays (members verify with the one they hold; only a
+  // rollover, ks/rekey.h, announces another).
   crypto::Result<gdoi::Kek> new_kek() const;
 
   // ----------------------------------------------------- rekeys (ks/rekey.h)
   const crypto::PrivateKey& signing_key() const { return signing_key_; }
+  // After the rollover push (signed with the old key, its KEK carrying the
+  // new public key) is on its way: every later push is signed with `key`.
+  void set_signing_key(crypto::PrivateKey key) { signing_key_ = std::move(key); }
   const Address& ks_address() const { return ks_address_; }
   Member* find_member(const Address& a);
   bool remove_member(const Address& a);

@@ -223,8 +223,11 @@ nlohmann::json KeyServer::reload(std::int64_t now_ms) {
   std::string message = r.rekeyed.empty() ? "configuration reloaded; no group's member-visible policy changed"
                                           : "configuration reloaded; rekeyed for the policy change:";
   for (const auto& g : r.rekeyed) message += " " + g;
+  if (!r.rolled_over.empty()) message += "; signing key rolled over:";
+  for (const auto& g : r.rolled_over) message += " " + g;
   log(Severity::Info, message);
-  nlohmann::json reply = {{"ok", r.errors.empty()}, {"rekeyed", r.rekeyed}, {"message", message}};
+  nlohmann::json reply = {{"ok", r.errors.empty()}, {"rekeyed", r.rekeyed}, {"rolled_over", r.rolled_over},
+                          {"message", message}};
   if (!r.errors.empty()) {
     std::string text;
     for (const auto& e : r.errors) text += (text.empty() ? "" : "; ") + e;

@@ -66,6 +66,7 @@ const char* reason_name(RekeyReason r) {
     case RekeyReason::PolicyChange: return "policy-change";
     case RekeyReason::Operator: return "operator";
     case RekeyReason::MemberRemoved: return "member-removed";
+    case RekeyReason::SigningKey: return "signing-key";
   }
   return "operator";
 }
@@ -123,7 +124,7 @@ void Rekeyer::tick(std::int64_t now_ms) {
     Plan plan;
     plan.reason = kek_due ? RekeyReason::KekLifetime : RekeyReason::TekLifetime;
     plan.new_kek = kek_due;
-    if (!run(g, plan, now_ms)) st.retry_at = now + kRetryAfterFailure_s;
+    if (!run(g, std::move(plan), now_ms)) st.retry_at = now + kRetryAfterFailure_s;
   }
 }
 
@@ -136,22 +137,32 @@ crypto::Result<std::uint32_t> Rekeyer::rekey(Group& g, RekeyReason reason, std::
   // GET VPN shortens the replaced TEKs on a triggered rekey only; on a
   // lifetime rekey they are about to end anyway.
   plan.shorten_old = reason == RekeyReason::Operator;
-  return run(g, plan, now_ms);
+  return run(g, std::move(plan), now_ms);
 }
 
 crypto::Result<std::optional<std::uint32_t>> Rekeyer::change_policy(Group& g, gdoi::GroupPolicy policy,
-                                                                    std::int64_t now_ms) {
-  if (!member_visible_change(g.policy(), policy)) {
+                                                                    std::int64_t now_ms,
+                                                                    std::optional<crypto::PrivateKey> signing_key) {
+  if (!signing_key && !member_visible_change(g.policy(), policy)) {
     g.set_policy(std::move(policy));
     return std::optional<std::uint32_t>{};
   }
   Plan plan;
-  plan.reason = RekeyReason::PolicyChange;
+  plan.reason = signing_key ? RekeyReason::SigningKey : RekeyReason::PolicyChange;
   // A KEK of another cipher has another size; a new lifetime is a new KEK's.
-  plan.new_kek = !(g.policy().kek == policy.kek);
-  plan.shorten_old = true;
+  // A rollover renews the KEK too (see rekey.h).
+  plan.new_kek = signing_key || !(g.policy().kek == policy.kek);
+  // The old TEKs are cut short when members must leave them for the new
+  // policy; a new signature key alone (or of another algorithm or length)
+  // changes nothing about them.
+  gdoi::GroupPolicy same_signature = policy;
+  same_signature.kek.signature = g.policy().kek.signature;
+  same_signature.kek.signature_hash = g.policy().kek.signature_hash;
+  same_signature.kek.signature_key_bits = g.policy().kek.signature_key_bits;
+  plan.shorten_old = member_visible_change(g.policy(), same_signature);
   plan.policy = std::move(policy);
-  auto seq = run(g, plan, now_ms);
+  plan.signing_key = std::move(signing_key);
+  auto seq = run(g, std::move(plan), now_ms);
   if (!seq) return Error{seq.error()};
   return std::optional<std::uint32_t>{*seq};
 }
@@ -197,7 +208,7 @@ crypto::Result<std::uint32_t> Rekeyer::remove_member(const Address& member, cons
   plan.new_kek = true;
   plan.shorten_old = true;
   plan.force_unicast = true;
-  auto seq = run(*g, plan, now_ms);
+  auto seq = run(*g, std::move(plan), now_ms);
   if (!seq) {
     // Nothing was sent: the member is as it was, so the operator can retry.
     g->put_member(std::move(removed));
@@ -210,7 +221,7 @@ crypto::Result<std::uint32_t> Rekeyer::remove_member(const Address& member, cons
   return *seq;
 }
 
-crypto::Result<std::uint32_t> Rekeyer::run(Group& g, const Plan& plan, std::int64_t now_ms) {
+crypto::Result<std::uint32_t> Rekeyer::run(Group& g, Plan plan, std::int64_t now_ms) {
   const std::int64_t now = seconds_of(now_ms);
   GroupState& st = state(g.policy().identity);
   const std::string name = label(g);
@@ -245,6 +256,15 @@ crypto::Result<std::uint32_t> Rekeyer::run(Group& g, const Plan& plan, std::int6
     auto k = g.new_kek();
     if (!k) return undo(k.error());
     kek = std::move(*k);
+  }
+  // A rollover: the new KEK's SIG_ALGORITHM_KEY is the new public key; the
+  // push itself is signed below with the key members hold.
+  if (plan.signing_key) {
+    auto pub = plan.signing_key->public_key();
+    auto der = pub ? pub->to_der() : crypto::Result<Bytes>(Error{pub.error()});
+    if (!der) return undo("new rekey signing key: " + der.error());
+    if (!kek) return undo("a signing-key rollover without a new KEK");  // not reached: plan.new_kek
+    kek->signature_public_key = std::move(*der);
   }
 
   // How long members keep the TEKs this rekey replaces. RFC 6407 5.4.1's
@@ -331,6 +351,8 @@ crypto::Result<std::uint32_t> Rekeyer::run(Group& g, const Plan& plan, std::int6
     g.set_last_push(std::move(previous_push));
     return undo(saved.error());
   }
+  const std::string old_signing_key = gdoi::signing_key_id(current_kek.signature_public_key);
+  if (plan.signing_key) g.set_signing_key(std::move(*plan.signing_key));
 
   auto push = std::make_shared<SentPush>();
   push->record = RekeyRecord{g.policy().identity, seq, now, plan.reason, unicast, 0, 0};
@@ -348,6 +370,10 @@ crypto::Result<std::uint32_t> Rekeyer::run(Group& g, const Plan& plan, std::int6
     std::string how = unicast ? "unicast" : "multicast";
     std::string detail = std::string(reason_name(plan.reason)) + ", TEK SPI " + spi_hex(tek->spi);
     if (new_kek) detail += ", new KEK " + to_hex(g.kek().spi);
+    if (plan.reason == RekeyReason::SigningKey)
+      detail += ", new signing key SHA-256 " + gdoi::signing_key_id(g.kek().signature_public_key) + " (" +
+                g.policy().kek.signature_str() + ") announced in a push signed with the old one, SHA-256 " +
+                old_signing_key + "; later pushes are signed with the new one";
     if (push->datagrams.size() > 1)
       detail += ", " + std::to_string(push->datagrams.size()) + " encodings by the members' Vendor IDs";
     if (!unicast)

@@ -23,6 +23,15 @@
 //      then is the datagram handed out. A failed write undoes 1-4 and
 //      sends nothing.
 //
+// Signing-key rollover (a reload with another signing key file): one such
+// rekey, with a new KEK whose KD SIG_ALGORITHM_KEY is the new public key
+// and whose SA KEK names the new key's algorithm and length, signed with
+// the OLD key under the old KEK policy, so that members verify it with the
+// key they hold (RFC 6407 5.6.2.2). Every later push is signed with the new
+// key. The KEK is renewed with it so that a member that missed this push
+// sees later ones under a KEK it never held and registers again (gm/
+// rekey_state.h), rather than pushes it cannot verify.
+//
 // Delivery. Unicast: each member gets its encoding's datagram at the
 // address and port it registered from, is retransmitted the same bytes every
 // retransmit_period_s up to retransmit_count times, and acknowledges it
@@ -53,8 +62,8 @@
 
 namespace covey::ks {
 
-enum class RekeyReason : std::uint8_t { TekLifetime, KekLifetime, PolicyChange, Operator, MemberRemoved };
-// "tek-lifetime", "kek-lifetime", "policy-change", "operator", "member-removed"
+enum class RekeyReason : std::uint8_t { TekLifetime, KekLifetime, PolicyChange, Operator, MemberRemoved, SigningKey };
+// "tek-lifetime", "kek-lifetime", "policy-change", "operator", "member-removed", "signing-key"
 const char* reason_name(RekeyReason r);
 
 // Whether two policies differ in what members hold (ACL, transform,
@@ -105,7 +114,10 @@ class Rekeyer {
   // change, rekeys (new TEK; new KEK when the KEK policy changed) and
   // returns the SEQ; otherwise applies it quietly and returns nullopt.
   // The push goes by the transport members use now, the old one.
-  crypto::Result<std::optional<std::uint32_t>> change_policy(Group& g, gdoi::GroupPolicy policy, std::int64_t now_ms);
+  // `signing_key`: a new rekey signing key, rolled over in this rekey
+  // (always made then, reason SigningKey); `policy` names its algorithm.
+  crypto::Result<std::optional<std::uint32_t>> change_policy(Group& g, gdoi::GroupPolicy policy, std::int64_t now_ms,
+                                                             std::optional<crypto::PrivateKey> signing_key = {});
   // Removes the member and rekeys KEK and TEK by unicast to the rest (also
   // in a multicast group, as GET VPN does), the old TEKs shortened. Without
   // `group`, the one group that has the member. Returns the SEQ.
@@ -175,11 +187,12 @@ class Rekeyer {
     bool shorten_old = false;        // triggered rekeys
     bool force_unicast = false;      // member removal
     std::optional<gdoi::GroupPolicy> policy;
+    std::optional<crypto::PrivateKey> signing_key;  // a rollover to this key
   };
 
   GroupState& state(std::uint32_t identity) { return states_[identity]; }
   const GroupState* find_state(std::uint32_t identity) const;
-  crypto::Result<std::uint32_t> run(Group& g, const Plan& plan, std::int64_t now_ms);
+  crypto::Result<std::uint32_t> run(Group& g, Plan plan, std::int64_t now_ms);
   void deliver(Group& g, GroupState& st, const std::shared_ptr<SentPush>& push, const gdoi::RekeyTransport& transport,
                bool unicast, std::int64_t now);
   void retransmit(Group& g, GroupState& st, std::int64_t now);

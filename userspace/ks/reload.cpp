@@ -17,15 +17,21 @@ std::string addresses(const std::vector<Address>& list) {
 
 std::string or_none(const std::optional<Address>& a) { return a ? a->str() : std::string("none"); }
 
-// The DER public key of the PEM private key at `path`.
-crypto::Result<Bytes> public_key_der(const std::string& path) {
+// The PEM private key at `path` and its DER public key.
+struct SigningKey {
+  crypto::PrivateKey key;
+  Bytes spki;
+};
+crypto::Result<SigningKey> read_signing_key(const std::string& path) {
   auto pem = crypto::read_pem_file(path);
   if (!pem) return crypto::Error{pem.error()};
   auto key = crypto::PrivateKey::from_pem(crypto::pem_text(*pem));
   if (!key) return crypto::Error{key.error()};
   auto pub = key->public_key();
   if (!pub) return crypto::Error{pub.error()};
-  return pub->to_der();
+  auto der = pub->to_der();
+  if (!der) return crypto::Error{der.error()};
+  return SigningKey{std::move(*key), std::move(*der)};
 }
 
 }  // namespace
@@ -65,14 +71,21 @@ std::vector<std::string> reload_problems(const config::KsConfig& running, const 
       problems.push_back("group " + g.policy.name + " identity changed from " +
                          std::to_string(running_group->policy().identity) + " to " + std::to_string(g.policy.identity) +
                          ": members ask for it by number; restart covey-ks (they register again)");
-    // Members verify every push with the public key registration gave them.
-    auto der = public_key_der(g.signing_key);
-    if (!der)
-      problems.push_back("group " + g.policy.name + " signing_key " + g.signing_key + ": " + der.error());
-    else if (*der != running_group->kek().signature_public_key)
-      problems.push_back("group " + g.policy.name + " signing_key " + g.signing_key +
-                         " is not the key members verify rekeys with; a new signing key needs a restart of covey-ks "
-                         "without its state file (every member registers again)");
+    // Another key is a rollover (ks/rekey.h), but not in a cluster: every
+    // key server there must sign with the key members hold, which the
+    // cluster checks by its SHA-256 when a key server starts or reloads, and
+    // a primary rolling over alone would leave the others (and a failover
+    // to one of them) signing with the key members just retired.
+    auto key = read_signing_key(g.signing_key);
+    if (!key)
+      problems.push_back("group " + g.policy.name + " signing_key " + g.signing_key + ": " + key.error());
+    else if (key->spki != running_group->kek().signature_public_key && running.cluster)
+      problems.push_back("group " + g.policy.name + " signing_key " + g.signing_key + " (SHA-256 " +
+                         gdoi::signing_key_id(key->spki) + ") is not the key members verify rekeys with (SHA-256 " +
+                         gdoi::signing_key_id(running_group->kek().signature_public_key) +
+                         "): a cluster of key servers cannot roll its signing key over; put the old key back (or "
+                         "stop every key server of the cluster, remove the group from etcd and let every member "
+                         "register again)");
   }
   for (const auto& [id, owned] : groups.all())
     if (!names.count(owned->policy().name))
@@ -100,11 +113,21 @@ KsReload reload(config::KsConfig& running, config::KsConfig next, Groups& groups
       g->set_policy(gc.policy);
       continue;
     }
-    auto seq = rekeyer.change_policy(*g, gc.policy, now_ms);
-    if (!seq)
+    // reload_problems read it a moment ago; read again, it may have changed.
+    auto key = read_signing_key(gc.signing_key);
+    if (!key) {
+      out.errors.push_back("group " + gc.policy.name + " signing_key " + gc.signing_key + ": " + key.error());
+      continue;
+    }
+    const bool rollover = key->spki != g->kek().signature_public_key;
+    auto seq = rekeyer.change_policy(*g, gc.policy, now_ms,
+                                     rollover ? std::optional<crypto::PrivateKey>(std::move(key->key)) : std::nullopt);
+    if (!seq) {
       out.errors.push_back(seq.error());
-    else if (*seq)
+    } else if (*seq) {
       out.rekeyed.push_back(gc.policy.name);
+      if (rollover) out.rolled_over.push_back(gc.policy.name);
+    }
   }
   running = std::move(next);
   return out;

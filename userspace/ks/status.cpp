@@ -92,6 +92,7 @@ json group_status(const Groups& groups, const Rekeyer* rekeyer, const std::optio
     kek["spi"] = to_hex(g->kek().spi);
     kek["cipher"] = std::string(crypto::name(p.kek.cipher));
     kek["signature"] = p.kek.signature_str();
+    kek["signing_key"] = gdoi::signing_key_id(g->kek().signature_public_key);
     kek["lifetime_s"] = p.kek.lifetime_s;
     kek["remaining_s"] = remaining(g->kek_expires_at(), now);
     if (show_keys) kek["keys"] = {{"algorithm_key", to_hex(g->kek().algorithm_key)}};
