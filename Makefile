@@ -8,6 +8,7 @@
 #                 when this kernel lacks ESP, in a VM (make lab-down)
 #   make lab-coop the same lab with three cooperative key servers on etcd; the
 #                 primary is killed while h3 pings h4
+#   make deb      the Debian package from build/, into build/deb/ (debian/rules)
 
 BUILD      ?= build
 SAN_BUILD  ?= build-san
@@ -21,7 +22,7 @@ VM_THROUGHPUT_BENCH_FLAGS ?=
 COOP_BENCH_FLAGS ?=
 CMAKE_FLAGS ?=
 
-.PHONY: all build san san-tests deps test unit bench fuzz format clean lab lab-coop lab-down
+.PHONY: all build deb san san-tests deps test unit bench fuzz format clean lab lab-coop lab-down
 
 all: build
 
@@ -33,6 +34,23 @@ $(BUILD)/CMakeCache.txt:
 
 build: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
+
+# The Debian package (debian/), packed from $(BUILD) as it is: after `make
+# build` this only installs and packs (debian/rules). The .deb, .buildinfo
+# and .changes go to $(DEB_DIR), not to the tree's parent folder;
+# dpkg-buildpackage's log to $(DEB_DIR)/build.log.
+DEB_DIR ?= $(BUILD)/deb
+DEB_VERSION = $(shell dpkg-parsechangelog -S Version)
+DEB_ARCH = $(shell dpkg-architecture -qDEB_HOST_ARCH)
+deb: build
+	@mkdir -p $(DEB_DIR)
+	@rm -f $(DEB_DIR)/covey_*
+	@COVEY_BUILD=$(BUILD) COVEY_DEB_DIR=$(DEB_DIR) dpkg-buildpackage -b -uc -us \
+	  --buildinfo-option=-u$(DEB_DIR) --changes-option=-u$(DEB_DIR) \
+	  --buildinfo-file=$(DEB_DIR)/covey_$(DEB_VERSION)_$(DEB_ARCH).buildinfo \
+	  --changes-file=$(DEB_DIR)/covey_$(DEB_VERSION)_$(DEB_ARCH).changes \
+	  >$(DEB_DIR)/build.log 2>&1 || { tail -40 $(DEB_DIR)/build.log; echo "make deb: failed, log in $(DEB_DIR)/build.log" >&2; exit 1; }
+	@echo "make deb: $$(ls $(DEB_DIR)/*.deb)"
 
 # AddressSanitizer + UndefinedBehaviorSanitizer build with clang, which also
 # carries the libFuzzer targets.
@@ -54,8 +72,11 @@ san-tests: $(SAN_BUILD)/CMakeCache.txt
 # release build cost over a minute of CI's 30-minute budget. The release
 # build's code is what the tiers after them (tshark, netns, bpf, vm)
 # exercise; `make unit` runs the unit tests in the release build.
+# The package is made before the release tier runs: package.install and
+# package.lintian test the .deb made from this very build.
 test: deps
 	$(MAKE) --no-print-directory build san-tests
+	$(MAKE) --no-print-directory deb
 	ctest --test-dir $(SAN_BUILD) --output-on-failure -j $(JOBS) -L 'unit|fuzz'
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) -LE unit
 
