@@ -22,7 +22,7 @@ VM_THROUGHPUT_BENCH_FLAGS ?=
 COOP_BENCH_FLAGS ?=
 CMAKE_FLAGS ?=
 
-.PHONY: all build deb san san-tests deps test unit bench fuzz format clean lab lab-coop lab-down
+.PHONY: all build quiet-build deb san san-tests deps test unit bench fuzz format clean lab lab-coop lab-down
 
 all: build
 
@@ -34,6 +34,15 @@ $(BUILD)/CMakeCache.txt:
 
 build: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
+
+# `build` for the targets whose output is something else (make lab): the
+# build's ~190 lines go to $(BUILD)/build.log; a line says how much was
+# built when something was, and the whole log is printed when the build failed.
+quiet-build: $(BUILD)/CMakeCache.txt
+	@[ -x $(BUILD)/userspace/apps/covey-gm ] || echo "make: building $(BUILD) first (minutes; log in $(BUILD)/build.log)"
+	@cmake --build $(BUILD) -j $(JOBS) >$(BUILD)/build.log 2>&1 || { cat $(BUILD)/build.log; exit 1; }
+	@n=$$(grep -cE '^\[ *[0-9]+%\] (Building|Linking)' $(BUILD)/build.log); \
+	  [ "$$n" = 0 ] || echo "make: $(BUILD) was out of date: $$n files built (log in $(BUILD)/build.log)"
 
 # The Debian package (debian/), packed from $(BUILD) as it is: after `make
 # build` this only installs and packs (debian/rules). The .deb, .buildinfo
@@ -111,14 +120,14 @@ fuzz: deps san
 # their LAN hosts, a ping across and what covey made of it (tools/lab/make-lab.sh).
 # In network namespaces when this kernel has what the data path needs (the
 # lab stays up; `make lab-down` removes it), else inside the VM on Debian's kernel.
-lab: deps build
-	COVEY_BUILD=$(abspath $(BUILD)) ./tools/lab/make-lab.sh
+lab: deps quiet-build
+	@COVEY_BUILD=$(abspath $(BUILD)) ./tools/lab/make-lab.sh
 
 # The lab with three key servers (priorities 100/90/80) and a three-member
 # etcd on the KS node; kill -9 of the primary while h3 pings h4, a rekey
 # from the new one, `coveyctl ks cluster` before and after, what r2 saw.
-lab-coop: deps build
-	COVEY_BUILD=$(abspath $(BUILD)) ./tools/lab/make-lab.sh --coop
+lab-coop: deps quiet-build
+	@COVEY_BUILD=$(abspath $(BUILD)) ./tools/lab/make-lab.sh --coop
 
 lab-down:
 	./tools/lab/lab.sh down
