@@ -51,7 +51,7 @@ quiet-build: $(BUILD)/CMakeCache.txt
 DEB_DIR ?= $(BUILD)/deb
 DEB_VERSION = $(shell dpkg-parsechangelog -S Version)
 DEB_ARCH = $(shell dpkg-architecture -qDEB_HOST_ARCH)
-deb: build
+deb: quiet-build
 	@mkdir -p $(DEB_DIR)
 	@rm -f $(DEB_DIR)/covey_*
 	@COVEY_BUILD=$(BUILD) COVEY_DEB_DIR=$(DEB_DIR) dpkg-buildpackage -b -uc -us \

@@ -7,7 +7,8 @@
 # and purge, and nothing of covey left but the covey user (debian/postrm
 # says why it stays).
 #   install_test.sh BUILD_DIR
-# The root is cached as BUILD/package/base-<hash>.tar, keyed by the .deb's
+# The root is cached as BUILD/package/base-<hash>.tar (or in
+# $COVEY_PACKAGE_CACHE, which may outlive a build), keyed by the .deb's
 # dependencies and the host's apt sources: a clean clone makes it from the
 # mirror (the only network used), a rerun only unpacks it. Root needed
 # (chroot); without it the test is skipped (77).
@@ -29,7 +30,7 @@ for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.l
 done
 [ -n "$sources" ] || fail "no apt sources in /etc/apt to take the mirror from"
 key=$( (echo "$deps"; cat $sources) | sha256sum | cut -c1-16)
-cache=$build/package
+cache=${COVEY_PACKAGE_CACHE:-$build/package}
 base=$cache/base-$key.tar
 mkdir -p "$cache"
 if [ ! -s "$base" ]; then
