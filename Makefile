@@ -8,6 +8,7 @@
 #                 when this kernel lacks ESP, in a VM (make lab-down)
 #   make lab-coop the same lab with three cooperative key servers on etcd; the
 #                 primary is killed while h3 pings h4
+#   make deb      the Debian package from build/, into build/deb/ (debian/rules)
 
 BUILD      ?= build
 SAN_BUILD  ?= build-san
@@ -21,7 +22,7 @@ VM_THROUGHPUT_BENCH_FLAGS ?=
 COOP_BENCH_FLAGS ?=
 CMAKE_FLAGS ?=
 
-.PHONY: all build san san-tests deps test unit bench fuzz format clean lab lab-coop lab-down
+.PHONY: all build quiet-build deb san san-tests deps test unit bench fuzz format clean lab lab-coop lab-down
 
 all: build
 
@@ -33,6 +34,32 @@ $(BUILD)/CMakeCache.txt:
 
 build: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
+
+# `build` for the targets whose output is something else (make lab): the
+# build's ~190 lines go to $(BUILD)/build.log; a line says how much was
+# built when something was, and the whole log is printed when the build failed.
+quiet-build: $(BUILD)/CMakeCache.txt
+	@[ -x $(BUILD)/userspace/apps/covey-gm ] || echo "make: building $(BUILD) first (minutes; log in $(BUILD)/build.log)"
+	@cmake --build $(BUILD) -j $(JOBS) >$(BUILD)/build.log 2>&1 || { cat $(BUILD)/build.log; exit 1; }
+	@n=$$(grep -cE '^\[ *[0-9]+%\] (Building|Linking)' $(BUILD)/build.log); \
+	  [ "$$n" = 0 ] || echo "make: $(BUILD) was out of date: $$n files built (log in $(BUILD)/build.log)"
+
+# The Debian package (debian/), packed from $(BUILD) as it is: after `make
+# build` this only installs and packs (debian/rules). The .deb, .buildinfo
+# and .changes go to $(DEB_DIR), not to the tree's parent folder;
+# dpkg-buildpackage's log to $(DEB_DIR)/build.log.
+DEB_DIR ?= $(BUILD)/deb
+DEB_VERSION = $(shell dpkg-parsechangelog -S Version)
+DEB_ARCH = $(shell dpkg-architecture -qDEB_HOST_ARCH)
+deb: quiet-build
+	@mkdir -p $(DEB_DIR)
+	@rm -f $(DEB_DIR)/covey_*
+	@COVEY_BUILD=$(BUILD) COVEY_DEB_DIR=$(DEB_DIR) dpkg-buildpackage -b -uc -us \
+	  --buildinfo-option=-u$(DEB_DIR) --changes-option=-u$(DEB_DIR) \
+	  --buildinfo-file=$(DEB_DIR)/covey_$(DEB_VERSION)_$(DEB_ARCH).buildinfo \
+	  --changes-file=$(DEB_DIR)/covey_$(DEB_VERSION)_$(DEB_ARCH).changes \
+	  >$(DEB_DIR)/build.log 2>&1 || { tail -40 $(DEB_DIR)/build.log; echo "make deb: failed, log in $(DEB_DIR)/build.log" >&2; exit 1; }
+	@echo "make deb: $$(ls $(DEB_DIR)/*.deb)"
 
 # AddressSanitizer + UndefinedBehaviorSanitizer build with clang, which also
 # carries the libFuzzer targets.
@@ -54,8 +81,11 @@ san-tests: $(SAN_BUILD)/CMakeCache.txt
 # release build cost over a minute of CI's 30-minute budget. The release
 # build's code is what the tiers after them (tshark, netns, bpf, vm)
 # exercise; `make unit` runs the unit tests in the release build.
+# The package is made before the release tier runs: package.install and
+# package.lintian test the .deb made from this very build.
 test: deps
 	$(MAKE) --no-print-directory build san-tests
+	$(MAKE) --no-print-directory deb
 	ctest --test-dir $(SAN_BUILD) --output-on-failure -j $(JOBS) -L 'unit|fuzz'
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) -LE unit
 
@@ -90,14 +120,14 @@ fuzz: deps san
 # their LAN hosts, a ping across and what covey made of it (tools/lab/make-lab.sh).
 # In network namespaces when this kernel has what the data path needs (the
 # lab stays up; `make lab-down` removes it), else inside the VM on Debian's kernel.
-lab: deps build
-	COVEY_BUILD=$(abspath $(BUILD)) ./tools/lab/make-lab.sh
+lab: deps quiet-build
+	@COVEY_BUILD=$(abspath $(BUILD)) ./tools/lab/make-lab.sh
 
 # The lab with three key servers (priorities 100/90/80) and a three-member
 # etcd on the KS node; kill -9 of the primary while h3 pings h4, a rekey
 # from the new one, `coveyctl ks cluster` before and after, what r2 saw.
-lab-coop: deps build
-	COVEY_BUILD=$(abspath $(BUILD)) ./tools/lab/make-lab.sh --coop
+lab-coop: deps quiet-build
+	@COVEY_BUILD=$(abspath $(BUILD)) ./tools/lab/make-lab.sh --coop
 
 lab-down:
 	./tools/lab/lab.sh down

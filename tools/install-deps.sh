@@ -11,6 +11,7 @@ PACKAGES="
   qemu-system-x86 busybox-static iputils-ping bpftool
   python3-cryptography nftables
   etcd-server etcd-client
+  debhelper lintian mmdebstrap scdoc
 "
 # qemu..bpftool: the VM tier (tests/vm/): qemu boots Debian's kernel, which
 # tests/vm/run-in-vm fetches itself with apt-get download into the build tree.
@@ -18,6 +19,10 @@ PACKAGES="
 # nftables: the netns rekey tests drop a member's inbound pushes.
 # etcd-server etcd-client: the etcd client's tests run a real three-member
 # cluster (tests/common/etcd_cluster.h, tests/netns/etcd_cluster.py).
+# debhelper lintian mmdebstrap scdoc: `make deb` builds the package with
+# debhelper, package.lintian checks it with lintian, package.install installs
+# it into a Debian 12 root mmdebstrap makes from the mirror, and scdoc turns
+# docs/man/*.scd into the man pages the build installs.
 
 missing=""
 for p in $PACKAGES; do

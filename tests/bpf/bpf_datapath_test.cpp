@@ -2783,7 +2783,10 @@ int main(int argc, char** argv) {
     std::printf("bpf_datapath_test: unshare(CLONE_NEWNET): %s\n", std::strerror(errno));
     return 1;
   }
-  std::system("ip link set lo up >/dev/null 2>&1");
+  if (std::system("ip link set lo up >/dev/null 2>&1") != 0) {
+    std::printf("bpf_datapath_test: ip link set lo up failed in the test's namespace\n");
+    return 1;
+  }
   ::testing::InitGoogleTest(&argc, argv);
   return RUN_ALL_TESTS();
 }

@@ -7,6 +7,7 @@
 
 int main(int argc, char** argv) {
   CLI::App app{"coveyctl: inspect and control covey GDOI key servers and group members"};
+  app.set_version_flag("--version", "coveyctl " COVEY_VERSION, "print the version (the Debian package's) and exit");
   app.require_subcommand(1);
   covey::coveyctl::DecodeOptions decode;
   covey::coveyctl::add_decode_command(app, decode);

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   apps::DaemonArgs args;
   args.config_path = std::string(config::kDefaultGmConfigPath);
   apps::add_daemon_options(app, args);
+  app.set_version_flag("--version", "covey-gm " COVEY_VERSION, "print the version (the Debian package's) and exit");
   bool probe = false;
   app.add_flag("--probe", probe,
                "report what this kernel has and lacks for covey's data path (XFRM, ESP, tc, XDP, BPF helpers) "

@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   apps::DaemonArgs args;
   args.config_path = std::string(config::kDefaultKsConfigPath);
   apps::add_daemon_options(app, args);
+  app.set_version_flag("--version", "covey-ks " COVEY_VERSION, "print the version (the Debian package's) and exit");
   CLI11_PARSE(app, argc, argv);
   apps::apply_log_options("covey-ks", args);
 
