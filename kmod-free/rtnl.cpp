@@ -8,6 +8,7 @@
 #include <linux/rtnetlink.h>
 #include <linux/veth.h>
 #include <net/if.h>
+#include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -253,6 +254,46 @@ crypto::Result<void> RouteSocket::delete_link(int ifindex) {
   auto* ifi = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
   ifi->ifi_index = ifindex;
   return expect(nlh, "deleting link ifindex " + std::to_string(ifindex));
+}
+
+crypto::Result<std::unique_ptr<AddressChanges>> AddressChanges::open() {
+  std::unique_ptr<AddressChanges> s(new AddressChanges);
+  s->nl_ = mnl_socket_open(NETLINK_ROUTE);
+  if (!s->nl_) return Error{"cannot open a NETLINK_ROUTE socket for the kernel's address changes: " + errno_text(errno)};
+  if (mnl_socket_bind(s->nl_, RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR, MNL_SOCKET_AUTOPID) != 0)
+    return Error{"cannot subscribe to the kernel's address changes (RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR): " +
+                 errno_text(errno)};
+  const int fd = mnl_socket_get_fd(s->nl_);
+  if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)
+    return Error{"cannot make the address change socket non-blocking: " + errno_text(errno)};
+  s->rx_.resize(static_cast<std::size_t>(MNL_SOCKET_BUFFER_SIZE));
+  return s;
+}
+
+AddressChanges::~AddressChanges() {
+  if (nl_) mnl_socket_close(nl_);
+}
+
+int AddressChanges::fd() const { return mnl_socket_get_fd(nl_); }
+
+crypto::Result<bool> AddressChanges::take() {
+  bool changed = false;
+  for (;;) {
+    ssize_t n = mnl_socket_recvfrom(nl_, rx_.data(), rx_.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return changed;
+      if (errno == ENOBUFS) {
+        changed = true;
+        continue;
+      }
+      return Error{"reading the kernel's address changes: " + errno_text(errno)};
+    }
+    auto* nlh = reinterpret_cast<const nlmsghdr*>(rx_.data());
+    int len = static_cast<int>(n);
+    for (; mnl_nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len))
+      if (nlh->nlmsg_type == RTM_NEWADDR || nlh->nlmsg_type == RTM_DELADDR) changed = true;
+  }
 }
 
 }  // namespace covey::kmod

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/address.h"
 #include "crypto/result.h"
@@ -63,6 +64,29 @@ class RouteSocket {
 
   mnl_socket* nl_ = nullptr;
   std::uint32_t seq_ = 0;
+};
+
+// The kernel's announcements of addresses added to or removed from any
+// interface of this network namespace (RTMGRP_IPV4_IFADDR,
+// RTMGRP_IPV6_IFADDR). The caller reads the addresses again when one
+// arrives, so whether something changed is all it says: a socket that
+// overflowed (ENOBUFS, announcements lost) is one more change. Open it
+// before the first read of the addresses, and no change falls between.
+class AddressChanges {
+ public:
+  static crypto::Result<std::unique_ptr<AddressChanges>> open();
+  ~AddressChanges();
+  AddressChanges(const AddressChanges&) = delete;
+  AddressChanges& operator=(const AddressChanges&) = delete;
+
+  int fd() const;
+  // Drains the socket (non-blocking): whether an address changed since the last call.
+  crypto::Result<bool> take();
+
+ private:
+  AddressChanges() = default;
+  mnl_socket* nl_ = nullptr;
+  std::vector<std::uint8_t> rx_;
 };
 
 }  // namespace covey::kmod

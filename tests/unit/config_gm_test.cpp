@@ -81,6 +81,13 @@ TEST(GmConfig, ReferenceExampleParses) {
   EXPECT_TRUE(parsed.problems.empty()) << all(parsed.problems);
 }
 
+TEST(GmConfig, ContainerHostExampleParses) {
+  auto parsed = load_gm_config((kExamples / "container-host" / "gm.toml").string());
+  ASSERT_TRUE(parsed.ok()) << all(parsed.problems);
+  EXPECT_TRUE(parsed.problems.empty()) << all(parsed.problems);
+  EXPECT_EQ(parsed.config->member.lan_interfaces, std::vector<std::string>{"covey0"});
+}
+
 TEST(GmConfig, EveryOptionalKeyHasItsDefault) {
   auto parsed = parse(kBase);
   ASSERT_TRUE(parsed.ok()) << all(parsed.problems);

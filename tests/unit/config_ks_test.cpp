@@ -190,6 +190,15 @@ TEST_F(KsConfigTest, ReferenceExampleParses) {
   EXPECT_TRUE(parsed.problems.empty()) << all(parsed.problems);
 }
 
+// examples/container-host: one ACL line covers every host's container networks.
+TEST_F(KsConfigTest, ContainerHostExampleParses) {
+  std::string text =
+      replace(read(kExamples / "container-host" / "ks.toml"), "/etc/covey/ks-rekey.pem\"", key("rsa2048.pem") + "\"");
+  auto parsed = parse(text);
+  ASSERT_TRUE(parsed.ok()) << all(parsed.problems);
+  EXPECT_TRUE(parsed.problems.empty()) << all(parsed.problems);
+}
+
 // Uncommenting every "# key = value" line of the reference keeps it valid
 // and changes nothing (only options that need other files or another mode
 // stay commented): the reference documents real keys with their defaults.

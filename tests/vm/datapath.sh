@@ -40,6 +40,15 @@
 #      group's ESP (IPv4 and IPv6) sent to it. gm4 (drop_unknown_spi)
 #      drops IPv6 ESP of an SPI not the group's (esp_unknown_drop) and
 #      clear IPv6 that its ACL says arrives encrypted (clear_drop).
+#   C  container hosts (issue 13): gm3 and gm4 each protect a bridge br0
+#      (172.20.3.0/24, 172.20.4.0/24) with three containers (namespaces,
+#      veth into br0): container -> remote container and gm3 itself (from
+#      its bridge address) -> remote container cross r2 as ESP with the
+#      containers' own addresses, the payload never in clear; IPv6 alike.
+#      A container on a new subnet of gm3's bridge (172.20.13.1/24 added
+#      to br0 while covey-gm runs) reaches the remote containers as ESP and
+#      its neighbours on br0 in clear inside gm3: the own-LAN bypass
+#      followed the address, covey-gm was not restarted.
 #   5b kill -9 of gm3: h3 -> h4 dropped within the lease, nothing in clear
 #      on r2 (either family); gm3 restarted: traffic flows again.
 #   and a clean stop (SIGTERM) of gm4 leaves nothing of covey in its kernel.
@@ -56,7 +65,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 . "$here/lib.sh"
 . "$top/tools/lab/topology.sh"
-nodes="ks r2 gm3 gm4 gm5 h3 h4 h33"
+nodes="ks r2 gm3 gm4 gm5 h3 h4 h33 c31 c32 c33 c34 c41 c42 c43"
 
 say() { echo "datapath: $*"; }
 H3_6=2001:db8:3::10 H4_6=2001:db8:4::10 GM3_6=2001:db8:3::1 GM4_6=2001:db8:4::1 H33_6=2001:db8:33::10
@@ -92,10 +101,49 @@ say "kernel $(uname -r)"
 # ---- topology: the reference lab and gm5, h33 ----
 lab_topology "$P" gm5 h33
 
+# Container hosts (scenario C): on gmN (N = 3, 4) a bridge br0 on its own
+# subnet (172.20.N.0/24, and IPv6 V6NET::/64) and three containers
+# cN1-cN3 (.10-.12), each a namespace with a veth into br0.
+containers() { # N V6NET
+  ip -batch - <<EOF || fail "cannot make the containers of gm$1"
+netns add ${P}c${1}1
+netns add ${P}c${1}2
+netns add ${P}c${1}3
+EOF
+  for i in 1 2 3; do
+    echo "link add c$1$i netns $(ns gm$1) type veth peer name eth0 netns ${P}c$1$i"
+  done | ip -batch - || fail "cannot wire the containers of gm$1"
+  batch "$(ns gm$1)" "the bridge of gm$1" <<EOF
+link add br0 type bridge
+addr add 172.20.$1.1/24 dev br0
+addr add $2::1/64 dev br0 nodad
+link set br0 up
+$(for i in 1 2 3; do echo "link set c$1$i master br0 up"; done)
+EOF
+  for i in 1 2 3; do
+    batch "${P}c$1$i" "container c$1$i" <<EOF
+addr add 172.20.$1.$((9 + i))/24 dev eth0
+addr add $2::$((9 + i))/64 dev eth0 nodad
+link set eth0 up
+link set lo up
+route add default via 172.20.$1.1
+route add default via $2::1
+EOF
+  done
+}
+containers 3 2001:db8:5
+containers 4 2001:db8:6
+batch "$(ns r2)" "r2's routes to the containers" <<EOF
+route add 172.20.3.0/24 via 10.1.23.3
+route add 172.20.4.0/24 via 10.1.24.4
+route add 2001:db8:5::/64 via 2001:db8:23::3
+route add 2001:db8:6::/64 via 2001:db8:24::4
+EOF
+
 # ---- configuration ----
 lab_ks_config
-lab_gm_config gm3 10.1.23.3 '"lan0", "lan1"'
-lab_gm_config gm4 10.1.24.4 '"lan0"' 'drop_unknown_spi = true'
+lab_gm_config gm3 10.1.23.3 '"lan0", "lan1", "br0"'
+lab_gm_config gm4 10.1.24.4 '"lan0", "br0"' 'drop_unknown_spi = true'
 lab_gm_config gm5 10.1.25.5 ''
 
 start() { # NODE PROGRAM; exec all the way down, so the pid is the daemon's
@@ -271,6 +319,82 @@ capture_stop hairpin
 grep -q 'deny ip 192.168.3.0/24 192.168.33.0/24' "$work/gm3.log" || fail "gm3 did not log its own-LAN bypass"
 grep -q ' 2001:db8:3::/64 2001:db8:33::/64' "$work/gm3.log" || fail "gm3 did not log its IPv6 own-LAN bypass"
 say "1 between gm3's own LANs (h3 -> h33): ping in clear through gm3 alone in both families (deny ip 192.168.3.0/24 192.168.33.0/24 and its IPv6 twin put before the group's ACL), nothing on r2"
+
+# ---- C. container hosts: containers behind gm3's and gm4's bridges ----
+# The pings carry a pattern that must never be readable on r2.
+pattern=636f7665792d636f6e7461696e6572  # "covey-container"
+cping() { # NODE ARGS...: 3 pings with the pattern; the test fails on a loss
+  cp_n=$1
+  shift
+  in_ns "$cp_n" ping -c 3 -i 0.3 -W 3 -p $pattern "$@" >"$work/ping" 2>&1 ||
+    fail "$cp_n -> $*: ping failed: $(tail -2 "$work/ping")"
+}
+esp_both_ways() { # CAPTURE A B: ESP of the group's SPI A -> B and B -> A on r2
+  for dir in "$2 > $3" "$3 > $2"; do
+    grep -q "$dir: ESP(spi=$(printf '%s' "$spi" | tr 'A-F' 'a-f')," "$work/$1.txt" ||
+      fail "no ESP with SPI $spi for $dir on r2; r2 saw:
+$(head -20 "$work/$1.txt")"
+  done
+}
+no_container_clear() { # CAPTURE: no container address in clear, no payload readable
+  clear=$(grep -E '172\.20\.[0-9]+\.[0-9]+ > |IP6 2001:db8:(5|6|7)::' "$work/$1.txt" | grep -v ': ESP(spi=')
+  [ -z "$clear" ] || fail "container traffic crossed r2 in clear:
+$(echo "$clear" | head -5)"
+  ! grep -aq covey-container "$work/$1.pcap" || fail "the containers' ping payload was readable on r2 ($1.pcap)"
+}
+capture_r2
+cping c31 172.20.4.10
+cping c42 172.20.3.12
+cping gm3 -I 172.20.3.1 172.20.4.11
+cping c31 -6 2001:db8:6::10
+capture_stop containers
+no_container_clear containers
+esp_both_ways containers 172.20.3.10 172.20.4.10
+esp_both_ways containers 172.20.4.11 172.20.3.12
+esp_both_ways containers 172.20.3.1 172.20.4.11
+esp_both_ways containers 2001:db8:5::10 2001:db8:6::10
+say "C containers: c31 -> c41, c42 -> c33, gm3 (from 172.20.3.1) -> c42, c31 -> c41 in IPv6: on r2 only ESP of SPI $spi between the containers' own addresses ($(grep -c 'ESP(spi=' "$work/containers.txt") packets), the payload never in clear"
+
+# A container started after covey-gm: a new subnet on gm3's bridge (and an
+# IPv6 one), its namespace wired in; r2 is told the route, as a routing
+# protocol would tell it.
+gm3_pid=$(cat "$work/gm3.pid")
+ip netns add "${P}c34" || fail "cannot create the late container's namespace"
+ip link add c34 netns "$(ns gm3)" type veth peer name eth0 netns "${P}c34" || fail "cannot wire the late container"
+batch "$(ns gm3)" "a new subnet on gm3's bridge" <<EOF
+addr add 172.20.13.1/24 dev br0
+addr add 2001:db8:7::1/64 dev br0 nodad
+link set c34 master br0 up
+EOF
+batch "${P}c34" "the late container c34" <<EOF
+addr add 172.20.13.10/24 dev eth0
+link set eth0 up
+route add default via 172.20.13.1
+EOF
+batch "$(ns r2)" "r2's route to the late container" <<EOF
+route add 172.20.13.0/24 via 10.1.23.3
+EOF
+bypassed() { # NODE ACL-LINE: the hits of that line of NODE's ACL ("" if it has none)
+  field "$1" "[h['hits'] for h in s['data_path']['acl_hits'] if h['line'] == '$2'][0]"
+}
+wait_until 10 "gm3 putting its bridge's new subnets (172.20.13.0/24, 2001:db8:7::/64) into its own-LAN bypass" \
+  '[ -n "$(bypassed gm3 "deny ip 172.20.13.0/24 172.20.3.0/24")" ] && [ -n "$(bypassed gm3 "deny ip 2001:db8:7::/64 2001:db8:5::/64")" ]'
+capture_r2
+cping c34 172.20.4.10
+cping c34 172.20.3.11
+cp "$work/ping" "$work/late-ping.txt"
+capture_stop late
+no_container_clear late
+esp_both_ways late 172.20.13.10 172.20.4.10
+! grep -q '172\.20\.3\.11' "$work/late.txt" || fail "c34 -> c32 (both behind gm3's bridge) crossed r2: $(grep '172\.20\.3\.11' "$work/late.txt" | head -3)"
+# gm3 routes c34's first echo request (and may answer it with an ICMP
+# redirect: c32 is on the same bridge, so the next ones may go straight).
+hits=$(bypassed gm3 "deny ip 172.20.13.0/24 172.20.3.0/24")
+got=$(grep -o '[0-9]* received' "$work/late-ping.txt")
+[ "${hits:-0}" -ge 1 ] ||
+  fail "gm3 counted ${hits:-?} hits of deny ip 172.20.13.0/24 172.20.3.0/24 for c34's pings to c32 ($got)"
+kill -0 "$gm3_pid" && [ "$(cat "$work/gm3.pid")" = "$gm3_pid" ] || fail "gm3's covey-gm did not live through the new container"
+say "C late container: 172.20.13.1/24 added to gm3's br0 while covey-gm ran: c34 -> c41 as ESP with c34's own address on r2; c34 -> c32 in clear inside gm3 ($got of 3, deny ip 172.20.13.0/24 172.20.3.0/24: $hits hits), nothing on r2; the IPv6 subnet followed too; the same covey-gm (pid $gm3_pid)"
 
 # ---- 2a. path MTU: DF datagrams at and beyond the usable size ----
 # The group SA carries inner packets up to 1438 bytes on a 1500-byte WAN

@@ -51,7 +51,8 @@ wait_until() { # SECONDS WHAT CONDITION
 
 # The reference lab's configuration (tools/lab/topology.sh's addresses),
 # written once for the VM scripts: $work/ks.toml with the lab's group
-# (both families' LANs protected: 192.168.0.0/16, and IPv6's LANs 3 and 4
+# (both families' LANs protected: 192.168.0.0/16 and the container
+# networks 172.20.0.0/16 (datapath.sh's scenario C), and IPv6's LANs 3 and 4
 # as 2001:db8::/45 with gm3's second LAN 2001:db8:33::/64 listed, so that
 # the links 2001:db8:12, 23, 24, 25::/64 stay clear as 10.1.0.0/16 does)
 # (TBAR, activation and deactivation delays, fail-close on the members)
@@ -73,6 +74,7 @@ identity = 134
 acl = [
   "deny udp any eq 848 any eq 848",
   "permit ip 192.168.0.0/16 192.168.0.0/16",
+  "permit ip 172.20.0.0/16 172.20.0.0/16",
   "permit ipv6 2001:db8::/45 2001:db8::/45",
   "permit ipv6 2001:db8::/45 2001:db8:33::/64",
   "permit ipv6 2001:db8:33::/64 2001:db8::/45",
@@ -99,7 +101,8 @@ wan_interface = "wan0"
 lan_interfaces = [$lgc_lans]
 state_dir = "$work/$lgc_name-state"
 control_socket = "$work/$lgc_name.sock"
-fail_close = ["permit ip 192.168.0.0/16 192.168.0.0/16", "permit ipv6 2001:db8::/45 2001:db8::/45"]
+fail_close = ["permit ip 192.168.0.0/16 192.168.0.0/16", "permit ip 172.20.0.0/16 172.20.0.0/16",
+              "permit ipv6 2001:db8::/45 2001:db8::/45"]
 EOF
     for line in "$@"; do echo "$line"; done
     cat <<EOF

@@ -44,6 +44,8 @@ bool Agent::start(std::string* error) {
       return false;
     }
     dataplane_ = std::move(*dp);
+    address_watch_.emplace(io_, ::dup(dataplane_->address_fd()));
+    wait_addresses();
   }
   socket_ = UdpSocket::bind(options_.local, error);
   if (!socket_) return false;
@@ -264,7 +266,16 @@ void Agent::sync_dataplane(bool registration) {
   if (auto ok = dataplane_->sync(keys_, clock::now_s()); !ok) log(LogLevel::Error, ok.error());
 }
 
+void Agent::wait_addresses() {
+  address_watch_->async_wait(boost::asio::posix::stream_descriptor::wait_read, [this](const boost::system::error_code& ec) {
+    if (ec || !dataplane_) return;
+    if (auto ok = dataplane_->follow_addresses(); !ok) log(LogLevel::Error, ok.error());
+    wait_addresses();
+  });
+}
+
 void Agent::stop() {
+  address_watch_.reset();
   if (!dataplane_) return;
   dataplane_->stop();
   dataplane_.reset();

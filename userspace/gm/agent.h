@@ -60,6 +60,8 @@ class Agent {
   void keylog_phase1();
   // The kernel follows the keys: after a registration, an applied push, each tick.
   void sync_dataplane(bool registration);
+  // The data path follows the kernel's address changes (its own-LAN bypass).
+  void wait_addresses();
 
   boost::asio::io_context& io_;
   AgentOptions options_;
@@ -80,6 +82,7 @@ class Agent {
   std::optional<std::string> last_error_;
   RekeyState keys_;
   std::unique_ptr<Dataplane> dataplane_;
+  std::optional<boost::asio::posix::stream_descriptor> address_watch_;
   std::uint64_t pseudotime_serial_ = 0;  // of the last sample handed to the data path
 
   // The rekey multicast group, joined while the policy says multicast.

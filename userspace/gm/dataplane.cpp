@@ -218,6 +218,11 @@ crypto::Result<void> Dataplane::setup() {
     if (!lan) return Error{where + "LAN " + lan.error()};
     lans_.push_back(*lan);
   }
+  // Subscribed before the LANs' addresses are read, so that none added
+  // from here on is missed (follow_addresses).
+  auto addresses = kmod::AddressChanges::open();
+  if (!addresses) return Error{where + addresses.error()};
+  addresses_ = std::move(*addresses);
   bypass_ = own_lan_bypass(interface_prefixes(lans_));
   for (const gdoi::AclEntry& e : bypass_)
     log(LogLevel::Info, "Group " + options_.group_name + ": between its own LANs in clear, before the group's ACL: " + e.str());
@@ -388,6 +393,30 @@ crypto::Result<void> Dataplane::install_policy(const gdoi::GroupPolicy& policy) 
   policy_ = policy;
   acl_ = std::move(main);
   fail_close_ = std::move(fail_close);
+  return {};
+}
+
+int Dataplane::address_fd() const { return addresses_->fd(); }
+
+crypto::Result<void> Dataplane::follow_addresses() {
+  const std::string group = "Group " + options_.group_name + ": ";
+  auto changed = addresses_->take();
+  if (!changed) return Error{group + changed.error()};
+  if (!*changed) return {};
+  std::vector<gdoi::AclEntry> bypass = own_lan_bypass(interface_prefixes(lans_));
+  if (bypass == bypass_) return {};
+  for (const gdoi::AclEntry& e : bypass)
+    if (std::find(bypass_.begin(), bypass_.end(), e) == bypass_.end())
+      log(LogLevel::Info, group + "a LAN address was added: between its own LANs in clear, before the group's ACL: " + e.str());
+  for (const gdoi::AclEntry& e : bypass_)
+    if (std::find(bypass.begin(), bypass.end(), e) == bypass.end())
+      log(LogLevel::Info, group + "a LAN address was removed: no longer in clear: " + e.str());
+  // Kept as installed if the tables cannot be: the next change tries again.
+  std::swap(bypass_, bypass);
+  if (auto ok = install_policy(policy_ ? *policy_ : gdoi::GroupPolicy{}); !ok) {
+    std::swap(bypass_, bypass);
+    return Error{"the own-LAN bypass after an address change: " + ok.error()};
+  }
   return {};
 }
 
@@ -584,6 +613,7 @@ void Dataplane::stop() {
     attached_ = false;
   }
   expiries_.reset();
+  addresses_.reset();
   if (xfrm_) {
     auto flushed = xfrm_->flush_owned();
     if (!flushed) log(LogLevel::Warning, "Group " + group + ": " + flushed.error());

@@ -117,6 +117,15 @@ class Dataplane {
   // push is older than it looks) unless `registration`.
   void pseudotime(std::uint32_t ms, std::uint64_t at_ns, bool registration);
 
+  // The kernel announces address changes here (readable: call
+  // follow_addresses()).
+  int address_fd() const;
+  // The LAN interfaces' prefixes read again after an announcement: a
+  // prefix added to a LAN (a container network on a bridge) joins the
+  // own-LAN bypass, a removed one leaves it, and the tables switch in one
+  // store, so no packet meets half of the change.
+  crypto::Result<void> follow_addresses();
+
   // Detaches the programs, removes covey's states, policies, anchors and
   // pinned maps: the host is as before start().
   void stop();
@@ -146,6 +155,7 @@ class Dataplane {
   std::unique_ptr<kmod::XfrmSocket> xfrm_;
   std::unique_ptr<kmod::XfrmExpiries> expiries_;
   std::unique_ptr<kmod::RouteSocket> rtnl_;
+  std::unique_ptr<kmod::AddressChanges> addresses_;
   std::unique_ptr<datapath::Datapath> dp_;
   std::optional<gdoi::GroupPolicy> policy_;  // installed
   std::vector<gdoi::AclEntry> bypass_;       // own_lan_bypass of the LAN interfaces' prefixes
