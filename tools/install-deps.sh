@@ -12,6 +12,7 @@ PACKAGES="
   python3-cryptography nftables
   etcd-server etcd-client
   debhelper lintian mmdebstrap scdoc
+  prometheus
 "
 # qemu..bpftool: the VM tier (tests/vm/): qemu boots Debian's kernel, which
 # tests/vm/run-in-vm fetches itself with apt-get download into the build tree.
@@ -23,6 +24,8 @@ PACKAGES="
 # debhelper, package.lintian checks it with lintian, package.install installs
 # it into a Debian 12 root mmdebstrap makes from the mirror, and scdoc turns
 # docs/man/*.scd into the man pages the build installs.
+# prometheus: promtool checks both daemons' /metrics and examples/monitoring's
+# alerting rules, and netns.registration scrapes the lab with a real server.
 
 missing=""
 for p in $PACKAGES; do

@@ -56,9 +56,10 @@ LAB_ACL = ("deny udp any eq 848 any eq 848", "permit ip 192.168.0.0/16 192.168.0
 
 
 def ks_config(lab, *, name="ks", address="10.1.12.1", listen=None, authorization=None, pki=None, psk=PSK,
-              lifetime=3600, rekey=(), acl=LAB_ACL):
-    """REKEY: extra [group.rekey] lines, e.g. ['retransmit_period = 1']. ACL: the group's lines."""
-    lines = ["[server]", f'address = "{address}"']
+              lifetime=3600, rekey=(), acl=LAB_ACL, metrics=None):
+    """REKEY: extra [group.rekey] lines, e.g. ['retransmit_period = 1']. ACL: the group's lines.
+    METRICS: [metrics] listen, e.g. "127.0.0.1:9848"."""
+    lines = _metrics(metrics) + ["[server]", f'address = "{address}"']
     if listen:
         lines.append("listen = [" + ", ".join(f'"{a}"' for a in listen) + "]")
     lines += [f'state_dir = "{lab.run}/{name}-state"', f'control_socket = "{lab.socket(name)}"', "", "[isakmp]"]
@@ -74,8 +75,9 @@ def ks_config(lab, *, name="ks", address="10.1.12.1", listen=None, authorization
     return "\n".join(lines) + "\n"
 
 
-def gm_config(lab, node, *, name=None, key_servers=("10.1.12.1",), pki=None, psk=PSK, local_address=None):
-    lines = ["[member]", f'local_address = "{local_address or GM_ADDRESS[node]}"', 'wan_interface = "wan0"',
+def gm_config(lab, node, *, name=None, key_servers=("10.1.12.1",), pki=None, psk=PSK, local_address=None,
+              metrics=None):
+    lines = _metrics(metrics) + ["[member]", f'local_address = "{local_address or GM_ADDRESS[node]}"', 'wan_interface = "wan0"',
              'lan_interfaces = ["lan0"]', f'state_dir = "{lab.run}/{name or node}-state"',
              f'control_socket = "{lab.socket(name or node)}"',
              # The host kernel has no ESP: these tests are about keys; the
@@ -84,6 +86,10 @@ def gm_config(lab, node, *, name=None, key_servers=("10.1.12.1",), pki=None, psk
              "key_servers = [" + ", ".join(f'"{k}"' for k in key_servers) + "]", "", "[isakmp]"]
     lines += _isakmp(psk, pki, node)
     return "\n".join(lines) + "\n"
+
+
+def _metrics(listen):
+    return ["[metrics]", f'listen = "{listen}"', ""] if listen else []
 
 
 def _isakmp(psk, pki, node):

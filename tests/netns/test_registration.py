@@ -1,13 +1,25 @@
 """Both members register with the key server and hold the same keys; the
 registration, captured on the transit router, decodes fully with coveyctl
-decode and dissects in tshark without a malformed phase-1 field."""
+decode and dissects in tshark without a malformed phase-1 field. Both
+daemons' Prometheus endpoints pass `promtool check metrics`, and a real
+Prometheus scrapes them and counts the two registrations."""
 
 import json
+import shutil
+import subprocess
+import time
 import unittest
+import urllib.parse
 from collections import defaultdict
 
 from captures import decode, main_mode_problems, tshark_frames, udp_datagrams, write_pcap
 from netns_lab import GM_ADDRESS, Lab, gm_config, ks_config
+
+# The key server's on its loopback; the members' on their own addresses, so
+# that one Prometheus in the key server's namespace reaches all three.
+KS_METRICS = "127.0.0.1:9848"
+GM_METRICS = {gm: f"{address}:9849" for gm, address in GM_ADDRESS.items()}
+PROMETHEUS = "127.0.0.1:9090"
 
 # RFC 6407 3.2: what each GROUPKEY-PULL message carries, in order (SEQ is optional in message 4).
 PULL_PAYLOADS = [
@@ -22,17 +34,36 @@ MAIN_MODE_PAYLOADS = [["SA", "VENDOR ID"], ["SA", "VENDOR ID"], ["KE", "NONCE"],
                       ["ID", "HASH"]]
 
 
+def start_prometheus(lab, targets):
+    """A real Prometheus in the key server's namespace on PROMETHEUS, scraping TARGETS every second
+    into a data folder under the lab's run folder; stopped with the lab."""
+    config = lab.write("prometheus.yml", "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+                       "scrape_configs:\n  - job_name: covey\n    static_configs:\n"
+                       f"      - targets: {json.dumps(targets)}\n")
+    with open(lab.run / "prometheus.log", "wb") as log:
+        p = subprocess.Popen(lab.exec_args("ks", "prometheus", f"--config.file={config}",
+                                           f"--storage.tsdb.path={lab.run / 'prometheus-data'}",
+                                           f"--web.listen-address={PROMETHEUS}"),
+                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    lab.captures[lab.run / "prometheus"] = p  # the lab stops it (SIGINT) with its captures
+
+
 class RegistrationTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         lab = cls.lab = Lab("reg")
         cls.addClassCleanup(lab.down)
         lab.up()
-        lab.start_ks(ks_config(lab, authorization=list(GM_ADDRESS.values())))
+        # First, so that its start (it takes targets up on a 5 s tick)
+        # overlaps the daemons' start, the registrations and the other tests.
+        cls.prometheus_started = time.monotonic()
+        if shutil.which("prometheus"):
+            start_prometheus(lab, [KS_METRICS, *GM_METRICS.values()])
+        lab.start_ks(ks_config(lab, authorization=list(GM_ADDRESS.values()), metrics=KS_METRICS))
         # r2's side of the KS link sees every registration.
         cls.pcap = lab.start_capture("r2", "ks0", "registration.pcap")
         for gm in GM_ADDRESS:
-            lab.start_gm(gm, gm_config(lab, gm))
+            lab.start_gm(gm, gm_config(lab, gm, metrics=GM_METRICS[gm]))
         for gm in GM_ADDRESS:
             lab.wait_registered(gm)
         # Main Mode (6) and GROUPKEY-PULL (4) per member.
@@ -159,6 +190,51 @@ class RegistrationTest(unittest.TestCase):
         main_mode, problems = main_mode_problems(tshark_frames(pcap))
         self.assertEqual(main_mode, [1, 2])
         self.assertEqual(list(problems), [2], problems)
+
+    # -- metrics ------------------------------------------------------------
+
+    def scrape(self, node, listen):
+        r = self.lab.sh(node, "curl", "-sS", "--max-time", "5", f"http://{listen}/metrics")
+        return r.stdout
+
+    @unittest.skipUnless(shutil.which("promtool"), "promtool missing (Debian's prometheus package)")
+    def test_promtool_accepts_both_endpoints(self):
+        for node, listen in [("ks", KS_METRICS), *GM_METRICS.items()]:
+            text = self.scrape(node, listen)
+            r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+            self.assertEqual((r.returncode, r.stdout + r.stderr), (0, ""), f"{node} http://{listen}/metrics:\n{text}")
+        ks = self.scrape("ks", KS_METRICS)
+        self.assertIn('covey_ks_registrations_total{result="admitted"} 2\n', ks)
+        self.assertIn('covey_ks_members{group="GET_VPN"} 2\n', ks)
+        self.assertIn('covey_gm_registered{group="GET_VPN"} 1\n', self.scrape("gm3", GM_METRICS["gm3"]))
+
+    @unittest.skipUnless(shutil.which("prometheus"), "prometheus missing (Debian's prometheus package)")
+    def test_scraped_by_prometheus(self):
+        lab = self.lab
+
+        def query(q):
+            r = lab.sh("ks", "curl", "-sS", "--max-time", "2", f"http://{PROMETHEUS}/api/v1/query?query=" +
+                       urllib.parse.quote(q), check=False)
+            try:
+                return json.loads(r.stdout)["data"]["result"]
+            except (ValueError, KeyError):
+                return None
+
+        def answer(q, want):
+            res = query(q)
+            return res is not None and len(res) == 1 and float(res[0]["value"][1]) == want and res
+
+        def prom_log():
+            return (lab.run / "prometheus.log").read_text(errors="replace")[-3000:]
+
+        waited = time.monotonic()
+        lab.wait_for(lambda: answer("count(up == 1)", 3), 20, f"Prometheus to scrape all three targets\n{prom_log()}")
+        q = 'sum(covey_ks_registrations_total{result="admitted"})'
+        got = lab.wait_for(lambda: answer(q, 2), 5, f"{q} = 2")
+        print(f"\nPromQL {q} -> {got[0]['value'][1]} ({time.monotonic() - self.prometheus_started:.1f} s after "
+              f"Prometheus started, {time.monotonic() - waited:.1f} s of it waited here)")
+        self.assertTrue(answer('sum(covey_gm_registered{group="GET_VPN"})', 2), query("covey_gm_registered"))
+        self.assertTrue(answer('covey_ks_members{group="GET_VPN"}', 2), query("covey_ks_members"))
 
 
 if __name__ == "__main__":

@@ -101,6 +101,7 @@ TEST(GmConfig, EveryOptionalKeyHasItsDefault) {
   EXPECT_EQ(c.group.name, "");
   EXPECT_FALSE(c.member.anchors);
   EXPECT_FALSE(c.member.anchors_v6);
+  EXPECT_FALSE(c.metrics.listen);  // no metrics endpoint unless asked
   EXPECT_EQ(c.isakmp.dh_group, (std::vector<std::uint16_t>{19, 20, 14}));
   EXPECT_EQ(c.isakmp.lifetime_s, 86400u);
 }
@@ -115,6 +116,22 @@ TEST(GmConfig, KeyServerForms) {
   for (const auto& e : parsed.config->group.key_servers) got.push_back(e.str());
   EXPECT_EQ(got, (std::vector<std::string>{"10.1.12.1:848", "10.1.12.2:1848", "[2001:db8::1]:848",
                                            "[2001:db8::2]:848", "[2001:db8::3]:848"}));
+}
+
+TEST(GmConfig, MetricsListenForms) {
+  auto listen = [](const std::string& value) {
+    auto parsed = parse(kBase + "\n[metrics]\nlisten = \"" + value + "\"\n");
+    return parsed.ok() && parsed.config->metrics.listen ? parsed.config->metrics.listen->str() : all(parsed.problems);
+  };
+  EXPECT_EQ(listen("127.0.0.1:9100"), "127.0.0.1:9100");
+  EXPECT_EQ(listen("127.0.0.1"), "127.0.0.1:9849");
+  EXPECT_EQ(listen("[::1]:9849"), "[::1]:9849");
+  EXPECT_EQ(listen("::1"), "[::1]:9849");
+  EXPECT_EQ(listen("localhost:9849"),
+            "/etc/covey/gm.toml:12:10: error: [metrics] listen \"localhost:9849\" is not an address[:port]; write "
+            "e.g. \"127.0.0.1:9849\" or \"[::1]:9849\"\n1 error, 0 warnings\n");
+  auto typo = parse(kBase + "\n[metrics]\nlisen = \"127.0.0.1\"\n");
+  EXPECT_FALSE(typo.ok()) << "a misspelt key must not leave metrics silently off";
 }
 
 TEST(GmConfig, AnchorsOfBothFamilies) {

@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "ks/key_server.h"
+#include "ks/metrics.h"
 
 namespace covey::ks {
 namespace {
@@ -100,6 +101,36 @@ TEST_F(KeyServerTest, OpensWritesTheStoreAndCarriesOnFromIt) {
   EXPECT_EQ(again->groups().find(134)->seq(), 1u);
   EXPECT_EQ(again->groups().find(134)->kek().spi, kek_spi);
   EXPECT_NE(text(again->take_events()).find("state restored from state file"), std::string::npos);
+}
+
+// GET /metrics's text follows the core: a rekey is counted for its group,
+// the TEKs' lifetimes count down on the key server's clock, and a change of
+// [metrics] on reload is refused (it needs a restart).
+TEST_F(KeyServerTest, MetricsFollowTheCoreAndNeedARestartToMove) {
+  auto ks = open();
+  ASSERT_TRUE(ks);
+  std::string text = metrics_text(*ks, kT0);
+  EXPECT_NE(text.find("covey_ks_rekeys_sent_total{group=\"GET_VPN\"} 0\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("covey_ks_registrations_total{result=\"admitted\"} 0\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("# TYPE covey_ks_phase1_failures_total counter\n"), std::string::npos) << text;
+  ASSERT_TRUE(ks->handle({{"cmd", "ks.rekey"}, {"group", "GET_VPN"}}, kT0 + 1000)["ok"]);
+  text = metrics_text(*ks, kT0 + 11'000);
+  EXPECT_NE(text.find("covey_ks_rekeys_sent_total{group=\"GET_VPN\"} 1\n"), std::string::npos) << text;
+  const auto& teks = ks->groups().find(134)->teks();
+  const auto& newest = teks.back();
+  char spi[16];
+  std::snprintf(spi, sizeof spi, "0x%08X", newest.tek.spi);
+  EXPECT_NE(text.find("covey_ks_tek_remaining_seconds{group=\"GET_VPN\",spi=\"" + std::string(spi) + "\"} " +
+                      std::to_string(newest.expires_at - kT0 / 1000 - 11) + "\n"),
+            std::string::npos)
+      << text;
+
+  write_config("permit ip 192.168.0.0/16 192.168.0.0/16", "\n[metrics]\nlisten = \"127.0.0.1\"\n");
+  auto reply = ks->reload(kT0 + 12'000);
+  EXPECT_FALSE(reply["ok"]) << reply.dump();
+  EXPECT_NE(reply.dump().find("[metrics] listen changed from off to 127.0.0.1:9848: restart covey-ks to apply it"),
+            std::string::npos)
+      << reply.dump();
 }
 
 // A dual-stack key server whose [server] address is IPv4 rekeys an

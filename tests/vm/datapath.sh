@@ -33,6 +33,9 @@
 #   4  replay: an ESP packet captured on r2 and sent again to gm4 within
 #      the window is counted tbar_duplicate, after it tbar_late; fresh
 #      traffic flows throughout. IPv4 and IPv6 at the same time.
+#   metrics: gm3's and gm4's GET /metrics pass promtool check metrics and
+#      say what their control sockets say (fail_close_drop, tbar_duplicate,
+#      tbar_late, the permit's ACL hits).
 #   3  50 packets/s h3 -> h4 in IPv4 and 50 in IPv6 at the same time,
 #      across two operator TEK rekeys: none lost in either, and gm4 checks
 #      the stamps of both (tbar_accepted grows by both flows).
@@ -93,7 +96,7 @@ KS=$build/userspace/apps/covey-ks
 GM=$build/userspace/apps/covey-gm
 CTL=$build/tools/coveyctl/coveyctl
 for f in "$KS" "$GM" "$CTL"; do [ -x "$f" ] || fail "$f is not built"; done
-for cmd in ip tcpdump ping python3 openssl; do
+for cmd in ip tcpdump ping python3 openssl curl promtool; do
   command -v $cmd >/dev/null || fail "$cmd is not installed (tools/install-deps.sh installs it)"
 done
 say "kernel $(uname -r)"
@@ -142,8 +145,9 @@ EOF
 
 # ---- configuration ----
 lab_ks_config
-lab_gm_config gm3 10.1.23.3 '"lan0", "lan1", "br0"'
-lab_gm_config gm4 10.1.24.4 '"lan0", "br0"' 'drop_unknown_spi = true'
+# gm3 and gm4 serve GET /metrics on their loopback (checked after 4).
+lab_gm_config gm3 10.1.23.3 '"lan0", "lan1", "br0"' '[metrics]' 'listen = "127.0.0.1:9849"'
+lab_gm_config gm4 10.1.24.4 '"lan0", "br0"' 'drop_unknown_spi = true' '[metrics]' 'listen = "127.0.0.1:9849"'
 lab_gm_config gm5 10.1.25.5 ''
 
 start() { # NODE PROGRAM; exec all the way down, so the pid is the daemon's
@@ -224,7 +228,7 @@ spi=$(field gm3 "s['data_path']['sending_spi']")
 say "both members send on TEK SPI $spi"
 # A second member in gm4's namespace (another control socket) must refuse,
 # not flush gm4's SAs.
-sed "s#$work/gm4.sock#$work/gm4b.sock#; s#$work/gm4-state#$work/gm4b-state#" "$work/gm4.toml" >"$work/gm4b.toml"
+sed "s#$work/gm4.sock#$work/gm4b.sock#; s#$work/gm4-state#$work/gm4b-state#; s#:9849#:9850#" "$work/gm4.toml" >"$work/gm4b.toml"
 in_ns gm4 "$GM" --config "$work/gm4b.toml" >"$work/gm4b.log" 2>&1 && fail "a second covey-gm started its data path beside gm4's"
 grep -q "another covey-gm already drives the data path in this network namespace" "$work/gm4b.log" ||
   fail "the second covey-gm in gm4 did not say why it stopped: $(tail -2 "$work/gm4b.log")"
@@ -478,6 +482,28 @@ dup=$(( $(stat gm4 tbar_duplicate) - dup0 )) late=$(( $(stat gm4 tbar_late) - la
 [ $dup = 2 ] && [ $late = 2 ] || fail "replays of one IPv4 and one IPv6 ESP packet to gm4: expected 2 tbar_duplicate and 2 tbar_late, counted $dup and $late
 $(cat "$work/replay.out" "$work/replay4v6.out")"
 say "4 replay at gm4 of IPv4 $(head -1 "$work/replay.out" | cut -d' ' -f1-2) and IPv6 $(head -1 "$work/replay4v6.out" | cut -d' ' -f1-2): within the 3 s window tbar_duplicate +$dup, $(tail -1 "$work/replay.out" | cut -d' ' -f4) and $(tail -1 "$work/replay4v6.out" | cut -d' ' -f4) s later tbar_late +$late; fresh pings: IPv4 $(grep -o '[0-9]* received.*loss' "$work/ping.fresh"), IPv6 $(grep -o '[0-9]* received.*loss' "$work/ping6.fresh")"
+
+# ---- metrics: the members' GET /metrics ----
+# Well formed (promtool), and the BPF counters the same as the control
+# socket reads from the same maps: gm3's fail-close drops of 5a, gm4's
+# replays of 4, and gm3's hits of the group's permit.
+drop_sample() { # NODE REASON: covey_gm_datapath_drops_total{reason=REASON} in NODE's scrape
+  sed -n "s/^covey_gm_datapath_drops_total{group=\"GET_VPN\",stage=\"[a-z_]*\",reason=\"$2\"} //p" "$work/$1.metrics"
+}
+for g in gm3 gm4; do
+  in_ns $g curl -sS --max-time 5 http://127.0.0.1:9849/metrics >"$work/$g.metrics" || fail "$g: GET /metrics failed"
+  promtool check metrics <"$work/$g.metrics" >"$work/$g.promtool" 2>&1 ||
+    fail "$g: promtool check metrics: $(cat "$work/$g.promtool")"
+done
+m_fc=$(drop_sample gm3 fail_close_drop) m_dup=$(drop_sample gm4 tbar_duplicate) m_late=$(drop_sample gm4 tbar_late)
+[ "$m_fc" = "$(stat gm3 fail_close_drop)" ] && [ "$m_fc" -ge 6 ] ||
+  fail "gm3's metrics say fail_close_drop ${m_fc:-none}, its control socket $(stat gm3 fail_close_drop)"
+[ "$m_dup" = "$(stat gm4 tbar_duplicate)" ] && [ "$m_late" = "$(stat gm4 tbar_late)" ] && [ "$m_dup" -ge 2 ] ||
+  fail "gm4's metrics say tbar_duplicate ${m_dup:-none} tbar_late ${m_late:-none}, its control socket $(stat gm4 tbar_duplicate) and $(stat gm4 tbar_late)"
+m_hits=$(sed -n 's/^covey_gm_acl_hits_total{group="GET_VPN",acl="main",entry="[0-9]*",line="permit ip 192.168.0.0\/16 192.168.0.0\/16"} //p' "$work/gm3.metrics")
+[ "${m_hits:-0}" -gt 0 ] || fail "gm3's metrics count no hits of permit ip 192.168.0.0/16 192.168.0.0/16:
+$(grep acl_hits "$work/gm3.metrics")"
+say "metrics: promtool check metrics passes on gm3 and gm4 ($(grep -vc '^#' "$work/gm3.metrics") and $(grep -vc '^#' "$work/gm4.metrics") samples); gm3 fail_close_drop $m_fc, gm4 tbar_duplicate $m_dup, tbar_late $m_late as the control socket says; gm3's permit 192.168.0.0/16 hit $m_hits times"
 
 # ---- 3. 50 packets/s across two TEK rekeys ----
 acc0=$(stat gm4 tbar_accepted)

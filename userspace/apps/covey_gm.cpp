@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "config/gm_config.h"
 #include "control/server.h"
+#include "metrics/http_server.h"
 #include "gm/agent.h"
 #include "kmod-free/probe.h"
 
@@ -90,6 +91,17 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     log(LogLevel::Error, std::string("not starting: ") + e.what());
     return 1;
+  }
+  // On the loop that owns the counters: read where they are kept, unlocked.
+  std::unique_ptr<metrics::HttpServer> metrics_server;
+  if (const auto& listen = cfg.metrics.listen) {
+    try {
+      metrics_server = std::make_unique<metrics::HttpServer>(io, *listen, [&agent] { return agent.metrics(); });
+    } catch (const std::exception& e) {
+      log(LogLevel::Error, std::string("not starting: ") + e.what());
+      return 1;
+    }
+    log(LogLevel::Info, "metrics on http://" + listen->str() + "/metrics");
   }
   if (!agent.start(&error)) {
     log(LogLevel::Error, "not starting: " + error);

@@ -13,8 +13,10 @@
 #include "common/log.h"
 #include "config/ks_config.h"
 #include "control/server.h"
+#include "metrics/http_server.h"
 #include "ks/coop.h"
 #include "ks/key_server.h"
+#include "ks/metrics.h"
 #include "ks/server.h"
 
 using namespace covey;
@@ -94,6 +96,18 @@ int main(int argc, char** argv) {
     return 1;
   }
   log(LogLevel::Info, "control socket " + core.config().server.control_socket);
+  // On the loop that owns the counters: read where they are kept, unlocked.
+  std::unique_ptr<metrics::HttpServer> metrics_server;
+  if (const auto& listen = core.config().metrics.listen) {
+    try {
+      metrics_server = std::make_unique<metrics::HttpServer>(
+          io, *listen, [&core] { return ks::metrics_text(core, clock::now_ms()); });
+    } catch (const std::exception& e) {
+      log(LogLevel::Error, std::string("not starting: ") + e.what());
+      return 1;
+    }
+    log(LogLevel::Info, "metrics on http://" + listen->str() + "/metrics");
+  }
 
   boost::asio::signal_set hangup(io, SIGHUP);
   std::function<void()> arm_hangup = [&] {

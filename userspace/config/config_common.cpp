@@ -1,6 +1,7 @@
 #include "config/config_common.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -8,6 +9,7 @@
 #include <sstream>
 
 #include "config/key_files.h"
+#include "config/metrics_config.h"
 #include "config/policy_syntax.h"
 
 namespace covey::config::detail {
@@ -310,6 +312,54 @@ Phase1Config read_isakmp(const toml::table& isakmp, const std::string& folder, D
   read_authentication(r, folder, p);
   r.finish();
   return p;
+}
+
+// "10.1.12.1", "10.1.12.1:848", "2001:db8::1", "[2001:db8::1]:848".
+std::optional<Endpoint> parse_endpoint(std::string_view text, std::uint16_t default_port) {
+  Endpoint e;
+  e.port = default_port;
+  std::string_view host = text, port;
+  if (!text.empty() && text.front() == '[') {
+    auto close = text.find(']');
+    if (close == std::string_view::npos) return std::nullopt;
+    host = text.substr(1, close - 1);
+    std::string_view rest = text.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') return std::nullopt;
+      port = rest.substr(1);
+      if (port.empty()) return std::nullopt;
+    }
+  } else if (std::count(text.begin(), text.end(), ':') == 1) {  // more than one: a bare IPv6 address
+    host = text.substr(0, text.find(':'));
+    port = text.substr(text.find(':') + 1);
+    if (port.empty()) return std::nullopt;
+  }
+  auto a = Address::parse(host);
+  if (!a) return std::nullopt;
+  e.address = *a;
+  if (!port.empty()) {
+    unsigned p = 0;
+    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+    if (ec != std::errc() || end != port.data() + port.size() || p == 0 || p > 65535) return std::nullopt;
+    e.port = static_cast<std::uint16_t>(p);
+  }
+  return e;
+}
+
+MetricsConfig read_metrics(const toml::table& t, std::uint16_t default_port, Diagnostics& d) {
+  MetricsConfig m;
+  TableReader r(t, "[metrics]", d);
+  const std::string example = "listen = \"127.0.0.1:" + std::to_string(default_port) + "\"";
+  if (auto listen = r.string("listen", example)) {
+    auto e = parse_endpoint(*listen, default_port);
+    if (!e)
+      d.error(r.where("listen"), "[metrics] listen \"" + *listen + "\" is not an address[:port]; write e.g. \"127.0.0.1:" +
+                                     std::to_string(default_port) + "\" or \"[::1]:" + std::to_string(default_port) + "\"");
+    else
+      m.listen = *e;
+  }
+  r.finish();
+  return m;
 }
 
 }  // namespace covey::config::detail

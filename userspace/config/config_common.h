@@ -12,6 +12,7 @@
 
 #include "common/address.h"
 #include "gdoi/policy.h"
+#include "config/metrics_config.h"
 #include "config/phase1_config.h"
 #include "config/problem.h"
 #include "config/toml_reader.h"
@@ -44,6 +45,13 @@ std::optional<std::vector<gdoi::AclEntry>> read_acl(TableReader& r, std::string_
 // state_dir, control_socket and keylog, which both daemons ("ks", "gm") have.
 void read_daemon_files(TableReader& r, const std::string& folder, std::string& state_dir,
                        std::string& control_socket, std::string& keylog, std::string_view daemon);
+
+// "10.1.12.1", "10.1.12.1:848", "2001:db8::1", "[2001:db8::1]:848"; the
+// port `default_port` unless given.
+std::optional<Endpoint> parse_endpoint(std::string_view text, std::uint16_t default_port);
+
+// [metrics]: where to serve GET /metrics, the port `default_port` unless given.
+MetricsConfig read_metrics(const toml::table& metrics, std::uint16_t default_port, Diagnostics& d);
 
 // [isakmp]: pre-shared keys or certificate files (checked), and proposals.
 Phase1Config read_isakmp(const toml::table& isakmp, const std::string& folder, Diagnostics& d);

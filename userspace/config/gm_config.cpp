@@ -21,38 +21,6 @@ bool valid_interface_name(const std::string& name) {
          });
 }
 
-// "10.1.12.1", "10.1.12.1:848", "2001:db8::1", "[2001:db8::1]:848".
-std::optional<Endpoint> parse_endpoint(std::string_view text) {
-  Endpoint e;
-  e.port = 848;
-  std::string_view host = text, port;
-  if (!text.empty() && text.front() == '[') {
-    auto close = text.find(']');
-    if (close == std::string_view::npos) return std::nullopt;
-    host = text.substr(1, close - 1);
-    std::string_view rest = text.substr(close + 1);
-    if (!rest.empty()) {
-      if (rest.front() != ':') return std::nullopt;
-      port = rest.substr(1);
-      if (port.empty()) return std::nullopt;
-    }
-  } else if (std::count(text.begin(), text.end(), ':') == 1) {  // more than one: a bare IPv6 address
-    host = text.substr(0, text.find(':'));
-    port = text.substr(text.find(':') + 1);
-    if (port.empty()) return std::nullopt;
-  }
-  auto a = Address::parse(host);
-  if (!a) return std::nullopt;
-  e.address = *a;
-  if (!port.empty()) {
-    unsigned p = 0;
-    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
-    if (ec != std::errc() || end != port.data() + port.size() || p == 0 || p > 65535) return std::nullopt;
-    e.port = static_cast<std::uint16_t>(p);
-  }
-  return e;
-}
-
 // `anchors` or `anchors_v6`: ANCHOR_LOCAL, ANCHOR_GROUP, ANCHOR_IN, three
 // distinct unicast addresses of the key's family that need no scope.
 std::optional<std::array<Address, 3>> read_anchors(TableReader& r, std::string_view key, std::uint8_t family,
@@ -164,7 +132,7 @@ void read_group(const toml::node* n, Diagnostics& d, GmGroupConfig& g) {
 
   if (auto list = r.strings("key_servers", "key_servers = [\"10.1.12.1\"]")) {
     for (const auto& item : *list) {
-      auto e = parse_endpoint(item.value);
+      auto e = detail::parse_endpoint(item.value, 848);
       if (!e) {
         d.error(item.at, "[group] key_servers \"" + item.value +
                              "\" is not an address[:port]; write e.g. "
@@ -201,6 +169,7 @@ Parsed<GmConfig> parse_gm_config(std::string_view text, std::string_view source_
     }
     read_group(root.node("group"), d, c.group);
     c.isakmp = detail::read_isakmp(detail::table_or_empty(root, "isakmp", "[isakmp]"), folder, d);
+    c.metrics = detail::read_metrics(detail::table_or_empty(root, "metrics", "[metrics]"), config::kGmMetricsPort, d);
     root.finish();
     if (!d.has_errors()) out.config = std::move(c);
   }

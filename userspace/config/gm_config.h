@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/address.h"
+#include "config/metrics_config.h"
 #include "config/phase1_config.h"
 #include "config/problem.h"
 #include "gdoi/policy.h"
@@ -53,6 +54,7 @@ struct GmGroupConfig {
 };
 
 struct GmConfig {
+  MetricsConfig metrics;  // [metrics]
   GmMemberConfig member;
   GmGroupConfig group;
   Phase1Config isakmp;

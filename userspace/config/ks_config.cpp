@@ -508,6 +508,7 @@ Parsed<KsConfig> parse_ks_config(std::string_view text, std::string_view source_
     TableReader root(*doc, "the top level", d);
     read_server(detail::table_or_empty(root, "server", "[server]"), folder, d, c.server);
     c.isakmp = detail::read_isakmp(detail::table_or_empty(root, "isakmp", "[isakmp]"), folder, d);
+    c.metrics = detail::read_metrics(detail::table_or_empty(root, "metrics", "[metrics]"), config::kKsMetricsPort, d);
     if (const toml::table* cluster = root.table("cluster", "[cluster] endpoints = [...]")) {
       c.cluster.emplace();
       read_cluster(*cluster, folder, c.server, d, *c.cluster);

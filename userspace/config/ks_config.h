@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/address.h"
+#include "config/metrics_config.h"
 #include "config/phase1_config.h"
 #include "config/problem.h"
 #include "gdoi/policy.h"
@@ -61,6 +62,7 @@ struct KsClusterConfig {
 };
 
 struct KsConfig {
+  MetricsConfig metrics;  // [metrics]
   KsServerConfig server;
   std::optional<KsClusterConfig> cluster;
   Phase1Config isakmp;

@@ -134,6 +134,11 @@ struct PushRefused {
   const char* counter() const;
 };
 
+// Every reason, for those who count by reason (gm.status, the metrics).
+inline constexpr PushRefused::Reason kPushRefusedReasons[] = {
+    PushRefused::Reason::UnknownKek, PushRefused::Reason::Undecryptable, PushRefused::Reason::Malformed,
+    PushRefused::Reason::Replay, PushRefused::Reason::BadSignature, PushRefused::Reason::RetiredSigningKey};
+
 using PushResult = std::variant<PushAccepted, PushRefused>;
 
 // A member's rekey SA: the KEK and its policy from registration (or the

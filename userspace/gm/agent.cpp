@@ -5,6 +5,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "gm/metrics.h"
 #include "gm/status.h"
 #include "wire/message.h"
 
@@ -304,6 +305,18 @@ json Agent::status(bool show_keys) const {
   j.update(key_status(keys_, t, show_keys, multicast_.has_value(), wall));
   j["data_path"] = dataplane_ ? dataplane_->status() : json{{"state", "off"}};
   return j;
+}
+
+std::string Agent::metrics() const {
+  MetricsInput in;
+  in.group = options_.group_name;
+  in.keys = &keys_;
+  in.now = clock::now_s();
+  if (dataplane_) {
+    in.datapath_state = dataplane_->state();
+    in.datapath = dataplane_->counters();
+  }
+  return metrics_text(in);
 }
 
 }  // namespace covey::gm

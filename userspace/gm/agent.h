@@ -43,6 +43,8 @@ class Agent {
   // A clean stop: the data path is taken out of the kernel.
   void stop();
   nlohmann::json status(bool show_keys) const;
+  // GET /metrics (gm/metrics.h).
+  std::string metrics() const;
 
  private:
   enum class State { Registering, Waiting, Registered };

@@ -640,9 +640,26 @@ Dataplane::~Dataplane() {
   if (claim_fd_ >= 0) close(claim_fd_);
 }
 
+std::optional<DataplaneCounters> Dataplane::counters() const {
+  if (!dp_) return std::nullopt;
+  DataplaneCounters c;
+  c.stats = dp_->stats();
+  auto hits = [&](covey_acl_kind kind, const std::vector<gdoi::AclEntry>& acl) {
+    std::vector<DataplaneCounters::AclHits> out;
+    const std::vector<std::uint64_t> h = dp_->hits(kind);
+    for (std::size_t i = 0; i < acl.size(); ++i) out.push_back({acl[i].str(), i < h.size() ? h[i] : 0});
+    return out;
+  };
+  c.acl = hits(COVEY_ACL_MAIN, acl_);
+  c.fail_close = hits(COVEY_ACL_FAIL_CLOSE, fail_close_);
+  return c;
+}
+
+const char* Dataplane::state() const { return error_ ? "error" : (sending_ ? "active" : "fail-close"); }
+
 json Dataplane::status() const {
   json j;
-  j["state"] = error_ ? "error" : (sending_ ? "active" : "fail-close");
+  j["state"] = state();
   j["error"] = error_ ? json(*error_) : json(nullptr);
   j["wan"] = wan_.name;
   json lans = json::array();
@@ -659,22 +676,20 @@ json Dataplane::status() const {
   for (const FamilyPath& f : families_) families.push_back(f.anchors.local.family);
   j["inbound_spis"] = in;
   j["families"] = families;
-  if (!dp_) return j;
-  const covey_stats s = dp_->stats();
+  const auto c = counters();
+  if (!c) return j;
   json st;
-#define COVEY_STAT(name, section, drop, text) st[#name] = s.name;
+#define COVEY_STAT(name, section, drop, text) st[#name] = c->stats.name;
   COVEY_STATS(COVEY_STAT)
 #undef COVEY_STAT
   j["stats"] = st;
-  auto hits = [&](covey_acl_kind kind, const std::vector<gdoi::AclEntry>& acl) {
+  auto hits = [](const std::vector<DataplaneCounters::AclHits>& acl) {
     json out = json::array();
-    const std::vector<std::uint64_t> h = dp_->hits(kind);
-    for (std::size_t i = 0; i < acl.size(); ++i)
-      out.push_back({{"line", acl[i].str()}, {"hits", i < h.size() ? h[i] : 0}});
+    for (const auto& e : acl) out.push_back({{"line", e.line}, {"hits", e.hits}});
     return out;
   };
-  j["acl_hits"] = hits(COVEY_ACL_MAIN, acl_);
-  j["fail_close_hits"] = hits(COVEY_ACL_FAIL_CLOSE, fail_close_);
+  j["acl_hits"] = hits(c->acl);
+  j["fail_close_hits"] = hits(c->fail_close);
   return j;
 }
 

@@ -97,6 +97,17 @@ struct DataplaneOptions {
   std::chrono::seconds lease{5};
 };
 
+// What the BPF programs counted (all CPUs summed), with the ACL lines the
+// hits belong to: the installed ACL and fail-close ACL, in order.
+struct DataplaneCounters {
+  covey_stats stats{};
+  struct AclHits {
+    std::string line;
+    std::uint64_t hits = 0;
+  };
+  std::vector<AclHits> acl, fail_close;
+};
+
 class Dataplane {
  public:
   // Checks the kernel first (kmod::probe_kernel) and refuses with its
@@ -131,6 +142,10 @@ class Dataplane {
   void stop();
 
   nlohmann::json status() const;
+  // nullopt while the BPF programs are not loaded.
+  std::optional<DataplaneCounters> counters() const;
+  // "active", "fail-close" (no TEK active: the fail-close ACL drops) or "error".
+  const char* state() const;
 
  private:
   Dataplane() = default;

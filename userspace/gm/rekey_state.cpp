@@ -220,17 +220,20 @@ crypto::Result<void> RekeyState::registered(const gdoi::Registration& r, std::in
 
 // ------------------------------------------------------------ GROUPKEY-PUSH
 
-void RekeyState::count(const gdoi::PushRefused& r) {
+std::uint64_t& RekeyCounters::refused(gdoi::PushRefused::Reason r) {
   using R = gdoi::PushRefused::Reason;
-  switch (r.reason) {
-    case R::UnknownKek: ++counters_.unknown_kek; break;
-    case R::Undecryptable: ++counters_.undecryptable; break;
-    case R::Malformed: ++counters_.malformed; break;
-    case R::Replay: ++counters_.replay; break;
-    case R::BadSignature: ++counters_.bad_signature; break;
-    case R::RetiredSigningKey: ++counters_.retired_signing_key; break;
+  switch (r) {
+    case R::UnknownKek: return unknown_kek;
+    case R::Undecryptable: return undecryptable;
+    case R::Malformed: return malformed;
+    case R::Replay: return replay;
+    case R::BadSignature: return bad_signature;
+    case R::RetiredSigningKey: return retired_signing_key;
   }
+  return malformed;
 }
+
+void RekeyState::count(const gdoi::PushRefused& r) { ++counters_.refused(r.reason); }
 
 // A push under cookies this member holds no KEK for. Nothing in it can be
 // read or checked without that KEK, so the cookies are all there is to go

@@ -63,6 +63,8 @@ struct RekeyCounters {
   std::uint64_t retransmissions = 0;  // copies of the last accepted push, acknowledged again
   // Refused pushes, by PushRefused::counter().
   std::uint64_t unknown_kek = 0, undecryptable = 0, malformed = 0, replay = 0, bad_signature = 0, retired_signing_key = 0;
+  std::uint64_t& refused(gdoi::PushRefused::Reason r);
+  std::uint64_t refused(gdoi::PushRefused::Reason r) const { return const_cast<RekeyCounters&>(*this).refused(r); }
 };
 
 struct LogEvent {

@@ -61,12 +61,9 @@ json key_status(const RekeyState& keys, std::int64_t t, bool show_keys, bool mul
   j["acks_sent"] = c.acks_sent;
   j["last_seq"] = last_seq ? json(*last_seq) : json(nullptr);
   j["next_rekey_expected_by"] = registered && expected_by ? json(*expected_by + wall_offset_s) : json(nullptr);
-  j["pushes_refused"] = {{"unknown_kek", c.unknown_kek},
-                         {"undecryptable", c.undecryptable},
-                         {"malformed", c.malformed},
-                         {"replay", c.replay},
-                         {"bad_signature", c.bad_signature},
-                         {"retired_signing_key", c.retired_signing_key}};
+  json refused = json::object();
+  for (auto r : gdoi::kPushRefusedReasons) refused[gdoi::PushRefused{r, {}}.counter()] = c.refused(r);
+  j["pushes_refused"] = refused;
   j["push_retransmissions"] = c.retransmissions;
   return j;
 }

@@ -99,7 +99,7 @@ std::vector<Outgoing> Dispatcher::main_mode(const Header& h, const Endpoint& fro
       auto mm = ike::MainMode::responder(options_.phase1, options_.credentials, from, local, {gdoi::covey_vendor_id()});
       ike::Step s = mm.receive(datagram, now);
       if (s.failure) {
-        ++counters_.phase1_failed;
+        ++counters_.phase1_failed[notify_name(s.failure->notify)];
         log(Severity::Warning, "Main Mode from " + from.str() + " refused, sending " + notify_name(s.failure->notify) + ": " + s.failure->reason);
         if (s.send) return {Outgoing{from, *s.send}};
         return {};
@@ -141,7 +141,7 @@ std::vector<Outgoing> Dispatcher::main_mode(const Header& h, const Endpoint& fro
   std::vector<Outgoing> out;
   if (s.send) out.push_back(Outgoing{from, *s.send});
   if (s.failure) {
-    ++counters_.phase1_failed;
+    ++counters_.phase1_failed[notify_name(s.failure->notify)];
     log(Severity::Warning, "Main Mode with " + from.str() + " failed at message " + std::to_string(received) +
                                ": " + s.failure->reason + " (sent " + notify_name(s.failure->notify) + ")");
     drop_half_open(it);

@@ -38,7 +38,11 @@ struct Outgoing {
 
 struct Counters {
   std::uint64_t datagrams = 0, malformed = 0, dropped = 0;
-  std::uint64_t phase1_started = 0, phase1_completed = 0, phase1_failed = 0, half_open_evicted = 0;
+  std::uint64_t phase1_started = 0, phase1_completed = 0, half_open_evicted = 0;
+  // Failed Main Mode exchanges by the notification the key server sent
+  // ("NO-PROPOSAL-CHOSEN", "AUTHENTICATION-FAILED"...): the reason an
+  // operator can act on, named as in the log and in a capture.
+  std::map<std::string, std::uint64_t> phase1_failed;
   std::uint64_t registrations = 0, registrations_refused = 0;
   std::uint64_t push_acks = 0;  // exchange 35 datagrams handed to the rekeyer
 };

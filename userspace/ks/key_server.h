@@ -36,6 +36,7 @@ class KeyServer {
   Groups& groups() { return groups_; }
   const Groups& groups() const { return groups_; }
   Dispatcher& dispatcher() { return dispatcher_; }
+  const Dispatcher& dispatcher() const { return dispatcher_; }
   Rekeyer& rekeyer() { return rekeyer_; }
   const Rekeyer& rekeyer() const { return rekeyer_; }
   const config::KsConfig& config() const { return cfg_; }

@@ -16,6 +16,7 @@ std::string addresses(const std::vector<Address>& list) {
 }
 
 std::string or_none(const std::optional<Address>& a) { return a ? a->str() : std::string("none"); }
+std::string or_off(const std::optional<Endpoint>& e) { return e ? e->str() : std::string("off"); }
 
 // The PEM private key at `path` and its DER public key.
 struct SigningKey {
@@ -52,6 +53,9 @@ std::vector<std::string> reload_problems(const config::KsConfig& running, const 
   server("state_dir", a.state_dir, b.state_dir);
   server("control_socket", a.control_socket, b.control_socket);
   server("keylog", a.keylog.empty() ? "off" : a.keylog, b.keylog.empty() ? "off" : b.keylog);
+  if (running.metrics != next.metrics)
+    problems.push_back("[metrics] listen changed from " + or_off(running.metrics.listen) + " to " +
+                       or_off(next.metrics.listen) + ": restart covey-ks to apply it");
   if (running.cluster != next.cluster)
     problems.push_back(std::string("[cluster] ") + (!running.cluster ? "added" : !next.cluster ? "removed" : "changed") +
                        ": restart covey-ks to apply it");
