@@ -63,7 +63,9 @@ def readme_keys(path: Path) -> tuple:
         cells = line.split("|")
         if line.startswith("|") and len(cells) > 3 and not re.fullmatch(r"[-| ]+", line):
             for cell in cells[1:3]:
-                ks.update(re.findall(r"`(\[\[?[a-z_.]+\]\]?|[a-z_][a-z0-9_]*)`", cell))
+                for name in re.findall(r"`(\[\[?[a-z_.]+\]\]?|[a-z_][a-z0-9_]*)`", cell):
+                    # The [metrics] tables list each daemon's metric families.
+                    (gm if name.startswith("covey_gm_") else ks).add(name)
     member = text[text.index("`[member]`:"): text.index("Rekeys need no member configuration")]
     gm.update(k for k in re.findall(r"`(\[?[a-z_][a-z0-9_.]*\]?)`", member) if k not in ("true", "false"))
     return ks, gm
