@@ -11,6 +11,7 @@ PACKAGES="
   qemu-system-x86 busybox-static iputils-ping bpftool
   python3-cryptography nftables
   etcd-server etcd-client
+  systemd
 "
 # qemu..bpftool: the VM tier (tests/vm/): qemu boots Debian's kernel, which
 # tests/vm/run-in-vm fetches itself with apt-get download into the build tree.
@@ -18,6 +19,8 @@ PACKAGES="
 # nftables: the netns rekey tests drop a member's inbound pushes.
 # etcd-server etcd-client: the etcd client's tests run a real three-member
 # cluster (tests/common/etcd_cluster.h, tests/netns/etcd_cluster.py).
+# systemd: systemd-analyze verifies the units and scores their exposure
+# (tests/service/units.sh); no systemd needs to run.
 
 missing=""
 for p in $PACKAGES; do
