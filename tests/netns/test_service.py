@@ -6,7 +6,8 @@ own mount namespace, bound to a socket of the test's) and JOURNAL_STREAM
 naming the daemon's stderr. The key server runs under setpriv with the
 unit's user, bounding and ambient sets, and must serve registrations so;
 READY=1 must come once it serves and never from a key server that cannot;
-started as root with [server] user, it must become that user.
+started as root with [server] user, it must become that user. covey-gm is
+READY only once registered, and names a capability it lacks.
 """
 
 import os
@@ -17,7 +18,7 @@ import subprocess
 import time
 import unittest
 
-from netns_lab import GM_ADDRESS, KS_BIN, Lab, gm_config, ks_config
+from netns_lab import GM_ADDRESS, GM_BIN, KS_BIN, Lab, gm_config, ks_config
 
 USER, GROUP, UID = "nobody", "nogroup", 65534
 # debian/covey.covey-ks.service: User=, CapabilityBoundingSet=, AmbientCapabilities=.
@@ -147,6 +148,18 @@ class ServiceTest(unittest.TestCase):
     def test_as_the_unit_runs_it(self):
         """setpriv as the unit: READY=1 once it serves, WATCHDOG=1, reload, journal fields, STOPPING=1."""
         lab = self.lab
+        # gm3 first, with no key server to register with: it says what it
+        # does (STATUS=) but is not ready; it is once it has registered.
+        gm_notify = Listener(datagram_socket(lab.run / "gm3-notify.sock"))
+        self.addCleanup(gm_notify.sock.close)
+        os.environ["NOTIFY_SOCKET"] = str(lab.run / "gm3-notify.sock")
+        try:
+            lab.start_gm("gm3", gm_config(lab, "gm3"))
+        finally:
+            del os.environ["NOTIFY_SOCKET"]
+        gm_notify.wait(lambda d: d.startswith(b"STATUS=registering with KS 10.1.12.1"), 10, "gm3's first STATUS=",
+                       lab.procs["gm3"][0], lab.logs("gm3"))
+        self.assertFalse([d for _, d in gm_notify.got if b"READY=1" in d], "gm3 was READY with no key server")
         p, notify, jsock = self.start_ks("ks", self.config("ks"), watchdog_usec=1_000_000)
         _, ready = notify.wait(lambda d: b"READY=1" in d.split(b"\n"), 15, "READY=1", p, lab.logs())
         # It serves at READY: 848 bound, the control socket answering, the state saved.
@@ -165,13 +178,14 @@ class ServiceTest(unittest.TestCase):
         self.assertEqual((st.st_uid, st.st_mode & 0o777), (UID, 0o660), "control socket owner and mode")
         print(f"service: READY=1 with {ready!r}; uid {UID}, no capability left after binding 848")
 
-        # Members register with it.
-        for gm in GM_ADDRESS:
-            lab.start_gm(gm, gm_config(lab, gm))
+        # Members register with it; gm3 is READY then, not before.
+        lab.start_gm("gm4", gm_config(lab, "gm4"))
         entries = {}
         for gm, addr in GM_ADDRESS.items():
             lab.wait_registered(gm, timeout=15)
             entries[gm] = self.journal_entry(jsock, f"Registration of GM {re.escape(addr)} complete", 10, p)
+        _, d = gm_notify.wait(lambda d: b"READY=1" in d, 5, "gm3's READY=1 after registering", lab.procs["gm3"][0])
+        self.assertIn(b"STATUS=registered with KS 10.1.12.1 for group GET_VPN", d)
         e = entries["gm3"]
         self.assertEqual({k: e.get(k) for k in ("PRIORITY", "SYSLOG_IDENTIFIER", "COVEY_PEER", "COVEY_GROUP", "COVEY_EVENT")},
                          {"PRIORITY": "6", "SYSLOG_IDENTIFIER": "covey-ks", "COVEY_PEER": "10.1.23.3",
@@ -191,10 +205,11 @@ class ServiceTest(unittest.TestCase):
         print(f"service: journal fields of a registration {e}, a rekey {sent}")
 
         # The watchdog: pings at half WATCHDOG_USEC (1 s: every 0.5 s).
+        notify.drain()
         t0 = time.monotonic()
         time.sleep(1.6)
         pings = [t for t, d in notify.drain() if d == b"WATCHDOG=1" and t > t0]
-        self.assertGreaterEqual(len(pings), 2, f"WATCHDOG=1 pings in 1.6 s with WATCHDOG_USEC=1000000: {len(pings)}")
+        self.assertIn(len(pings), range(2, 5), f"WATCHDOG=1 pings in 1.6 s with WATCHDOG_USEC=1000000: {len(pings)}")
 
         # Reload: RELOADING=1, then READY=1 with the reload's outcome.
         n = len(notify.drain())
@@ -227,6 +242,16 @@ class ServiceTest(unittest.TestCase):
             self.assertFalse([d for d in got if b"READY=1" in d], f"{name} sent READY=1 but exited: {got}")
             self.assertIn("not starting", lab.log(name), f"{name} did not say why")
             print(f"service: {name} exited 1 without READY=1: {lab.log(name).splitlines()[-1]}")
+
+    def test_gm_names_a_missing_capability(self):
+        """covey-gm without a capability its configuration needs stops at once, naming it."""
+        lab = self.lab
+        config = lab.write("gm-nocap.toml", gm_config(lab, "gm4", name="gm-nocap"))
+        r = subprocess.run(lab.exec_args("gm4", "setpriv", "--bounding-set=-all,+net_admin", "--inh-caps=-all",
+                                         GM_BIN, "--config", config), capture_output=True, text=True, timeout=15)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("not starting: missing capability CAP_NET_BIND_SERVICE (GDOI's UDP port 848)", r.stderr)
+        print(f"service: {r.stderr.strip().splitlines()[-1]}")
 
     def test_started_as_root_becomes_the_user(self):
         """[server] user: after binding, nobody, no capabilities; its state and socket are nobody's."""
