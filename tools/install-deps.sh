@@ -13,6 +13,7 @@ PACKAGES="
   etcd-server etcd-client
   debhelper lintian mmdebstrap scdoc
   prometheus
+  systemd
 "
 # qemu..bpftool: the VM tier (tests/vm/): qemu boots Debian's kernel, which
 # tests/vm/run-in-vm fetches itself with apt-get download into the build tree.
@@ -26,6 +27,8 @@ PACKAGES="
 # docs/man/*.scd into the man pages the build installs.
 # prometheus: promtool checks both daemons' /metrics and examples/monitoring's
 # alerting rules, and netns.registration scrapes the lab with a real server.
+# systemd: systemd-analyze verifies the units and scores their exposure
+# (tests/service/units.sh); no systemd needs to run.
 
 missing=""
 for p in $PACKAGES; do

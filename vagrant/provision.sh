@@ -101,7 +101,7 @@ case $role in
     say "covey-ks runs (systemctl status covey-ks; coveyctl ks group; coveyctl ks members)"
     ;;
   gm)
-    config "$repo/examples/lab/$node.toml" /etc/covey/gm.toml /run/covey/gm.sock
+    config "$repo/examples/lab/$node.toml" /etc/covey/gm.toml /run/covey-gm/gm.sock
     covey-gm --check --config /etc/covey/gm.toml
     daemon covey-gm
     # The key server may not be up yet (vagrant-libvirt brings VMs up in

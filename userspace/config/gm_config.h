@@ -24,7 +24,7 @@ struct GmMemberConfig {
   std::string wan_interface;                // where ESP leaves and arrives
   std::vector<std::string> lan_interfaces;  // whose forwarded traffic the ACL classifies; may be empty
   std::string state_dir = "/var/lib/covey";
-  std::string control_socket = "/run/covey/gm.sock";
+  std::string control_socket = "/run/covey-gm/gm.sock";
   std::string keylog;  // empty: off
 
   // The data path (docs/ARCHITECTURE.md): TEKs into XFRM, the BPF programs

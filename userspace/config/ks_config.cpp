@@ -42,6 +42,12 @@ void read_server(const toml::table& t, const std::string& folder, Diagnostics& d
   if (auto v = r.integer("max_half_open", 1, 1'000'000, "max_half_open = 1024"))
     s.max_half_open = static_cast<std::uint32_t>(*v);
   detail::read_daemon_files(r, folder, s.state_dir, s.control_socket, s.keylog, "ks");
+  if (auto v = r.string("user", "user = \"covey\"")) {
+    if (v->empty())
+      d.error(r.where("user"), "[server] user is empty; remove it to stay the user covey-ks is started as");
+    else
+      s.user = *v;
+  }
   r.finish();
 }
 

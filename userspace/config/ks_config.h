@@ -31,6 +31,9 @@ struct KsServerConfig {
   std::string state_dir = "/var/lib/covey";
   std::string control_socket = "/run/covey/ks.sock";
   std::string keylog;  // empty: off
+  // Started as root, the key server becomes this user (and its group)
+  // once its sockets are bound. Empty: it stays who it was started as.
+  std::string user;
 };
 
 struct KsGroupConfig {

@@ -10,7 +10,7 @@
 namespace covey::control {
 
 inline constexpr const char* kKsSocket = "/run/covey/ks.sock";
-inline constexpr const char* kGmSocket = "/run/covey/gm.sock";
+inline constexpr const char* kGmSocket = "/run/covey-gm/gm.sock";
 
 // One request line, newline excluded. Requests are a few fields; the bound
 // keeps a confused client from growing the daemon's memory.

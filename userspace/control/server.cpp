@@ -280,14 +280,15 @@ Server::Server(asio::io_context& io, std::string path, Handler handler, ServerLi
   };
   if (state_->acceptor.open(local(), ec)) throw fail("open");
   // Linux creates the socket file with the socket inode's mode (less the
-  // umask), so setting 0600 before bind() leaves no moment in which anyone
-  // but root could connect; the chmod after bind() makes it exact.
-  ::fchmod(state_->acceptor.native_handle(), 0600);
+  // umask), so setting 0660 before bind() leaves no moment in which anyone
+  // but the daemon's user and group could connect; the chmod after bind()
+  // makes it exact. The group decides who may use coveyctl.
+  ::fchmod(state_->acceptor.native_handle(), 0660);
   if (state_->acceptor.bind(local::endpoint(p), ec)) throw fail("bind");
-  if (::chmod(p.c_str(), 0600) != 0) {
+  if (::chmod(p.c_str(), 0660) != 0) {
     ec = error_code(errno, boost::system::system_category());
     ::unlink(p.c_str());
-    throw fail("set mode 0600 on");
+    throw fail("set mode 0660 on");
   }
   struct stat st {};
   if (::stat(p.c_str(), &st) == 0) {

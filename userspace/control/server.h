@@ -38,7 +38,7 @@ struct ServerState;
 class Server {
  public:
   // Creates the parent directory (0755) if missing, replaces a stale socket
-  // file left by a crash, binds `path` with mode 0600 and starts accepting.
+  // file left by a crash, binds `path` with mode 0660 and starts accepting.
   // Throws std::runtime_error, saying what to do, when another daemon
   // already answers on `path` or the socket cannot be made.
   Server(boost::asio::io_context& io, std::string path, Handler handler, ServerLimits limits = {});

@@ -52,6 +52,11 @@ bool Agent::start(std::string* error) {
   if (!socket_) return false;
   watch_.emplace(io_, ::dup(socket_->fd()));
   wait_readable();
+  // With a fail-close ACL in the kernel, nothing leaves in clear from now
+  // on: the member serves before it has keys.
+  serving_ = dataplane_ && !options_.dataplane->fail_close.empty();
+  tell(std::string(serving_ ? "fail-close in place; " : "") + "registering with KS " +
+       options_.key_servers[ks_index_].address.str() + " for group " + options_.group_name);
   begin_registration();
   tick();
   return true;
@@ -125,13 +130,18 @@ void Agent::finish_attempt() {
     failed_rounds_ = 0;
     last_error_.reset();
     const gdoi::Registration& r = *a.registration();
-    log(LogLevel::Info, "Registration to KS " + registered_with_.address.str() + " complete for group " + options_.group_name);
     std::string teks;
     std::uint32_t lifetime = 0;
     for (const auto& tek : r.keys.teks) {
       teks += (teks.empty() ? "" : ", ") + spi_hex(tek.spi);
       lifetime = lifetime ? std::min(lifetime, tek.lifetime_s) : tek.lifetime_s;
     }
+    LogFields fields{{"COVEY_PEER", registered_with_.address.str()}, {"COVEY_GROUP", options_.group_name},
+                     {"COVEY_EVENT", "registration"}};
+    if (!r.keys.teks.empty()) fields.push_back({"COVEY_SPI", spi_hex(r.keys.teks.back().spi)});
+    if (r.seq) fields.push_back({"COVEY_SEQ", std::to_string(*r.seq)});
+    log(LogLevel::Info, "Registration to KS " + registered_with_.address.str() + " complete for group " + options_.group_name,
+        fields);
     log(LogLevel::Info, "Received policy: " + std::to_string(r.policy.acl.size()) + " ACL entries, TEK SPI " + teks + " " +
                             r.policy.tek.str() + ", lifetime " + std::to_string(lifetime) + " s");
     if (r.keys.kek) {
@@ -144,6 +154,8 @@ void Agent::finish_attempt() {
     update_multicast();
     state_ = State::Registered;
     sync_dataplane(true);
+    serving_ = true;
+    tell("registered with KS " + registered_with_.address.str() + " for group " + options_.group_name + ", TEK SPI " + teks);
   } else {
     last_error_ = a.registration() ? "KS " + a.key_server().address.str() + ": " + taken.error() : a.failure();
     log(LogLevel::Warning, *last_error_);
@@ -159,6 +171,7 @@ void Agent::finish_attempt() {
     std::uniform_real_distribution<double> jitter(0.5, 1.0);
     retry_at_ = t + std::max<std::int64_t>(1, static_cast<std::int64_t>(static_cast<double>(base) * jitter(rng_)));
     log(LogLevel::Info, "all key servers failed; retrying in " + std::to_string(retry_at_ - t) + " s");
+    tell("all key servers failed (" + *last_error_ + "); retrying in " + std::to_string(retry_at_ - t) + " s");
     state_ = keys_.is_registered() ? State::Registered : State::Waiting;
   }
   attempt_.reset();
@@ -166,7 +179,7 @@ void Agent::finish_attempt() {
 
 void Agent::on_push(ByteView datagram, const Endpoint& from, PushVia via) {
   PushOutcome out = keys_.receive_push(datagram, from, via, clock::now_s());
-  for (const LogEvent& e : out.log) log(e.level, e.text);
+  for (const LogEvent& e : out.log) log(e.level, e.text, e.fields);
   if (out.ack) {
     // RFC 8263 3: to the key server endpoint the push came from, from the
     // socket (and so the address) this member registered with.
@@ -238,7 +251,7 @@ void Agent::on_multicast_readable() {
 
 void Agent::tick() {
   std::int64_t t = clock::now_s();
-  for (const LogEvent& e : keys_.tick(t)) log(e.level, e.text);
+  for (const LogEvent& e : keys_.tick(t)) log(e.level, e.text, e.fields);
   sync_dataplane(false);
   if (attempt_) {
     send(attempt_->tick(t));
@@ -273,6 +286,10 @@ void Agent::wait_addresses() {
     if (auto ok = dataplane_->follow_addresses(); !ok) log(LogLevel::Error, ok.error());
     wait_addresses();
   });
+}
+
+void Agent::tell(const std::string& status) {
+  if (options_.on_state) options_.on_state(serving_, status);
 }
 
 void Agent::stop() {

@@ -10,6 +10,7 @@
 #include <utility>  // before Asio: Boost 1.74 uses std::exchange without it under C++20
 
 #include <boost/asio.hpp>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
@@ -34,6 +35,9 @@ struct AgentOptions {
   std::int64_t backoff_max_s = 60;
   // nullopt: keys only, the kernel is left alone.
   std::optional<DataplaneOptions> dataplane;
+  // Told what the member is doing (systemd's STATUS=); SERVING once it
+  // protects what it should: registered, or the fail-close ACL in place.
+  std::function<void(bool serving, const std::string& status)> on_state;
 };
 
 class Agent {
@@ -64,6 +68,7 @@ class Agent {
   void sync_dataplane(bool registration);
   // The data path follows the kernel's address changes (its own-LAN bypass).
   void wait_addresses();
+  void tell(const std::string& status);
 
   boost::asio::io_context& io_;
   AgentOptions options_;
@@ -86,6 +91,7 @@ class Agent {
   std::unique_ptr<Dataplane> dataplane_;
   std::optional<boost::asio::posix::stream_descriptor> address_watch_;
   std::uint64_t pseudotime_serial_ = 0;  // of the last sample handed to the data path
+  bool serving_ = false;                 // on_state said so
 
   // The rekey multicast group, joined while the policy says multicast.
   std::optional<UdpSocket> multicast_;

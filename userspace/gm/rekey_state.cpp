@@ -349,8 +349,11 @@ void RekeyState::apply(const gdoi::PushAccepted& a, const std::string& ks, std::
     }
   }
   if (said.empty()) said.push_back("policy only");
-  out.log.push_back({LogLevel::Info, "Received rekey SEQ " + std::to_string(a.seq) + " for group " + options_.group_name +
-                                         " from KS " + ks + ": " + joined(said, ", ")});
+  out.log.push_back({LogLevel::Info,
+                     "Received rekey SEQ " + std::to_string(a.seq) + " for group " + options_.group_name + " from KS " +
+                         ks + ": " + joined(said, ", "),
+                     {{"COVEY_PEER", ks}, {"COVEY_GROUP", options_.group_name}, {"COVEY_SEQ", std::to_string(a.seq)},
+                      {"COVEY_EVENT", "rekey"}}});
   if (!a.interop_note.empty())
     out.log.push_back({LogLevel::Info, "Rekey SEQ " + std::to_string(a.seq) + " for group " + options_.group_name + " from KS " +
                                            ks + ": " + a.interop_note});
@@ -390,7 +393,9 @@ PushOutcome RekeyState::receive_push(ByteView datagram, const Endpoint& from, Pu
     out.kind = PushOutcome::Kind::Refused;
     out.refused = f.counter();
     count(f);
-    out.log.push_back({LogLevel::Warning, "Refused GROUPKEY-PUSH from " + ks + " for group " + options_.group_name + ": " + detail});
+    out.log.push_back({LogLevel::Warning,
+                       "Refused GROUPKEY-PUSH from " + ks + " for group " + options_.group_name + ": " + detail,
+                       {{"COVEY_PEER", ks}, {"COVEY_GROUP", options_.group_name}, {"COVEY_EVENT", "push-refused"}}});
     if (out.reregister) out.log.push_back({LogLevel::Warning, "Group " + options_.group_name + ": registering again: " + *out.reregister});
     return out;
   };

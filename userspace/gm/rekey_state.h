@@ -70,6 +70,7 @@ struct RekeyCounters {
 struct LogEvent {
   LogLevel level = LogLevel::Info;
   std::string text;
+  LogFields fields = {};  // the journal's (common/log.h)
 };
 
 enum class PushVia : std::uint8_t { Unicast, Multicast };

@@ -218,8 +218,10 @@ std::vector<Outgoing> Dispatcher::phase2(const Header& h, const Endpoint& from, 
   }
   if (step.failure) {
     ++counters_.registrations_refused;
-    log(Severity::Warning, "GM " + from.str() + " registration refused: " + step.failure->reason + " (sent " +
-                               notify_name(step.failure->notify) + ")");
+    log(Severity::Warning,
+        "GM " + from.str() + " registration refused: " + step.failure->reason + " (sent " +
+            notify_name(step.failure->notify) + ")",
+        {{"COVEY_PEER", from.address.str()}, {"COVEY_EVENT", "registration-refused"}});
     s.pulls.erase(pull);
   } else if (step.admitted) {
     ++counters_.registrations;
@@ -227,7 +229,10 @@ std::vector<Outgoing> Dispatcher::phase2(const Header& h, const Endpoint& from, 
     if (logs(Severity::Info)) {
       Group* g = offer ? groups_.find(offer->group_id) : nullptr;
       std::string group = g ? g->policy().name + " (" + std::to_string(g->policy().identity) + ")" : "?";
-      log(Severity::Info, "Registration of GM " + from.address.str() + " complete for group " + group);
+      LogFields fields{{"COVEY_PEER", from.address.str()}, {"COVEY_EVENT", "registration"}};
+      if (g) fields.push_back({"COVEY_GROUP", g->policy().name});
+      if (g) fields.push_back({"COVEY_SEQ", std::to_string(g->seq())});
+      log(Severity::Info, "Registration of GM " + from.address.str() + " complete for group " + group, std::move(fields));
     }
     if (offer && !offer->interop_note.empty()) log(Severity::Warning, "GM " + from.address.str() + ": " + offer->interop_note);
     if (offer && !offer->warning.empty()) log(Severity::Warning, offer->warning);

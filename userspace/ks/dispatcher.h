@@ -101,8 +101,8 @@ class Dispatcher {
   std::vector<Outgoing> phase2(const wire::Header& h, const Endpoint& from, ByteView datagram, std::int64_t now_ms);
   void informational(Sa& s, const wire::Header& h, ByteView datagram);
   bool logs(Severity s) const { return s >= min_severity_; }
-  void log(Severity s, std::string text) {
-    if (logs(s)) events_.push_back(Event{s, std::move(text)});
+  void log(Severity s, std::string text, LogFields fields = {}) {
+    if (logs(s)) events_.push_back(Event{s, std::move(text), std::move(fields)});
   }
   void drop_half_open(std::map<CookiePair, HalfOpen>::iterator it);
 

@@ -97,7 +97,7 @@ class KeyServer {
   KeyServer(config::KsConfig cfg, std::string config_path, std::unique_ptr<Store> store, Address address,
             DispatcherOptions dispatcher_options);
   Group* find_group(const std::string& name_or_identity);
-  void log(Severity s, std::string text) { events_.push_back(Event{s, std::move(text)}); }
+  void log(Severity s, std::string text, LogFields fields = {}) { events_.push_back(Event{s, std::move(text), std::move(fields)}); }
 
   config::KsConfig cfg_;
   std::string config_path_;

@@ -216,8 +216,11 @@ crypto::Result<std::uint32_t> Rekeyer::remove_member(const Address& member, cons
     return Error{seq.error()};
   }
   groups_.mark_state_dirty();
-  log(Severity::Info, "GM " + member.str() + " removed from group " + label(*g) + " by the operator; rekey SEQ " +
-                          std::to_string(*seq) + " excludes it");
+  log(Severity::Info,
+      "GM " + member.str() + " removed from group " + label(*g) + " by the operator; rekey SEQ " + std::to_string(*seq) +
+          " excludes it",
+      {{"COVEY_PEER", member.str()}, {"COVEY_GROUP", g->policy().name}, {"COVEY_SEQ", std::to_string(*seq)},
+       {"COVEY_EVENT", "removal"}});
   return *seq;
 }
 
@@ -378,8 +381,11 @@ crypto::Result<std::uint32_t> Rekeyer::run(Group& g, Plan plan, std::int64_t now
       detail += ", " + std::to_string(push->datagrams.size()) + " encodings by the members' Vendor IDs";
     if (!unicast)
       detail += ", to " + Endpoint{multicast_group(transport), transport.port}.str() + " TTL " + std::to_string(transport.ttl);
-    log(Severity::Info, "Sending rekey SEQ " + std::to_string(seq) + " for group " + name + " to " +
-                            std::to_string(push->record.members) + " members (" + how + "): " + detail);
+    log(Severity::Info,
+        "Sending rekey SEQ " + std::to_string(seq) + " for group " + name + " to " +
+            std::to_string(push->record.members) + " members (" + how + "): " + detail,
+        {{"COVEY_GROUP", g.policy().name}, {"COVEY_SEQ", std::to_string(seq)}, {"COVEY_SPI", spi_hex(tek->spi)},
+         {"COVEY_EVENT", "rekey"}});
   }
   return seq;
 }
@@ -549,8 +555,11 @@ bool Rekeyer::miss(Group& g, GroupState& st, const Address& member, std::uint32_
   ++counters_.misses;
   groups_.mark_state_dirty();
   if (m->missed_rekeys >= kMissesBeforeDrop) {
-    log(Severity::Warning, "GM " + member.str() + " removed from group " + g.policy().name + ": " +
-                               std::to_string(m->missed_rekeys) + " consecutive rekeys not acknowledged");
+    log(Severity::Warning,
+        "GM " + member.str() + " removed from group " + g.policy().name + ": " + std::to_string(m->missed_rekeys) +
+            " consecutive rekeys not acknowledged",
+        {{"COVEY_PEER", member.str()}, {"COVEY_GROUP", g.policy().name}, {"COVEY_SEQ", std::to_string(seq)},
+         {"COVEY_EVENT", "removal"}});
     g.remove_member(member);
     st.deliveries.erase(member);
     ++counters_.dropped_members;
@@ -570,8 +579,11 @@ void Rekeyer::receive_ack(const Endpoint& from, ByteView datagram, std::int64_t 
   auto refuse = [&](const std::string& group, const std::string& why) {
     ++counters_.acks_refused;
     const Severity s = authenticated ? Severity::Warning : Severity::Debug;
-    if (logs(s))
-      log(s, "Refused GROUPKEY-PUSH ACK from " + from.str() + (group.empty() ? "" : " for group " + group) + ": " + why);
+    if (!logs(s)) return;
+    LogFields fields{{"COVEY_PEER", from.address.str()}, {"COVEY_EVENT", "ack-refused"}};
+    if (!group.empty()) fields.push_back({"COVEY_GROUP", group});
+    log(s, "Refused GROUPKEY-PUSH ACK from " + from.str() + (group.empty() ? "" : " for group " + group) + ": " + why,
+        std::move(fields));
   };
   auto h = wire::decode_header(datagram);
   if (!h) return refuse("", h.error().message());
@@ -641,7 +653,9 @@ void Rekeyer::receive_ack(const Endpoint& from, ByteView datagram, std::int64_t 
   m->missed_rekeys = 0;
   groups_.mark_state_dirty();
   ++counters_.acks;
-  log(Severity::Info, who + " acknowledged rekey SEQ " + std::to_string(ack->seq) + " of group " + name);
+  log(Severity::Info, who + " acknowledged rekey SEQ " + std::to_string(ack->seq) + " of group " + name,
+      {{"COVEY_PEER", ack->member.str()}, {"COVEY_GROUP", name}, {"COVEY_SEQ", std::to_string(ack->seq)},
+       {"COVEY_EVENT", "ack"}});
 }
 
 // ---------------------------------------------------------------- status

@@ -202,8 +202,8 @@ class Rekeyer {
   // Counts a miss; true when that dropped the member from the group.
   bool miss(Group& g, GroupState& st, const Address& member, std::uint32_t seq);
   bool logs(Severity s) const { return s >= min_severity_; }
-  void log(Severity s, std::string text) {
-    if (logs(s)) events_.push_back(Event{s, std::move(text)});
+  void log(Severity s, std::string text, LogFields fields = {}) {
+    if (logs(s)) events_.push_back(Event{s, std::move(text), std::move(fields)});
   }
 
   Groups& groups_;

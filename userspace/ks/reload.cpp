@@ -52,6 +52,7 @@ std::vector<std::string> reload_problems(const config::KsConfig& running, const 
   server("max_half_open", std::to_string(a.max_half_open), std::to_string(b.max_half_open));
   server("state_dir", a.state_dir, b.state_dir);
   server("control_socket", a.control_socket, b.control_socket);
+  server("user", a.user.empty() ? "none" : a.user, b.user.empty() ? "none" : b.user);
   server("keylog", a.keylog.empty() ? "off" : a.keylog, b.keylog.empty() ? "off" : b.keylog);
   if (running.metrics != next.metrics)
     problems.push_back("[metrics] listen changed from " + or_off(running.metrics.listen) + " to " +

@@ -223,7 +223,7 @@ void Server::send_pushes() {
 }
 
 void Server::flush_events() {
-  for (const Event& e : core_.take_events()) log(level(e.severity), e.text);
+  for (const Event& e : core_.take_events()) log(level(e.severity), e.text, e.fields);
   for (const KeylogEntry& k : core_.take_keylog()) {
     keylog_.write(k.initiator_cookie, k.encryption_key);
   }
