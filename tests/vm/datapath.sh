@@ -435,8 +435,14 @@ import select, socket
 socks = {}
 for af, a in ((socket.AF_INET, "192.168.4.10"), (socket.AF_INET6, "2001:db8:4::10")):
     s = socket.socket(af, socket.SOCK_DGRAM); s.bind((a, 5002)); socks[s] = []
-while select.select(list(socks), [], [], 8)[0]:  # until 8 s without a datagram
-    for s in select.select(list(socks), [], [], 0)[0]: socks[s].append(len(s.recv(65535)))
+# Until the sender says "end" on both (a time limit alone raced a sender
+# that TCG under load started late: its datagrams met a closed port).
+ended = set()
+while len(ended) < len(socks) and select.select(list(socks), [], [], 120)[0]:
+    for s in select.select(list(socks), [], [], 0)[0]:
+        d = s.recv(65535)
+        if d == b"end": ended.add(s)
+        else: socks[s].append(len(d))
 for sizes in socks.values(): print(" ".join(map(str, sizes)))' >"$work/udp.rx" 2>&1 &
 rx=$!
 wait_until 30 "h4's UDP receivers" '[ "$(in_ns h4 ss -Hlun sport = :5002 | wc -l)" = 2 ]'
@@ -464,7 +470,9 @@ for s, (af, h4, level, _, _, opt_mtu, hdr, usable) in zip(socks, fams):
     mtu = s.getsockopt(level, opt_mtu)
     s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)  # the ICMP also left its EMSGSIZE pending on the socket
     s.send(b"m" * (mtu - hdr))            # the MTU the ICMP named
-    print(word, mtu, "sent", mtu - hdr, flush=True)' >"$work/udp.tx" 2>&1 || fail "UDP with DF from h3: $(cat "$work/udp.tx")"
+    print(word, mtu, "sent", mtu - hdr, flush=True)
+for s in socks:
+    s.send(b"end")' >"$work/udp.tx" 2>&1 || fail "UDP with DF from h3: $(cat "$work/udp.tx")"
 wait $rx
 fn=$(( $(stat gm3 frag_needed_sent) - fn0 ))
 [ "$(sed -n 1p "$work/udp.tx")" = "EMSGSIZE 1426 sent 1398" ] ||
@@ -560,6 +568,20 @@ acc=$(( $(stat gm4 tbar_accepted) - acc0 ))
 [ $acc -ge 2500 ] || fail "gm4 decrypted 1250 IPv4 and 1250 IPv6 echo requests but tbar_accepted grew by $acc"
 say "3 50 pps h3 -> h4 in each family at once across two rekeys: IPv4 $got, IPv6 $got6, 0 lost; gm4 tbar_accepted +$acc; members moved $spi -> $spi2"
 
+# Pings from NODE until the process PID ends (replay.py waiting to catch a
+# packet: a fixed count raced a replay.py that TCG started late); PID's status.
+ping_until() { # PID NODE PING-ARGS...
+  pu_pid=$1 pu_node=$2
+  shift 2
+  in_ns "$pu_node" ping -i 0.3 -W 2 "$@" >/dev/null 2>&1 &
+  pu_ping=$!
+  pu_rc=0
+  wait "$pu_pid" || pu_rc=$?
+  kill "$pu_ping" 2>/dev/null
+  wait "$pu_ping" 2>/dev/null
+  return $pu_rc
+}
+
 # ---- 6. an unauthorized member ----
 grep -q "refused\|not authorized\|NOT_AUTHORIZED\|AUTHORIZATION" "$work/gm5.log" ||
   fail "gm5 was not refused at registration; its log: $(tail -5 "$work/gm5.log")"
@@ -569,8 +591,7 @@ nostates0=$(xfrm_stat gm5 XfrmInNoStates)
 in_ns r2 python3 "$here/replay.py" gm4 192.168.3.10 192.168.4.10 --out gm5 --dst-mac "$(mac gm5 wan0)" \
   --set-dst 169.254.77.3 >"$work/replay6.out" 2>&1 &
 offer=$!
-in_ns h3 ping -c 20 -i 0.3 -W 2 192.168.4.10 >/dev/null 2>&1
-wait $offer || fail "offering group ESP to gm5: $(cat "$work/replay6.out")"
+ping_until $offer h3 192.168.4.10 || fail "offering group ESP to gm5: $(cat "$work/replay6.out")"
 wait_until 5 "gm5's ESP input seeing the group's packet" '[ $(xfrm_stat gm5 XfrmInNoStates) -gt $nostates0 ]'
 nostates=$(( $(xfrm_stat gm5 XfrmInNoStates) - nostates0 ))
 [ $nostates -ge 1 ] || fail "gm5's ESP input did not see the group's packet (XfrmInNoStates +$nostates)"
@@ -578,8 +599,7 @@ nostates0=$(xfrm_stat gm5 XfrmInNoStates)
 in_ns r2 python3 "$here/replay.py" gm4 $H3_6 $H4_6 --out gm5 --dst-mac "$(mac gm5 wan0)" \
   --set-dst fd00:c0e1:77::3 >"$work/replay6.out" 2>&1 &
 offer=$!
-in_ns h3 ping -6 -c 20 -i 0.3 -W 2 $H4_6 >/dev/null 2>&1
-wait $offer || fail "offering the group's IPv6 ESP to gm5: $(cat "$work/replay6.out")"
+ping_until $offer h3 -6 $H4_6 || fail "offering the group's IPv6 ESP to gm5: $(cat "$work/replay6.out")"
 wait_until 5 "gm5's ESP input seeing the group's IPv6 packet" '[ $(xfrm_stat gm5 XfrmInNoStates) -gt $nostates0 ]'
 nostates6=$(( $(xfrm_stat gm5 XfrmInNoStates) - nostates0 ))
 say "6 gm5 refused at registration, no SA; the group's ESP offered to its ESP input: XfrmInNoStates +$nostates (IPv4), +$nostates6 (IPv6), nothing decrypted"
@@ -589,8 +609,7 @@ say "6 gm5 refused at registration, no SA; the group's ESP offered to its ESP in
 unknown0=$(stat gm4 esp_unknown_drop) clear0=$(stat gm4 clear_drop)
 in_ns r2 python3 "$here/replay.py" gm4 $H3_6 $H4_6 --set-spi 0x0c0e1bad >"$work/replay7.out" 2>&1 &
 offer=$!
-in_ns h3 ping -6 -c 20 -i 0.3 -W 2 $H4_6 >/dev/null 2>&1
-wait $offer || fail "sending IPv6 ESP of an unknown SPI to gm4: $(cat "$work/replay7.out")"
+ping_until $offer h3 -6 $H4_6 || fail "sending IPv6 ESP of an unknown SPI to gm4: $(cat "$work/replay7.out")"
 in_ns r2 python3 "$here/replay.py" gm4 $H3_6 $H4_6 --clear-udp --dst-mac "$(mac gm4 wan0)" >>"$work/replay7.out" 2>&1 ||
   fail "sending clear IPv6 to gm4: $(cat "$work/replay7.out")"
 wait_until 5 "gm4 counting the unknown SPI and the clear datagram" \
