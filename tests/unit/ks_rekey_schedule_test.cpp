@@ -225,7 +225,7 @@ class Simulation {
       return std::nullopt;
     std::string held;
     for (const gm::TekView& v : teks)
-      held += " " + gm::spi_hex(v.tek->spi) + " " + gm::name(v.state) + " (activates +" +
+      held += " " + spi_hex(v.tek->spi) + " " + gm::name(v.state) + " (activates +" +
               std::to_string(v.activates_at - kStart) + ", ends +" + std::to_string(v.deactivates_at - kStart) + ")";
     return "member " + m.address.str() + " (joined +" + std::to_string(m.joins_at - kStart) +
            ") has no active TEK at +" + std::to_string(t - kStart) + " s; holds:" + (held.empty() ? " nothing" : held);

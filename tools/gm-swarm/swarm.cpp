@@ -272,7 +272,7 @@ class Swarm {
     auto teks = state.teks(seconds(Clock::now()));
     if (!teks.empty()) {  // by generation: the last is the newest
       const gdoi::Tek& t = *teks.back().tek;
-      h.tek_spi = gm::spi_hex(t.spi);
+      h.tek_spi = spi_hex(t.spi);
       h.tek_encryption = to_hex(t.encryption_key);
       h.tek_integrity = to_hex(t.integrity_key);
     }

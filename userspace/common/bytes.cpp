@@ -1,5 +1,7 @@
 #include "common/bytes.h"
 
+#include <cstdio>
+
 namespace covey {
 
 std::string to_hex(ByteView b) {
@@ -32,6 +34,12 @@ bool from_hex(std::string_view hex, Bytes& out) {
   }
   out = std::move(r);
   return true;
+}
+
+std::string spi_hex(std::uint32_t spi) {
+  char b[16];
+  std::snprintf(b, sizeof b, "0x%08X", spi);
+  return b;
 }
 
 }  // namespace covey

@@ -21,6 +21,8 @@ inline void append(Bytes& out, ByteView in) { out.insert(out.end(), in.begin(), 
 
 // Lower-case hex, no separators: the form keylogs and Wireshark tables use.
 std::string to_hex(ByteView b);
+// "0x1A2B3C4D": an SPI as GET VPN prints it (show crypto gdoi), in logs and status.
+std::string spi_hex(std::uint32_t spi);
 // Accepts upper or lower case, optional "0x" prefix, no separators; false on bad input.
 bool from_hex(std::string_view hex, Bytes& out);
 

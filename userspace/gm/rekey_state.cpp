@@ -3,16 +3,11 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "common/bytes.h"
 #include "crypto/hash.h"
 #include "wire/message.h"
 
 namespace covey::gm {
-
-std::string spi_hex(std::uint32_t spi) {
-  char b[16];
-  std::snprintf(b, sizeof b, "0x%08X", spi);
-  return b;
-}
 
 std::optional<Endpoint> multicast_group(const gdoi::GroupPolicy& p) {
   if (p.rekey.mode != gdoi::RekeyTransport::Mode::Multicast) return std::nullopt;

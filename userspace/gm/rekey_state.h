@@ -30,7 +30,6 @@ namespace covey::gm {
 //                 the next tick.
 enum class TekState : std::uint8_t { Pending, Active, ReceiveOnly, Expired };
 const char* name(TekState s);  // "pending", "active", "receive-only", "expired"
-std::string spi_hex(std::uint32_t spi);  // "0x1A2B3C4D", as GET VPN prints TEK SPIs
 
 // The group and port multicast rekeys come to, when the policy says multicast.
 std::optional<Endpoint> multicast_group(const gdoi::GroupPolicy& p);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "common/bytes.h"
 #include "crypto/random.h"
 #include "gdoi/policy_codec.h"
 
@@ -210,8 +211,7 @@ std::optional<std::string> Group::refuse_state(const State& s) const {
            ") is not that of the configured signing key (SHA-256 " + gdoi::signing_key_id(kek_.signature_public_key) +
            "); to replace the key, start with the old key file and reload with the new one (coveyctl ks reload)";
   for (const LiveTek& t : s.teks) {
-    char spi[16];
-    std::snprintf(spi, sizeof spi, "0x%08X", t.tek.spi);
+    const std::string spi = spi_hex(t.tek.spi);
     if (t.tek.encryption_key.size() != gdoi::tek_encryption_key_size(policy_.tek.cipher) ||
         t.tek.integrity_key.size() != gdoi::tek_integrity_key_size(policy_.tek.integrity))
       return std::string("TEK ") + spi + " key sizes do not fit the configured transform " + policy_.tek.str();

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "common/bytes.h"
 #include "metrics/exposition.h"
 
 namespace covey::ks {
@@ -11,12 +12,6 @@ using metrics::Labels;
 using metrics::Type;
 
 namespace {
-
-std::string spi_hex(std::uint32_t spi) {
-  char b[16];
-  std::snprintf(b, sizeof b, "0x%08X", spi);
-  return b;
-}
 
 std::int64_t remaining(std::int64_t until, std::int64_t now) { return until > now ? until - now : 0; }
 

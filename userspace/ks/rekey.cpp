@@ -6,6 +6,7 @@
 #include <limits>
 #include <set>
 
+#include "common/bytes.h"
 #include "gdoi/policy_codec.h"
 #include "wire/message.h"
 
@@ -25,12 +26,6 @@ constexpr std::size_t kRecentPushes = 16;
 constexpr std::int64_t kRetryAfterFailure_s = 10;
 
 std::string label(const Group& g) { return g.policy().name + " (" + std::to_string(g.policy().identity) + ")"; }
-
-std::string spi_hex(std::uint32_t spi) {
-  char b[16];
-  std::snprintf(b, sizeof b, "0x%08X", spi);
-  return b;
-}
 
 bool specified(const Address& a) {
   return std::any_of(a.bytes.begin(), a.bytes.begin() + static_cast<std::ptrdiff_t>(a.size()),

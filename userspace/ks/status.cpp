@@ -3,17 +3,13 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "common/bytes.h"
+
 namespace covey::ks {
 
 using nlohmann::json;
 
 namespace {
-
-std::string spi_hex(std::uint32_t spi) {
-  char b[16];
-  std::snprintf(b, sizeof b, "0x%08X", spi);
-  return b;
-}
 
 json acl_json(const std::vector<gdoi::AclEntry>& acl) {
   json a = json::array();
