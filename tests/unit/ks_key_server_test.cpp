@@ -27,6 +27,12 @@ class KeyServerTest : public ::testing::Test {
                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
+    ASSERT_NO_FATAL_FAILURE(write_signing_key());
+    write_config("permit ip 192.168.0.0/16 192.168.0.0/16");
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  // A fresh P-256 rekey signing key in rekey.pem, mode 0600 as key files must be.
+  void write_signing_key() {
     EVP_PKEY* key = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256");
     ASSERT_TRUE(key);
     FILE* f = std::fopen((dir_ / "rekey.pem").c_str(), "w");
@@ -35,9 +41,7 @@ class KeyServerTest : public ::testing::Test {
     std::fclose(f);
     EVP_PKEY_free(key);
     fs::permissions(dir_ / "rekey.pem", fs::perms::owner_read | fs::perms::owner_write);
-    write_config("permit ip 192.168.0.0/16 192.168.0.0/16");
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
   // `server_extra`: more lines in [server].
   void write_config(const std::string& permit, const std::string& server_extra = "") {
@@ -251,13 +255,7 @@ TEST_F(KeyServerTest, ReloadWithAnotherSigningKeyRollsItOver) {
   const Bytes old_key = ks->groups().find(134)->kek().signature_public_key;
   const fs::path old_file = dir_ / "old-rekey.pem";
   fs::copy_file(dir_ / "rekey.pem", old_file);
-  EVP_PKEY* key = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256");
-  ASSERT_TRUE(key);
-  FILE* f = std::fopen((dir_ / "rekey.pem").c_str(), "w");
-  ASSERT_TRUE(f);
-  PEM_write_PrivateKey(f, key, nullptr, nullptr, 0, nullptr, nullptr);
-  std::fclose(f);
-  EVP_PKEY_free(key);
+  ASSERT_NO_FATAL_FAILURE(write_signing_key());
 
   auto rolled = ks->handle({{"cmd", "ks.reload"}}, kT0 + 1000);
   ASSERT_EQ(rolled["ok"], true) << rolled.dump();
