@@ -3,6 +3,8 @@
 #   make test     install missing Debian packages, build, run every test tier
 #   make bench    run the benchmarks and the gm-swarm registration load, print a
 #                 table, write build/bench/*.json
+#   make bench-architecture
+#                 docs/ARCHITECTURE.md's performance table from the last make bench
 #   make fuzz     run the message decoder fuzzer (FUZZ_SECONDS, default 600)
 #   make lab      the reference lab carrying a ping, in network namespaces or,
 #                 when this kernel lacks ESP, in a VM (make lab-down)
@@ -22,7 +24,7 @@ VM_THROUGHPUT_BENCH_FLAGS ?=
 COOP_BENCH_FLAGS ?=
 CMAKE_FLAGS ?=
 
-.PHONY: all build quiet-build deb san san-tests deps test unit bench fuzz format clean lab lab-coop lab-down
+.PHONY: all build quiet-build deb san san-tests deps test unit bench bench-architecture fuzz format clean lab lab-coop lab-down
 
 all: build
 
@@ -108,6 +110,10 @@ bench: deps build
 	@python3 tests/bench/vm_throughput.py --build $(BUILD) --out $(BUILD)/bench $(VM_THROUGHPUT_BENCH_FLAGS) || \
 	  echo "VM throughput bench measured nothing; the table below says why"
 	@python3 tools/bench-report.py $(BUILD)/bench
+
+# Regenerates ARCHITECTURE's performance table from build/bench (no rerun).
+bench-architecture:
+	@python3 tools/bench-report.py $(BUILD)/bench --architecture docs/ARCHITECTURE.md
 
 fuzz: deps san
 	@mkdir -p $(SAN_BUILD)/tests/fuzz/corpus $(SAN_BUILD)/tests/fuzz/seeds

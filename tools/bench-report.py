@@ -1,127 +1,137 @@
 #!/usr/bin/env python3
-"""Prints one table of every benchmark result under a folder of Google
-Benchmark JSON files, with the project's targets beside them, then the
-registration load results (registration.json, from
-tests/bench/registration_bench.py) and the VM throughput comparison
-(vm_throughput.json, from tests/bench/vm_throughput.py) against theirs, and
-writes the same rows to summary.json there. Exit status is 0: benchmarks report, they do
-not fail the build (wall-clock numbers vary by machine)."""
+"""The one table `make bench` prints: every figure the benchmarks under a
+folder measured (Google Benchmark JSON files, registration.json from
+tests/bench/registration_bench.py, coop.json from tests/bench/coop_bench.py,
+vm_throughput.json from tests/bench/vm_throughput.py), each beside its
+target and, where the target is relative, the peer or bound it was
+compared with in the same run. The rows go to summary.json there too.
+
+    bench-report.py [FOLDER] [--architecture docs/ARCHITECTURE.md]
+
+--architecture rewrites the generated part of ARCHITECTURE's performance
+section (between its `bench-report` markers) from the summary.json the last
+run wrote, so the document's figures are a run's, never copied by hand.
+
+Exit status is 0 whatever the figures: benchmarks report, they do not fail
+the build (wall-clock numbers vary by machine and load)."""
+import datetime
 import json
+import os
 import pathlib
+import platform
+import subprocess
 import sys
 
-# name -> (target in ns per iteration, where the target comes from)
+# row name -> (comparison, target, where the target comes from). Google
+# Benchmark rows are named as the benchmark (its "/..." arguments dropped)
+# and measured in ns per iteration.
 TARGETS = {
-    "BM_DecodeRegistrationMessage4": (2000.0, "issue 2: < 2 us"),
-    "BM_Classify_IPv4_10000_entries": (100.0, "issue 5: < 100 ns a packet with 10,000 entries"),
-    "BM_Classify_IPv6_10000_entries": (100.0, "issue 12: IPv6 as IPv4, < 100 ns with 10,000 entries"),
-}
-
-# name -> (benchmark, divided by benchmark, at most, where the target comes from)
-RATIO_TARGETS = {
-    "classify_10000_to_10_entries": ("BM_Classify_IPv4_10000_entries", "BM_Classify_IPv4_10_entries", 1.5,
-                                     "issue 5: <= 1.5x the 10-entry cost"),
-    "classify_ipv6_10000_to_10_entries": ("BM_Classify_IPv6_10000_entries", "BM_Classify_IPv6_10_entries", 1.5,
-                                          "issue 12: IPv6 as IPv4, <= 1.5x the 10-entry cost"),
-}
-
-# registration.json metric -> (comparison, target, where the target comes from)
-REGISTRATION_TARGETS = {
+    "BM_DecodeRegistrationMessage4": ("<", 2000.0, "issue 2: < 2 us"),
+    "BM_Classify_IPv4_10000_entries": ("<", 100.0, "issue 5: < 100 ns a packet with 10,000 entries"),
+    "BM_Classify_IPv6_10000_entries": ("<", 100.0, "issue 12: IPv6 as IPv4, < 100 ns with 10,000 entries"),
+    "classify_10000_to_10_entries": ("<=", 1.5, "issue 5: <= 1.5x the 10-entry cost"),
+    "classify_ipv6_10000_to_10_entries": ("<=", 1.5, "issue 12: IPv6 as IPv4, <= 1.5x the 10-entry cost"),
     "dh19_ratio_to_bound": (">=", 0.6, "issue gm-swarm: >= 60% of the raw-crypto rate"),
     "ks_rss_mb_at_10000": ("<", 100.0, "issue gm-swarm: 10,000 members < 100 MB"),
     "rekey_unicast_first_push_to_last_ack_s": ("<", 2.0, "issue rekey: 10,000 members < 2 s"),
+    "vm_covey_to_static_ratio": (">=", 0.9, "issue 5: covey >= 0.9x static XFRM SAs without BPF"),
 }
 
-# vm_throughput.json: covey's TCP rate over the static XFRM tunnel's, same VM run.
-VM_THROUGHPUT_TARGET = (">=", 0.9, "issue 5: covey >= 0.9x static XFRM SAs without BPF")
+# ratio row -> (benchmark, divided by benchmark): Google Benchmark rows of the same run.
+RATIOS = {
+    "classify_10000_to_10_entries": ("BM_Classify_IPv4_10000_entries", "BM_Classify_IPv4_10_entries"),
+    "classify_ipv6_10000_to_10_entries": ("BM_Classify_IPv6_10000_entries", "BM_Classify_IPv6_10_entries"),
+}
 
 
-def vm_throughput_rows(folder):
-    """(name, value, unit, target, meets, note) from vm_throughput.json; an error row when it measured nothing."""
-    path = pathlib.Path(folder) / "vm_throughput.json"
-    if not path.exists():
-        return []
-    d = json.loads(path.read_text())
-    if d.get("error"):
-        return [("vm_throughput", None, "", None, None, "NOT MEASURED: " + d["error"])]
-    where = (f"median of {len(d['static']['mbit_s'])}, {d.get('mib')} MiB a run, {d.get('accel')}, "
-             f"kernel {d.get('kernel')}")
-    op, target, note = VM_THROUGHPUT_TARGET
-    return [
-        ("vm_static_xfrm_mbit_s", d["static"]["median_mbit_s"], "Mb/s", None, None, where),
-        ("vm_covey_mbit_s", d["covey"]["median_mbit_s"], "Mb/s", None, None, where),
-        ("vm_covey_to_static_ratio", d["ratio"], "", f"{op} {target:g}", d["ratio"] >= target,
-         note + ("" if d.get("same_transform") else "; TRANSFORMS DIFFER")),
-        ("vm_covey_to_static_median_pair_ratio", d.get("median_pair_ratio"), "", None, None,
-         "each covey run over the static run before it"),
-    ]
+def row(suite, name, value, unit="", peer="", note=""):
+    return {"suite": suite, "name": name, "value": value, "unit": unit, "peer": peer, "note": note}
+
+
+def load(folder, name):
+    path = pathlib.Path(folder) / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def gbench_rows(folder):
+    """Every Google Benchmark result (ns per iteration), then the ratios between them."""
+    out = []
+    for path in sorted(pathlib.Path(folder).glob("*_bench.json")):
+        for b in json.loads(path.read_text()).get("benchmarks", []):
+            if b.get("run_type") == "aggregate":
+                continue
+            scale = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}[b.get("time_unit", "ns")]
+            # "BM_X/iterations:3/manual_time" is the row of "BM_X".
+            out.append(row(path.stem, b["name"].split("/")[0], b["real_time"] * scale, "ns"))
+    ns = {r["name"]: r["value"] for r in out}
+    for name, (top, bottom) in RATIOS.items():
+        if top in ns and bottom in ns:
+            out.append(row("ratio", name, ns[top] / ns[bottom], "", f"{bottom} {ns[bottom]:.0f} ns"))
+    return out
 
 
 def registration_rows(folder):
-    """(name, value, unit, note) from registration.json, targets applied."""
-    path = pathlib.Path(folder) / "registration.json"
-    if not path.exists():
+    data = load(folder, "registration.json")
+    if not data:
         return []
-    data = json.loads(path.read_text())
     out = []
 
-    def add(name, value, unit, note=""):
+    def add(name, value, unit, peer="", note=""):
         if value is not None:
-            out.append((name, value, unit, note))
+            out.append(row("registration", name, value, unit, peer, note))
 
     for dh in ("19", "14"):
         r, b = data.get(f"dh{dh}", {}), data.get("bound", {}).get(dh, {})
         if not r:
             continue
         c = r.get("concurrency")
-        add(f"dh{dh}_registrations_per_s", r.get("registrations_per_s"), "/s",
+        bound = b.get("registrations_per_s_2_cores")
+        add(f"dh{dh}_registrations_per_s", r.get("registrations_per_s"), "/s", "",
             f"{r.get('registered')} of {r.get('members')} members, {c} in flight")
-        add(f"dh{dh}_raw_crypto_bound_per_s", b.get("registrations_per_s_2_cores"), "/s",
+        add(f"dh{dh}_raw_crypto_bound_per_s", bound, "/s", "",
             f"2 cores; GM {b.get('gm_us', 0):.0f} us + KS {b.get('ks_us', 0):.0f} us")
-        add(f"dh{dh}_ratio_to_bound", r.get("ratio_to_bound"), "")
-        add(f"dh{dh}_ratio_uncontended", r.get("ratio_to_bound_uncontended"), "",
+        add(f"dh{dh}_ratio_to_bound", r.get("ratio_to_bound"), "", f"bound {bound:.0f}/s" if bound else "")
+        add(f"dh{dh}_ratio_uncontended", r.get("ratio_to_bound_uncontended"), "", "",
             "from CPU time: the rate with a core each and no other load")
-        add(f"dh{dh}_latency_p50_ms", r.get("latency_ms", {}).get("p50"), "ms", f"{c} in flight")
-        add(f"dh{dh}_latency_p99_ms", r.get("latency_ms", {}).get("p99"), "ms", f"{c} in flight")
+        add(f"dh{dh}_latency_p50_ms", r.get("latency_ms", {}).get("p50"), "ms", "", f"{c} in flight")
+        add(f"dh{dh}_latency_p99_ms", r.get("latency_ms", {}).get("p99"), "ms", "", f"{c} in flight")
         add(f"dh{dh}_ks_cpu_ms_per_registration", r.get("ks_cpu_ms_per_registration"), "ms")
     lat = data.get("latency", {}).get("latency_ms")
     if lat:
-        add("dh19_latency_p50_ms_unloaded", lat.get("p50"), "ms", "one in flight")
-        add("dh19_latency_p99_ms_unloaded", lat.get("p99"), "ms", "one in flight")
+        add("dh19_latency_p50_ms_unloaded", lat.get("p50"), "ms", "", "one in flight")
+        add("dh19_latency_p99_ms_unloaded", lat.get("p99"), "ms", "", "one in flight")
     r = data.get("dh19", {})
     if r.get("ks_rss_kb_per_1000") is not None:
         add("ks_rss_mb_per_1000_members", r["ks_rss_kb_per_1000"] / 1024, "MB")
     if r.get("registered") and r.get("ks_rss_kb_after"):
         # Scaled to exactly 10,000 when the run registered another number.
         base, per = r["ks_rss_kb_before"], (r["ks_rss_kb_after"] - r["ks_rss_kb_before"]) / r["registered"]
-        add("ks_rss_mb_at_10000", (base + per * 10000) / 1024, "MB",
+        add("ks_rss_mb_at_10000", (base + per * 10000) / 1024, "MB", "",
             f"measured with {r['registered']} members" + ("" if r["registered"] == 10000 else ", scaled"))
     k = data.get("rekey_unicast", {})
     if k:
         note = f"{k.get('members_acked')} of {k.get('members')} members acked, {k.get('ks_recorded_acks')} recorded by the KS"
         if k.get("members_acked") == k.get("members"):
-            add("rekey_unicast_first_push_to_last_ack_s", k.get("first_push_to_last_ack_s"), "s", note)
+            add("rekey_unicast_first_push_to_last_ack_s", k.get("first_push_to_last_ack_s"), "s", "", note)
         else:  # no time to compare: the rekey never reached everyone
-            add("rekey_unicast_members_acked", k.get("members_acked"), "", note + ": INCOMPLETE, misses the target")
-        add("rekey_unicast_push_bytes", k.get("push_bytes"), "B", "one datagram, the same for every member")
-        add("rekey_unicast_bytes_per_member", k.get("bytes_per_member"), "B", "retransmissions included")
-    load = data.get("loadavg_1m_start")
-    if load is not None:
-        add("loadavg_1m_during_run", max(load, data.get("loadavg_1m_end", 0)), "", f"{data.get('cores')} cores")
+            add("rekey_unicast_members_acked", k.get("members_acked"), "", "", note + ": INCOMPLETE, misses the target")
+        add("rekey_unicast_push_bytes", k.get("push_bytes"), "B", "", "one datagram, the same for every member")
+        add("rekey_unicast_bytes_per_member", k.get("bytes_per_member"), "B", "", "retransmissions included")
+    load1 = data.get("loadavg_1m_start")
+    if load1 is not None:
+        add("loadavg_1m_during_run", max(load1, data.get("loadavg_1m_end", 0)), "", "", f"{data.get('cores')} cores")
     return out
 
 
 def coop_rows(folder):
-    """(name, value, unit, note) from coop.json (tests/bench/coop_bench.py); no targets."""
-    path = pathlib.Path(folder) / "coop.json"
-    if not path.exists():
+    data = load(folder, "coop.json")
+    if not data:
         return []
-    data = json.loads(path.read_text())
     out = []
 
     def add(name, value, unit, note=""):
         if value is not None:
-            out.append((name, value, unit, note))
+            out.append(row("coop", name, value, unit, "", note))
 
     f = data.get("failover", {})
     if f:
@@ -147,91 +157,129 @@ def coop_rows(folder):
     return out
 
 
-def verdict(name, value):
-    t = REGISTRATION_TARGETS.get(name)
-    if not t:
-        return None, None, ""
-    op, target, note = t
-    meets = value >= target if op == ">=" else value < target
-    return f"{op} {target:g}", meets, note
+def vm_throughput_rows(folder):
+    d = load(folder, "vm_throughput.json")
+    if not d:
+        return []
+    if d.get("error"):
+        return [row("vm_throughput", "vm_throughput", None, "", "", "NOT MEASURED: " + d["error"])]
+    where = (f"median of {len(d['static']['mbit_s'])}, {d.get('mib')} MiB a run, {d.get('accel')}, "
+             f"kernel {d.get('kernel')}")
+    static = d["static"]["median_mbit_s"]
+    return [
+        row("vm_throughput", "vm_static_xfrm_mbit_s", static, "Mb/s", "", where),
+        row("vm_throughput", "vm_covey_mbit_s", d["covey"]["median_mbit_s"], "Mb/s", "", where),
+        row("vm_throughput", "vm_covey_to_static_ratio", d["ratio"], "", f"static XFRM {static:.1f} Mb/s",
+            "" if d.get("same_transform") else "TRANSFORMS DIFFER"),
+        row("vm_throughput", "vm_covey_to_static_median_pair_ratio", d.get("median_pair_ratio"), "", "",
+            "each covey run over the static run before it"),
+    ]
 
 
-def main(folder):
-    rows = []
-    for path in sorted(pathlib.Path(folder).glob("*_bench.json")):
-        data = json.loads(path.read_text())
-        for b in data.get("benchmarks", []):
-            if b.get("run_type") == "aggregate":
-                continue
-            unit = b.get("time_unit", "ns")
-            scale = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}[unit]
-            ns = b["real_time"] * scale
-            # "BM_X/iterations:3/manual_time" has the target of "BM_X".
-            target = TARGETS.get(b["name"]) or TARGETS.get(b["name"].split("/")[0])
-            rows.append({
-                "suite": path.stem,
-                "name": b["name"],
-                "ns_per_op": ns,
-                "target_ns": target[0] if target else None,
-                "meets_target": (ns < target[0]) if target else None,
-                "note": target[1] if target else "",
-            })
+SOURCES = [gbench_rows, registration_rows, coop_rows, vm_throughput_rows]
+
+
+def judge(r):
+    """Adds target, meets_target and the target's source to a row."""
+    t = TARGETS.get(r["name"])
+    r["target"], r["meets_target"] = None, None
+    if t and r["value"] is not None:
+        op, limit, source = t
+        r["target"] = f"{op} {limit:g}"
+        r["meets_target"] = {"<": r["value"] < limit, "<=": r["value"] <= limit, ">=": r["value"] >= limit}[op]
+        r["note"] = source + ("; " + r["note"] if r["note"] else "")
+    return r
+
+
+def shown(v):
+    if v is None:
+        return "-"
+    if isinstance(v, int) or abs(v) >= 100:
+        return f"{v:,.0f}"
+    return f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
+
+
+def meta():
+    repo = pathlib.Path(__file__).resolve().parent.parent
+    commit = subprocess.run(["git", "-C", str(repo), "describe", "--always", "--dirty"],
+                            capture_output=True, text=True).stdout.strip()
+    return {
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        "commit": commit or None,
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "loadavg_1m_at_end": os.getloadavg()[0],
+    }
+
+
+def print_table(rows):
     print()
-    print(f"{'benchmark':44} {'time/op':>12} {'target':>10}  verdict")
+    print(f"{'figure':48} {'value':>12} {'unit':<4} {'target':>9} {'verdict':7}  peer or bound; note")
+    suite = None
     for r in rows:
-        t = f"{r['target_ns']:.0f} ns" if r["target_ns"] else "-"
-        v = "" if r["meets_target"] is None else ("meets" if r["meets_target"] else "MISSES")
-        print(f"{r['name']:44} {r['ns_per_op']:>9.0f} ns {t:>10}  {v} {r['note']}")
-    ns_by_name = {r["name"].split("/")[0]: r["ns_per_op"] for r in rows}
-    for name, (top, bottom, limit, note) in RATIO_TARGETS.items():
-        if top in ns_by_name and bottom in ns_by_name:
-            ratio = ns_by_name[top] / ns_by_name[bottom]
-            meets = ratio <= limit
-            print(f"{name:44} {ratio:>12.2f} {'<= ' + format(limit, 'g'):>10}  {'meets' if meets else 'MISSES'} {note}")
-            rows.append({"suite": "ratio", "name": name, "value": ratio, "target": f"<= {limit:g}",
-                         "meets_target": meets, "note": note})
-    reg = registration_rows(folder)
-    if reg:
-        print()
-        print("registration: tools/gm-swarm against covey-ks (tests/bench/registration_bench.py)")
-        print(f"{'metric':44} {'value':>12} {'target':>10}  verdict")
-    for name, value, unit, note in reg:
-        target, meets, target_note = verdict(name, value)
-        v = "" if meets is None else ("meets" if meets else "MISSES")
-        shown = f"{value:.2f}" if abs(value) < 100 else f"{value:.0f}"
-        print(f"{name:44} {shown:>9} {unit:<2} {target or '-':>10}  {v} {target_note or note}")
-        rows.append({
-            "suite": "registration",
-            "name": name,
-            "value": value,
-            "unit": unit,
-            "target": target,
-            "meets_target": meets,
-            "note": target_note or note,
-        })
-    coop = coop_rows(folder)
-    if coop:
-        print()
-        print("cooperative key servers on etcd (tests/bench/coop_bench.py; measured, no targets)")
-        print(f"{'metric':56} {'value':>10}  note")
-    for name, value, unit, note in coop:
-        shown = f"{value:.3f}" if abs(value) < 10 else f"{value:.0f}"
-        print(f"{name:56} {shown:>7} {unit:<2}  {note}")
-        rows.append({"suite": "coop", "name": name, "value": value, "unit": unit, "target": None,
-                     "meets_target": None, "note": note})
-    vm = vm_throughput_rows(folder)
-    if vm:
-        print()
-        print("VM throughput: TCP h3 -> h4, covey's data path against static XFRM SAs (tests/bench/vm_throughput.py)")
-        print(f"{'metric':44} {'value':>12} {'target':>10}  verdict")
-    for name, value, unit, target, meets, note in vm:
-        v = "" if meets is None else ("met" if meets else "NOT met")
-        shown = "-" if value is None else f"{value:.2f}"
-        print(f"{name:44} {shown:>9} {unit:<4} {target or '-':>8}  {v} {note}")
-        rows.append({"suite": "vm_throughput", "name": name, "value": value, "unit": unit, "target": target,
-                     "meets_target": meets, "note": note})
-    (pathlib.Path(folder) / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
+        if r["suite"] != suite:
+            suite = r["suite"]
+            print(f"-- {suite}")
+        verdict = "" if r["meets_target"] is None else ("meets" if r["meets_target"] else "MISSES")
+        tail = "; ".join(x for x in (r["peer"], r["note"]) if x)
+        print(f"{r['name']:48} {shown(r['value']):>12} {r['unit']:<4} {r['target'] or '-':>9} {verdict:7}  {tail}")
+
+
+BEGIN, END = "<!-- bench-report: begin -->", "<!-- bench-report: end -->"
+
+
+def architecture_block(summary):
+    m = summary["meta"]
+    lines = [
+        BEGIN,
+        f"Generated by `tools/bench-report.py --architecture` from `make bench` at {m['commit']}, "
+        f"{m['date_utc']} UTC, {m['cores']} cores, kernel {m['kernel']}, load average "
+        f"{m['loadavg_1m_at_end']:.2f} at its end. Rows with a target say whether this run met it; "
+        "a relative target's peer or bound is from the same run.",
+        "",
+        "| figure | value | target | verdict | peer or bound; note |",
+        "|---|---:|---:|---|---|",
+    ]
+    for r in summary["rows"]:
+        if r["suite"] == "coop" and r["target"] is None and "_etcd_" in r["name"]:
+            continue  # the etcd breakdown stays in summary.json
+        verdict = "" if r["meets_target"] is None else ("meets" if r["meets_target"] else "**misses**")
+        tail = "; ".join(x for x in (r["peer"], r["note"]) if x).replace("|", "/")
+        value = shown(r["value"]) + (f" {r['unit']}" if r["unit"] else "")
+        lines.append(f"| `{r['name']}` | {value} | {r['target'] or ''} | {verdict} | {tail} |")
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def update_architecture(path, summary):
+    p = pathlib.Path(path)
+    text = p.read_text()
+    if BEGIN not in text or END not in text:
+        sys.exit(f"{path}: no '{BEGIN}' ... '{END}' block to regenerate")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    p.write_text(head + architecture_block(summary) + tail)
+    print(f"{path}: performance figures regenerated ({len(summary['rows'])} rows)")
+
+
+def main(argv):
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("folder", nargs="?", default="build/bench")
+    ap.add_argument("--architecture", metavar="PATH",
+                    help="regenerate PATH's performance table from the folder's summary.json (no rerun)")
+    a = ap.parse_args(argv)
+    summary_path = pathlib.Path(a.folder) / "summary.json"
+    if a.architecture:
+        if not summary_path.exists():
+            sys.exit(f"{summary_path}: no summary; run `make bench` first")
+        update_architecture(a.architecture, json.loads(summary_path.read_text()))
+        return
+    rows = [judge(r) for source in SOURCES for r in source(a.folder)]
+    summary = {"meta": meta(), "rows": rows}
+    print_table(rows)
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "build/bench")
+    main(sys.argv[1:])
