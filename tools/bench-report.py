@@ -25,6 +25,10 @@ RATIO_TARGETS = {
                                           "issue 12: IPv6 as IPv4, <= 1.5x the 10-entry cost"),
 }
 
+# classify_bench.json, net of BPF_PROG_TEST_RUN's own loop (each run paired with an
+# empty program's on the same frame): (at most ns at 10,000 entries, at most 10,000 : 10).
+CLASSIFY_NET_TARGETS = (50.0, 1.3, "issue 14: net of the test run, IPv4 and IPv6 each")
+
 # registration.json metric -> (comparison, target, where the target comes from)
 REGISTRATION_TARGETS = {
     "dh19_ratio_to_bound": (">=", 0.6, "issue gm-swarm: >= 60% of the raw-crypto rate"),
@@ -55,6 +59,37 @@ def vm_throughput_rows(folder):
         ("vm_covey_to_static_median_pair_ratio", d.get("median_pair_ratio"), "", None, None,
          "each covey run over the static run before it"),
     ]
+
+
+def classify_net_rows(folder):
+    """(name, value, unit, target, meets, note) from classify_bench.json's empty_ns and net_ns counters."""
+    path = pathlib.Path(folder) / "classify_bench.json"
+    if not path.exists():
+        return []
+    bench = {b["name"].split("/")[0]: b for b in json.loads(path.read_text()).get("benchmarks", [])
+             if b.get("run_type") != "aggregate"}
+    limit_ns, limit_ratio, note = CLASSIFY_NET_TARGETS
+    out = []
+    for family in (4, 6):
+        net = {}
+        for entries in (10, 1000, 10000):
+            b = bench.get(f"BM_Classify_IPv{family}_{entries}_entries")
+            if b and "net_ns" in b:
+                net[entries] = b["net_ns"]
+        if 10000 in net:
+            out.append((f"classify_ipv{family}_empty_program_ns",
+                        bench[f"BM_Classify_IPv{family}_10000_entries"]["empty_ns"], "ns", None, None,
+                        "BPF_PROG_TEST_RUN of a program that returns at once, same frame (median)"))
+        for entries, value in net.items():
+            target = entries == 10000
+            out.append((f"classify_ipv{family}_{entries}_net_ns", value, "ns",
+                        f"< {limit_ns:g}" if target else None, value < limit_ns if target else None,
+                        note if target else "median of runs minus median of the empty program's"))
+        if 10 in net and 10000 in net and net[10] > 0:
+            ratio = net[10000] / net[10]
+            out.append((f"classify_ipv{family}_10000_to_10_net_ratio", ratio, "", f"<= {limit_ratio:g}",
+                        ratio <= limit_ratio, note))
+    return out
 
 
 def registration_rows(folder):
@@ -190,6 +225,16 @@ def main(folder):
             print(f"{name:44} {ratio:>12.2f} {'<= ' + format(limit, 'g'):>10}  {'meets' if meets else 'MISSES'} {note}")
             rows.append({"suite": "ratio", "name": name, "value": ratio, "target": f"<= {limit:g}",
                          "meets_target": meets, "note": note})
+    net = classify_net_rows(folder)
+    if net:
+        print()
+        print("BPF classification (covey_lan_ingress, steering included) net of BPF_PROG_TEST_RUN's own loop")
+        print(f"{'metric':44} {'value':>12} {'target':>10}  verdict")
+    for name, value, unit, target, meets, note in net:
+        v = "" if meets is None else ("meets" if meets else "MISSES")
+        print(f"{name:44} {value:>9.2f} {unit:<2} {target or '-':>10}  {v} {note}")
+        rows.append({"suite": "classify_net", "name": name, "value": value, "unit": unit, "target": target,
+                     "meets_target": meets, "note": note})
     reg = registration_rows(folder)
     if reg:
         print()
