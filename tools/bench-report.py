@@ -35,6 +35,10 @@ TARGETS = {
     "ks_rss_mb_at_10000": ("<", 100.0, "issue gm-swarm: 10,000 members < 100 MB"),
     "rekey_unicast_first_push_to_last_ack_s": ("<", 2.0, "issue rekey: 10,000 members < 2 s"),
     "vm_covey_to_static_ratio": (">=", 0.9, "issue 5: covey >= 0.9x static XFRM SAs without BPF"),
+    "classify_ipv4_10000_net_ns": ("<", 50.0, "issue 14: < 50 ns net of the test run"),
+    "classify_ipv6_10000_net_ns": ("<", 50.0, "issue 14: < 50 ns net of the test run"),
+    "classify_ipv4_10000_to_10_net_ratio": ("<=", 1.3, "issue 14: <= 1.3x the 10-entry cost, net"),
+    "classify_ipv6_10000_to_10_net_ratio": ("<=", 1.3, "issue 14: <= 1.3x the 10-entry cost, net"),
 }
 
 # ratio row -> (benchmark, divided by benchmark): Google Benchmark rows of the same run.
@@ -67,6 +71,65 @@ def gbench_rows(folder):
     for name, (top, bottom) in RATIOS.items():
         if top in ns and bottom in ns:
             out.append(row("ratio", name, ns[top] / ns[bottom], "", f"{bottom} {ns[bottom]:.0f} ns"))
+    return out
+
+
+def classify_net_rows(folder):
+    """(name, value, unit, target, meets, note) from classify_bench.json's empty_ns and net_ns counters."""
+    path = pathlib.Path(folder) / "classify_bench.json"
+    if not path.exists():
+        return []
+    bench = {b["name"].split("/")[0]: b for b in json.loads(path.read_text()).get("benchmarks", [])
+             if b.get("run_type") != "aggregate"}
+    limit_ns, limit_ratio, note = CLASSIFY_NET_TARGETS
+    out = []
+    for family in (4, 6):
+        net = {}
+        for entries in (10, 1000, 10000):
+            b = bench.get(f"BM_Classify_IPv{family}_{entries}_entries")
+            if b and "net_ns" in b:
+                net[entries] = b["net_ns"]
+        if 10000 in net:
+            out.append((f"classify_ipv{family}_empty_program_ns",
+                        bench[f"BM_Classify_IPv{family}_10000_entries"]["empty_ns"], "ns", None, None,
+                        "BPF_PROG_TEST_RUN of a program that returns at once, same frame (median)"))
+        for entries, value in net.items():
+            target = entries == 10000
+            out.append((f"classify_ipv{family}_{entries}_net_ns", value, "ns",
+                        f"< {limit_ns:g}" if target else None, value < limit_ns if target else None,
+                        note if target else "median of runs minus median of the empty program's"))
+        if 10 in net and 10000 in net and net[10] > 0:
+            ratio = net[10000] / net[10]
+            out.append((f"classify_ipv{family}_10000_to_10_net_ratio", ratio, "", f"<= {limit_ratio:g}",
+                        ratio <= limit_ratio, note))
+    return out
+
+
+def classify_net_rows(folder):
+    """classify_bench's rows net of BPF_PROG_TEST_RUN: each iteration ran an empty
+    program of the same type on the same frame beside the real one (empty_ns, net_ns)."""
+    data = load(folder, "classify_bench.json")
+    if not data:
+        return []
+    bench = {b["name"].split("/")[0]: b for b in data.get("benchmarks", []) if b.get("run_type") != "aggregate"}
+    out = []
+    for family in (4, 6):
+        net = {}
+        for entries in (10, 1000, 10000):
+            b = bench.get(f"BM_Classify_IPv{family}_{entries}_entries")
+            if b and "net_ns" in b:
+                net[entries] = b["net_ns"]
+        if 10000 not in net:
+            continue
+        empty = bench[f"BM_Classify_IPv{family}_10000_entries"]["empty_ns"]
+        out.append(row("classify_net", f"classify_ipv{family}_empty_program_ns", empty, "ns", "",
+                       "BPF_PROG_TEST_RUN of a program that returns at once, same frame (median)"))
+        for entries, value in net.items():
+            out.append(row("classify_net", f"classify_ipv{family}_{entries}_net_ns", value, "ns",
+                           f"empty program {empty:.0f} ns", "median of runs minus the empty program's median"))
+        if 10 in net and net[10] > 0:
+            out.append(row("classify_net", f"classify_ipv{family}_10000_to_10_net_ratio", net[10000] / net[10], "",
+                           f"10 entries {net[10]:.0f} ns net"))
     return out
 
 
@@ -176,7 +239,7 @@ def vm_throughput_rows(folder):
     ]
 
 
-SOURCES = [gbench_rows, registration_rows, coop_rows, vm_throughput_rows]
+SOURCES = [gbench_rows, classify_net_rows, registration_rows, coop_rows, vm_throughput_rows]
 
 
 def judge(r):

@@ -2346,6 +2346,63 @@ TEST_F(DatapathTest, FailCloseV6) {
 }
 
 // Two IPv6 address pairs that must share one slot.
+// A pair's slot depends on every 32-bit word of both addresses: 512
+// pairs that differ in one word only (consecutive values, the hardest
+// input for a weak hash) all get slots of their own, spread over the
+// table as random pairs would be. A word the hash left out would send
+// them all to the same 8 probes, and all but 8 would be steer_full.
+TEST(Collision, PairsDifferingInOneWordSpreadOverTheSlots) {
+  auto dp = open_datapath(4096);
+  ASSERT_TRUE(dp);
+  auto any = compile_acl(acl_from({"permit ip any any", "v6: permit ip any any"}));
+  auto none = compile_acl({});
+  ASSERT_TRUE(any.ok() && none.ok());
+  ASSERT_TRUE(dp->install(*any, *none).ok());
+  std::uint64_t clock = 5000 * kSecond;
+  for (unsigned family : {4u, 6u}) {
+    const unsigned words = family == 4 ? 1 : 4;  // per address
+    for (unsigned word = 0; word < 2 * words; ++word) {
+      clock += 60 * kSecond;  // every slot idle since the last round: a fresh table
+      std::map<std::uint32_t, unsigned> slots;
+      std::vector<unsigned> per_eighth(8, 0);
+      for (unsigned n = 0; n < 512; ++n) {
+        std::array<std::uint8_t, 16> src = ip6("2001:db8:1::1"), dst = ip6("2001:db8:2::2");
+        if (family == 4) {
+          src = {10, 1, 1, 1};
+          dst = {10, 2, 2, 2};
+        }
+        auto& a = word < words ? src : dst;
+        const unsigned at = (word % words) * 4;
+        a[at + 2] = static_cast<std::uint8_t>(a[at + 2] ^ (n >> 8));
+        a[at + 3] = static_cast<std::uint8_t>(a[at + 3] ^ n);
+        Bytes in;
+        if (family == 4) {
+          Ipv4Frame f;
+          std::copy_n(src.begin(), 4, f.src.begin());
+          std::copy_n(dst.begin(), 4, f.dst.begin());
+          f.payload = udp(1, 2, 8);
+          in = frame(f);
+        } else {
+          Ipv6Frame f = v6(17, udp(1, 2, 8));
+          f.src = src;
+          f.dst = dst;
+          in = frame(f);
+        }
+        const Result r = run_tc(*dp, Program::LanIngress, in, {.clock = clock});
+        ASSERT_TRUE(steered(r.mark)) << "IPv" << family << ", word " << word << ", pair " << n;
+        ++slots[slot_of(r.mark)];
+        ++per_eighth[slot_of(r.mark) / 512];
+      }
+      EXPECT_EQ(slots.size(), 512u) << "IPv" << family << ", word " << word;
+      // 64 expected in each eighth, standard deviation 7.5.
+      for (unsigned c : per_eighth) {
+        EXPECT_GT(c, 24u) << "IPv" << family << ", word " << word;
+        EXPECT_LT(c, 104u) << "IPv" << family << ", word " << word;
+      }
+    }
+  }
+}
+
 TEST(Collision, TwoIpv6PairsInOneSlotNeverLeaveWithEachOthersAddresses) {
   auto dp = open_datapath(1);
   ASSERT_TRUE(dp);
