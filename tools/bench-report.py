@@ -75,37 +75,6 @@ def gbench_rows(folder):
 
 
 def classify_net_rows(folder):
-    """(name, value, unit, target, meets, note) from classify_bench.json's empty_ns and net_ns counters."""
-    path = pathlib.Path(folder) / "classify_bench.json"
-    if not path.exists():
-        return []
-    bench = {b["name"].split("/")[0]: b for b in json.loads(path.read_text()).get("benchmarks", [])
-             if b.get("run_type") != "aggregate"}
-    limit_ns, limit_ratio, note = CLASSIFY_NET_TARGETS
-    out = []
-    for family in (4, 6):
-        net = {}
-        for entries in (10, 1000, 10000):
-            b = bench.get(f"BM_Classify_IPv{family}_{entries}_entries")
-            if b and "net_ns" in b:
-                net[entries] = b["net_ns"]
-        if 10000 in net:
-            out.append((f"classify_ipv{family}_empty_program_ns",
-                        bench[f"BM_Classify_IPv{family}_10000_entries"]["empty_ns"], "ns", None, None,
-                        "BPF_PROG_TEST_RUN of a program that returns at once, same frame (median)"))
-        for entries, value in net.items():
-            target = entries == 10000
-            out.append((f"classify_ipv{family}_{entries}_net_ns", value, "ns",
-                        f"< {limit_ns:g}" if target else None, value < limit_ns if target else None,
-                        note if target else "median of runs minus median of the empty program's"))
-        if 10 in net and 10000 in net and net[10] > 0:
-            ratio = net[10000] / net[10]
-            out.append((f"classify_ipv{family}_10000_to_10_net_ratio", ratio, "", f"<= {limit_ratio:g}",
-                        ratio <= limit_ratio, note))
-    return out
-
-
-def classify_net_rows(folder):
     """classify_bench's rows net of BPF_PROG_TEST_RUN: each iteration ran an empty
     program of the same type on the same frame beside the real one (empty_ns, net_ns)."""
     data = load(folder, "classify_bench.json")
