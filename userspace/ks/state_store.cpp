@@ -512,13 +512,145 @@ crypto::Result<void> write_all(int fd, std::string_view data, const std::string&
   return {};
 }
 
+Bytes sha256(std::string_view s) {
+  auto d = crypto::digest(crypto::HashAlgorithm::Sha256, {ByteView(reinterpret_cast<const std::uint8_t*>(s.data()), s.size())});
+  return d ? *d : Bytes{};
+}
+
+// A group's keys and counters as a journal record holds them (the shared
+// form: no members, no SID mark), by digest: what append_state compares to
+// write them only when a rekey changed them. The text holds key material;
+// the digest does not reveal it.
+Bytes keys_digest(const Group& g) {
+  StateText out(8192);
+  write_group(out, g, false);
+  return sha256(out.view());
+}
+
+crypto::Result<void> sync_dir(const std::string& path) {
+  std::filesystem::path target(path);
+  std::string dir = target.parent_path().empty() ? "." : target.parent_path().string();
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return Error{sys_error("cannot open its directory", dir)};
+  int synced = ::fsync(dfd);
+  ::close(dfd);
+  if (synced != 0) return Error{sys_error("cannot fsync its directory", dir)};
+  return {};
+}
+
+constexpr std::string_view kJournalMagic = "covey-ks-journal";
+
+// Applies the journal of `path` (if any) over the snapshot's `states`.
+// `clean`: every record was applied and the file may be appended to.
+crypto::Result<void> apply_journal(const std::string& path, ByteView snapshot_digest, const Groups& groups,
+                                   std::map<std::uint32_t, Group::State>& states, bool& clean,
+                                   std::uint64_t& journal_bytes) {
+  const std::string jpath = path + kJournalSuffix;
+  clean = true;
+  journal_bytes = 0;
+  struct stat st {};
+  if (::lstat(jpath.c_str(), &st) != 0) {
+    if (errno == ENOENT) return {};
+    return Error{sys_error("journal", jpath)};
+  }
+  auto file = read_file(jpath);
+  if (!file) return Error{file.error()};
+  WipedText wipe_file{*file};
+  std::string_view rest = *file;
+  auto refuse = [&](const std::string& why) -> crypto::Result<void> { return Error{"journal " + jpath + ": " + why}; };
+  auto magic = line(rest);
+  if (magic && *magic != kJournalMagic)
+    return refuse("not a covey-ks journal (the first line is not \"" + std::string(kJournalMagic) + "\")");
+  auto version = line(rest);
+  if (version && *version != "version " + std::to_string(kJournalFormatVersion))
+    return refuse("\"" + std::string(*version) + "\", this covey-ks reads journal version " +
+                  std::to_string(kJournalFormatVersion) + " only (written by another covey-ks?)");
+  auto base = line(rest);
+  // Cut short while it was made (no record yet), or the journal of an
+  // older snapshot (a crash before its removal): the snapshot holds all.
+  if (!base || *base != "base " + to_hex(snapshot_digest)) {
+    clean = false;
+    return {};
+  }
+  for (std::size_t n = 1; !rest.empty(); ++n) {
+    const std::string rw = "record " + std::to_string(n);
+    std::string_view before = rest;
+    auto head = line(rest);
+    std::size_t length = 0;
+    Bytes want;
+    bool framed = false;
+    if (head && head->substr(0, 7) == "record ") {
+      std::string_view h = head->substr(7);
+      auto sp = h.find(' ');
+      auto [end, ec] = std::from_chars(h.data(), h.data() + (sp == std::string_view::npos ? 0 : sp), length);
+      framed = sp != std::string_view::npos && ec == std::errc{} && end == h.data() + sp &&
+               from_hex(h.substr(sp + 1), want) && want.size() == 32;
+    }
+    const bool whole = framed && rest.size() >= length + 1 && rest[length] == '\n';
+    std::string_view payload = whole ? rest.substr(0, length) : std::string_view{};
+    const bool intact = whole && sha256(payload) == want;
+    if (!intact) {
+      // The last save's append, cut short by a crash: it never returned,
+      // so nothing was sent that depends on it.
+      const bool last = !whole || rest.size() == length + 1;
+      if (last) {
+        clean = false;
+        return {};
+      }
+      (void)before;
+      return refuse(rw + " does not match its SHA-256 and records follow it (corrupt)");
+    }
+    rest.remove_prefix(length + 1);
+    json doc = json::parse(payload, nullptr, false);
+    Wiped wipe_doc{doc};
+    if (doc.is_discarded()) return refuse(rw + " is not JSON, though its SHA-256 matches");
+    try {
+      for (const json& gj : array(doc, "groups", rw)) {
+        const auto identity = number<std::uint32_t>(gj, "identity", rw);
+        const std::string where = rw + " group " + std::to_string(identity);
+        auto s = states.find(identity);
+        if (s == states.end()) return refuse(where + " is not in the state file");
+        const Group* g = groups.all().at(identity).get();
+        s->second.next_sid = std::max(s->second.next_sid, number<std::uint32_t>(gj, "next_sid", where));
+        if (gj.contains("keys")) {
+          const json& kj = gj["keys"];
+          if (auto why = policy_mismatch(kj, g->policy(), where + ".keys", "the journal")) return refuse(where + ": " + *why);
+          Group::State k = parse_group(kj, where + ".keys");
+          s->second.kek = std::move(k.kek);
+          s->second.kek_expires_at = k.kek_expires_at;
+          s->second.teks = std::move(k.teks);
+          s->second.used_spis = std::move(k.used_spis);
+          s->second.seq = k.seq;
+          s->second.pseudotime_epoch_ms = k.pseudotime_epoch_ms;
+        }
+        const json& members = array(gj, "members", where);
+        for (std::size_t i = 0; i < members.size(); ++i) {
+          Member m = parse_member(members[i], where + ".members[" + std::to_string(i) + "]");
+          s->second.members[m.address] = std::move(m);
+        }
+        for (const json& r : array(gj, "removed", where)) {
+          auto a = r.is_string() ? Address::parse(r.get<std::string>()) : std::nullopt;
+          if (!a) throw FieldError{where + ".removed holds " + r.dump() + ", not an IP address"};
+          s->second.members.erase(*a);
+        }
+      }
+    } catch (const FieldError& e) {
+      return refuse(e.message);
+    } catch (const json::exception& e) {
+      return refuse(rw + " malformed: " + e.what());
+    }
+  }
+  journal_bytes = file->size();
+  return {};
+}
+
 }  // namespace
 
 std::string state_file_path(const std::string& state_dir) {
   return (std::filesystem::path(state_dir) / kStateFileName).string();
 }
 
-crypto::Result<void> save_state(const std::string& path, const Groups& groups) {
+crypto::Result<void> save_state(const std::string& path, const Groups& groups, JournalMark* mark) {
   StateText text(expected_size(groups));
   text.raw("{\n \"format\": ").string(kMagic);
   text.raw(",\n \"version\": ").number(kStateFormatVersion);
@@ -564,10 +696,84 @@ crypto::Result<void> save_state(const std::string& path, const Groups& groups) {
   int synced = ::fsync(dfd);
   ::close(dfd);
   if (synced != 0) return Error{"state file " + path + ": " + sys_error("written, but cannot fsync its directory", dir)};
+  // The snapshot holds everything the journal did; one left behind (this
+  // unlink not durable) names the old snapshot as its base and is ignored.
+  if (::unlink((path + kJournalSuffix).c_str()) != 0 && errno != ENOENT && mark) {
+    mark->base.clear();
+    return {};
+  }
+  if (mark) {
+    mark->base = *digest;
+    mark->snapshot_bytes = header.size() + body.size();
+    mark->journal_bytes = 0;
+    mark->keys.clear();
+    for (const auto& [id, g] : groups.all()) mark->keys[id] = keys_digest(*g);
+  }
   return {};
 }
 
-crypto::Result<void> restore_state(const std::string& path, Groups& groups) {
+crypto::Result<void> append_state(const std::string& path, const Groups& groups, JournalMark& mark) {
+  const std::string jpath = path + kJournalSuffix;
+  if (mark.base.empty()) return Error{"journal " + jpath + ": no snapshot to continue; write one"};
+  std::size_t size = 256;
+  for (const auto& [id, g] : groups.all()) size += 8192 + 224 * g->changed_members().size();
+  StateText text(size);
+  if (mark.journal_bytes == 0)
+    text.raw(kJournalMagic).raw("\nversion ").number(kJournalFormatVersion).raw("\nbase ").raw(to_hex(mark.base)).raw("\n");
+  const std::size_t header = text.view().size();
+  text.raw("{\"groups\":[");
+  std::map<std::uint32_t, Bytes> keys;
+  bool first = true;
+  for (const auto& [id, g] : groups.all()) {
+    text.raw(first ? "\n{\"identity\":" : ",\n{\"identity\":").number(id);
+    first = false;
+    text.raw(",\"next_sid\":").number(std::max(g->sid_mark(), g->next_sid()));
+    keys[id] = keys_digest(*g);
+    if (keys[id] != mark.keys[id]) write_group(text.raw(",\"keys\":\n"), *g, false);
+    text.raw(",\"members\":[");
+    bool m1 = true;
+    for (const Address& a : g->changed_members())
+      if (auto m = g->members().find(a); m != g->members().end()) {
+        text.raw(m1 ? "\n" : ",\n");
+        m1 = false;
+        write_member(text, m->second);
+      }
+    text.raw("],\"removed\":[");
+    bool r1 = true;
+    for (const Address& a : g->changed_members())
+      if (!g->members().count(a)) {
+        if (!r1) text.raw(",");
+        r1 = false;
+        text.address(a);
+      }
+    text.raw("]}");
+  }
+  text.raw("]}");
+  const std::string_view payload = text.view().substr(header);
+  const std::string head = std::string(text.view().substr(0, header)) + "record " + std::to_string(payload.size()) +
+                           " " + to_hex(sha256(payload)) + "\n";
+  auto fail = [&](int fd, std::string why) -> crypto::Result<void> {
+    if (fd >= 0) ::close(fd);
+    mark.base.clear();  // the next save writes a snapshot, not after a partial record
+    return Error{"journal " + jpath + ": " + why};
+  };
+  const bool create = mark.journal_bytes == 0;
+  int fd = ::open(jpath.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT | O_TRUNC : O_APPEND), 0600);
+  if (fd < 0) return fail(-1, sys_error("cannot open", jpath));
+  if (create && ::fchmod(fd, 0600) != 0) return fail(fd, sys_error("cannot chmod", jpath));
+  if (auto w = write_all(fd, head, jpath); !w) return fail(fd, w.error());
+  if (auto w = write_all(fd, payload, jpath); !w) return fail(fd, w.error());
+  if (auto w = write_all(fd, "\n", jpath); !w) return fail(fd, w.error());
+  if (::fdatasync(fd) != 0) return fail(fd, sys_error("cannot fdatasync", jpath));
+  if (::close(fd) != 0) return fail(-1, sys_error("cannot close", jpath));
+  if (create)
+    if (auto d = sync_dir(jpath); !d) return fail(-1, d.error());
+  mark.journal_bytes += head.size() + payload.size() + 1;
+  mark.keys = std::move(keys);
+  return {};
+}
+
+crypto::Result<void> restore_state(const std::string& path, Groups& groups, JournalMark* mark) {
   auto file = read_file(path);
   if (!file) return Error{file.error()};
   WipedText wipe_file{*file};
@@ -616,9 +822,7 @@ crypto::Result<void> restore_state(const std::string& path, Groups& groups) {
         return refuse(where + " is named \"" + g->policy().name +
                       "\" in the config: the file belongs to another configuration (foreign state file)");
       if (auto why = policy_mismatch(gs[i], g->policy(), where)) return refuse(where + ": " + *why);
-      Group::State s = parse_group(gs[i], where);
-      if (auto why = g->refuse_state(s)) return refuse(where + ": " + *why);
-      states.emplace(identity, std::move(s));
+      states.emplace(identity, parse_group(gs[i], where));
     }
   } catch (const FieldError& e) {
     return refuse(e.message);
@@ -630,9 +834,26 @@ crypto::Result<void> restore_state(const std::string& path, Groups& groups) {
       return refuse("configured group " + g->policy().name + " (" + std::to_string(id) +
                     ") is not in the file: the file belongs to another configuration (foreign state file); "
                     "remove it to start every group afresh");
+  bool clean = true;
+  std::uint64_t journal_bytes = 0;
+  if (auto j = apply_journal(path, want, groups, states, clean, journal_bytes); !j) return Error{j.error()};
+  for (auto& [id, s] : states) {
+    const Group* g = groups.all().at(id).get();
+    if (auto why = g->refuse_state(s))
+      return refuse("group " + g->policy().name + " (" + std::to_string(id) + "): " + *why);
+  }
   for (auto& [id, s] : states) {
     auto r = groups.find(id)->restore_state(std::move(s));
     if (!r) return refuse(r.error());  // cannot happen: refuse_state passed above
+  }
+  if (mark) {
+    *mark = JournalMark{};
+    if (clean) {
+      mark->base = want;
+      mark->snapshot_bytes = file->size();
+      mark->journal_bytes = journal_bytes;
+      for (const auto& [id, g] : groups.all()) mark->keys[id] = keys_digest(*g);
+    }
   }
   return {};
 }
@@ -689,10 +910,15 @@ crypto::Result<bool> StateFile::restore(Groups& groups) {
     if (errno == ENOENT) return false;
     return Error{sys_error("state file", path_)};
   }
-  if (auto r = restore_state(path_, groups); !r) return Error{r.error()};
+  if (auto r = restore_state(path_, groups, &mark_); !r) return Error{r.error()};
   return true;
 }
 
-crypto::Result<void> StateFile::save(const Groups& groups) { return save_state(path_, groups); }
+crypto::Result<void> StateFile::save(const Groups& groups) {
+  // The journal until it outgrows the snapshot, then a new snapshot: each
+  // journal byte is rewritten once at most.
+  if (!mark_.base.empty() && mark_.journal_bytes <= mark_.snapshot_bytes) return append_state(path_, groups, mark_);
+  return save_state(path_, groups, &mark_);
+}
 
 }  // namespace covey::ks
