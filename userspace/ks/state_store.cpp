@@ -540,6 +540,190 @@ crypto::Result<void> sync_dir(const std::string& path) {
 
 constexpr std::string_view kJournalMagic = "covey-ks-journal";
 
+// Members as the file holds them, read without a JSON DOM: at 100,000
+// members building nlohmann's tree was most of a restore. It reads the
+// fields write_member writes, in any order and with any whitespace, and
+// gives up (nullopt) on anything else (an escaped identity, an unknown
+// field, a missing one); restore_state then reads the whole file with
+// nlohmann as before, which also names the defect.
+class MemberReader {
+ public:
+  explicit MemberReader(std::string_view s) : s_(s) {}
+
+  // The array that starts at `at` (its '['); `end` is set past its ']'.
+  std::optional<std::vector<Member>> array(std::size_t at, std::size_t& end) {
+    i_ = at;
+    if (!eat('[')) return std::nullopt;
+    std::vector<Member> out;
+    if (eat(']')) {
+      end = i_;
+      return out;
+    }
+    do {
+      auto m = member();
+      if (!m) return std::nullopt;
+      out.push_back(std::move(*m));
+    } while (eat(','));
+    if (!eat(']')) return std::nullopt;
+    end = i_;
+    return out;
+  }
+
+ private:
+  void space() {
+    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\r' || s_[i_] == '\t')) ++i_;
+  }
+  bool eat(char c) {
+    space();
+    if (i_ < s_.size() && s_[i_] == c) {
+      ++i_;
+      return true;
+    }
+    return false;
+  }
+  bool null() {
+    space();
+    if (s_.substr(i_, 4) != "null") return false;
+    i_ += 4;
+    return true;
+  }
+  // A string without escapes (and so needing no decoding).
+  std::optional<std::string_view> string() {
+    if (!eat('"')) return std::nullopt;
+    auto close = s_.find('"', i_);
+    if (close == std::string_view::npos) return std::nullopt;
+    std::string_view v = s_.substr(i_, close - i_);
+    if (v.find('\\') != std::string_view::npos) return std::nullopt;
+    i_ = close + 1;
+    return v;
+  }
+  template <class Int>
+  std::optional<Int> number() {
+    space();
+    Int v{};
+    auto [end, ec] = std::from_chars(s_.data() + i_, s_.data() + s_.size(), v);
+    if (ec != std::errc{} || end == s_.data() + i_) return std::nullopt;
+    if (end < s_.data() + s_.size() && (*end == '.' || *end == 'e' || *end == 'E')) return std::nullopt;
+    i_ = static_cast<std::size_t>(end - s_.data());
+    return v;
+  }
+  std::optional<Address> address() {
+    auto t = string();
+    return t ? Address::parse(*t) : std::nullopt;
+  }
+
+  std::optional<Member> member() {
+    Member m;
+    enum : unsigned { kAddress = 1, kIdentity = 2, kRegisteredAt = 4, kSids = 8, kRegistrations = 16, kFeatures = 32 };
+    unsigned seen = 0;
+    if (!eat('{')) return std::nullopt;
+    do {
+      auto key = string();
+      if (!key || !eat(':')) return std::nullopt;
+      if (*key == "address") {
+        auto a = address();
+        if (!a) return std::nullopt;
+        m.address = *a;
+        seen |= kAddress;
+      } else if (*key == "identity") {
+        auto t = string();
+        if (!t) return std::nullopt;
+        m.identity = std::string(*t);
+        seen |= kIdentity;
+      } else if (*key == "registered_at") {
+        auto v = number<std::int64_t>();
+        if (!v) return std::nullopt;
+        m.registered_at = *v;
+        seen |= kRegisteredAt;
+      } else if (*key == "sids") {
+        if (!eat('[')) return std::nullopt;
+        if (!eat(']')) {
+          do {
+            auto v = number<std::uint16_t>();
+            if (!v) return std::nullopt;
+            m.sids.push_back(*v);
+          } while (eat(','));
+          if (!eat(']')) return std::nullopt;
+        }
+        seen |= kSids;
+      } else if (*key == "registrations") {
+        auto v = number<std::uint32_t>();
+        if (!v) return std::nullopt;
+        m.registrations = *v;
+        seen |= kRegistrations;
+      } else if (*key == "port") {
+        auto v = number<std::uint16_t>();
+        if (!v) return std::nullopt;
+        m.port = *v;
+      } else if (*key == "missed_rekeys") {
+        auto v = number<std::uint32_t>();
+        if (!v) return std::nullopt;
+        m.missed_rekeys = *v;
+      } else if (*key == "registered_to" || *key == "last_acked_seq" || *key == "covey_features") {
+        if (*key == "covey_features") seen |= kFeatures;
+        if (null()) {
+          if (*key == "registered_to") m.registered_to.reset();
+          if (*key == "last_acked_seq") m.last_acked_seq.reset();
+          if (*key == "covey_features") m.traits = gdoi::PeerTraits{};
+          continue;
+        }
+        if (*key == "registered_to") {
+          auto a = address();
+          if (!a) return std::nullopt;
+          m.registered_to = *a;
+        } else {
+          auto v = number<std::uint32_t>();
+          if (!v) return std::nullopt;
+          if (*key == "last_acked_seq") m.last_acked_seq = *v;
+          else m.traits = gdoi::PeerTraits{true, *v};
+        }
+      } else {
+        return std::nullopt;
+      }
+    } while (eat(','));
+    if (!eat('}')) return std::nullopt;
+    const unsigned required = kAddress | kIdentity | kRegisteredAt | kSids | kRegistrations;
+    if ((seen & required) != required) return std::nullopt;
+    // As parse_member: a file from before Vendor IDs names no features.
+    if (!(seen & kFeatures)) m.traits = gdoi::PeerTraits{true};
+    return m;
+  }
+
+  std::string_view s_;
+  std::size_t i_ = 0;
+};
+
+// Every group's "members" array read by MemberReader, in document order,
+// and the document with each of them emptied, for nlohmann to read the
+// rest; nullopt when MemberReader gives up on any. An unescaped
+// "members" followed by ':' is a key: inside a string its quotes would be
+// escaped.
+struct SplitDocument {
+  std::string rest;
+  std::vector<std::vector<Member>> members;
+};
+std::optional<SplitDocument> split_members(std::string_view doc) {
+  SplitDocument out;
+  constexpr std::string_view kKey = "\"members\"";
+  std::size_t copied = 0;
+  for (std::size_t at = doc.find(kKey); at != std::string_view::npos; at = doc.find(kKey, at + 1)) {
+    std::size_t i = at + kKey.size();
+    while (i < doc.size() && (doc[i] == ' ' || doc[i] == '\n' || doc[i] == '\r' || doc[i] == '\t')) ++i;
+    if (i >= doc.size() || doc[i] != ':') continue;
+    ++i;
+    while (i < doc.size() && (doc[i] == ' ' || doc[i] == '\n' || doc[i] == '\r' || doc[i] == '\t')) ++i;
+    std::size_t end = 0;
+    auto members = MemberReader(doc).array(i, end);
+    if (!members) return std::nullopt;
+    out.rest.append(doc.substr(copied, i - copied)).append("[]");
+    copied = end;
+    at = end - 1;
+    out.members.push_back(std::move(*members));
+  }
+  out.rest.append(doc.substr(copied));
+  return out;
+}
+
 // Applies the journal of `path` (if any) over the snapshot's `states`.
 // `clean`: every record was applied and the file may be appended to.
 crypto::Result<void> apply_journal(const std::string& path, ByteView snapshot_digest, const Groups& groups,
@@ -800,9 +984,18 @@ crypto::Result<void> restore_state(const std::string& path, Groups& groups, Jour
   if (!got) return refuse("SHA-256: " + got.error());
   if (*got != want) return refuse("content does not match its SHA-256 (truncated or corrupt)");
 
-  json doc = json::parse(rest, nullptr, false);
+  // The members without a DOM when they read as save_state writes them.
+  std::optional<SplitDocument> split = split_members(rest);
+  json doc = json::parse(split ? std::string_view(split->rest) : rest, nullptr, false);
   Wiped wipe_doc{doc};
+  if (split) wipe(split->rest);
   if (doc.is_discarded()) return refuse("content is not JSON, though its SHA-256 matches");
+  if (split && (!doc.contains("groups") || !doc["groups"].is_array() || doc["groups"].size() != split->members.size())) {
+    // "members" outside the groups' objects: let nlohmann read it all.
+    split.reset();
+    doc = json::parse(rest, nullptr, false);
+    if (doc.is_discarded()) return refuse("content is not JSON, though its SHA-256 matches");
+  }
   std::map<std::uint32_t, Group::State> states;
   try {
     if (text(doc, "format", "document") != kMagic) return refuse("document format is not " + std::string(kMagic));
@@ -822,7 +1015,13 @@ crypto::Result<void> restore_state(const std::string& path, Groups& groups, Jour
         return refuse(where + " is named \"" + g->policy().name +
                       "\" in the config: the file belongs to another configuration (foreign state file)");
       if (auto why = policy_mismatch(gs[i], g->policy(), where)) return refuse(where + ": " + *why);
-      states.emplace(identity, parse_group(gs[i], where));
+      Group::State s = parse_group(gs[i], where);
+      if (split)
+        for (Member& m : split->members[i]) {
+          const Address a = m.address;
+          s.members.insert_or_assign(a, std::move(m));
+        }
+      states.emplace(identity, std::move(s));
     }
   } catch (const FieldError& e) {
     return refuse(e.message);
