@@ -147,6 +147,49 @@ def coop_rows(folder):
     return out
 
 
+def state_store_rows(folder):
+    """(name, value, unit, target, meets, note) from state_store_bench.json (issue 14, "Cost per member")."""
+    path = pathlib.Path(folder) / "state_store_bench.json"
+    if not path.exists():
+        return []
+    runs = {}
+    for b in json.loads(path.read_text()).get("benchmarks", []):
+        if b.get("run_type") != "aggregate":
+            runs[b["name"].split("/iterations")[0].split("/real_time")[0]] = b
+    out = []
+
+    def ms(b):
+        return b["real_time"] * {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[b.get("time_unit", "ns")]
+
+    def add(name, value, unit, op, target, note):
+        meets = None if target is None else (value < target if op == "<" else value <= target)
+        out.append((name, value, unit, f"{op} {target:g}" if target is not None else None, meets, note))
+
+    lazy = runs.get("BM_StateSavePerRegistration/100000")
+    if lazy:
+        add("state_save_100000_ms", ms(lazy), "ms", "<", 50.0,
+            "issue 14: the lazy save at 100,000 members (1,000 registrations' journal record, fdatasync)")
+    full = runs.get("BM_StateSave/100000")
+    if full:
+        add("state_snapshot_100000_ms", ms(full), "ms", "<", None,
+            f"the whole file ({full.get('file_bytes', 0) / 1e6:.1f} MB, fsync): at start, and once the journal outgrows it")
+    restore = runs.get("BM_StateRestore/100000")
+    if restore:
+        add("state_restore_100000_ms", ms(restore), "ms", "<", 2000.0, "issue 14: the store's part of a restart < 2 s")
+    per = {}
+    for n in (10000, 100000):
+        b = runs.get(f"BM_StateSavePerRegistration/{n}")
+        if b and "save_cpu_us_per_registration" in b:
+            per[n] = b["save_cpu_us_per_registration"]
+            add(f"state_save_cpu_us_per_registration_at_{n}", per[n], "us", "<", None,
+                f"journal append {b.get('append_cpu_us_per_registration', 0):.2f} + compaction amortized "
+                f"{b.get('compaction_cpu_us_per_registration', 0):.2f}")
+    if len(per) == 2 and per[10000] > 0:
+        add("state_save_cpu_per_registration_100000_to_10000", per[100000] / per[10000], "", "<=", 1.5,
+            "issue 14: save CPU per registration must not grow with the member count")
+    return out
+
+
 def verdict(name, value):
     t = REGISTRATION_TARGETS.get(name)
     if not t:
@@ -219,6 +262,16 @@ def main(folder):
         print(f"{name:56} {shown:>7} {unit:<2}  {note}")
         rows.append({"suite": "coop", "name": name, "value": value, "unit": unit, "target": None,
                      "meets_target": None, "note": note})
+    store = state_store_rows(folder)
+    if store:
+        print()
+        print("state file at 100,000 members (tests/bench/state_store_bench.cpp)")
+        print(f"{'metric':48} {'value':>10} {'target':>10}  verdict")
+    for name, value, unit, target, meets, note in store:
+        v = "" if meets is None else ("meets" if meets else "MISSES")
+        print(f"{name:48} {value:>7.2f} {unit:<2} {target or '-':>10}  {v} {note}")
+        rows.append({"suite": "state_store", "name": name, "value": value, "unit": unit, "target": target,
+                     "meets_target": meets, "note": note})
     vm = vm_throughput_rows(folder)
     if vm:
         print()
