@@ -154,8 +154,12 @@ def state_store_rows(folder):
         return []
     runs = {}
     for b in json.loads(path.read_text()).get("benchmarks", []):
-        if b.get("run_type") != "aggregate":
-            runs[b["name"].split("/iterations")[0].split("/real_time")[0]] = b
+        # A repeated benchmark is read by its median, the others by their run.
+        name = b.get("run_name", b["name"]).split("/iterations")[0].split("/real_time")[0]
+        if b.get("run_type") != "aggregate" and not b.get("repetitions", 1) > 1:
+            runs[name] = b
+        elif b.get("aggregate_name") == "median":
+            runs[name] = b
     out = []
 
     def ms(b):
