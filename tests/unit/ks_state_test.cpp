@@ -21,6 +21,7 @@
 
 #include "crypto/hash.h"
 #include "ks/state_store.h"
+#include "ks/store.h"
 
 using namespace covey;
 using covey::fixtures::prefix;
@@ -570,3 +571,145 @@ TEST_F(KsState, TenThousandMembersRoundTripAndSaveTime) {
 }
 
 }  // namespace
+
+// The lazy saves append what changed to the journal (issue 14: a save's
+// cost must not grow with the member count): members admitted, changed
+// and removed, a rekey's keys and SEQ, and the SID mark come back from
+// snapshot + journal, and the snapshot is not rewritten for them.
+TEST_F(KsState, TheJournalCarriesMembersKeysAndSidMarksAcrossARestart) {
+  auto before = make_groups(lab_config());
+  ks::StateFile file((dir_ / "state").string());
+  admit(*before, 134, "10.1.1.1");
+  admit(*before, 134, "10.1.1.2");
+  ASSERT_TRUE(file.save(*before));  // the first save: a snapshot
+  before->mark_state_written();
+  const std::string snapshot = read(path_);
+  EXPECT_FALSE(fs::exists(path_ + ks::kJournalSuffix));
+
+  admit(*before, 134, "10.1.1.3");
+  admit(*before, 200, "10.1.1.3");
+  ks::Group& g = *before->find(134);
+  ASSERT_TRUE(g.remove_member(*Address::parse("10.1.1.1")));
+  g.find_member(*Address::parse("10.1.1.2"))->last_acked_seq = 7;
+  ASSERT_TRUE(file.save(*before));
+  before->mark_state_written();
+  auto tek = g.new_tek(2000);
+  ASSERT_TRUE(tek);
+  g.install_tek(ks::Group::LiveTek{*tek, 2000, 5600});
+  g.set_seq(g.seq() + 1);
+  g.set_sid_mark(g.sid_mark() + 4096);
+  ASSERT_TRUE(file.save(*before));
+  before->mark_state_written();
+  EXPECT_EQ(read(path_), snapshot);  // appended, not rewritten
+  EXPECT_TRUE(fs::exists(path_ + ks::kJournalSuffix));
+  EXPECT_EQ(fs::status(path_ + ks::kJournalSuffix).permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+
+  auto after = make_groups(lab_config());
+  ks::StateFile again((dir_ / "state").string());
+  auto restored = again.restore(*after);
+  ASSERT_TRUE(restored) << restored.error();
+  ks::Group& r = *after->find(134);
+  EXPECT_EQ(r.members().size(), 2u);
+  EXPECT_EQ(r.find_member(*Address::parse("10.1.1.1")), nullptr);
+  EXPECT_EQ(r.find_member(*Address::parse("10.1.1.2"))->last_acked_seq, 7u);
+  EXPECT_NE(r.find_member(*Address::parse("10.1.1.3")), nullptr);
+  EXPECT_EQ(after->find(200)->members().size(), 1u);
+  EXPECT_EQ(r.seq(), g.seq());
+  ASSERT_EQ(r.teks().size(), g.teks().size());
+  EXPECT_EQ(r.teks().back().tek.spi, tek->spi);
+  EXPECT_TRUE(same(r.teks().back().tek.encryption_key, tek->encryption_key));
+  EXPECT_EQ(r.sid_mark(), g.sid_mark());
+  // And the restored key server goes on appending to the same journal.
+  admit(*after, 134, "10.1.1.4");
+  ASSERT_TRUE(again.save(*after));
+  EXPECT_EQ(read(path_), snapshot);
+  auto third = make_groups(lab_config());
+  ASSERT_TRUE(ks::restore_state(path_, *third));
+  EXPECT_EQ(third->find(134)->members().size(), 3u);
+}
+
+// A crash mid-append loses that save only (it never returned); a record
+// that does not match its digest with records after it is corruption and
+// refused by name; the journal of an older snapshot is ignored; another
+// journal version is refused. After a cut-short record the next save
+// writes a snapshot rather than append after it.
+TEST_F(KsState, TheJournalSurvivesACrashMidAppendAndRefusesCorruption) {
+  auto groups = make_groups(lab_config());
+  ks::StateFile file((dir_ / "state").string());
+  ASSERT_TRUE(file.save(*groups));
+  groups->mark_state_written();
+  admit(*groups, 134, "10.1.2.1");
+  ASSERT_TRUE(file.save(*groups));
+  groups->mark_state_written();
+  const std::string one = read(path_ + ks::kJournalSuffix);
+  admit(*groups, 134, "10.1.2.2");
+  ASSERT_TRUE(file.save(*groups));
+  groups->mark_state_written();
+  const std::string two = read(path_ + ks::kJournalSuffix);
+  ASSERT_GT(two.size(), one.size() + 20);
+
+  write(path_ + ks::kJournalSuffix, two.substr(0, two.size() - 20));  // the second append cut short
+  auto cut = make_groups(lab_config());
+  ks::StateFile after_crash((dir_ / "state").string());
+  auto restored = after_crash.restore(*cut);
+  ASSERT_TRUE(restored) << restored.error();
+  EXPECT_EQ(cut->find(134)->members().size(), 1u);
+  ASSERT_TRUE(after_crash.save(*cut));
+  EXPECT_FALSE(fs::exists(path_ + ks::kJournalSuffix)) << "appended after a cut-short record";
+  auto resaved = make_groups(lab_config());
+  ASSERT_TRUE(ks::restore_state(path_, *resaved));
+  EXPECT_EQ(resaved->find(134)->members().size(), 1u);
+
+  // Records from here on continue the new snapshot; build a journal of two.
+  admit(*cut, 134, "10.1.2.3");
+  ASSERT_TRUE(after_crash.save(*cut));
+  cut->mark_state_written();
+  admit(*cut, 134, "10.1.2.4");
+  ASSERT_TRUE(after_crash.save(*cut));
+  std::string good = read(path_ + ks::kJournalSuffix);
+  std::string corrupt = good;
+  corrupt[corrupt.find("10.1.2.3")] = '9';  // the first record, digest now wrong
+  write(path_ + ks::kJournalSuffix, corrupt);
+  auto refused = ks::restore_state(path_, *make_groups(lab_config()));
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().find("ks-state.journal: record 1 does not match its SHA-256 and records follow it (corrupt)"),
+            std::string::npos)
+      << refused.error();
+
+  std::string newer = good;
+  replace_all(newer, "version 1\n", "version 2\n");
+  write(path_ + ks::kJournalSuffix, newer);
+  refused = ks::restore_state(path_, *make_groups(lab_config()));
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().find("this covey-ks reads journal version 1 only"), std::string::npos) << refused.error();
+
+  write(path_ + ks::kJournalSuffix, one);  // based on the first snapshot, which is gone
+  auto stale = make_groups(lab_config());
+  ASSERT_TRUE(ks::restore_state(path_, *stale));
+  EXPECT_EQ(stale->find(134)->members().size(), 1u);
+  EXPECT_EQ(stale->find(134)->find_member(*Address::parse("10.1.2.2")), nullptr);
+}
+
+// The journal is rewritten into a snapshot once it outgrows it, so that
+// restoring never reads more than about twice the members' records.
+TEST_F(KsState, AJournalLargerThanTheSnapshotBecomesASnapshot) {
+  auto groups = make_groups(lab_config());
+  ks::StateFile file((dir_ / "state").string());
+  for (int i = 0; i < 20; ++i) admit(*groups, 134, ("10.1.3." + std::to_string(i)).c_str());
+  ASSERT_TRUE(file.save(*groups));
+  groups->mark_state_written();
+  bool compacted = false;
+  for (int round = 0; round < 200 && !compacted; ++round) {
+    for (int i = 0; i < 5; ++i) admit(*groups, 134, ("10.1.3." + std::to_string(i)).c_str());  // registering again
+    ASSERT_TRUE(file.save(*groups));
+    groups->mark_state_written();
+    compacted = !fs::exists(path_ + ks::kJournalSuffix);
+    if (!compacted) {
+      EXPECT_LE(fs::file_size(path_ + ks::kJournalSuffix), fs::file_size(path_) + 8192);
+    }
+  }
+  EXPECT_TRUE(compacted);
+  auto after = make_groups(lab_config());
+  ASSERT_TRUE(ks::restore_state(path_, *after));
+  EXPECT_EQ(after->find(134)->members().size(), 20u);
+}

@@ -233,3 +233,70 @@ TEST(Registration, RetransmissionRecoversALostMessage) {
   ASSERT_EQ(replies.size(), 1u);
   EXPECT_EQ(w.ks->half_open(), 1u);  // the same exchange, not a second one
 }
+
+// A phase-1 SA ends once its GROUPKEY-PULL is done (issue 14: cost per
+// member): it answers a retransmitted message 3 for exchange_linger_s,
+// then the key server forgets it instead of holding it for its lifetime
+// (a day by default). The member registers again with a new Main Mode;
+// a message on the forgotten SA is dropped.
+TEST(Registration, PhaseOneSaEndsSecondsAfterItsExchange) {
+  World w;
+  auto a = w.member("10.1.23.3");
+  Endpoint me{*Address::parse("10.1.23.3"), 848};
+  Bytes message3, message4;
+  std::vector<Bytes> to_ks = a.start(10);
+  for (int i = 0; i < 10 && !to_ks.empty(); ++i) {
+    std::vector<Bytes> next;
+    for (const Bytes& d : to_ks) {
+      message3 = d;  // the member's last message is message 3
+      for (const ks::Outgoing& o : w.ks->receive(me, w.ks_ep.address, d, 10'000)) {
+        message4 = o.datagram;
+        for (Bytes& b : a.receive(o.datagram, 10)) next.push_back(std::move(b));
+      }
+    }
+    to_ks = std::move(next);
+  }
+  ASSERT_TRUE(a.registration()) << a.failure().value_or("");
+  EXPECT_EQ(w.ks->established(), 1u);
+
+  // Message 4 lost: the retransmitted message 3 gets it again, until the linger ends.
+  w.ks->expire(10 + 9);
+  ASSERT_EQ(w.ks->established(), 1u);
+  auto again = w.ks->receive(me, w.ks_ep.address, message3, 19'000);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].datagram, message4);
+  w.ks->expire(10 + 10);  // exchange_linger_s
+  EXPECT_EQ(w.ks->established(), 0u);
+  EXPECT_EQ(w.groups.find(134)->members().size(), 1u);  // the member stays; only the SA ends
+
+  const auto dropped = w.ks->counters().dropped;
+  EXPECT_TRUE(w.ks->receive(me, w.ks_ep.address, message3, 21'000).empty());
+  EXPECT_EQ(w.ks->counters().dropped, dropped + 1);
+
+  // Registering again is a new Main Mode, as covey-gm always does.
+  auto b = w.member("10.1.23.3");
+  w.run(b, "10.1.23.3", 22);
+  ASSERT_TRUE(b.registration()) << b.failure().value_or("");
+  EXPECT_EQ(w.groups.find(134)->find_member(*Address::parse("10.1.23.3"))->registrations, 2u);
+}
+
+// An SA whose member never begins a GROUPKEY-PULL ends as a stalled
+// exchange does, exchange_timeout_s after Main Mode.
+TEST(Registration, PhaseOneSaWithoutExchangeEndsWhenIdle) {
+  World w;
+  auto a = w.member("10.1.23.3");
+  Endpoint me{*Address::parse("10.1.23.3"), 848};
+  std::vector<Bytes> to_ks = a.start(10);
+  for (int i = 0; i < 3; ++i) {  // messages 1, 3, 5: Main Mode only
+    std::vector<Bytes> next;
+    for (const Bytes& d : to_ks)
+      for (const ks::Outgoing& o : w.ks->receive(me, w.ks_ep.address, d, 10'000))
+        for (Bytes& b : a.receive(o.datagram, 10)) next.push_back(std::move(b));
+    to_ks = std::move(next);
+  }
+  ASSERT_EQ(w.ks->established(), 1u);
+  w.ks->expire(10 + 29);
+  EXPECT_EQ(w.ks->established(), 1u);
+  w.ks->expire(10 + 30);  // exchange_timeout_s
+  EXPECT_EQ(w.ks->established(), 0u);
+}

@@ -103,6 +103,13 @@ class PullResponder {
   PullStep receive(ike::Phase1Sa& sa, const wire::Header& h, ByteView datagram, GroupDirectory& groups);
   std::uint32_t message_id() const { return mid_; }
   const std::optional<GroupDirectory::Offer>& offer() const { return offer_; }
+  // After message 4: keeps only what answers a retransmitted message 3
+  // (the messages), not the offer with its key copies or the nonces.
+  void keep_only_answer() {
+    offer_.reset();
+    ni_b_.clear();
+    nr_b_.clear();
+  }
 
  private:
   PullStep fail(ike::Phase1Sa& sa, wire::NotifyType n, std::string reason);

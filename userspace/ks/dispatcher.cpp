@@ -160,7 +160,8 @@ std::vector<Outgoing> Dispatcher::main_mode(const Header& h, const Endpoint& fro
     if (auto old = sa_by_peer_.find(from); old != sa_by_peer_.end()) sas_.erase(old->second);
     CookiePair key = it->first;
     sa_by_peer_[from] = key;
-    Sa entry{std::move(sa), local, std::move(ho.exchange), {}};
+    // Idle until its first GROUPKEY-PULL: ends as a stalled exchange would.
+    Sa entry{std::move(sa), local, std::move(ho.exchange), {}, now + options_.exchange_timeout_s};
     drop_half_open(it);
     sas_.insert_or_assign(key, std::move(entry));
   }
@@ -199,11 +200,13 @@ std::vector<Outgoing> Dispatcher::phase2(const Header& h, const Endpoint& from, 
       log(Severity::Warning, "dropped GROUPKEY-PULL from " + from.str() + ": too many exchanges in progress on its SA");
       return {};
     }
-    pull = s.pulls.emplace(h.message_id, std::make_pair(gdoi::PullResponder{}, now)).first;
+    pull = s.pulls.emplace(h.message_id, Pull{gdoi::PullResponder{}, now}).first;
   }
+  // A phase-2 message proves the member has message 6.
+  s.finished.reset();
   groups_.set_clock_ms(now_ms);
   groups_.set_local(s.local);
-  gdoi::PullStep step = pull->second.first.receive(s.sa, h, datagram, groups_);
+  gdoi::PullStep step = pull->second.responder.receive(s.sa, h, datagram, groups_);
   std::vector<Outgoing> out;
   if (step.send) out.push_back(Outgoing{from, *step.send});
   if (step.dropped) {
@@ -211,7 +214,7 @@ std::vector<Outgoing> Dispatcher::phase2(const Header& h, const Endpoint& from, 
     log(Severity::Warning, "GM " + from.str() + ": dropped " + *step.dropped);
     // An exchange whose first message did not authenticate never began: it
     // must not hold one of the SA's few exchange slots.
-    if (!pull->second.first.offer()) {
+    if (!pull->second.responder.offer()) {
       s.pulls.erase(pull);
       return out;
     }
@@ -223,9 +226,10 @@ std::vector<Outgoing> Dispatcher::phase2(const Header& h, const Endpoint& from, 
             notify_name(step.failure->notify) + ")",
         {{"COVEY_PEER", from.address.str()}, {"COVEY_EVENT", "registration-refused"}});
     s.pulls.erase(pull);
+    s.ends_at = now + options_.exchange_linger_s;
   } else if (step.admitted) {
     ++counters_.registrations;
-    const auto& offer = pull->second.first.offer();
+    const auto& offer = pull->second.responder.offer();
     if (logs(Severity::Info)) {
       Group* g = offer ? groups_.find(offer->group_id) : nullptr;
       std::string group = g ? g->policy().name + " (" + std::to_string(g->policy().identity) + ")" : "?";
@@ -236,6 +240,9 @@ std::vector<Outgoing> Dispatcher::phase2(const Header& h, const Endpoint& from, 
     }
     if (offer && !offer->interop_note.empty()) log(Severity::Warning, "GM " + from.address.str() + ": " + offer->interop_note);
     if (offer && !offer->warning.empty()) log(Severity::Warning, offer->warning);
+    pull->second.responder.keep_only_answer();
+    pull->second = Pull{std::move(pull->second.responder), now, true};
+    s.ends_at = now + options_.exchange_linger_s;
   }
   return out;
 }
@@ -263,13 +270,26 @@ void Dispatcher::expire(std::int64_t now) {
     if (it == half_open_.end() || now - it->second.started_at < options_.half_open_timeout_s) break;
     drop_half_open(it);
   }
+  // A phase-1 SA lives as long as the group needs it: while a GROUPKEY-PULL
+  // is in progress and a few seconds after the last one, to answer its
+  // retransmission (exchange_linger_s), never past its lifetime. Kept to
+  // its lifetime, as IOS key servers do, each would hold a kilobyte or two
+  // for a day after the member is registered (docs/ARCHITECTURE.md).
   for (auto it = sas_.begin(); it != sas_.end();) {
     Sa& s = it->second;
-    for (auto p = s.pulls.begin(); p != s.pulls.end();)
-      p = now - p->second.second >= options_.exchange_timeout_s ? s.pulls.erase(p) : std::next(p);
+    for (auto p = s.pulls.begin(); p != s.pulls.end();) {
+      const std::int64_t limit = p->second.done ? options_.exchange_linger_s : options_.exchange_timeout_s;
+      p = now - p->second.at >= limit ? s.pulls.erase(p) : std::next(p);
+    }
     if (s.finished && now - s.sa.established_at >= options_.half_open_timeout_s) s.finished.reset();
-    if (now - s.sa.established_at >= static_cast<std::int64_t>(s.sa.transform.lifetime_s)) {
-      if (logs(Severity::Info)) log(Severity::Info, "Phase 1 SA with GM " + s.sa.peer.str() + " expired");
+    const char* why = nullptr;
+    if (now - s.sa.established_at >= static_cast<std::int64_t>(s.sa.transform.lifetime_s))
+      why = "expired";
+    else if (s.pulls.empty() && now >= s.ends_at)
+      why = "ended: no GROUPKEY-PULL in progress";
+    if (why) {
+      const Severity level = s.pulls.empty() ? Severity::Debug : Severity::Info;  // cut short by its lifetime
+      if (logs(level)) log(level, "Phase 1 SA with GM " + s.sa.peer.str() + " " + why);
       if (auto p = sa_by_peer_.find(s.sa.peer); p != sa_by_peer_.end() && p->second == it->first) sa_by_peer_.erase(p);
       it = sas_.erase(it);
     } else {

@@ -28,6 +28,11 @@ struct DispatcherOptions {
   std::size_t half_open_cap = 1024;
   std::int64_t half_open_timeout_s = 30;
   std::int64_t exchange_timeout_s = 30;  // GROUPKEY-PULL exchanges
+  // How long a phase-1 SA outlives its last GROUPKEY-PULL: long enough to
+  // answer a retransmitted message 3 (covey-gm retransmits every 2 s, four
+  // times), not until the SA's lifetime. Nothing else uses the SA: rekeys
+  // travel under the KEK, and a member registers again with a new Main Mode.
+  std::int64_t exchange_linger_s = 10;
   bool keylog = false;  // collect phase-1 keys for the keylog (off: no key is copied)
 };
 
@@ -89,11 +94,19 @@ class Dispatcher {
     std::int64_t started_at;
     std::list<CookiePair>::iterator age;
   };
+  struct Pull {
+    gdoi::PullResponder responder;
+    std::int64_t at;  // begun, or once done, ended
+    bool done = false;  // message 4 sent: only answers its retransmission
+  };
   struct Sa {
     ike::Phase1Sa sa;
     Address local;  // the key server address the member contacted
     std::optional<ike::MainMode> finished;  // answers a retransmitted message 5
-    std::map<std::uint32_t, std::pair<gdoi::PullResponder, std::int64_t>> pulls;
+    std::map<std::uint32_t, Pull> pulls;
+    // With no exchange in progress, the SA ends at this second: idle since
+    // established, or lingering after its last exchange.
+    std::int64_t ends_at = 0;
   };
 
   std::vector<Outgoing> main_mode(const wire::Header& h, const Endpoint& from, const Address& local,

@@ -84,10 +84,16 @@ crypto::Result<gdoi::Kek> Group::new_kek() const {
 
 Member* Group::find_member(const Address& a) {
   auto it = members_.find(a);
-  return it == members_.end() ? nullptr : &it->second;
+  if (it == members_.end()) return nullptr;
+  changed_members_.insert(a);
+  return &it->second;
 }
 
-bool Group::remove_member(const Address& a) { return members_.erase(a) > 0; }
+bool Group::remove_member(const Address& a) {
+  if (members_.erase(a) == 0) return false;
+  changed_members_.insert(a);
+  return true;
+}
 
 void Group::set_policy(gdoi::GroupPolicy policy) {
   policy.name = policy_.name;
@@ -161,6 +167,7 @@ crypto::Result<GroupDirectory::Admission> Group::admit(const ike::Phase1Sa& memb
   for (unsigned i = 0; i < n; ++i) a.sids.push_back(next_sid_++);
   a.seq = seq_;
   Member& m = members_[member.peer.address];
+  changed_members_.insert(member.peer.address);
   m.address = member.peer.address;
   m.identity = member.peer_subject.empty() ? member.peer.address.str() : member.peer_subject;
   m.registered_at = now;
@@ -248,6 +255,7 @@ crypto::Result<void> Group::restore_state(State s) {
   if (auto r = adopt_keys(std::move(s)); !r) return r;  // its checks are a part of those above
   next_sid_ = sid_mark_ = mark;
   members_ = std::move(members);
+  changed_members_.clear();  // as the store holds them
   return {};
 }
 

@@ -178,9 +178,19 @@ class Group {
   // new public key) is on its way: every later push is signed with `key`.
   void set_signing_key(crypto::PrivateKey key) { signing_key_ = std::move(key); }
   const Address& ks_address() const { return ks_address_; }
+  // A member found here may be changed by the caller: it is recorded as
+  // changed, as are those admitted, put and removed.
   Member* find_member(const Address& a);
   bool remove_member(const Address& a);
-  void put_member(Member m) { members_[m.address] = std::move(m); }
+  void put_member(Member m) {
+    changed_members_.insert(m.address);
+    members_[m.address] = std::move(m);
+  }
+  // Members changed (or removed: no longer in members()) since the state
+  // file last recorded them: what its journal appends (ks/state_store.h),
+  // so that a lazy save costs what changed, not the member count.
+  const std::set<Address>& changed_members() const { return changed_members_; }
+  void clear_changed_members() { changed_members_.clear(); }
   // A new policy from a reload; name and identity never change.
   void set_policy(gdoi::GroupPolicy policy);
   void install_tek(LiveTek tek) { teks_.push_back(std::move(tek)); }
@@ -221,6 +231,7 @@ class Group {
   std::uint32_t seq_ = 0;
   std::int64_t pseudotime_epoch_ms_ = 0;
   std::map<Address, Member> members_;
+  std::set<Address> changed_members_;
   std::optional<LastPush> last_push_;
 };
 
@@ -254,7 +265,10 @@ class Groups : public gdoi::GroupDirectory {
   using ReserveSids = std::function<crypto::Result<void>(Group&, unsigned need)>;
   void set_reserve_sids(ReserveSids reserve) { reserve_sids_ = std::move(reserve); }
   bool state_dirty() const { return dirty_; }
-  void mark_state_written() { dirty_ = false; }
+  void mark_state_written() {
+    dirty_ = false;
+    for (auto& [id, g] : groups_) g->clear_changed_members();
+  }
   void mark_state_dirty() { dirty_ = true; }
   // Writes the state file now (rekeys: before the push carrying a new key,
   // SPI or SEQ is sent). Without a writer (tests), nothing is written.

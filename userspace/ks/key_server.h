@@ -83,11 +83,12 @@ class KeyServer {
 
   // Members are written lazily (ks/state_store.h): a second after the last
   // save of any kind at the earliest, and no sooner than 20 times what
-  // that save took. A save writes every member, so at tens of thousands of
-  // them a fixed once a second would grow into a large share of the one
-  // thread that answers registrations; this way lazy saves take at most a
-  // twentieth of it whatever the member count. Waiting longer costs
-  // little: a member whose record a crash loses registers again.
+  // that save took. A save appends the members changed since the last to
+  // the state file's journal; the one in a while that rewrites the whole
+  // file (the journal outgrew it) takes longer, and this keeps even those
+  // to a twentieth of the one thread that answers registrations whatever
+  // the member count. Waiting longer costs little: a member whose record a
+  // crash loses registers again.
   static constexpr std::int64_t kMemberSaveIntervalMs = 1000;
   static constexpr std::int64_t kMemberSaveCostFactor = 20;
   // When the next lazy save of dirty members may happen.

@@ -512,13 +512,329 @@ crypto::Result<void> write_all(int fd, std::string_view data, const std::string&
   return {};
 }
 
+Bytes sha256(std::string_view s) {
+  auto d = crypto::digest(crypto::HashAlgorithm::Sha256, {ByteView(reinterpret_cast<const std::uint8_t*>(s.data()), s.size())});
+  return d ? *d : Bytes{};
+}
+
+// A group's keys and counters as a journal record holds them (the shared
+// form: no members, no SID mark), by digest: what append_state compares to
+// write them only when a rekey changed them. The text holds key material;
+// the digest does not reveal it.
+Bytes keys_digest(const Group& g) {
+  StateText out(8192);
+  write_group(out, g, false);
+  return sha256(out.view());
+}
+
+crypto::Result<void> sync_dir(const std::string& path) {
+  std::filesystem::path target(path);
+  std::string dir = target.parent_path().empty() ? "." : target.parent_path().string();
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return Error{sys_error("cannot open its directory", dir)};
+  int synced = ::fsync(dfd);
+  ::close(dfd);
+  if (synced != 0) return Error{sys_error("cannot fsync its directory", dir)};
+  return {};
+}
+
+constexpr std::string_view kJournalMagic = "covey-ks-journal";
+
+// Members as the file holds them, read without a JSON DOM: at 100,000
+// members building nlohmann's tree was most of a restore. It reads the
+// fields write_member writes, in any order and with any whitespace, and
+// gives up (nullopt) on anything else (an escaped identity, an unknown
+// field, a missing one); restore_state then reads the whole file with
+// nlohmann as before, which also names the defect.
+class MemberReader {
+ public:
+  explicit MemberReader(std::string_view s) : s_(s) {}
+
+  // The array that starts at `at` (its '['); `end` is set past its ']'.
+  std::optional<std::vector<Member>> array(std::size_t at, std::size_t& end) {
+    i_ = at;
+    if (!eat('[')) return std::nullopt;
+    std::vector<Member> out;
+    if (eat(']')) {
+      end = i_;
+      return out;
+    }
+    do {
+      auto m = member();
+      if (!m) return std::nullopt;
+      out.push_back(std::move(*m));
+    } while (eat(','));
+    if (!eat(']')) return std::nullopt;
+    end = i_;
+    return out;
+  }
+
+ private:
+  void space() {
+    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\r' || s_[i_] == '\t')) ++i_;
+  }
+  bool eat(char c) {
+    space();
+    if (i_ < s_.size() && s_[i_] == c) {
+      ++i_;
+      return true;
+    }
+    return false;
+  }
+  bool null() {
+    space();
+    if (s_.substr(i_, 4) != "null") return false;
+    i_ += 4;
+    return true;
+  }
+  // A string without escapes (and so needing no decoding).
+  std::optional<std::string_view> string() {
+    if (!eat('"')) return std::nullopt;
+    auto close = s_.find('"', i_);
+    if (close == std::string_view::npos) return std::nullopt;
+    std::string_view v = s_.substr(i_, close - i_);
+    if (v.find('\\') != std::string_view::npos) return std::nullopt;
+    i_ = close + 1;
+    return v;
+  }
+  template <class Int>
+  std::optional<Int> number() {
+    space();
+    Int v{};
+    auto [end, ec] = std::from_chars(s_.data() + i_, s_.data() + s_.size(), v);
+    if (ec != std::errc{} || end == s_.data() + i_) return std::nullopt;
+    if (end < s_.data() + s_.size() && (*end == '.' || *end == 'e' || *end == 'E')) return std::nullopt;
+    i_ = static_cast<std::size_t>(end - s_.data());
+    return v;
+  }
+  std::optional<Address> address() {
+    auto t = string();
+    return t ? Address::parse(*t) : std::nullopt;
+  }
+
+  std::optional<Member> member() {
+    Member m;
+    enum : unsigned { kAddress = 1, kIdentity = 2, kRegisteredAt = 4, kSids = 8, kRegistrations = 16, kFeatures = 32 };
+    unsigned seen = 0;
+    if (!eat('{')) return std::nullopt;
+    do {
+      auto key = string();
+      if (!key || !eat(':')) return std::nullopt;
+      if (*key == "address") {
+        auto a = address();
+        if (!a) return std::nullopt;
+        m.address = *a;
+        seen |= kAddress;
+      } else if (*key == "identity") {
+        auto t = string();
+        if (!t) return std::nullopt;
+        m.identity = std::string(*t);
+        seen |= kIdentity;
+      } else if (*key == "registered_at") {
+        auto v = number<std::int64_t>();
+        if (!v) return std::nullopt;
+        m.registered_at = *v;
+        seen |= kRegisteredAt;
+      } else if (*key == "sids") {
+        if (!eat('[')) return std::nullopt;
+        if (!eat(']')) {
+          do {
+            auto v = number<std::uint16_t>();
+            if (!v) return std::nullopt;
+            m.sids.push_back(*v);
+          } while (eat(','));
+          if (!eat(']')) return std::nullopt;
+        }
+        seen |= kSids;
+      } else if (*key == "registrations") {
+        auto v = number<std::uint32_t>();
+        if (!v) return std::nullopt;
+        m.registrations = *v;
+        seen |= kRegistrations;
+      } else if (*key == "port") {
+        auto v = number<std::uint16_t>();
+        if (!v) return std::nullopt;
+        m.port = *v;
+      } else if (*key == "missed_rekeys") {
+        auto v = number<std::uint32_t>();
+        if (!v) return std::nullopt;
+        m.missed_rekeys = *v;
+      } else if (*key == "registered_to" || *key == "last_acked_seq" || *key == "covey_features") {
+        if (*key == "covey_features") seen |= kFeatures;
+        if (null()) {
+          if (*key == "registered_to") m.registered_to.reset();
+          if (*key == "last_acked_seq") m.last_acked_seq.reset();
+          if (*key == "covey_features") m.traits = gdoi::PeerTraits{};
+          continue;
+        }
+        if (*key == "registered_to") {
+          auto a = address();
+          if (!a) return std::nullopt;
+          m.registered_to = *a;
+        } else {
+          auto v = number<std::uint32_t>();
+          if (!v) return std::nullopt;
+          if (*key == "last_acked_seq") m.last_acked_seq = *v;
+          else m.traits = gdoi::PeerTraits{true, *v};
+        }
+      } else {
+        return std::nullopt;
+      }
+    } while (eat(','));
+    if (!eat('}')) return std::nullopt;
+    const unsigned required = kAddress | kIdentity | kRegisteredAt | kSids | kRegistrations;
+    if ((seen & required) != required) return std::nullopt;
+    // As parse_member: a file from before Vendor IDs names no features.
+    if (!(seen & kFeatures)) m.traits = gdoi::PeerTraits{true};
+    return m;
+  }
+
+  std::string_view s_;
+  std::size_t i_ = 0;
+};
+
+// Every group's "members" array read by MemberReader, in document order,
+// and the document with each of them emptied, for nlohmann to read the
+// rest; nullopt when MemberReader gives up on any. An unescaped
+// "members" followed by ':' is a key: inside a string its quotes would be
+// escaped.
+struct SplitDocument {
+  std::string rest;
+  std::vector<std::vector<Member>> members;
+};
+std::optional<SplitDocument> split_members(std::string_view doc) {
+  SplitDocument out;
+  constexpr std::string_view kKey = "\"members\"";
+  std::size_t copied = 0;
+  for (std::size_t at = doc.find(kKey); at != std::string_view::npos; at = doc.find(kKey, at + 1)) {
+    std::size_t i = at + kKey.size();
+    while (i < doc.size() && (doc[i] == ' ' || doc[i] == '\n' || doc[i] == '\r' || doc[i] == '\t')) ++i;
+    if (i >= doc.size() || doc[i] != ':') continue;
+    ++i;
+    while (i < doc.size() && (doc[i] == ' ' || doc[i] == '\n' || doc[i] == '\r' || doc[i] == '\t')) ++i;
+    std::size_t end = 0;
+    auto members = MemberReader(doc).array(i, end);
+    if (!members) return std::nullopt;
+    out.rest.append(doc.substr(copied, i - copied)).append("[]");
+    copied = end;
+    at = end - 1;
+    out.members.push_back(std::move(*members));
+  }
+  out.rest.append(doc.substr(copied));
+  return out;
+}
+
+// Applies the journal of `path` (if any) over the snapshot's `states`.
+// `clean`: every record was applied and the file may be appended to.
+crypto::Result<void> apply_journal(const std::string& path, ByteView snapshot_digest, const Groups& groups,
+                                   std::map<std::uint32_t, Group::State>& states, bool& clean,
+                                   std::uint64_t& journal_bytes) {
+  const std::string jpath = path + kJournalSuffix;
+  clean = true;
+  journal_bytes = 0;
+  struct stat st {};
+  if (::lstat(jpath.c_str(), &st) != 0) {
+    if (errno == ENOENT) return {};
+    return Error{sys_error("journal", jpath)};
+  }
+  auto file = read_file(jpath);
+  if (!file) return Error{file.error()};
+  WipedText wipe_file{*file};
+  std::string_view rest = *file;
+  auto refuse = [&](const std::string& why) -> crypto::Result<void> { return Error{"journal " + jpath + ": " + why}; };
+  auto magic = line(rest);
+  if (magic && *magic != kJournalMagic)
+    return refuse("not a covey-ks journal (the first line is not \"" + std::string(kJournalMagic) + "\")");
+  auto version = line(rest);
+  if (version && *version != "version " + std::to_string(kJournalFormatVersion))
+    return refuse("\"" + std::string(*version) + "\", this covey-ks reads journal version " +
+                  std::to_string(kJournalFormatVersion) + " only (written by another covey-ks?)");
+  auto base = line(rest);
+  // Cut short while it was made (no record yet), or the journal of an
+  // older snapshot (a crash before its removal): the snapshot holds all.
+  if (!base || *base != "base " + to_hex(snapshot_digest)) {
+    clean = false;
+    return {};
+  }
+  for (std::size_t n = 1; !rest.empty(); ++n) {
+    const std::string rw = "record " + std::to_string(n);
+    std::string_view before = rest;
+    auto head = line(rest);
+    std::size_t length = 0;
+    Bytes want;
+    bool framed = false;
+    if (head && head->substr(0, 7) == "record ") {
+      std::string_view h = head->substr(7);
+      auto sp = h.find(' ');
+      auto [end, ec] = std::from_chars(h.data(), h.data() + (sp == std::string_view::npos ? 0 : sp), length);
+      framed = sp != std::string_view::npos && ec == std::errc{} && end == h.data() + sp &&
+               from_hex(h.substr(sp + 1), want) && want.size() == 32;
+    }
+    const bool whole = framed && rest.size() >= length + 1 && rest[length] == '\n';
+    std::string_view payload = whole ? rest.substr(0, length) : std::string_view{};
+    const bool intact = whole && sha256(payload) == want;
+    if (!intact) {
+      // The last save's append, cut short by a crash: it never returned,
+      // so nothing was sent that depends on it.
+      const bool last = !whole || rest.size() == length + 1;
+      if (last) {
+        clean = false;
+        return {};
+      }
+      (void)before;
+      return refuse(rw + " does not match its SHA-256 and records follow it (corrupt)");
+    }
+    rest.remove_prefix(length + 1);
+    json doc = json::parse(payload, nullptr, false);
+    Wiped wipe_doc{doc};
+    if (doc.is_discarded()) return refuse(rw + " is not JSON, though its SHA-256 matches");
+    try {
+      for (const json& gj : array(doc, "groups", rw)) {
+        const auto identity = number<std::uint32_t>(gj, "identity", rw);
+        const std::string where = rw + " group " + std::to_string(identity);
+        auto s = states.find(identity);
+        if (s == states.end()) return refuse(where + " is not in the state file");
+        const Group* g = groups.all().at(identity).get();
+        s->second.next_sid = std::max(s->second.next_sid, number<std::uint32_t>(gj, "next_sid", where));
+        if (gj.contains("keys")) {
+          const json& kj = gj["keys"];
+          if (auto why = policy_mismatch(kj, g->policy(), where + ".keys", "the journal")) return refuse(where + ": " + *why);
+          Group::State k = parse_group(kj, where + ".keys");
+          s->second.kek = std::move(k.kek);
+          s->second.kek_expires_at = k.kek_expires_at;
+          s->second.teks = std::move(k.teks);
+          s->second.used_spis = std::move(k.used_spis);
+          s->second.seq = k.seq;
+          s->second.pseudotime_epoch_ms = k.pseudotime_epoch_ms;
+        }
+        const json& members = array(gj, "members", where);
+        for (std::size_t i = 0; i < members.size(); ++i) {
+          Member m = parse_member(members[i], where + ".members[" + std::to_string(i) + "]");
+          s->second.members[m.address] = std::move(m);
+        }
+        for (const json& r : array(gj, "removed", where)) {
+          auto a = r.is_string() ? Address::parse(r.get<std::string>()) : std::nullopt;
+          if (!a) throw FieldError{where + ".removed holds " + r.dump() + ", not an IP address"};
+          s->second.members.erase(*a);
+        }
+      }
+    } catch (const FieldError& e) {
+      return refuse(e.message);
+    } catch (const json::exception& e) {
+      return refuse(rw + " malformed: " + e.what());
+    }
+  }
+  journal_bytes = file->size();
+  return {};
+}
+
 }  // namespace
 
 std::string state_file_path(const std::string& state_dir) {
   return (std::filesystem::path(state_dir) / kStateFileName).string();
 }
 
-crypto::Result<void> save_state(const std::string& path, const Groups& groups) {
+crypto::Result<void> save_state(const std::string& path, const Groups& groups, JournalMark* mark) {
   StateText text(expected_size(groups));
   text.raw("{\n \"format\": ").string(kMagic);
   text.raw(",\n \"version\": ").number(kStateFormatVersion);
@@ -564,10 +880,84 @@ crypto::Result<void> save_state(const std::string& path, const Groups& groups) {
   int synced = ::fsync(dfd);
   ::close(dfd);
   if (synced != 0) return Error{"state file " + path + ": " + sys_error("written, but cannot fsync its directory", dir)};
+  // The snapshot holds everything the journal did; one left behind (this
+  // unlink not durable) names the old snapshot as its base and is ignored.
+  if (::unlink((path + kJournalSuffix).c_str()) != 0 && errno != ENOENT && mark) {
+    mark->base.clear();
+    return {};
+  }
+  if (mark) {
+    mark->base = *digest;
+    mark->snapshot_bytes = header.size() + body.size();
+    mark->journal_bytes = 0;
+    mark->keys.clear();
+    for (const auto& [id, g] : groups.all()) mark->keys[id] = keys_digest(*g);
+  }
   return {};
 }
 
-crypto::Result<void> restore_state(const std::string& path, Groups& groups) {
+crypto::Result<void> append_state(const std::string& path, const Groups& groups, JournalMark& mark) {
+  const std::string jpath = path + kJournalSuffix;
+  if (mark.base.empty()) return Error{"journal " + jpath + ": no snapshot to continue; write one"};
+  std::size_t size = 256;
+  for (const auto& [id, g] : groups.all()) size += 8192 + 224 * g->changed_members().size();
+  StateText text(size);
+  if (mark.journal_bytes == 0)
+    text.raw(kJournalMagic).raw("\nversion ").number(kJournalFormatVersion).raw("\nbase ").raw(to_hex(mark.base)).raw("\n");
+  const std::size_t header = text.view().size();
+  text.raw("{\"groups\":[");
+  std::map<std::uint32_t, Bytes> keys;
+  bool first = true;
+  for (const auto& [id, g] : groups.all()) {
+    text.raw(first ? "\n{\"identity\":" : ",\n{\"identity\":").number(id);
+    first = false;
+    text.raw(",\"next_sid\":").number(std::max(g->sid_mark(), g->next_sid()));
+    keys[id] = keys_digest(*g);
+    if (keys[id] != mark.keys[id]) write_group(text.raw(",\"keys\":\n"), *g, false);
+    text.raw(",\"members\":[");
+    bool m1 = true;
+    for (const Address& a : g->changed_members())
+      if (auto m = g->members().find(a); m != g->members().end()) {
+        text.raw(m1 ? "\n" : ",\n");
+        m1 = false;
+        write_member(text, m->second);
+      }
+    text.raw("],\"removed\":[");
+    bool r1 = true;
+    for (const Address& a : g->changed_members())
+      if (!g->members().count(a)) {
+        if (!r1) text.raw(",");
+        r1 = false;
+        text.address(a);
+      }
+    text.raw("]}");
+  }
+  text.raw("]}");
+  const std::string_view payload = text.view().substr(header);
+  const std::string head = std::string(text.view().substr(0, header)) + "record " + std::to_string(payload.size()) +
+                           " " + to_hex(sha256(payload)) + "\n";
+  auto fail = [&](int fd, std::string why) -> crypto::Result<void> {
+    if (fd >= 0) ::close(fd);
+    mark.base.clear();  // the next save writes a snapshot, not after a partial record
+    return Error{"journal " + jpath + ": " + why};
+  };
+  const bool create = mark.journal_bytes == 0;
+  int fd = ::open(jpath.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT | O_TRUNC : O_APPEND), 0600);
+  if (fd < 0) return fail(-1, sys_error("cannot open", jpath));
+  if (create && ::fchmod(fd, 0600) != 0) return fail(fd, sys_error("cannot chmod", jpath));
+  if (auto w = write_all(fd, head, jpath); !w) return fail(fd, w.error());
+  if (auto w = write_all(fd, payload, jpath); !w) return fail(fd, w.error());
+  if (auto w = write_all(fd, "\n", jpath); !w) return fail(fd, w.error());
+  if (::fdatasync(fd) != 0) return fail(fd, sys_error("cannot fdatasync", jpath));
+  if (::close(fd) != 0) return fail(-1, sys_error("cannot close", jpath));
+  if (create)
+    if (auto d = sync_dir(jpath); !d) return fail(-1, d.error());
+  mark.journal_bytes += head.size() + payload.size() + 1;
+  mark.keys = std::move(keys);
+  return {};
+}
+
+crypto::Result<void> restore_state(const std::string& path, Groups& groups, JournalMark* mark) {
   auto file = read_file(path);
   if (!file) return Error{file.error()};
   WipedText wipe_file{*file};
@@ -594,9 +984,18 @@ crypto::Result<void> restore_state(const std::string& path, Groups& groups) {
   if (!got) return refuse("SHA-256: " + got.error());
   if (*got != want) return refuse("content does not match its SHA-256 (truncated or corrupt)");
 
-  json doc = json::parse(rest, nullptr, false);
+  // The members without a DOM when they read as save_state writes them.
+  std::optional<SplitDocument> split = split_members(rest);
+  json doc = json::parse(split ? std::string_view(split->rest) : rest, nullptr, false);
   Wiped wipe_doc{doc};
+  if (split) wipe(split->rest);
   if (doc.is_discarded()) return refuse("content is not JSON, though its SHA-256 matches");
+  if (split && (!doc.contains("groups") || !doc["groups"].is_array() || doc["groups"].size() != split->members.size())) {
+    // "members" outside the groups' objects: let nlohmann read it all.
+    split.reset();
+    doc = json::parse(rest, nullptr, false);
+    if (doc.is_discarded()) return refuse("content is not JSON, though its SHA-256 matches");
+  }
   std::map<std::uint32_t, Group::State> states;
   try {
     if (text(doc, "format", "document") != kMagic) return refuse("document format is not " + std::string(kMagic));
@@ -617,7 +1016,11 @@ crypto::Result<void> restore_state(const std::string& path, Groups& groups) {
                       "\" in the config: the file belongs to another configuration (foreign state file)");
       if (auto why = policy_mismatch(gs[i], g->policy(), where)) return refuse(where + ": " + *why);
       Group::State s = parse_group(gs[i], where);
-      if (auto why = g->refuse_state(s)) return refuse(where + ": " + *why);
+      if (split)
+        for (Member& m : split->members[i]) {
+          const Address a = m.address;
+          s.members.insert_or_assign(a, std::move(m));
+        }
       states.emplace(identity, std::move(s));
     }
   } catch (const FieldError& e) {
@@ -630,9 +1033,26 @@ crypto::Result<void> restore_state(const std::string& path, Groups& groups) {
       return refuse("configured group " + g->policy().name + " (" + std::to_string(id) +
                     ") is not in the file: the file belongs to another configuration (foreign state file); "
                     "remove it to start every group afresh");
+  bool clean = true;
+  std::uint64_t journal_bytes = 0;
+  if (auto j = apply_journal(path, want, groups, states, clean, journal_bytes); !j) return Error{j.error()};
+  for (auto& [id, s] : states) {
+    const Group* g = groups.all().at(id).get();
+    if (auto why = g->refuse_state(s))
+      return refuse("group " + g->policy().name + " (" + std::to_string(id) + "): " + *why);
+  }
   for (auto& [id, s] : states) {
     auto r = groups.find(id)->restore_state(std::move(s));
     if (!r) return refuse(r.error());  // cannot happen: refuse_state passed above
+  }
+  if (mark) {
+    *mark = JournalMark{};
+    if (clean) {
+      mark->base = want;
+      mark->snapshot_bytes = file->size();
+      mark->journal_bytes = journal_bytes;
+      for (const auto& [id, g] : groups.all()) mark->keys[id] = keys_digest(*g);
+    }
   }
   return {};
 }
@@ -689,10 +1109,15 @@ crypto::Result<bool> StateFile::restore(Groups& groups) {
     if (errno == ENOENT) return false;
     return Error{sys_error("state file", path_)};
   }
-  if (auto r = restore_state(path_, groups); !r) return Error{r.error()};
+  if (auto r = restore_state(path_, groups, &mark_); !r) return Error{r.error()};
   return true;
 }
 
-crypto::Result<void> StateFile::save(const Groups& groups) { return save_state(path_, groups); }
+crypto::Result<void> StateFile::save(const Groups& groups) {
+  // The journal until it outgrows the snapshot, then a new snapshot: each
+  // journal byte is rewritten once at most.
+  if (!mark_.base.empty() && mark_.journal_bytes <= mark_.snapshot_bytes) return append_state(path_, groups, mark_);
+  return save_state(path_, groups, &mark_);
+}
 
 }  // namespace covey::ks

@@ -15,6 +15,7 @@
 #include "crypto/result.h"
 #include "ks/event.h"
 #include "ks/group.h"
+#include "ks/state_store.h"
 
 namespace covey::ks {
 
@@ -71,6 +72,7 @@ class StateFile : public Store {
 
  private:
   std::string path_;
+  JournalMark mark_;  // ks/state_store.h: saves append to the journal while it has a base
 };
 
 }  // namespace covey::ks
