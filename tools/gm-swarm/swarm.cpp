@@ -173,6 +173,7 @@ class Swarm {
     result_.arrival_latency = latency_of(std::move(arrival_latencies_ms_));
     const CpuTimes cpu1 = cpu_times();
     result_.cpu_s = cpu1.total() - cpu0;
+    if (!announced) result_.registering_cpu_s = result_.cpu_s;  // nothing followed after registering
     result_.cpu_user_s = cpu1.user - cpu_user0;
     result_.cpu_system_s = cpu1.system - cpu_system0;
     result_.max_rss_kb = max_rss_kb();
