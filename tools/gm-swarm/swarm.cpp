@@ -313,6 +313,10 @@ class Swarm {
         log_events(s);
         if (s.registrar->done()) finish(slot);
       }
+      // The answers and acks to this batch leave now, as each member's
+      // would: held until the socket is empty, the acks to a 100,000-member
+      // rekey left as one burst the key server's receive buffer dropped.
+      flush();
       if (got < buffers_.size()) return;
     }
   }
