@@ -13,14 +13,15 @@ writes registration.json beside the Google Benchmark files:
   rekey_unicast  N members (default 10,000) register and follow one
             operator rekey (`ks.rekey`): first push received to last ack
             sent, push size and bytes per member (issue: rekey, < 2 s)
-  at_100000 (--scale-members, default 100,000; 0 skips it: ~4 min at
-            ~900 registrations/s) one KS, N members registered by
+  at_100000 (--scale-members, default 100,000; 0 skips it: ~3.5 min,
+            100,000 registrations at ~560/s with the load average at 7,
+            then ~20 s of rekey and restart) one KS, N members registered by
             gm-swarm (KS VmRSS at N), one operator rekey to all of them
             (first push to last ack, the KS's and gm-swarm's CPU for it,
             UDP drops from /proc/net/snmp around it), then the KS stopped
             with SIGTERM (it saves) and started again on the same state
             dir: seconds until `ks.group` answers with N members
-  storm     (--storm-members, default 100,000; 0 skips it: ~2-3 min) N
+  storm     (--storm-members, default 100,000; 0 skips it: ~3 min) N
             members arriving within --storm-window s (gm-swarm
             --start-rate), at most --storm-concurrency in flight: p99 from
             arrival (waiting for a slot included), retransmissions, the
@@ -500,10 +501,10 @@ def main():
     ap.add_argument("--latency-members", type=int, default=300, help="one-in-flight latency run")
     ap.add_argument("--rekey-members", type=int, default=10000, help="unicast rekey run (0: skip)")
     ap.add_argument("--scale-members", type=int, default=100000,
-                    help="members at scale: memory, a unicast rekey, a restart (0: skip; ~4 min at 100,000)")
+                    help="members at scale: memory, a unicast rekey, a restart (0: skip; ~3.5 min at 100,000)")
     ap.add_argument("--scale-concurrency", type=int, default=128, help="registrations in flight for --scale-members")
     ap.add_argument("--storm-members", type=int, default=100000,
-                    help="registration storm (0: skip; ~2-3 min at 100,000)")
+                    help="registration storm (0: skip; ~3 min at 100,000)")
     ap.add_argument("--storm-window", type=float, default=60, help="seconds over which the storm's members arrive")
     # Bounded by what the KS takes without refusing (max_half_open = 4096
     # below): more in flight would only queue in the KS's socket.
