@@ -13,6 +13,19 @@ writes registration.json beside the Google Benchmark files:
   rekey_unicast  N members (default 10,000) register and follow one
             operator rekey (`ks.rekey`): first push received to last ack
             sent, push size and bytes per member (issue: rekey, < 2 s)
+  at_100000 (--scale-members, default 100,000; 0 skips it: ~3.5 min,
+            100,000 registrations at ~560/s with the load average at 7,
+            then ~20 s of rekey and restart) one KS, N members registered by
+            gm-swarm (KS VmRSS at N), one operator rekey to all of them
+            (first push to last ack, the KS's and gm-swarm's CPU for it,
+            UDP drops from /proc/net/snmp around it), then the KS stopped
+            with SIGTERM (it saves) and started again on the same state
+            dir: seconds until `ks.group` answers with N members
+  storm     (--storm-members, default 100,000; 0 skips it: ~3 min) N
+            members arriving within --storm-window s (gm-swarm
+            --start-rate), at most --storm-concurrency in flight: p99 from
+            arrival (waiting for a slot included), retransmissions, the
+            KS's peak VmRSS while they register, UDP drops
   bound     registrations/s the machine's raw crypto allows: the member's
             and the KS's crypto for one registration, from
             registration_crypto_bench (the op list is in its header), run
@@ -112,8 +125,9 @@ def loadavg():
 
 
 class KeyServer:
-    def __init__(self, binary, workdir, port):
+    def __init__(self, binary, workdir, port, group_extra=""):
         self.binary, self.dir, self.port = binary, pathlib.Path(workdir), port
+        self.group_extra = group_extra  # more lines for the [[group]] table
         self.proc = None
 
     def __enter__(self):
@@ -121,7 +135,11 @@ class KeyServer:
         # A fresh KS each run: no members (or keys) restored from the last one.
         shutil.rmtree(self.dir / "state", ignore_errors=True)
         (self.dir / "state").mkdir()
-        cfg.write_text(KS_TOML.format(port=self.port, dir=self.dir, psk=PSK, group=GROUP))
+        toml = KS_TOML.format(port=self.port, dir=self.dir, psk=PSK, group=GROUP)
+        if self.group_extra:
+            toml = toml.replace('authorization = ["127.0.0.0/8"]\n',
+                                'authorization = ["127.0.0.0/8"]\n' + self.group_extra + "\n")
+        cfg.write_text(toml)
         sock = self.dir / "ks.sock"
         if sock.exists():
             sock.unlink()
@@ -264,6 +282,184 @@ def run_rekey(ks_bin, swarm_bin, workdir, port, members, concurrency, timeout_s)
     return result
 
 
+def udp_snmp():
+    """The kernel's UDP counters (all sockets on the host), from /proc/net/snmp."""
+    with open("/proc/net/snmp") as f:
+        rows = [line.split() for line in f if line.startswith("Udp:")]
+    return dict(zip(rows[0][1:], (int(v) for v in rows[1][1:])))
+
+
+def udp_drops(before, after):
+    """Datagrams the kernel dropped between two udp_snmp() readings."""
+    return {k: after[k] - before[k] for k in ("RcvbufErrors", "SndbufErrors", "InErrors")}
+
+
+def socket_drops(pid):
+    """Datagrams dropped at the UDP sockets of process PID (/proc/net/udp's
+    drops column, receive buffer full): which side of a run lost them."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    drops = 0
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        with open(table) as f:
+            for line in list(f)[1:]:
+                cols = line.split()
+                if cols[9] in inodes:
+                    drops += int(cols[-1])
+    return drops
+
+
+# Neither counter mode nor TBAR: a group that hands out no SIDs, so that
+# the 16-bit SID space does not cap it at 65,535 registrations.
+SCALE_GROUP = 'tbar_window = "off"'
+
+
+def start_swarm(swarm_bin, port, members, concurrency, out_json, timeout_s, extra=()):
+    cmd = [swarm_bin, "--ks", f"127.0.0.1:{port}", "--group", str(GROUP), "--psk", PSK,
+           "--members", str(members), "--concurrency", str(concurrency), "--dh", "19",
+           "--source-base", "127.1.0.1", "--timeout", str(timeout_s), "--json", str(out_json), *extra]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+
+
+def wait_until_serving(ks_bin, cfg, log, sock, members, timeout_s=60):
+    """Starts covey-ks on an existing state dir; seconds from exec until
+    `ks.group` answers with `members` members, and the process."""
+    if sock.exists():
+        sock.unlink()
+    t0 = time.monotonic()
+    proc = subprocess.Popen([ks_bin, "-c", str(cfg), "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT)
+    while time.monotonic() - t0 < timeout_s:
+        if proc.poll() is not None:
+            raise RuntimeError(f"covey-ks exited {proc.returncode} on restart")
+        if sock.exists():
+            try:
+                g = control(sock, {"cmd": "ks.group", "group": "SWARM"})["groups"][0]
+                if g.get("members") == members:
+                    return time.monotonic() - t0, proc
+            except (OSError, ValueError, KeyError):
+                pass
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+    raise RuntimeError(f"covey-ks did not serve {members} members within {timeout_s} s of a restart")
+
+
+def run_at_scale(ks_bin, swarm_bin, workdir, port, members, concurrency, timeout_s):
+    """MEMBERS members on one KS: its memory, one unicast rekey to all of
+    them, and a restart on the state they left (issue 14)."""
+    print(f"== at {members}: {members} members register ({concurrency} in flight), one operator rekey, a KS restart")
+    out_json = pathlib.Path(workdir) / "swarm-scale.json"
+    result = {"members": members, "loadavg_1m_start": loadavg()}
+    with KeyServer(ks_bin, workdir, port, SCALE_GROUP) as ks:
+        p = start_swarm(swarm_bin, port, members, concurrency, out_json, timeout_s, ["--follow-rekeys", "1"])
+        for line in p.stdout:
+            sys.stdout.write(line)
+            if "following" in line:
+                break
+        else:
+            p.wait()
+            raise RuntimeError(f"gm-swarm ended before its members were registered (exit {p.returncode})")
+        time.sleep(1.5)  # the lazy member save (at least 1 s apart) catches up
+        result.update({
+            "ks_rss_kb_registered": proc_status(ks.pid, "VmRSS"),
+            "ks_hwm_kb_registered": proc_status(ks.pid, "VmHWM"),
+            "loadavg_1m_rekey": loadavg(),
+        })
+        snmp0, cpu0, ks_drops0 = udp_snmp(), proc_cpu_s(ks.pid), socket_drops(ks.pid)
+        reply = control(ks.dir / "ks.sock", {"cmd": "ks.rekey", "group": "SWARM"})
+        if not reply.get("ok"):
+            p.kill()
+            raise RuntimeError(f"ks.rekey refused: {reply}")
+        sys.stdout.write(p.stdout.read())
+        p.wait(timeout=timeout_s)
+        result["ks_cpu_s_for_rekey"] = proc_cpu_s(ks.pid) - cpu0
+        result["udp_drops_during_rekey"] = udp_drops(snmp0, udp_snmp())
+        # The rest of RcvbufErrors were gm-swarm's (or another process's on the host).
+        result["ks_socket_drops_during_rekey"] = socket_drops(ks.pid) - ks_drops0
+        group = control(ks.dir / "ks.sock", {"cmd": "ks.group", "group": "SWARM"})["groups"][0]
+        result["ks_recorded_acks"] = (group.get("last_rekey") or {}).get("acked")
+        # SIGTERM: covey-ks writes its state file as it stops; then the
+        # same config and state dir again.
+        t0 = time.monotonic()
+        ks.proc.send_signal(signal.SIGTERM)
+        ks.proc.wait(timeout=60)
+        result["ks_stop_s"] = time.monotonic() - t0
+        registered = json.loads(out_json.read_text())["registered"]
+        result["ks_restore_s"], ks.proc = wait_until_serving(ks_bin, ks.dir / "ks.toml", ks.log, ks.dir / "ks.sock",
+                                                             registered)
+        result["ks_rss_kb_restored"] = proc_status(ks.pid, "VmRSS")
+    r = json.loads(out_json.read_text())
+    k = (r.get("rekeys") or [{}])[0]
+    result.update({
+        "registered": r["registered"],
+        "registrations_per_s": r["registrations_per_s"],
+        "gm_cpu_s_registering": r.get("gm_registering_cpu_s"),
+        "gm_max_rss_kb": r.get("gm_max_rss_kb"),
+        "gm_receive_buffer_bytes": r.get("gm_receive_buffer_bytes"),
+        "members_acked": k.get("members_acked"),
+        "first_push_to_last_ack_s": k.get("first_push_to_last_ack_s"),
+        "gm_cpu_s_for_rekey": k.get("gm_cpu_s"),
+        "push_bytes": k.get("push_bytes"),
+        "bytes_per_member": (k.get("bytes_received", 0) / r["registered"]) if r["registered"] else None,
+        "retransmissions_received": r.get("retransmissions"),
+        "loadavg_1m_end": loadavg(),
+    })
+    d = result["udp_drops_during_rekey"]
+    print(f"   KS VmRSS {result['ks_rss_kb_registered'] / 1024:.1f} MB with {r['registered']} members; rekey: "
+          f"{result['members_acked']} acked ({result['ks_recorded_acks']} recorded by the KS), first push to last ack "
+          f"{result['first_push_to_last_ack_s'] or 0:.3f} s, CPU KS {result['ks_cpu_s_for_rekey']:.2f} s, gm-swarm "
+          f"{result['gm_cpu_s_for_rekey'] or 0:.2f} s; UDP drops {d}, {result['ks_socket_drops_during_rekey']} at the "
+          f"KS's socket; restart: stop {result['ks_stop_s']:.2f} s, "
+          f"serving {registered} members {result['ks_restore_s']:.2f} s after exec; load average "
+          f"{result['loadavg_1m_rekey']:.2f}")
+    return result
+
+
+def run_storm(ks_bin, swarm_bin, workdir, port, members, window_s, concurrency, timeout_s):
+    """MEMBERS members arriving within WINDOW_S seconds (a site's members
+    after a power cut), at most CONCURRENCY in flight: latency from
+    arrival, retransmissions, the KS's peak memory, UDP drops."""
+    rate = members / window_s
+    print(f"== storm: {members} members arriving over {window_s:g} s ({rate:.0f}/s), at most {concurrency} in flight")
+    out_json = pathlib.Path(workdir) / "swarm-storm.json"
+    with KeyServer(ks_bin, workdir, port, SCALE_GROUP) as ks:
+        snmp0, cpu0, load0, ks_drops0 = udp_snmp(), proc_cpu_s(ks.pid), loadavg(), socket_drops(ks.pid)
+        peak = [proc_status(ks.pid, "VmRSS")]
+        p = start_swarm(swarm_bin, port, members, concurrency, out_json, timeout_s, ["--start-rate", f"{rate:.3f}"])
+        # VmHWM says the peak too; the samples show when it was.
+        while p.poll() is None:
+            peak.append(proc_status(ks.pid, "VmRSS"))
+            time.sleep(0.5)
+        sys.stdout.write(p.stdout.read())
+        result = {
+            "ks_cpu_s": proc_cpu_s(ks.pid) - cpu0,
+            "ks_rss_kb_peak": max(peak),
+            "ks_hwm_kb": proc_status(ks.pid, "VmHWM"),
+            "udp_drops": udp_drops(snmp0, udp_snmp()),
+            "ks_socket_drops": socket_drops(ks.pid) - ks_drops0,
+            "loadavg_1m_start": load0,
+            "loadavg_1m_end": loadavg(),
+        }
+    r = json.loads(out_json.read_text())
+    result.update({k: r.get(k) for k in ("members", "registered", "failed", "unfinished", "failures", "concurrency",
+                                         "start_rate", "last_start_s", "elapsed_s", "registrations_per_s",
+                                         "latency_ms", "arrival_latency_ms", "retransmissions", "datagrams_sent",
+                                         "gm_cpu_s", "gm_max_rss_kb")})
+    result["window_s"] = window_s
+    print(f"   {r['registered']} of {members} registered, {r['failed']} failed; p99 from arrival "
+          f"{r['arrival_latency_ms']['p99']:.0f} ms (exchange alone {r['latency_ms']['p99']:.0f} ms); "
+          f"{r['retransmissions']} retransmissions; last start {r['last_start_s']:.1f} s after the first; "
+          f"KS peak VmRSS {result['ks_rss_kb_peak'] / 1024:.1f} MB, CPU {result['ks_cpu_s']:.1f} s, gm-swarm "
+          f"{r['gm_cpu_s']:.1f} s; UDP drops {result['udp_drops']}; load average {load0:.2f}")
+    return result
+
+
 def crypto_bound(build, out):
     """us per registration on each side, from registration_crypto_bench."""
     path = pathlib.Path(out) / "registration_crypto_bench.json"
@@ -304,6 +500,15 @@ def main():
     ap.add_argument("--members-14", type=int, default=1000, help="DH group 14 run")
     ap.add_argument("--latency-members", type=int, default=300, help="one-in-flight latency run")
     ap.add_argument("--rekey-members", type=int, default=10000, help="unicast rekey run (0: skip)")
+    ap.add_argument("--scale-members", type=int, default=100000,
+                    help="members at scale: memory, a unicast rekey, a restart (0: skip; ~3.5 min at 100,000)")
+    ap.add_argument("--scale-concurrency", type=int, default=128, help="registrations in flight for --scale-members")
+    ap.add_argument("--storm-members", type=int, default=100000,
+                    help="registration storm (0: skip; ~3 min at 100,000)")
+    ap.add_argument("--storm-window", type=float, default=60, help="seconds over which the storm's members arrive")
+    # Bounded by what the KS takes without refusing (max_half_open = 4096
+    # below): more in flight would only queue in the KS's socket.
+    ap.add_argument("--storm-concurrency", type=int, default=2048, help="storm registrations in flight at most")
     # The KS and gm-swarm share two cores and hand each exchange back and
     # forth; with 32 in flight both sat idle ~18% of the run waiting on the
     # other, which measures the ping-pong, not the KS. 128 keeps both busy
@@ -346,6 +551,12 @@ def main():
             if args.rekey_members:
                 result["rekey_unicast"] = run_rekey(ks_bin, swarm_bin, workdir, port, args.rekey_members,
                                                     args.concurrency, args.timeout)
+            if args.scale_members:
+                result["at_scale"] = run_at_scale(ks_bin, swarm_bin, workdir, port, args.scale_members,
+                                                  args.scale_concurrency, max(args.timeout, 900))
+            if args.storm_members:
+                result["storm"] = run_storm(ks_bin, swarm_bin, workdir, port, args.storm_members, args.storm_window,
+                                            args.storm_concurrency, max(args.timeout, 900))
     except (RuntimeError, subprocess.CalledProcessError, OSError) as e:
         print(f"registration bench could not run: {e}", file=sys.stderr)
         return 1

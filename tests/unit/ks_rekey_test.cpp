@@ -481,6 +481,36 @@ TEST_F(KsRekey, RetransmitsTheSameBytesThenCountsAMiss) {
   EXPECT_EQ(rekeyer->counters().retransmissions, 2u);
 }
 
+// Pacing (issue 14): a rekey that none of 120 members acknowledges. Their
+// retransmissions are spread over the second half of the 10 s period, a
+// slice of 20 a tick from +5 s to +10 s, not one burst of 120 at +10 s;
+// the second round keeps the spread, and every miss is still counted by
+// the end of the delivery span (3 periods), never later.
+TEST_F(KsRekey, RetransmissionsAreSpreadOverTheSecondHalfOfThePeriod) {
+  constexpr int kMembers = 120;
+  for (int i = 0; i < kMembers; ++i) join(*Address::parse("10.1.30." + std::to_string(i + 1)));
+  ASSERT_TRUE(rekeyer->rekey(group(), RekeyReason::Operator, ms(now)).ok());
+  ASSERT_EQ(sent().size(), std::size_t{kMembers});
+  std::map<int, std::size_t> resent;  // seconds after the push -> datagrams
+  std::set<Address> first_round;
+  for (int t = 1; t <= 40; ++t) {
+    rekeyer->tick(ms(now + t));
+    for (const auto& d : sent()) {
+      ++resent[t];
+      if (t <= 10) {
+        EXPECT_TRUE(first_round.insert(d.to.address).second) << d.to.address.str() << " twice by +10 s";
+      }
+    }
+  }
+  const std::map<int, std::size_t> expected{{5, 20},  {6, 20},  {7, 20},  {8, 20},  {9, 20},  {10, 20},
+                                            {15, 20}, {16, 20}, {17, 20}, {18, 20}, {19, 20}, {20, 20}};
+  EXPECT_EQ(resent, expected);
+  EXPECT_EQ(first_round.size(), std::size_t{kMembers});
+  EXPECT_EQ(rekeyer->counters().retransmissions, 2u * kMembers);
+  EXPECT_EQ(rekeyer->counters().misses, std::uint64_t{kMembers});
+  EXPECT_EQ(rekeyer->pending(group()), 0u);
+}
+
 TEST_F(KsRekey, ThreeMissesInARowDropTheMember) {
   join(kGm3);
   join(kGm4);

@@ -195,6 +195,31 @@ TEST_F(KsState, RoundTripKeepsKeysSpisSidsSeqAndMembers) {
 // The pseudotime epoch is fixed when a group is first created and kept:
 // a restart an hour later (which creates the group again from the config)
 // goes on counting from it, so members' TBAR stamps stay comparable.
+// RFC 6407 3.5: SIDs are for counter-mode TEKs (and covey's TBAR stamp,
+// which names its sender by SID). A group with neither hands out none and
+// reserves none, so that the 16-bit SID space does not refuse its 65,536th
+// registration (gm-swarm's 100,000 members met "SID space exhausted").
+TEST_F(KsState, SidsOnlyForGroupsThatNeedThem) {
+  gdoi::GroupPolicy plain = policy("PLAIN", 134);
+  plain.tbar_window_ms = std::nullopt;
+  gdoi::GroupPolicy gcm = policy("GCM", 300);
+  gcm.tbar_window_ms = std::nullopt;
+  gcm.tek.cipher = gdoi::TekTransform::Cipher::AesGcm256;
+  gcm.tek.integrity = gdoi::TekTransform::Integrity::None;
+  auto groups = make_groups({plain, policy("TBAR", 200), gcm});
+  int writes = 0;
+  groups->set_write_now([&]() -> crypto::Result<void> {
+    ++writes;
+    return {};
+  });
+  EXPECT_TRUE(admit(*groups, 134, "10.1.23.3", 4).empty());
+  EXPECT_EQ(groups->find(134)->next_sid(), 0u);
+  EXPECT_EQ(writes, 0) << "no SID block reserved for a group that hands out none";
+  EXPECT_EQ(admit(*groups, 200, "10.1.23.3").size(), 1u);
+  EXPECT_EQ(admit(*groups, 300, "10.1.23.3", 2).size(), 2u);
+  EXPECT_EQ(writes, 2);
+}
+
 TEST_F(KsState, ThePseudotimeRunsOnAcrossARestart) {
   auto before = make_groups(lab_config(), signing_key(), 1000);
   const ks::Group& g = *before->find(134);

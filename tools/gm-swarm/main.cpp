@@ -47,7 +47,7 @@ nlohmann::json to_json(const swarm::SwarmOptions& o, const swarm::SwarmResult& r
   for (const auto& k : r.rekeys)
     rekeys.push_back({{"seq", k.seq}, {"members_acked", k.members_acked}, {"members_refused", k.members_refused},
                       {"first_push_to_last_ack_s", k.first_push_to_last_ack_s}, {"push_bytes", k.push_bytes},
-                      {"bytes_received", k.bytes_received}});
+                      {"bytes_received", k.bytes_received}, {"gm_cpu_s", k.gm_cpu_s}});
   // As coveyctl gm status --show-keys shows them.
   auto keys_json = [](const std::map<swarm::SwarmResult::HeldKeys, std::size_t>& held) {
     nlohmann::json out = nlohmann::json::array();
@@ -81,7 +81,16 @@ nlohmann::json to_json(const swarm::SwarmOptions& o, const swarm::SwarmResult& r
       {"datagrams_sent", r.datagrams_sent},
       {"datagrams_received", r.datagrams_received},
       {"retransmissions", r.retransmissions},
+      {"arrival_latency_ms", {{"p50", r.arrival_latency.p50}, {"p90", r.arrival_latency.p90}, {"p99", r.arrival_latency.p99},
+                              {"max", r.arrival_latency.max}, {"mean", r.arrival_latency.mean}}},
+      {"start_rate", o.start_rate},
+      {"last_start_s", r.last_start_s},
       {"gm_cpu_s", r.cpu_s},
+      {"gm_cpu_user_s", r.cpu_user_s},
+      {"gm_cpu_system_s", r.cpu_system_s},
+      {"gm_registering_cpu_s", r.registering_cpu_s},
+      {"gm_max_rss_kb", r.max_rss_kb},
+      {"gm_receive_buffer_bytes", r.receive_buffer_bytes},
       {"gm_runqueue_wait_s", r.runqueue_wait_s},
       {"rekeys", rekeys},
       {"pushes_from", pushes_from},
@@ -107,6 +116,10 @@ int main(int argc, char** argv) {
   app.add_option("--psk", o.pre_shared_key, "pre-shared key (Main Mode, every member)")->required();
   app.add_option("--members", o.members, "members to register, each once")->required()->check(CLI::Range(1, 16'000'000));
   app.add_option("--concurrency", o.concurrency, "registrations in flight at once")->capture_default_str()->check(CLI::Range(1, 10'000));
+  app.add_option("--start-rate", o.start_rate,
+                 "members started per second at most (a storm's arrival rate); 0: as --concurrency allows")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1e6));
   app.add_option("--dh", o.dh_group, "DH group offered in phase 1")->capture_default_str()->check(CLI::IsMember({19, 20, 14}));
   app.add_option("--source-base", source_base, "member i sends from this address + i")->capture_default_str();
   app.add_flag("--one-address", o.one_address, "every member from --source-base, each on its own port");
@@ -174,12 +187,21 @@ int main(int argc, char** argv) {
   std::printf("  datagrams    %llu sent, %llu received, %llu retransmitted\n",
               static_cast<unsigned long long>(r.datagrams_sent), static_cast<unsigned long long>(r.datagrams_received),
               static_cast<unsigned long long>(r.retransmissions));
-  std::printf("  gm-swarm     %.2f s CPU, %.2f s waiting for a CPU (other load)\n", r.cpu_s, r.runqueue_wait_s);
+  std::printf("  gm-swarm     %.2f s CPU (%.2f user, %.2f system; %.2f until all registered), %.2f s waiting for a CPU "
+              "(other load), peak RSS %.1f MB\n",
+              r.cpu_s, r.cpu_user_s, r.cpu_system_s, r.registering_cpu_s, r.runqueue_wait_s,
+              static_cast<double>(r.max_rss_kb) / 1024);
+  if (o.start_rate > 0) {
+    std::printf("  started      at most %.0f/s: the last %.2f s after the first\n", o.start_rate, r.last_start_s);
+    std::printf("  from arrival p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms (waiting for a slot included)\n",
+                r.arrival_latency.p50, r.arrival_latency.p90, r.arrival_latency.p99, r.arrival_latency.max);
+  }
   std::printf("  failed       %zu\n", r.failed);
   for (const auto& [why, n] : r.failures) std::printf("    %6zu  %s\n", n, why.c_str());
   for (const auto& k : r.rekeys)
-    std::printf("  rekey SEQ %u  %zu members acked, %zu refused, first push to last ack %.3f s, %zu-byte push\n", k.seq,
-                k.members_acked, k.members_refused, k.first_push_to_last_ack_s, k.push_bytes);
+    std::printf("  rekey SEQ %u  %zu members acked, %zu refused, first push to last ack %.3f s, %zu-byte push, "
+                "gm-swarm CPU %.2f s\n",
+                k.seq, k.members_acked, k.members_refused, k.first_push_to_last_ack_s, k.push_bytes, k.gm_cpu_s);
   for (const auto& [ks, p] : r.pushes_from) std::printf("  pushes from  %s: %zu datagrams\n", ks.str().c_str(), p.datagrams);
   if (r.unfinished) std::printf("  unfinished   %zu (the %.1f s timeout passed)\n", r.unfinished, timeout_s);
 

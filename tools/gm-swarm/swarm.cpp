@@ -13,7 +13,6 @@
 #include <memory>
 #include <numeric>
 #include <optional>
-#include <unordered_map>
 #include <stdexcept>
 
 #include "common/udp.h"
@@ -26,12 +25,35 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double cpu_seconds() {
+struct CpuTimes {
+  double user = 0, system = 0;
+  double total() const { return user + system; }
+};
+
+CpuTimes cpu_times() {
   rusage u{};
   ::getrusage(RUSAGE_SELF, &u);
-  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
-         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+  auto s = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  return CpuTimes{s(u.ru_utime), s(u.ru_stime)};
 }
+
+double cpu_seconds() { return cpu_times().total(); }
+
+std::size_t max_rss_kb() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return static_cast<std::size_t>(u.ru_maxrss);
+}
+
+// The low 32 bits of an address (IPv4: all of it), for member arithmetic.
+std::uint32_t low32(const Address& a) {
+  const std::size_t low = a.family == 4 ? 0 : 12;
+  return static_cast<std::uint32_t>(a.bytes[low] << 24 | a.bytes[low + 1] << 16 | a.bytes[low + 2] << 8 | a.bytes[low + 3]);
+}
+
+// Kernel memory one datagram of a rekey push takes in a receive queue on
+// loopback (a ~1 KiB payload in a 2 KiB buffer and its sk_buff).
+constexpr int kQueuedPushBytes = 2560;
 
 // Time spent runnable but waiting for a CPU, from /proc/self/schedstat:
 // on a shared machine it says how much of the wall clock was other load.
@@ -52,14 +74,9 @@ struct Slot {
   Endpoint ks;
   std::unique_ptr<gm::Registrar> registrar;
   Clock::time_point started;
-};
-
-struct AddressHash {
-  std::size_t operator()(const Address& a) const {
-    std::size_t h = a.family;
-    for (std::uint8_t b : a.bytes) h = h * 131 + b;
-    return h;
-  }
+  // When it was due to start at --start-rate (a storm's arrival), else
+  // when it started: a member that waits for a free slot waits in the storm.
+  Clock::time_point arrived;
 };
 
 // Members share sockets: by default one socket bound to the wildcard
@@ -91,17 +108,24 @@ class Swarm {
       auto s = UdpSocket::bind(Endpoint{o.one_address ? o.source_base : any, 0}, &error);
       if (!s) throw std::runtime_error(error);
       // Every member's push arrives at this one socket at once; real
-      // members each have their own buffer. ~2.3 KiB of kernel memory per
-      // datagram on loopback: 64 MiB holds a rekey of 20,000 members.
-      if (!o.one_address) s->set_receive_buffer(64 << 20);
+      // members each have their own buffer. Room for every member's (at
+      // least 64 MiB, at most 1 GiB: 400,000 members).
+      if (!o.one_address) {
+        const std::size_t want = std::clamp<std::size_t>(o.members * kQueuedPushBytes, 64u << 20, 1u << 30);
+        result_.receive_buffer_bytes = s->set_receive_buffer(static_cast<int>(want));
+      }
       pollfds_.push_back(pollfd{s->fd(), POLLIN, 0});
       sockets_.push_back(std::move(*s));
     }
     buffers_.resize(64);
+    // Member i is source_base + i: a datagram's local address names its
+    // member by arithmetic, and this says what that member is doing.
+    if (!o.one_address) where_.assign(o.members, kNowhere);
   }
 
   SwarmResult run() {
-    const double cpu0 = cpu_seconds();
+    const CpuTimes cpu_start = cpu_times();
+    const double cpu0 = cpu_start.total(), cpu_user0 = cpu_start.user, cpu_system0 = cpu_start.system;
     const double wait0 = runqueue_wait_seconds();
     const Clock::time_point t0 = Clock::now();
     const Clock::time_point deadline = t0 + o_.timeout;
@@ -111,9 +135,10 @@ class Swarm {
     flush();
     Clock::time_point last_tick = t0;
     bool announced = false;
-    while (in_flight_ > 0 || following()) {
-      if (in_flight_ == 0 && !announced) {
+    while (in_flight_ > 0 || !idle_.empty() || following()) {
+      if (in_flight_ == 0 && idle_.empty() && !announced) {
         announced = true;
+        result_.registering_cpu_s = cpu_seconds() - cpu0;
         // The bench waits for this line before it asks the KS to rekey.
         std::printf("gm-swarm: %zu members registered; following %zu rekeys\n", followers_.size(), o_.follow_rekeys);
         std::fflush(stdout);
@@ -123,8 +148,11 @@ class Swarm {
         result_.timed_out = true;
         break;
       }
+      start_due();
       auto wait_ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count();
-      int n = ::poll(pollfds_.data(), pollfds_.size(), static_cast<int>(std::min<std::int64_t>(wait_ms + 1, 100)));
+      // At a start rate, the next start is at most a few ms away.
+      const std::int64_t max_wait = idle_.empty() ? 100 : 5;
+      int n = ::poll(pollfds_.data(), pollfds_.size(), static_cast<int>(std::min<std::int64_t>(wait_ms + 1, max_wait)));
       if (n < 0 && errno != EINTR) throw std::runtime_error(std::string("poll: ") + std::strerror(errno));
       for (std::size_t k = 0; n > 0 && k < pollfds_.size(); ++k) {
         if (pollfds_[k].revents & POLLIN) drain(k);
@@ -142,7 +170,14 @@ class Swarm {
     result_.elapsed_s = std::chrono::duration<double>(last_done_ - first_start_).count();
     if (result_.elapsed_s > 0) result_.registrations_per_s = static_cast<double>(result_.registered) / result_.elapsed_s;
     result_.latency = latency_of(std::move(latencies_ms_));
-    result_.cpu_s = cpu_seconds() - cpu0;
+    result_.arrival_latency = latency_of(std::move(arrival_latencies_ms_));
+    const CpuTimes cpu1 = cpu_times();
+    result_.cpu_s = cpu1.total() - cpu0;
+    if (!announced) result_.registering_cpu_s = result_.cpu_s;  // nothing followed after registering
+    result_.cpu_user_s = cpu1.user - cpu_user0;
+    result_.cpu_system_s = cpu1.system - cpu_system0;
+    result_.max_rss_kb = max_rss_kb();
+    result_.last_start_s = std::chrono::duration<double>(last_start_ - first_start_).count();
     if (double wait1 = runqueue_wait_seconds(); wait0 >= 0 && wait1 >= 0) result_.runqueue_wait_s = wait1 - wait0;
     return result_;
   }
@@ -174,15 +209,28 @@ class Swarm {
     for (const auto& e : events) std::cerr << "member " << s.member << ": " << e << '\n';
   }
 
-  // Starts the next member in slot i, if any are left.
+  // Starts the next member in slot i, if any are left; at a start rate,
+  // only when one is due, else the slot waits in idle_ for start_due.
   void refill(std::size_t i) {
     if (next_member_ >= o_.members) return;
+    if (o_.start_rate > 0) {
+      const double due_s = static_cast<double>(next_member_) / o_.start_rate;
+      if (std::chrono::duration<double>(Clock::now() - first_start_).count() < due_s) {
+        idle_.push_back(i);
+        return;
+      }
+    }
     Slot& s = slots_[i];
     s.member = next_member_++;
     s.socket = o_.one_address ? i : 0;
     s.local = o_.one_address ? o_.source_base : nth_address(o_.source_base, static_cast<std::uint32_t>(s.member));
-    if (!o_.one_address) by_local_[s.local] = i;
+    if (!o_.one_address) where_[s.member] = static_cast<std::uint32_t>(i);
     s.started = Clock::now();
+    s.arrived = s.started;
+    if (o_.start_rate > 0)
+      s.arrived = std::min(s.started, first_start_ + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(
+                                                          static_cast<double>(s.member) / o_.start_rate)));
+    last_start_ = s.started;
     s.ks = o_.key_servers[s.member % o_.key_servers.size()];
     s.registrar = std::make_unique<gm::Registrar>(registrar_, s.ks, s.local);
     ++in_flight_;
@@ -204,14 +252,37 @@ class Swarm {
       ++result_.registered;
       follow(s, *s.registrar->registration());
       latencies_ms_.push_back(std::chrono::duration<double, std::milli>(now - s.started).count());
+      arrival_latencies_ms_.push_back(std::chrono::duration<double, std::milli>(now - s.arrived).count());
       last_done_ = now;
     } else {
       record_failure(s.registrar->failure().value_or("ended without keys or a reason"));
     }
     s.registrar.reset();
-    if (!o_.one_address) by_local_.erase(s.local);
+    if (!o_.one_address && where_[s.member] == i) where_[s.member] = kNowhere;
     --in_flight_;
     refill(i);
+  }
+
+  // At a start rate: the members due by now, into the slots waiting.
+  void start_due() {
+    while (!idle_.empty() && next_member_ < o_.members) {
+      const std::size_t i = idle_.back();
+      idle_.pop_back();
+      const std::size_t before = next_member_;
+      refill(i);
+      if (next_member_ == before) return;  // not due yet: refill put it back
+    }
+    if (next_member_ >= o_.members) idle_.clear();
+  }
+
+  // The member a datagram came to by its local address, if one of ours.
+  std::optional<std::size_t> member_at(const Address& local) const {
+    if (local.family != o_.source_base.family) return std::nullopt;
+    if (local.family == 6 && !std::equal(local.bytes.begin(), local.bytes.begin() + 12, o_.source_base.bytes.begin()))
+      return std::nullopt;
+    const std::uint32_t n = low32(local) - low32(o_.source_base);
+    if (n >= o_.members) return std::nullopt;
+    return n;
   }
 
   // Everything waiting on socket k, a batch at a time.
@@ -223,17 +294,18 @@ class Swarm {
         ++result_.datagrams_received;
         std::size_t slot = k;
         if (!o_.one_address) {
+          auto member = member_at(r.local);
+          if (!member) continue;
+          const std::uint32_t w = where_[*member];
+          if (w == kNowhere) continue;  // a late answer to a member that has finished
           // A push may come from any key server of a cluster, not only
           // the one registered with: the group's signature decides.
-          auto f = follower_by_local_.find(r.local);
-          if (f != follower_by_local_.end()) {
+          if (w & kFollowing) {
             if (r.size > 18 && buffers_[j][18] == kGroupkeyPush)
-              receive_push(*followers_[f->second], r, ByteView(buffers_[j]).first(r.size));
+              receive_push(*followers_[w & ~kFollowing], r, ByteView(buffers_[j]).first(r.size));
             continue;
           }
-          auto it = by_local_.find(r.local);
-          if (it == by_local_.end()) continue;  // a late answer to a member that has finished
-          slot = it->second;
+          slot = w;
         }
         Slot& s = slots_[slot];
         if (!s.registrar || !(r.from == s.ks)) continue;
@@ -241,6 +313,10 @@ class Swarm {
         log_events(s);
         if (s.registrar->done()) finish(slot);
       }
+      // The answers and acks to this batch leave now, as each member's
+      // would: held until the socket is empty, the acks to a 100,000-member
+      // rekey left as one burst the key server's receive buffer dropped.
+      flush();
       if (got < buffers_.size()) return;
     }
   }
@@ -295,7 +371,7 @@ class Swarm {
     }
     ++result_.registered_keys[held_keys(f->state)];
     if (!o_.follow_rekeys) return;
-    if (!o_.one_address) follower_by_local_[s.local] = followers_.size();
+    if (!o_.one_address) where_[s.member] = static_cast<std::uint32_t>(followers_.size()) | kFollowing;
     followers_.push_back(std::move(f));
   }
 
@@ -310,6 +386,7 @@ class Swarm {
       ++result_.retransmissions;
     } else if (auto seq = f.state.last_seq(); out.kind == gm::PushOutcome::Kind::Applied && seq) {
       RekeyProgress& p = progress(*seq, now, datagram.size());
+      if (p.result.members_acked == 0 && p.result.members_refused == 0) p.cpu_at_first_push = cpu_seconds();
       ++p.result.members_acked;
       p.last_ack = now;
       done_if_complete(p);
@@ -335,6 +412,7 @@ class Swarm {
   struct RekeyProgress {
     RekeyResult result;
     Clock::time_point first_push, last_ack;
+    double cpu_at_first_push = 0;
     bool complete = false;
   };
 
@@ -352,6 +430,7 @@ class Swarm {
     if (p.complete || p.result.members_acked + p.result.members_refused < followers_.size()) return;
     p.complete = true;
     p.result.first_push_to_last_ack_s = std::chrono::duration<double>(p.last_ack - p.first_push).count();
+    p.result.gm_cpu_s = cpu_seconds() - p.cpu_at_first_push;
     ++rekeys_done_;
   }
 
@@ -360,18 +439,22 @@ class Swarm {
   std::vector<UdpSocket> sockets_;
   std::vector<pollfd> pollfds_;
   std::vector<Slot> slots_;
-  std::unordered_map<Address, std::size_t, AddressHash> by_local_;  // member's source address -> slot
+  // Member -> kNowhere, its slot while it registers, or kFollowing | its
+  // index in followers_: 4 bytes a member, no hashing on the receive path.
+  static constexpr std::uint32_t kNowhere = 0xffffffff, kFollowing = 0x80000000;
+  std::vector<std::uint32_t> where_;
+  std::vector<std::size_t> idle_;  // slots waiting for the start rate
+  Clock::time_point last_start_;
   std::map<std::size_t, std::vector<Pending>> pending_;  // socket -> datagrams to send
   std::vector<UdpSocket::Outbound> outbound_;
   std::vector<Bytes> buffers_;
   std::vector<UdpSocket::Received> received_;
   std::size_t next_member_ = 0, in_flight_ = 0;
   std::vector<std::unique_ptr<Follower>> followers_;
-  std::unordered_map<Address, std::size_t, AddressHash> follower_by_local_;
   std::map<std::uint32_t, RekeyProgress> rekeys_;  // by SEQ
   std::size_t rekeys_done_ = 0;
   static constexpr std::uint8_t kGroupkeyPush = 33;  // RFC 6407 4: exchange type, octet 18 of the header
-  std::vector<double> latencies_ms_;
+  std::vector<double> latencies_ms_, arrival_latencies_ms_;
   Clock::time_point first_start_, last_done_;
   SwarmResult result_;
 };

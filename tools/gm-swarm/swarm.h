@@ -29,6 +29,10 @@ struct SwarmOptions {
   std::uint16_t dh_group = 19;
   std::size_t members = 1;
   std::size_t concurrency = 64;
+  // Members started per second at most, 0 for as fast as `concurrency`
+  // allows: a storm (a site's members coming back after a power cut) is
+  // an arrival rate, not a number in flight.
+  double start_rate = 0;
   // Member i sends from source_base + i, so the KS sees N distinct members
   // (its member table is keyed by address). With one_address, every member
   // uses source_base and its own ephemeral port instead.
@@ -56,6 +60,7 @@ struct RekeyResult {
   double first_push_to_last_ack_s = 0;
   std::size_t push_bytes = 0;        // one datagram (UDP payload)
   std::uint64_t bytes_received = 0;  // pushes to all members, retransmissions included
+  double gm_cpu_s = 0;  // gm-swarm's own CPU (user + system) from the first push to the last ack
 };
 
 // The GROUPKEY-PUSH datagrams that came from one key server, with the wall
@@ -78,8 +83,16 @@ struct SwarmResult {
   double elapsed_s = 0;         // first start to last completion
   double registrations_per_s = 0;
   Latency latency;
+  // From when each member was due to start at start_rate (its arrival in
+  // a storm), waiting for a slot included; = latency without a rate.
+  Latency arrival_latency;
   std::uint64_t datagrams_sent = 0, datagrams_received = 0, retransmissions = 0;
   double cpu_s = 0;             // this process, user + system, during the run
+  double cpu_user_s = 0, cpu_system_s = 0;
+  double registering_cpu_s = 0;  // of cpu_s, until the last member registered
+  std::size_t max_rss_kb = 0;    // this process's peak resident memory
+  double last_start_s = 0;       // first start to last start
+  int receive_buffer_bytes = 0;  // granted for the shared socket
   double runqueue_wait_s = -1;  // runnable but not running (other load), -1 if unknown
   bool timed_out = false;
   std::vector<RekeyResult> rekeys;  // follow_rekeys

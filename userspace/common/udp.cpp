@@ -300,8 +300,9 @@ std::size_t UdpSocket::receive_many(std::vector<Bytes>& buffers, std::vector<Rec
   return out.size();
 }
 
-std::size_t UdpSocket::send_many(std::span<const Outbound> datagrams, std::vector<std::size_t>* failed) {
+std::size_t UdpSocket::send_many(std::span<const Outbound> datagrams, std::vector<std::size_t>* failed, bool* full) {
   std::size_t sent = 0;
+  if (full) *full = false;
   std::size_t next = 0;
   while (next < datagrams.size()) {
     const std::size_t n = std::min(datagrams.size() - next, kBatch);
@@ -325,6 +326,10 @@ std::size_t UdpSocket::send_many(std::span<const Outbound> datagrams, std::vecto
     }
     int done = ::sendmmsg(fd_, msgs, static_cast<unsigned>(n), 0);
     if (done <= 0) {
+      if (full && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        *full = true;
+        return sent;
+      }
       // The first one failed: count it and go on with the rest, as send() would.
       if (failed) failed->push_back(next);
       ++next;

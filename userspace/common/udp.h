@@ -70,8 +70,12 @@ class UdpSocket {
   };
   // Sends every datagram in order, as many per system call as the kernel
   // takes; `failed` (if given) gets the index of each one that could not
-  // be sent. Returns how many were sent.
-  std::size_t send_many(std::span<const Outbound> datagrams, std::vector<std::size_t>* failed = nullptr);
+  // be sent. Returns how many were sent. With `full`, it stops at the first
+  // datagram the socket's send buffer has no room for (EAGAIN) and sets
+  // *full: that one and those after it are neither sent nor failed, for
+  // the caller to send when the socket is writable again.
+  std::size_t send_many(std::span<const Outbound> datagrams, std::vector<std::size_t>* failed = nullptr,
+                        bool* full = nullptr);
 
  private:
   UdpSocket(int fd, std::uint8_t family) : fd_(fd), family_(family) {}

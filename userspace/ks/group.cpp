@@ -182,7 +182,10 @@ crypto::Result<GroupDirectory::Admission> Group::admit(const ike::Phase1Sa& memb
   return a;
 }
 
-unsigned Group::sid_count(std::uint16_t sid_request) {
+unsigned Group::sid_count(std::uint16_t sid_request) const {
+  const bool counter_mode = policy_.tek.cipher == gdoi::TekTransform::Cipher::AesGcm128 ||
+                            policy_.tek.cipher == gdoi::TekTransform::Cipher::AesGcm256;
+  if (!counter_mode && !policy_.tbar_window_ms) return 0;
   unsigned n = std::max<unsigned>(1, sid_request);
   return n > 16 ? 16 : n;  // a member asking for thousands is not helped by getting them
 }
@@ -326,12 +329,12 @@ std::variant<GroupDirectory::Admission, ike::Failure> Groups::admit(const Offer&
   Group* g = find(offer.group_id);
   if (!g) return ike::Failure{wire::NotifyType::InvalidIdInformation, "group " + std::to_string(offer.group_id) + " was removed"};
   if (reserve_sids_ && !g->sids_reserved_for(sid_request)) {
-    if (auto reserved = reserve_sids_(*g, Group::sid_count(sid_request)); !reserved)
+    if (auto reserved = reserve_sids_(*g, g->sid_count(sid_request)); !reserved)
       return ike::Failure{wire::NotifyType::InvalidIdInformation,
                           "group " + g->policy().name + ": cannot reserve SIDs: " + reserved.error()};
   } else if (write_now_ && !g->sids_reserved_for(sid_request)) {
     std::uint32_t old = g->sid_mark();
-    g->set_sid_mark(std::min<std::uint32_t>(g->next_sid() + Group::sid_count(sid_request) + kSidBlock, 0xffff));
+    g->set_sid_mark(std::min<std::uint32_t>(g->next_sid() + g->sid_count(sid_request) + kSidBlock, 0xffff));
     auto written = write_now_();
     if (!written) {
       g->set_sid_mark(old);

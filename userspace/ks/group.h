@@ -149,7 +149,11 @@ class Group {
     sid_mark_ = end;
   }
   std::uint32_t next_sid() const { return next_sid_; }
-  static unsigned sid_count(std::uint16_t sid_request);
+  // SIDs a registration asking for `sid_request` gets: none when the policy
+  // needs none (RFC 6407 3.5: they are for counter-mode TEKs; covey's TBAR
+  // stamp also names its sender by SID), so that the 16-bit SID space does
+  // not cap a group that uses neither at 65,535 registrations.
+  unsigned sid_count(std::uint16_t sid_request) const;
 
   // What message 2 and 4 carry for `peer`, with lifetimes and the
   // pseudotime as of `now_ms`.

@@ -25,6 +25,22 @@ constexpr std::size_t kRecentPushes = 16;
 // tried again this much later, not every second.
 constexpr std::int64_t kRetryAfterFailure_s = 10;
 
+// When the k-th of n members a push goes to is due its first
+// retransmission: the members are spread evenly over the second half of
+// the period (whole seconds, as the rekeyer ticks), so that the members
+// that did not acknowledge a rekey of 100,000 are retransmitted to a slice
+// a second, not all in one burst the socket buffers would drop. Each
+// later retransmission follows its own previous copy by the full period,
+// so the spread stays and the delivery span (ks/schedule.h) does not grow.
+// Without retransmissions this is when the miss is counted: a member has
+// the whole period to acknowledge its last copy, so no spread then.
+std::int64_t first_retransmit_at(std::int64_t sent_at, std::uint32_t period_s, std::uint32_t retransmit_count,
+                                 std::size_t k, std::size_t n) {
+  const std::uint64_t slots = retransmit_count ? period_s / 2 + 1 : 1;  // offsets 0 .. period/2
+  const auto offset = static_cast<std::int64_t>(n ? k * slots / n : 0);
+  return sent_at + period_s - offset;
+}
+
 std::string label(const Group& g) { return g.policy().name + " (" + std::to_string(g.policy().identity) + ")"; }
 
 bool specified(const Address& a) {
@@ -404,8 +420,9 @@ void Rekeyer::deliver(Group& g, GroupState& st, const std::shared_ptr<SentPush>&
   std::vector<Address> members;
   members.reserve(g.members().size());
   for (const auto& [addr, m] : g.members()) members.push_back(addr);
-  std::size_t sent = 0;
+  std::size_t sent = 0, k = 0;
   for (const Address& addr : members) {
+    const std::size_t index = k++;
     auto older = st.deliveries.find(addr);
     if (older != st.deliveries.end() && older->second.outstanding) {
       // Replaced before it was acknowledged: the older push is a miss.
@@ -417,7 +434,7 @@ void Rekeyer::deliver(Group& g, GroupState& st, const std::shared_ptr<SentPush>&
     d.push = push;
     d.datagram = push->datagrams.at(m->traits);
     d.sent = 1;
-    d.next_at = now + push->retransmit_period_s;
+    d.next_at = first_retransmit_at(now, push->retransmit_period_s, push->retransmit_count, index, members.size());
     d.outstanding = true;
     d.to = m->endpoint();
     d.from = m->registered_to && !own_address_ ? m->registered_to : ks;
@@ -454,8 +471,9 @@ void Rekeyer::take_over(Group& g, std::int64_t now_ms) {
     while (st.recent.size() > kRecentPushes) st.recent.pop_front();
   }
   const std::optional<Address> ks = specified(g.ks_address()) ? std::optional<Address>(g.ks_address()) : std::nullopt;
-  std::size_t sent = 0;
+  std::size_t sent = 0, k = 0;
   for (const auto& [addr, m] : g.members()) {
+    const std::size_t index = k++;
     // Acknowledged it, or registered since (and so got its keys or newer).
     if ((m.last_acked_seq && *m.last_acked_seq >= last->seq) || m.registered_at > last->at) continue;
     auto datagram = push->datagrams.find(m.traits);
@@ -464,7 +482,7 @@ void Rekeyer::take_over(Group& g, std::int64_t now_ms) {
     d.push = push;
     d.datagram = datagram->second;
     d.sent = 1;
-    d.next_at = now + push->retransmit_period_s;
+    d.next_at = first_retransmit_at(now, push->retransmit_period_s, push->retransmit_count, index, g.members().size());
     d.outstanding = true;
     d.to = m.endpoint();
     d.from = ks;

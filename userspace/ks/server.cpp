@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <iterator>
 #include <map>
 
 #include "common/clock.h"
@@ -185,11 +186,21 @@ bool Server::set_multicast_ttl(Listener& l, std::uint8_t ttl) {
 }
 
 void Server::send_pushes() {
-  pushes_ = core_.take_outgoing();
-  if (pushes_.empty()) return;
-  // One sendmmsg batch per socket: a rekey of thousands of members is a
-  // few dozen system calls. Multicast datagrams are one per rekey and go
-  // on their own, after the socket's TTL is set.
+  for (PushDatagram& d : core_.take_outgoing()) push_queue_.push_back(std::move(d));
+  // A turn is already scheduled (or waits for a full socket): it goes on
+  // from where the queue is.
+  if (push_queue_.empty() || push_turn_pending_) return;
+  // One slice per loop turn, then the loop's other work (the acks coming
+  // back fill the receive buffer meanwhile) before the next: a rekey of
+  // 100,000 members is never one burst. Within a slice, one sendmmsg
+  // batch per socket; multicast datagrams are one per rekey and go on
+  // their own, after the socket's TTL is set.
+  constexpr std::size_t kSlice = 512;
+  pushes_.clear();
+  while (!push_queue_.empty() && pushes_.size() < kSlice) {
+    pushes_.push_back(std::move(push_queue_.front()));
+    push_queue_.pop_front();
+  }
   std::map<Listener*, std::vector<std::size_t>> batches;
   std::size_t unsendable = 0;
   for (std::size_t k = 0; k < pushes_.size(); ++k) {
@@ -208,11 +219,18 @@ void Server::send_pushes() {
     }
     batches[l].push_back(k);
   }
+  Listener* full_socket = nullptr;
+  std::vector<PushDatagram> unsent;  // the socket was full: in order, back to the queue's front
   for (auto& [l, indices] : batches) {
     outbound_.clear();
     for (std::size_t k : indices) outbound_.push_back(UdpSocket::Outbound{pushes_[k].to, pushes_[k].from, *pushes_[k].datagram});
     failed_.clear();
-    l->socket.send_many(outbound_, &failed_);
+    bool full = false;
+    const std::size_t sent = l->socket.send_many(outbound_, &failed_, &full);
+    if (full) {
+      full_socket = l;
+      for (std::size_t i = sent + failed_.size(); i < indices.size(); ++i) unsent.push_back(std::move(pushes_[indices[i]]));
+    }
     // Thousands of members behind one broken route would be thousands of
     // lines: the first, then the count. Retransmission covers the rest.
     if (!failed_.empty())
@@ -220,6 +238,23 @@ void Server::send_pushes() {
                                  (failed_.size() > 1 ? " and " + std::to_string(failed_.size() - 1) + " other members" : ""));
   }
   pushes_.clear();
+  push_queue_.insert(push_queue_.begin(), std::make_move_iterator(unsent.begin()), std::make_move_iterator(unsent.end()));
+  if (push_queue_.empty()) return;
+  push_turn_pending_ = true;
+  auto next_turn = [this] {
+    push_turn_pending_ = false;
+    flush();
+  };
+  if (full_socket) {
+    // The send buffer is full: the rest when the kernel has room again,
+    // rather than datagrams it would refuse.
+    full_socket->watch.async_wait(boost::asio::posix::stream_descriptor::wait_write,
+                                  [next_turn](const boost::system::error_code& ec) {
+                                    if (!ec) next_turn();
+                                  });
+  } else {
+    boost::asio::post(io_, next_turn);
+  }
 }
 
 void Server::flush_events() {

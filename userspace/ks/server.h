@@ -6,6 +6,7 @@
 #include <utility>  // before Asio: Boost 1.74 uses std::exchange without it under C++20
 
 #include <boost/asio.hpp>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -66,6 +67,11 @@ class Server {
   std::vector<UdpSocket::Outbound> outbound_;
   std::vector<std::size_t> failed_;
   std::vector<PushDatagram> pushes_;
+  // Pushes handed out and not yet sent: send_pushes sends a slice per
+  // loop turn, so that a rekey of 100,000 members takes turns with the
+  // acknowledgements coming back, and waits for a full socket to drain.
+  std::deque<PushDatagram> push_queue_;
+  bool push_turn_pending_ = false;
 };
 
 }  // namespace covey::ks
