@@ -147,6 +147,46 @@ def coop_rows(folder):
     return out
 
 
+# ks_members_bench.json (tests/bench/ks_members_bench.cpp): `coveyctl ks members` at 100,000
+# members, request to last line printed over a real control socket.
+# row -> (benchmark, counter or None for its time, unit, comparison, target, note)
+KS_MEMBERS_ROWS = {
+    "ks_members_100000_s": ("BM_KsMembers_100000_Table", None, "s", "<", 1.0,
+                            "issue 14: the table, 100,000 members, < 1 s"),
+    "ks_members_100000_json_s": ("BM_KsMembers_100000_Json", None, "s", "<", 1.0, "issue 14: --json, < 1 s"),
+    "ks_members_100000_prefix_s": ("BM_KsMembers_100000_Prefix", None, "s", "<", 1.0,
+                                   "issue 14: --prefix (4,096 listed), < 1 s"),
+    "ks_members_100000_since_s": ("BM_KsMembers_100000_Since", None, "s", "<", 1.0,
+                                  "issue 14: --since (1,000 listed, all examined), < 1 s"),
+    "ks_members_100000_count_s": ("BM_KsMembers_100000_Count", None, "s", "<", 1.0,
+                                  "issue 14: --count with --since, < 1 s"),
+    "ks_members_100000_key_server_s": ("BM_KsMembers_100000_Produce", None, "s", None, None,
+                                       "the key server's side alone: every piece of the listing"),
+    "ks_members_100000_max_piece_ms": ("BM_KsMembers_100000_Table", "max_piece_ms", "ms", "<", 50.0,
+                                       "longest the KS loop spent on one piece (UDP 848 waits behind it)"),
+}
+
+
+def ks_members_rows(folder):
+    """(name, value, unit, target, meets, note) from ks_members_bench.json; none when it did not run."""
+    path = pathlib.Path(folder) / "ks_members_bench.json"
+    if not path.exists():
+        return []
+    scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
+    runs = {b["name"].split("/")[0]: b for b in json.loads(path.read_text()).get("benchmarks", [])
+            if b.get("run_type") != "aggregate"}
+    out = []
+    for name, (bench, counter, unit, op, target, note) in KS_MEMBERS_ROWS.items():
+        b = runs.get(bench)
+        if b is None or b.get("error_occurred"):
+            out.append((name, None, unit, None, None, "NOT MEASURED: " + (b or {}).get("error_message", "no run")))
+            continue
+        value = b.get(counter) if counter else b["real_time"] * scale[b.get("time_unit", "ns")]
+        meets = None if op is None or value is None else value < target
+        out.append((name, value, unit, f"{op} {target:g}" if op else None, meets, note))
+    return out
+
+
 def verdict(name, value):
     t = REGISTRATION_TARGETS.get(name)
     if not t:
@@ -219,6 +259,17 @@ def main(folder):
         print(f"{name:56} {shown:>7} {unit:<2}  {note}")
         rows.append({"suite": "coop", "name": name, "value": value, "unit": unit, "target": None,
                      "meets_target": None, "note": note})
+    members = ks_members_rows(folder)
+    if members:
+        print()
+        print("coveyctl ks members at 100,000 members, over the control socket (tests/bench/ks_members_bench.cpp)")
+        print(f"{'metric':44} {'value':>12} {'target':>10}  verdict")
+    for name, value, unit, target, meets, note in members:
+        v = "" if meets is None else ("meets" if meets else "MISSES")
+        shown = "-" if value is None else f"{value:.3f}"
+        print(f"{name:44} {shown:>9} {unit:<2} {target or '-':>10}  {v} {note}")
+        rows.append({"suite": "ks_members", "name": name, "value": value, "unit": unit, "target": target,
+                     "meets_target": meets, "note": note})
     vm = vm_throughput_rows(folder)
     if vm:
         print()
