@@ -13,7 +13,7 @@ import urllib.parse
 from collections import defaultdict
 
 from captures import decode, main_mode_problems, tshark_frames, udp_datagrams, write_pcap
-from netns_lab import GM_ADDRESS, Lab, gm_config, ks_config
+from netns_lab import COVEYCTL, GM_ADDRESS, Lab, gm_config, ks_config
 
 # The key server's on its loopback; the members' on their own addresses, so
 # that one Prometheus in the key server's namespace reaches all three.
@@ -112,6 +112,42 @@ class RegistrationTest(unittest.TestCase):
         for gm, address in GM_ADDRESS.items():
             self.assertRegex(self.lab.log("ks"), f"Registration of GM {address} complete for group GET_VPN",
                              self.lab.logs("ks"))
+
+    def test_key_server_filters_streams_and_counts_members(self):
+        """coveyctl ks members --prefix/--since/--count/--json against the two real members:
+        the key server filters, the listing streams (PROTOCOL.md, "Streamed replies")."""
+        ctl = self.lab.ctl
+        gm3, gm4 = GM_ADDRESS["gm3"], GM_ADDRESS["gm4"]
+        listed = lambda reply: sorted(m["address"] for g in reply["groups"] for m in g["members"])
+        everyone = ctl("ks", "ks", "members")
+        self.assertEqual(everyone["listed"], 2, everyone)
+        self.assertEqual(everyone["groups"][0]["registered"], 2, everyone)
+        self.assertEqual(listed(ctl("ks", "ks", "members", "--prefix", "10.1.23.0/24")), [gm3])
+        self.assertEqual(listed(ctl("ks", "ks", "members", "--group", "GET_VPN", "--prefix", gm4)), [gm4])
+        self.assertEqual(listed(ctl("ks", "ks", "members", "--prefix", "2001:db8::/32")), [])
+        # --since: at or after, in RFC 3339 UTC or as a time ago.
+        at = {m["address"]: m["registered_at"] for m in everyone["groups"][0]["members"]}
+        rfc3339 = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+        later = max(at.values())
+        self.assertEqual(listed(ctl("ks", "ks", "members", "--since", rfc3339(later))),
+                         sorted(a for a, t in at.items() if t >= later))
+        self.assertEqual(listed(ctl("ks", "ks", "members", "--since", rfc3339(later + 3600))), [])
+        self.assertEqual(listed(ctl("ks", "ks", "members", "--since", "1h")), sorted(at))
+        count = ctl("ks", "ks", "members", "--count", "--prefix", "10.1.24.0/24")
+        self.assertEqual((count["count"], count["groups"][0]["count"], count["groups"][0]["registered"]), (1, 1, 2),
+                         count)
+        # The table, streamed as well, says how many a filter left.
+        r = subprocess.run(self.lab.exec_args("ks", COVEYCTL, "ks", "members", "--prefix", "10.1.23.0/24", "--socket",
+                                              self.lab.socket("ks")), capture_output=True, text=True, timeout=15)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("Group GET_VPN (identity 134): 2 members\n", r.stdout)
+        self.assertRegex(r.stdout, rf"\n  {gm3} +{gm3} ")
+        self.assertNotIn(gm4, r.stdout)
+        self.assertIn("  1 of them listed\n", r.stdout)
+        r = subprocess.run(self.lab.exec_args("ks", COVEYCTL, "ks", "members", "--prefix", "10.1.23.0/33", "--socket",
+                                              self.lab.socket("ks")), capture_output=True, text=True, timeout=15)
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn('ks.members: "prefix" must be an address prefix', r.stderr)
 
     def test_daemons_write_the_same_keylog(self):
         members = set(self.keylog.read_text().split())

@@ -2,11 +2,13 @@
 // The full pages are spelled out once; variations are rows of a table.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
+#include <vector>
 
-#include "coveyctl/render.h"
 #include "covey_maps.h"
+#include "coveyctl/render.h"
 
 namespace covey::coveyctl {
 namespace {
@@ -152,6 +154,85 @@ TEST(ControlRender, KsMembersRegisteredToTwoAddressesSayWhich) {
   // One address for all: nothing to tell apart.
   reply["groups"][0]["members"][1]["registered_to"] = "10.1.12.1";
   EXPECT_EQ(render_ks_members(reply, kCtx).find("VIA KS"), std::string::npos);
+}
+
+// A streamed ks.members (PROTOCOL.md, "Streamed replies") printed as it
+// arrives: the first members line sets the columns; later lines keep them.
+std::string print_stream(const std::vector<Json>& lines, bool json) {
+  MembersPrinter printer(kCtx, json);
+  std::string out = printer.start();
+  for (const Json& l : lines) {
+    EXPECT_FALSE(printer.done());
+    out += printer.line(l);
+  }
+  EXPECT_TRUE(printer.done());
+  return out;
+}
+
+std::vector<Json> members_stream() {
+  return {Json::parse(R"({"group":{"name":"GET_VPN","identity":134,"registered":3}})"),
+          Json::parse(R"({"members":[
+            {"address":"10.1.23.3","identity":"10.1.23.3","registered_at":1763900000,"registrations":1,"sids":[0]}]})"),
+          Json::parse(R"({"members":[
+            {"address":"10.1.24.4","identity":"gm2.example.com","registered_at":1763900100,"registrations":3,"sids":[1,2]}]})"),
+          Json::parse(R"({"group":{"name":"SPARE","identity":7,"registered":0}})"),
+          Json::parse(R"({"end":true,"listed":2})")};
+}
+
+TEST(ControlRender, KsMembersStreamedTable) {
+  EXPECT_EQ(print_stream(members_stream(), false),
+            "Group GET_VPN (identity 134): 3 members\n"
+            "  ADDRESS    IDENTITY   REGISTERED                           REGISTRATIONS  SIDS\n"
+            "  10.1.23.3  10.1.23.3  2025-11-23 12:13:20 UTC (188 s ago)  1              0\n"
+            // Wider than the first line's column: the rest of the row moves right.
+            "  10.1.24.4  gm2.example.com  2025-11-23 12:15:00 UTC (88 s ago)   3              1,2\n"
+            // A filter (or a member gone meanwhile) listed fewer than the group has.
+            "  2 of them listed\n"
+            "\n"
+            "Group SPARE (identity 7): 0 members\n");
+  EXPECT_EQ(print_stream({Json::parse(R"({"end":true,"listed":0})")}, false), "No GDOI groups configured.\n");
+}
+
+// --json prints one document shaped as the one-line reply, a member a line.
+TEST(ControlRender, KsMembersStreamedJsonIsOneDocument) {
+  std::string out = print_stream(members_stream(), true);
+  Json doc = Json::parse(out);
+  EXPECT_EQ(doc["ok"], true);
+  EXPECT_EQ(doc["listed"], 2);
+  ASSERT_EQ(doc["groups"].size(), 2u);
+  EXPECT_EQ(doc["groups"][0]["name"], "GET_VPN");
+  EXPECT_EQ(doc["groups"][0]["registered"], 3);
+  EXPECT_EQ(doc["groups"][0]["listed"], 2);
+  EXPECT_EQ(doc["groups"][0]["members"][1]["identity"], "gm2.example.com");
+  EXPECT_EQ(doc["groups"][1]["members"], Json::array());
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 8) << out;
+  EXPECT_EQ(Json::parse(print_stream({Json::parse(R"({"end":true,"listed":0})")}, true)),
+            Json::parse(R"({"ok":true,"groups":[],"listed":0})"));
+}
+
+TEST(ControlRender, KsMemberCount) {
+  Json reply = Json::parse(R"({"ok":true,"count":13,"groups":[
+    {"name":"GET_VPN","identity":134,"registered":100000,"count":12},
+    {"name":"VOICE","identity":200,"registered":1,"count":1}]})");
+  EXPECT_EQ(render_ks_member_count(reply, kCtx),
+            "Group GET_VPN (identity 134): 12 of 100000 members\n"
+            "Group VOICE (identity 200): 1 member\n");
+}
+
+TEST(ControlRender, SinceIsRfc3339UtcOrATimeAgo) {
+  std::string why;
+  EXPECT_EQ(parse_since("2025-11-23T12:13:20Z", 0, &why), 1763900000);
+  EXPECT_EQ(parse_since("2025-11-23 12:13:20z", 0, &why), 1763900000);
+  EXPECT_EQ(parse_since("90s", 1000, &why), 910);
+  EXPECT_EQ(parse_since("10m", 1000, &why), 400);
+  EXPECT_EQ(parse_since("2h", 10000, &why), 2800);
+  EXPECT_EQ(parse_since("1d", 100000, &why), 13600);
+  for (const char* bad : {"", "m", "10", "-5m", "10w", "2025-11-23T12:13:20+01:00", "2025-11-23T12:13:20",
+                          "2025-13-23T12:13:20Z", "2025-11-23T12:13:20.5Z", "yesterday"}) {
+    why.clear();
+    EXPECT_FALSE(parse_since(bad, 1000, &why)) << bad;
+    EXPECT_NE(why.find("RFC 3339 UTC"), std::string::npos) << bad << ": " << why;
+  }
 }
 
 // Key material appears only when the daemon put it in the reply (it does so

@@ -7,6 +7,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -15,10 +19,7 @@
 #include <optional>
 #include <string>
 #include <thread>
-
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
+#include <vector>
 
 #include "control/client.h"
 #include "control/server.h"
@@ -141,6 +142,85 @@ TEST_F(ControlSocketTest, RoundTrip) {
   ASSERT_TRUE(r.reply) << r.error;
   EXPECT_EQ((*r.reply)["ok"], true);
   EXPECT_EQ((*r.reply)["echo"]["group"], "GET_VPN");
+}
+
+// A reply in pieces: "n" lines of one piece each, an empty piece between,
+// then the connection takes the next request.
+Reply counting(const Json& request) {
+  if (request["cmd"] != "stream") return echo(request);
+  int n = request.value("n", 3);
+  auto i = std::make_shared<int>(0);
+  return Reply::stream([n, i]() -> std::optional<std::string> {
+    int k = (*i)++;
+    if (k == 2 * n) return std::nullopt;
+    if (k % 2) return "";  // a piece with nothing to say
+    return Json{{"line", k / 2}}.dump() + "\n";
+  });
+}
+
+TEST_F(ControlSocketTest, StreamedReplyArrivesLineByLine) {
+  start(counting);
+  std::vector<int> got;
+  std::string error = stream(
+      path_, {{"cmd", "stream"}, {"n", 5}},
+      [&](const Json& line) {
+        got.push_back(line["line"]);
+        return got.size() < 5;
+      },
+      5s);
+  EXPECT_EQ(error, "");
+  EXPECT_EQ(got, (std::vector<int>{0, 1, 2, 3, 4}));
+  // Then the connection answers the next request.
+  RawClient c(path_);
+  c.send("{\"cmd\":\"stream\",\"n\":2}\n{\"cmd\":\"b\"}\n");
+  EXPECT_EQ(c.reply()["line"], 0);
+  EXPECT_EQ(c.reply()["line"], 1);
+  EXPECT_EQ(c.reply()["echo"]["cmd"], "b");
+}
+
+// A reader that stops reading holds up its own stream, not other clients:
+// the producer runs only when its last piece has been written.
+TEST_F(ControlSocketTest, StalledStreamDoesNotHoldUpOthers) {
+  auto produced = std::make_shared<std::atomic<int>>(0);
+  start([produced](const Json& request) -> Reply {
+    if (request["cmd"] != "stream") return echo(request);
+    return Reply::stream([produced]() -> std::optional<std::string> {
+      ++*produced;
+      return std::string(64 * 1024, ' ') + "{}\n";  // endless
+    });
+  });
+  RawClient stalled(path_);
+  stalled.send("{\"cmd\":\"stream\"}\n");
+  std::this_thread::sleep_for(100ms);
+  Result r = request(path_, {{"cmd", "a"}}, 5s);
+  ASSERT_TRUE(r.reply) << r.error;
+  EXPECT_EQ((*r.reply)["echo"]["cmd"], "a");
+  int now = *produced;
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(*produced, now) << "the producer ran on while nobody read";
+  EXPECT_LT(now, 100) << "socket buffers are not that large";
+}
+
+TEST_F(ControlSocketTest, StreamThatThrowsEndsWithAnError) {
+  start([](const Json&) -> Reply {
+    auto i = std::make_shared<int>(0);
+    return Reply::stream([i]() -> std::optional<std::string> {
+      if ((*i)++ == 0) return "{\"ok\":true}\n";
+      throw std::runtime_error("group vanished");
+    });
+  });
+  std::vector<Json> got;
+  std::string error = stream(
+      path_, {{"cmd", "ks.members"}},
+      [&](const Json& line) {
+        got.push_back(line);
+        return true;
+      },
+      5s);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[1],
+            Json::parse(R"({"ok":false,"error":"internal error answering ks.members: group vanished"})"));
+  EXPECT_NE(error.find("closed the connection before the end of its reply"), std::string::npos) << error;
 }
 
 TEST_F(ControlSocketTest, SeveralRequestsOnOneConnectionAnsweredInOrder) {

@@ -19,6 +19,11 @@ using Renderer = std::string (*)(const Json&, const RenderContext&);
 // does not hang a script.
 constexpr std::chrono::seconds kTimeout{10};
 
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 // Sends `request`, prints the reply (as JSON, or through `render`), and
 // returns the exit status. An ok:false reply is printed with --json too:
 // it is the daemon's answer, and scripts may want its fields.
@@ -41,11 +46,55 @@ int ask(const std::string& command, const ControlOptions& o, const Json& request
               << "\n";
     return 1;
   }
-  if (!o.json) {
-    auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
-    std::cout << render(reply, RenderContext{now.count(), false});
-  }
+  if (!o.json) std::cout << render(reply, RenderContext{unix_now(), false});
   return 0;
+}
+
+// `ks members` as the key server streams it: printed line by line as it
+// arrives, so 100,000 members never sit in one string on either side. A
+// key server from before streaming answers in one line; that is printed
+// as before.
+int stream_members(const ControlOptions& o, const Json& request) {
+  const std::string command = "coveyctl ks members: ";
+  MembersPrinter printer(RenderContext{unix_now(), false}, o.json);
+  bool first = true, refused = false;
+  std::string error = control::stream(
+      o.socket, request,
+      [&](const Json& line) {
+        const Json* ok = line.is_object() && line.contains("ok") ? &line["ok"] : nullptr;
+        if (first || ok != nullptr) {
+          first = false;
+          if (ok == nullptr || *ok != true) {
+            refused = true;
+            if (o.json) std::cout << line.dump(2, ' ', false, Json::error_handler_t::replace) << "\n";
+            std::cerr << command
+                      << (line.contains("error") && line["error"].is_string()
+                              ? line["error"].get<std::string>()
+                              : "the daemon's reply has neither \"ok\":true nor an \"error\": " +
+                                    line.dump(-1, ' ', false, Json::error_handler_t::replace))
+                      << "\n";
+            return false;
+          }
+          if (!line.contains("stream")) {  // one line: an older covey-ks
+            if (o.json)
+              std::cout << line.dump(2, ' ', false, Json::error_handler_t::replace) << "\n";
+            else
+              std::cout << render_ks_members(line, RenderContext{unix_now(), false});
+            return false;
+          }
+          std::cout << printer.start();
+          return true;
+        }
+        std::cout << printer.line(line);
+        return !printer.done();
+      },
+      kTimeout);
+  std::cout.flush();
+  if (!error.empty()) {
+    std::cerr << command << error << "\n";
+    return 1;
+  }
+  return refused ? 1 : 0;
 }
 
 void add_socket_option(CLI::App* cmd, ControlOptions& o) {
@@ -79,13 +128,38 @@ void add_ks_command(CLI::App& app, ControlOptions& o, int& exit_code) {
   });
 
   CLI::App* members = ks->add_subcommand("members", "Show the group members registered with this key server");
-  members->add_option("NAME", o.group, "only this group");
+  CLI::Option* name = members->add_option("NAME", o.group, "only this group");
+  members->add_option("--group", o.group, "only this group (as NAME)")->excludes(name);
+  members->add_option("--prefix", o.prefix,
+                      "only members whose address is in this prefix, e.g. 10.1.0.0/16 or 2001:db8::/32");
+  members->add_option(
+      "--since", o.since,
+      "only members registered at or after this time: RFC 3339 UTC (2026-12-05T16:00:00Z) or a time ago "
+      "(90s, 10m, 2h, 7d)");
+  members->add_flag("--count", o.count, "print how many members each group has (that match), not who");
   add_json_flag(members, o);
   add_socket_option(members, o);
   members->callback([&o, &exit_code] {
     Json request{{"cmd", "ks.members"}};
     if (!o.group.empty()) request["group"] = o.group;
-    exit_code = ask("ks members", o, request, render_ks_members);
+    if (!o.prefix.empty()) request["prefix"] = o.prefix;
+    if (!o.since.empty()) {
+      std::string why;
+      auto since = parse_since(o.since, unix_now(), &why);
+      if (!since) {
+        std::cerr << "coveyctl ks members: --since: " << why << "\n";
+        exit_code = 1;
+        return;
+      }
+      request["since"] = *since;
+    }
+    if (o.count) {
+      request["count"] = true;
+      exit_code = ask("ks members", o, request, render_ks_member_count);
+      return;
+    }
+    request["stream"] = true;
+    exit_code = stream_members(o, request);
   });
 
   CLI::App* reload = ks->add_subcommand("reload", "Re-read the configuration file");

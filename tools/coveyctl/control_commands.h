@@ -12,6 +12,9 @@ struct ControlOptions {
   std::string socket;
   std::string group;  // ks group/members/remove-member: optional; ks rekey: required
   std::string address;  // ks remove-member
+  std::string prefix;   // ks members: only addresses in it
+  std::string since;    // ks members: only registered at or after (parse_since)
+  bool count = false;   // ks members: how many, not who
   bool json = false;
   bool show_keys = false;
 };

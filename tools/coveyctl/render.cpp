@@ -179,22 +179,35 @@ std::string rekey_transport(const Json& group) {
   return mode;
 }
 
-// Columns padded to their widest cell, two spaces apart.
-void table(Page& page, int indent, const std::vector<std::vector<std::string>>& rows) {
+// The widest cell of each column.
+std::vector<std::size_t> widths_of(const std::vector<std::vector<std::string>>& rows) {
   std::vector<std::size_t> width;
   for (const auto& row : rows)
     for (std::size_t i = 0; i < row.size(); ++i) {
       if (width.size() <= i) width.push_back(0);
       width[i] = std::max(width[i], row[i].size());
     }
+  return width;
+}
+
+// Columns padded to `width`, two spaces apart; a wider cell pushes the rest
+// of its row right.
+void table(Page& page, int indent, const std::vector<std::vector<std::string>>& rows,
+           const std::vector<std::size_t>& width) {
   for (const auto& row : rows) {
     std::string line;
     for (std::size_t i = 0; i < row.size(); ++i) {
       line += row[i];
-      if (i + 1 < row.size()) line.append(width[i] - row[i].size() + 2, ' ');
+      if (i + 1 < row.size())
+        line.append((i < width.size() && width[i] > row[i].size() ? width[i] - row[i].size() : 0) + 2, ' ');
     }
     page.line(indent, line);
   }
+}
+
+// Columns padded to their widest cell.
+void table(Page& page, int indent, const std::vector<std::vector<std::string>>& rows) {
+  table(page, indent, rows, widths_of(rows));
 }
 
 // The key server's rekeys: how many, the last one (as GET VPN's "Last
@@ -254,54 +267,166 @@ std::string render_ks_groups(const Json& reply, const RenderContext& ctx) {
 std::string render_ks_members(const Json& reply, const RenderContext& ctx) {
   const Json& groups = array_of(reply, "groups");
   if (groups.empty()) return "No GDOI groups configured.\n";
-  Page page;
-  bool first = true;
+  // The one-line reply printed as a stream of it would be.
+  MembersPrinter printer(ctx, false);
+  std::string out = printer.start();
   for (const Json& g : groups) {
-    if (!first) page.blank();
-    first = false;
     const Json& members = array_of(g, "members");
-    page.line(0, "Group " + text(g, "name") + " (identity " + text(g, "identity") + "): " +
-                     std::to_string(members.size()) + (members.size() == 1 ? " member" : " members"));
-    if (members.empty()) continue;
+    Json group = {
+        {"name", text(g, "name")}, {"identity", text(g, "identity")}, {"registered", members.size()}};
+    out += printer.line({{"group", group}});
+    out += printer.line({{"members", members}});
+  }
+  return out + printer.line({{"end", true}});
+}
+
+std::string render_ks_member_count(const Json& reply, const RenderContext&) {
+  const Json& groups = array_of(reply, "groups");
+  if (groups.empty()) return "No GDOI groups configured.\n";
+  Page page;
+  for (const Json& g : groups) {
+    auto n = integer(g, "count");
+    auto of = integer(g, "registered");
+    std::string count =
+        n && of && *n != *of ? text(g, "count") + " of " + text(g, "registered") : text(g, "count");
+    page.line(0, "Group " + text(g, "name") + " (identity " + text(g, "identity") + "): " + count +
+                     (n == 1 && !(of && *of != 1) ? " member" : " members"));
+  }
+  return std::move(page).str();
+}
+
+std::string MembersPrinter::start() {
+  return json_ ? "{\"ok\":true,\"groups\":[" : "";
+}
+
+std::string MembersPrinter::end_group() {
+  if (!in_group_) return "";
+  in_group_ = false;
+  if (json_) return "\n],\"listed\":" + std::to_string(listed_) + "}";
+  if (registered_ >= 0 && listed_ == static_cast<std::size_t>(registered_)) return "";
+  return "  " + std::to_string(listed_) + " of them listed\n";
+}
+
+std::string MembersPrinter::line(const Json& l) {
+  constexpr auto dump = [](const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); };
+  if (field_of(l, "end") != nullptr) {
+    done_ = true;
+    std::string out = end_group();
+    if (json_)
+      out += "\n],\"listed\":" + text(l, "listed") + "}\n";
+    else if (first_group_)
+      out += "No GDOI groups configured.\n";
+    return out;
+  }
+  if (const Json* g = field_of(l, "group")) {
+    std::string out = end_group();
+    in_group_ = true;
+    listed_ = 0;
+    registered_ = integer(*g, "registered").value_or(-1);
+    columns_set_ = false;
+    if (json_) {
+      std::string head = g->is_object() ? dump(*g) : "{}";
+      if (!head.empty() && head.back() == '}') head.pop_back();  // the members follow
+      out += std::string(first_group_ ? "\n" : ",\n") + head + (head.size() > 1 ? "," : "") + "\"members\":[";
+    } else {
+      if (!first_group_) out += "\n";
+      out += "Group " + text(*g, "name") + " (identity " + text(*g, "identity") +
+             "): " + text(*g, "registered") + (registered_ == 1 ? " member" : " members") + "\n";
+    }
+    first_group_ = false;
+    return out;
+  }
+  const Json& members = array_of(l, "members");
+  if (!in_group_ || members.empty()) return "";
+  if (json_) {
+    std::string out;
+    for (const Json& m : members) {
+      out += listed_++ == 0 ? "\n" : ",\n";
+      out += dump(m);
+    }
+    return out;
+  }
+  Page page;
+  std::vector<std::vector<std::string>> rows;
+  const bool first = !columns_set_;
+  if (first) {
+    columns_set_ = true;
     // Rekey delivery columns only from a key server that sends rekeys.
-    const bool rekeys = std::any_of(members.begin(), members.end(),
-                                    [](const Json& m) { return field_of(m, "missed_rekeys") != nullptr; });
+    rekeys_ = std::any_of(members.begin(), members.end(),
+                          [](const Json& m) { return field_of(m, "missed_rekeys") != nullptr; });
     // What it announced in Main Mode, from a key server that records it.
-    const bool vendor = std::any_of(members.begin(), members.end(),
-                                    [](const Json& m) { return field_of(m, "covey_features") != nullptr; });
+    vendor_ = std::any_of(members.begin(), members.end(),
+                          [](const Json& m) { return field_of(m, "covey_features") != nullptr; });
     // Which key server address each registered to, when members reached
     // more than one (a dual-stack key server: IPv4 and IPv6 members).
     std::set<std::string> ks_addresses;
     for (const Json& m : members)
       if (const Json* v = field_of(m, "registered_to"); v && v->is_string())
         ks_addresses.insert(v->get<std::string>());
-    const bool via = ks_addresses.size() > 1;
-    std::vector<std::vector<std::string>> rows{{"ADDRESS", "IDENTITY", "REGISTERED", "REGISTRATIONS", "SIDS"}};
-    if (via) rows[0].push_back("VIA KS");
-    if (rekeys) {
+    via_ = ks_addresses.size() > 1;
+    rows.push_back({"ADDRESS", "IDENTITY", "REGISTERED", "REGISTRATIONS", "SIDS"});
+    if (via_) rows[0].push_back("VIA KS");
+    if (rekeys_) {
       rows[0].push_back("LAST ACK");
       rows[0].push_back("MISSED");
     }
-    if (vendor) rows[0].push_back("POLICY");
-    for (const Json& m : members) {
-      auto at = integer(m, "registered_at");
-      rows.push_back({text(m, "address"), text(m, "identity"), at ? when(*at, ctx) : "-", text(m, "registrations"),
-                      field_of(m, "sids") != nullptr ? joined(array_of(m, "sids"), ",") : "-"});
-      if (via) rows.back().push_back(text(m, "registered_to"));
-      if (rekeys) {
-        rows.back().push_back(is_null(m, "last_acked_seq") ? "none" : text(m, "last_acked_seq"));
-        rows.back().push_back(text(m, "missed_rekeys"));
-      }
-      if (vendor) {
-        auto f = integer(m, "covey_features");
-        char hex[16] = "";
-        if (f) std::snprintf(hex, sizeof hex, "%llx", static_cast<unsigned long long>(*f));
-        rows.back().push_back(f ? std::string("covey 0x") + hex : "RFC 6407");
-      }
-    }
-    table(page, 2, rows);
+    if (vendor_) rows[0].push_back("POLICY");
   }
+  for (const Json& m : members) {
+    ++listed_;
+    auto at = integer(m, "registered_at");
+    rows.push_back({text(m, "address"), text(m, "identity"), at ? when(*at, ctx_) : "-",
+                    text(m, "registrations"),
+                    field_of(m, "sids") != nullptr ? joined(array_of(m, "sids"), ",") : "-"});
+    if (via_) rows.back().push_back(text(m, "registered_to"));
+    if (rekeys_) {
+      rows.back().push_back(is_null(m, "last_acked_seq") ? "none" : text(m, "last_acked_seq"));
+      rows.back().push_back(text(m, "missed_rekeys"));
+    }
+    if (vendor_) {
+      auto f = integer(m, "covey_features");
+      char hex[16] = "";
+      if (f) std::snprintf(hex, sizeof hex, "%llx", static_cast<unsigned long long>(*f));
+      rows.back().push_back(f ? std::string("covey 0x") + hex : "RFC 6407");
+    }
+  }
+  if (first) widths_ = widths_of(rows);
+  table(page, 2, rows, widths_);
   return std::move(page).str();
+}
+
+std::optional<std::int64_t> parse_since(std::string_view text, std::int64_t now, std::string* why) {
+  auto fail = [&] {
+    // Appended, not "\"" + std::string(text): GCC 12 warns (-Wrestrict) wrongly on that.
+    why->assign(1, '"').append(text).append(
+        "\" is no time: give RFC 3339 UTC, e.g. 2026-12-05T16:00:00Z, or a time ago, e.g. 90s, 10m, 2h, 7d");
+    return std::nullopt;
+  };
+  if (text.empty()) return fail();
+  // A time ago: digits and one unit.
+  if (std::string_view units = "smhd"; units.find(text.back()) != std::string_view::npos) {
+    std::string_view digits = text.substr(0, text.size() - 1);
+    std::int64_t n = 0;
+    if (digits.empty() || digits.size() > 9 ||
+        !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      return fail();
+    for (char c : digits) n = n * 10 + (c - '0');
+    constexpr std::int64_t kUnit[] = {1, 60, 3600, 86400};
+    return now - n * kUnit[units.find(text.back())];
+  }
+  // RFC 3339 in UTC, whole seconds: YYYY-MM-DDTHH:MM:SSZ.
+  std::tm tm{};
+  char sep = 0, zone = 0, extra = 0;
+  std::string s(text);
+  if (std::sscanf(s.c_str(), "%4d-%2d-%2d%c%2d:%2d:%2d%c%c", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &sep,
+                  &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &zone, &extra) != 8 ||
+      s.size() != 20 || (sep != 'T' && sep != 't' && sep != ' ') || (zone != 'Z' && zone != 'z') ||
+      tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
+      tm.tm_min > 59 || tm.tm_sec > 60)
+    return fail();
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  return static_cast<std::int64_t>(::timegm(&tm));
 }
 
 // As IOS's `show crypto gdoi ks coop`: this key server, then every key

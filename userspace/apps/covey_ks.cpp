@@ -1,13 +1,13 @@
 // covey-ks: the GDOI key server. main() wires the key server's core
 // (ks/key_server.h) to Asio, the control socket and signals; everything it
 // decides is decided there.
-#include <utility>  // before Asio (Boost 1.74 and C++20)
+#include <sys/stat.h>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio.hpp>
 #include <functional>
 #include <iostream>
-#include <sys/stat.h>
+#include <utility>  // before Asio (Boost 1.74 and C++20)
 
 #include "apps/daemon_cli.h"
 #include "apps/privileges.h"
@@ -17,12 +17,13 @@
 #include "common/sd_notify.h"
 #include "config/ks_config.h"
 #include "control/server.h"
-#include "metrics/http_server.h"
 #include "ks/coop.h"
 #include "ks/key_server.h"
 #include "ks/metrics.h"
 #include "ks/server.h"
 #include "ks/state_store.h"
+#include "ks/status.h"
+#include "metrics/http_server.h"
 
 using namespace covey;
 
@@ -118,7 +119,13 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  auto handler = [&](const nlohmann::json& req) -> nlohmann::json {
+  auto handler = [&](const nlohmann::json& req) -> control::Reply {
+    // A long listing goes out in pieces between the loop's other work.
+    if (ks::streams_members(req))
+      return control::Reply::stream(
+          [stream = std::make_shared<ks::MemberStream>(core.groups(), req, clock::wall_offset_s())] {
+            return stream->next();
+          });
     nlohmann::json reply = core.handle(req, clock::now_ms(), clock::wall_offset_s());
     server.flush();
     return reply;

@@ -1,12 +1,12 @@
 // coveyctl's side of the control socket: send one request, wait for the
-// one reply line.
+// one reply line, or read a streamed reply line by line.
 #pragma once
 
 #include <chrono>
+#include <functional>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 namespace covey::control {
 
@@ -21,5 +21,13 @@ struct Result {
 // back, all within `timeout`.
 Result request(const std::string& path, const nlohmann::json& request,
                std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+// For a streamed reply (PROTOCOL.md, "Streamed replies"): writes `request`
+// and hands each reply line to `on_line`, as it arrives, until `on_line`
+// returns false. `timeout` bounds the wait for each line, not the whole
+// reply. The error, or "" when `on_line` ended it.
+std::string stream(const std::string& path, const nlohmann::json& request,
+                   const std::function<bool(const nlohmann::json& line)>& on_line,
+                   std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
 }  // namespace covey::control

@@ -15,7 +15,8 @@ inline constexpr const char* kGmSocket = "/run/covey-gm/gm.sock";
 // One request line, newline excluded. Requests are a few fields; the bound
 // keeps a confused client from growing the daemon's memory.
 inline constexpr std::size_t kMaxRequestBytes = 64 * 1024;
-// One reply line: ks.members lists every member, so this is generous.
+// One reply line. ks.members' one-line form lists every member selected, so
+// this is generous; its streamed form keeps lines to 500 members.
 inline constexpr std::size_t kMaxReplyBytes = 16 * 1024 * 1024;
 
 // {"ok":false,"error":message}: the one shape of every refusal.

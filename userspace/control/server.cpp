@@ -5,6 +5,13 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/streambuf.hpp>
+#include <boost/asio/write.hpp>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -13,13 +20,6 @@
 #include <unordered_set>
 #include <utility>
 #include <vector>
-
-#include <boost/asio/buffer.hpp>
-#include <boost/asio/local/stream_protocol.hpp>
-#include <boost/asio/read_until.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/streambuf.hpp>
-#include <boost/asio/write.hpp>
 
 #include "common/log.h"
 
@@ -100,10 +100,13 @@ class Session : public std::enable_shared_from_this<Session> {
     in_.consume(n);
     line.pop_back();  // '\n'
     if (!line.empty() && line.back() == '\r') line.pop_back();  // typed at socat
-    reply(answer(line), false);
+    Reply r = answer(line);
+    if (r.producer) return stream(std::move(r.producer), cmd_);
+    reply(r.json, false);
   }
 
-  Json answer(const std::string& line) {
+  Reply answer(const std::string& line) {
+    cmd_.clear();
     if (line.empty()) return error_reply("empty request line; send one JSON object per line");
     Json request;
     try {
@@ -116,6 +119,7 @@ class Session : public std::enable_shared_from_this<Session> {
     auto cmd = request.find("cmd");
     if (cmd == request.end() || !cmd->is_string())
       return error_reply("request has no \"cmd\" string, e.g. {\"cmd\":\"ks.group\"}");
+    cmd_ = cmd->get<std::string>();
     try {
       return state_->handler(request);
     } catch (const std::exception& e) {
@@ -144,6 +148,33 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
 
+  // One piece of a streamed reply, then the next once it is written: the
+  // io_context runs other work between pieces (asio never completes an
+  // async_write inline, and an empty piece is posted), and a reader that
+  // stops reading stops the producer.
+  void stream(Producer produce, const std::string& cmd) {
+    bool failed = false;
+    std::optional<std::string> piece;
+    try {
+      piece = produce();
+    } catch (const std::exception& e) {
+      piece = error_reply("internal error answering " + cmd + ": " + e.what()).dump() + "\n";
+      failed = true;
+    }
+    if (!piece) return read();
+    arm_idle_timer();
+    auto next = [self = shared_from_this(), produce = std::move(produce), cmd, failed](error_code ec,
+                                                                                       std::size_t) mutable {
+      if (self->state_->stopped) return;
+      if (ec || failed) return self->close();
+      self->stream(std::move(produce), cmd);
+    };
+    if (piece->empty())
+      return asio::post(socket_.get_executor(), [next = std::move(next)]() mutable { next({}, 0); });
+    out_ = std::move(*piece);
+    asio::async_write(socket_, asio::buffer(out_), std::move(next));
+  }
+
   void arm_idle_timer() {
     idle_.expires_after(state_->limits.idle_timeout);
     idle_.async_wait([self = shared_from_this()](error_code ec) {
@@ -159,6 +190,7 @@ class Session : public std::enable_shared_from_this<Session> {
   asio::streambuf in_;
   asio::steady_timer idle_;
   std::string out_;
+  std::string cmd_;  // of the request being answered, for errors
 };
 
 void ServerState::accept() {

@@ -1,26 +1,52 @@
 // The daemon's side of the control socket: a Unix stream socket, one JSON
-// request object per line in, one JSON reply object per line out
-// (PROTOCOL.md). Everything runs on the caller's io_context: no threads.
+// request object per line in, one JSON reply object per line out, or a
+// streamed reply of several lines (PROTOCOL.md). Everything runs on the
+// caller's io_context: no threads.
 #pragma once
 
+#include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <cstddef>
 #include <functional>
 #include <memory>
-#include <string>
-
-#include <boost/asio/io_context.hpp>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <utility>
 
 #include "control/protocol.h"
 
 namespace covey::control {
 
+// A reply written in pieces (a listing too long for one line): each call
+// returns the next lines, each ending in '\n', or nullopt once the reply is
+// complete. The server calls it again only when the previous piece has
+// been written, so a piece should be bounded (a few thousand members): the
+// io_context serves everything else between pieces, and a slow reader
+// holds up one piece, not the daemon. A piece may be empty (work done,
+// nothing to say yet): the next call then comes after the loop's other
+// ready work. An exception it throws ends the reply with an
+// {"ok":false,"error":...} line and the connection.
+using Producer = std::function<std::optional<std::string>()>;
+
+// What a Handler answers: one JSON object (most commands), or a Producer.
+struct Reply {
+  Reply(nlohmann::json j)
+      : json(std::move(j)) {}  // NOLINT(google-explicit-constructor): most answers are one object
+  static Reply stream(Producer p) {
+    Reply r(nullptr);
+    r.producer = std::move(p);
+    return r;
+  }
+  nlohmann::json json;
+  Producer producer;  // set: a streamed reply, and `json` is unused
+};
+
 // Answers one request (a JSON object with a string "cmd"; the server has
 // checked that much). Runs on the io_context's thread and holds up every
 // other client while it runs, so it should only read state, or start work
 // and return. An exception it throws becomes {"ok":false,"error":...}.
-using Handler = std::function<nlohmann::json(const nlohmann::json& request)>;
+using Handler = std::function<Reply(const nlohmann::json& request)>;
 
 struct ServerLimits {
   std::size_t max_request_bytes = kMaxRequestBytes;

@@ -244,7 +244,13 @@ nlohmann::json KeyServer::handle(const nlohmann::json& req, std::int64_t now_ms,
   if (req.contains("group") && req["group"].is_string()) group = req["group"].get<std::string>();
   if (cmd == "ks.group")
     return group_status(groups_, &rekeyer_, group, req.value("show_keys", false), now_ms, wall_offset_s);
-  if (cmd == "ks.members") return member_status(groups_, group, wall_offset_s);
+  if (cmd == "ks.members") {
+    std::string why;
+    auto filter = MemberFilter::of(req, wall_offset_s, &why);
+    if (!filter) return {{"ok", false}, {"error", "ks.members: " + why}};
+    if (req.value("count", false) == true) return member_count(groups_, group, *filter);
+    return member_status(groups_, group, wall_offset_s, *filter);
+  }
   if (cmd == "ks.cluster") return store_->cluster_status(groups_, now_ms, wall_offset_s);
   if (cmd == "ks.rekey" || cmd == "ks.remove-member") {
     // Only the primary changes keys; the others send the operator there.
