@@ -73,7 +73,10 @@ void set_multicast_interface(int fd, const Address& a) {
 Server::Server(boost::asio::io_context& io, ServerOptions options, KeyServer& core)
     : io_(io), options_(std::move(options)), core_(core), clock_(io), buffers_(16, Bytes(65536)) {}
 
-Server::~Server() { core_.set_wakeup({}); }
+Server::~Server() {
+  workers_.reset();  // no job comes back after this
+  core_.set_wakeup({});
+}
 
 bool Server::start(std::string* error) {
   // A cluster's store wakes the loop from its own thread when another key
@@ -87,6 +90,15 @@ bool Server::start(std::string* error) {
   // Events the log would discard are not built at all.
   core_.set_min_severity(severity(log_level()));
   if (options_.keylog_path && !keylog_.open(*options_.keylog_path, error)) return false;
+  if (options_.workers > 0) {
+    workers_ = std::make_unique<Workers>(options_.workers, [this](std::unique_ptr<MainModeJob> job) {
+      // From a worker thread: only the post touches the loop.
+      auto box = std::make_shared<std::unique_ptr<MainModeJob>>(std::move(job));
+      boost::asio::post(io_, [this, box] { committed(std::move(*box)); });
+    });
+    core_.dispatcher().set_offload(true);
+    log(LogLevel::Info, std::to_string(options_.workers) + " worker threads for Main Mode's Diffie-Hellman and authentication");
+  }
   for (const Endpoint& e : options_.listen) {
     auto s = UdpSocket::bind(e, error);
     if (!s) return false;
@@ -146,7 +158,37 @@ void Server::drain(Listener& l) {
     failed_.clear();
     l.socket.send_many(outbound_, &failed_);
     for (std::size_t k : failed_) log(LogLevel::Warning, "could not send to " + replies_[k].to.str());
+    submit_jobs();
     if (n < buffers_.size()) break;  // the socket is empty
+  }
+  flush();
+}
+
+void Server::submit_jobs() {
+  if (!workers_) return;
+  for (auto& job : core_.dispatcher().take_jobs()) workers_->submit(std::move(job));
+}
+
+Server::Listener* Server::listener_for(const Address& local) {
+  Listener* wildcard = nullptr;
+  for (auto& l : listeners_) {
+    if (l->bound.address.family != local.family) continue;
+    if (l->bound.address == local) return l.get();
+    if (!wildcard && unspecified(l->bound.address)) wildcard = l.get();
+  }
+  return wildcard;
+}
+
+void Server::committed(std::unique_ptr<MainModeJob> job) {
+  for (const Committed& c : core_.dispatcher().commit(std::move(job))) {
+    // From the address the exchange's datagram arrived on, as drain() replies.
+    Listener* l = listener_for(c.local);
+    if (!l) continue;
+    outbound_.clear();
+    for (const Outgoing& o : c.replies) outbound_.push_back(UdpSocket::Outbound{o.to, c.local, o.datagram});
+    failed_.clear();
+    l->socket.send_many(outbound_, &failed_);
+    for (std::size_t k : failed_) log(LogLevel::Warning, "could not send to " + outbound_[k].to.str());
   }
   flush();
 }

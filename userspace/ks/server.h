@@ -1,6 +1,7 @@
 // covey-ks's event loop: UDP sockets, the one-second clock, the keylog and
 // the log, around the key server's core (ks/key_server.h). One thread, one
-// io_context.
+// io_context, for sockets and state; Main Mode's expensive steps run on
+// worker threads (ks/workers.h) and come back to it to be committed.
 #pragma once
 
 #include <utility>  // before Asio: Boost 1.74 uses std::exchange without it under C++20
@@ -14,6 +15,7 @@
 #include "common/keylog.h"
 #include "common/udp.h"
 #include "ks/key_server.h"
+#include "ks/workers.h"
 
 namespace covey::ks {
 
@@ -23,6 +25,9 @@ struct ServerOptions {
   // The key server's own address: the interface multicast rekeys leave by
   // (IP_MULTICAST_IF). Unset or unspecified: the kernel's choice.
   std::optional<Address> address;
+  // Threads for Main Mode's Diffie-Hellman and authentication ([server]
+  // workers); 0: the event loop does them itself.
+  std::size_t workers = 0;
 };
 
 class Server {
@@ -51,6 +56,11 @@ class Server {
   void send_pushes();
   Listener* listener_for(const PushDatagram& d);
   bool set_multicast_ttl(Listener& l, std::uint8_t ttl);
+  // Hands the jobs the core made to the workers; on the loop again, a
+  // finished job is committed and its replies (and those it released) sent.
+  void submit_jobs();
+  void committed(std::unique_ptr<MainModeJob> job);
+  Listener* listener_for(const Address& local);
 
   boost::asio::io_context& io_;
   ServerOptions options_;
@@ -66,6 +76,7 @@ class Server {
   std::vector<UdpSocket::Outbound> outbound_;
   std::vector<std::size_t> failed_;
   std::vector<PushDatagram> pushes_;
+  std::unique_ptr<Workers> workers_;  // last: its threads stop before the rest goes
 };
 
 }  // namespace covey::ks
