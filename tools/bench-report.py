@@ -27,7 +27,8 @@ RATIO_TARGETS = {
 
 # registration.json metric -> (comparison, target, where the target comes from)
 REGISTRATION_TARGETS = {
-    "dh19_ratio_to_bound": (">=", 0.6, "issue gm-swarm: >= 60% of the raw-crypto rate"),
+    "dh19_ratio_to_bound": (">=", 0.8, "issue 14: >= 80% of the raw-crypto rate"),
+    "dh19_one_core_to_two_cores_ratio": (">=", 1.7, "issue 14: covey-ks on two cores >= 1.7x on one"),
     "ks_rss_mb_at_10000": ("<", 100.0, "issue gm-swarm: 10,000 members < 100 MB"),
     "rekey_unicast_first_push_to_last_ack_s": ("<", 2.0, "issue rekey: 10,000 members < 2 s"),
 }
@@ -105,10 +106,29 @@ def registration_rows(folder):
             add("rekey_unicast_members_acked", k.get("members_acked"), "", note + ": INCOMPLETE, misses the target")
         add("rekey_unicast_push_bytes", k.get("push_bytes"), "B", "one datagram, the same for every member")
         add("rekey_unicast_bytes_per_member", k.get("bytes_per_member"), "B", "retransmissions included")
+    out.extend(cores_rows(data))
     load = data.get("loadavg_1m_start")
     if load is not None:
         add("loadavg_1m_during_run", max(load, data.get("loadavg_1m_end", 0)), "", f"{data.get('cores')} cores")
     return out
+
+
+def cores_rows(data):
+    """registration.json's cores_dh19 section: covey-ks on one CPU, then two."""
+    c = data.get("cores_dh19", {})
+    if not c or c.get("ratio") is None:
+        return []
+    where = f"KS on CPUs {c.get('ks_cpus_one')} then {c.get('ks_cpus_two')}, gm-swarm {c.get('swarm_cpus')}"
+    bound = c.get("bound_ratio")
+    return [
+        ("dh19_one_core_registrations_per_s", c["one"]["registrations_per_s"], "/s", where),
+        ("dh19_two_cores_registrations_per_s", c["two"]["registrations_per_s"], "/s", where),
+        ("dh19_one_core_to_two_cores_ratio", c["ratio"], "", where),
+    ] + ([("dh19_one_core_to_two_cores_bound", bound, "", "what the raw crypto allows with this pinning")]
+         if bound else []) + ([("dh19_ks_alone_two_to_one_core_ratio", c["ks_alone_two_to_one_core_ratio"], "",
+                                f"from covey-ks's CPU: loop {c['ks_loop_ms_per_registration']:.3f} ms + workers "
+                                f"{c['ks_workers_ms_per_registration']:.3f} ms per registration")]
+                              if c.get("ks_alone_two_to_one_core_ratio") else [])
 
 
 def coop_rows(folder):
