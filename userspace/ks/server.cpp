@@ -92,9 +92,15 @@ bool Server::start(std::string* error) {
   if (options_.keylog_path && !keylog_.open(*options_.keylog_path, error)) return false;
   if (options_.workers > 0) {
     workers_ = std::make_unique<Workers>(options_.workers, [this](std::unique_ptr<MainModeJob> job) {
-      // From a worker thread: only the post touches the loop.
-      auto box = std::make_shared<std::unique_ptr<MainModeJob>>(std::move(job));
-      boost::asio::post(io_, [this, box] { committed(std::move(*box)); });
+      // From a worker thread: the first job to finish since the loop last
+      // looked wakes it; the others join the same wakeup.
+      bool wake = false;
+      {
+        std::lock_guard<std::mutex> lock(finished_mutex_);
+        wake = finished_.empty();
+        finished_.push_back(std::move(job));
+      }
+      if (wake) boost::asio::post(io_, [this] { commit_finished(); });
     });
     core_.dispatcher().set_offload(true);
     log(LogLevel::Info, std::to_string(options_.workers) + " worker threads for Main Mode's Diffie-Hellman and authentication");
@@ -179,16 +185,25 @@ Server::Listener* Server::listener_for(const Address& local) {
   return wildcard;
 }
 
-void Server::committed(std::unique_ptr<MainModeJob> job) {
-  for (const Committed& c : core_.dispatcher().commit(std::move(job))) {
-    // From the address the exchange's datagram arrived on, as drain() replies.
-    Listener* l = listener_for(c.local);
-    if (!l) continue;
-    outbound_.clear();
-    for (const Outgoing& o : c.replies) outbound_.push_back(UdpSocket::Outbound{o.to, c.local, o.datagram});
+void Server::commit_finished() {
+  {
+    std::lock_guard<std::mutex> lock(finished_mutex_);
+    std::swap(committing_, finished_);
+  }
+  // Per listener, in commit order, from the address each exchange's
+  // datagram arrived on (as drain() replies).
+  std::map<Listener*, std::vector<UdpSocket::Outbound>> batches;
+  std::vector<Committed> committed;
+  for (auto& job : committing_)
+    for (Committed& c : core_.dispatcher().commit(std::move(job))) committed.push_back(std::move(c));
+  committing_.clear();
+  for (const Committed& c : committed)
+    if (Listener* l = listener_for(c.local))
+      for (const Outgoing& o : c.replies) batches[l].push_back(UdpSocket::Outbound{o.to, c.local, o.datagram});
+  for (auto& [l, outbound] : batches) {
     failed_.clear();
-    l->socket.send_many(outbound_, &failed_);
-    for (std::size_t k : failed_) log(LogLevel::Warning, "could not send to " + outbound_[k].to.str());
+    l->socket.send_many(outbound, &failed_);
+    for (std::size_t k : failed_) log(LogLevel::Warning, "could not send to " + outbound[k].to.str());
   }
   flush();
 }

@@ -8,6 +8,7 @@
 
 #include <boost/asio.hpp>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -59,7 +60,7 @@ class Server {
   // Hands the jobs the core made to the workers; on the loop again, a
   // finished job is committed and its replies (and those it released) sent.
   void submit_jobs();
-  void committed(std::unique_ptr<MainModeJob> job);
+  void commit_finished();
   Listener* listener_for(const Address& local);
 
   boost::asio::io_context& io_;
@@ -76,6 +77,10 @@ class Server {
   std::vector<UdpSocket::Outbound> outbound_;
   std::vector<std::size_t> failed_;
   std::vector<PushDatagram> pushes_;
+  // Jobs the workers finished, for the loop to commit: one wakeup of the
+  // loop takes all that finished meanwhile, their replies sent together.
+  std::mutex finished_mutex_;
+  std::vector<std::unique_ptr<MainModeJob>> finished_, committing_;
   std::unique_ptr<Workers> workers_;  // last: its threads stop before the rest goes
 };
 
