@@ -31,7 +31,8 @@ TARGETS = {
     "BM_Classify_IPv6_10000_entries": ("<", 100.0, "issue 12: IPv6 as IPv4, < 100 ns with 10,000 entries"),
     "classify_10000_to_10_entries": ("<=", 1.5, "issue 5: <= 1.5x the 10-entry cost"),
     "classify_ipv6_10000_to_10_entries": ("<=", 1.5, "issue 12: IPv6 as IPv4, <= 1.5x the 10-entry cost"),
-    "dh19_ratio_to_bound": (">=", 0.6, "issue gm-swarm: >= 60% of the raw-crypto rate"),
+    "dh19_ratio_to_bound": (">=", 0.8, "issue 14: >= 80% of the raw-crypto rate"),
+    "dh19_one_core_to_two_cores_ratio": (">=", 1.7, "issue 14: covey-ks on two cores >= 1.7x on one"),
     "ks_rss_mb_at_10000": ("<", 100.0, "issue gm-swarm: 10,000 members < 100 MB"),
     "rekey_unicast_first_push_to_last_ack_s": ("<", 2.0, "issue rekey: 10,000 members < 2 s"),
     "vm_covey_to_static_ratio": (">=", 0.9, "issue 5: covey >= 0.9x static XFRM SAs without BPF"),
@@ -214,9 +215,31 @@ def registration_rows(folder):
         add("rekey_unicast_push_bytes", k.get("push_bytes"), "B", "", "one datagram, the same for every member")
         add("rekey_unicast_bytes_per_member", k.get("bytes_per_member"), "B", "", "retransmissions included")
     out += scale_rows(data)
+    out += cores_rows(data)
     load1 = data.get("loadavg_1m_start")
     if load1 is not None:
         add("loadavg_1m_during_run", max(load1, data.get("loadavg_1m_end", 0)), "", "", f"{data.get('cores')} cores")
+    return out
+
+
+def cores_rows(data):
+    """registration.json's cores_dh19 section: covey-ks on one CPU, then two."""
+    c = data.get("cores_dh19", {})
+    if not c or c.get("ratio") is None:
+        return []
+    where = f"KS on CPUs {c.get('ks_cpus_one')} then {c.get('ks_cpus_two')}, gm-swarm {c.get('swarm_cpus')}"
+    bound = c.get("bound_ratio")
+    one = c["one"]["registrations_per_s"]
+    out = [
+        row("registration", "dh19_one_core_registrations_per_s", one, "/s", "", where),
+        row("registration", "dh19_two_cores_registrations_per_s", c["two"]["registrations_per_s"], "/s", "", where),
+        row("registration", "dh19_one_core_to_two_cores_ratio", c["ratio"], "",
+            f"one core {one:.0f}/s" + (f"; raw-crypto bound with this pinning {bound:.2f}" if bound else ""), where),
+    ]
+    if c.get("ks_alone_two_to_one_core_ratio"):
+        out.append(row("registration", "dh19_ks_alone_two_to_one_core_ratio", c["ks_alone_two_to_one_core_ratio"], "",
+                       "", f"from covey-ks's CPU: loop {c['ks_loop_ms_per_registration']:.3f} ms + workers "
+                       f"{c['ks_workers_ms_per_registration']:.3f} ms per registration"))
     return out
 
 

@@ -26,6 +26,11 @@ writes registration.json beside the Google Benchmark files:
             --start-rate), at most --storm-concurrency in flight: p99 from
             arrival (waiting for a slot included), retransmissions, the
             KS's peak VmRSS while they register, UDP drops
+  cores     DH group 19 with covey-ks allowed one CPU, then two (its
+            affinity set as taskset does, so its worker count follows):
+            dh19_one_core_to_two_cores_ratio = rate with two / rate with
+            one (issue 14: >= 1.7), beside what the raw crypto allows for
+            each (below, run_cores)
   bound     registrations/s the machine's raw crypto allows: the member's
             and the KS's crypto for one registration, from
             registration_crypto_bench (the op list is in its header), run
@@ -457,6 +462,103 @@ def run_storm(ks_bin, swarm_bin, workdir, port, members, window_s, concurrency, 
           f"{r['retransmissions']} retransmissions; last start {r['last_start_s']:.1f} s after the first; "
           f"KS peak VmRSS {result['ks_rss_kb_peak'] / 1024:.1f} MB, CPU {result['ks_cpu_s']:.1f} s, gm-swarm "
           f"{r['gm_cpu_s']:.1f} s; UDP drops {result['udp_drops']}; load average {load0:.2f}")
+def pinned(cpus, fn, *args):
+    """fn(*args) with this process's CPU affinity set to `cpus` (None: left as
+    is): a process started inside inherits it, threads and all, as under
+    taskset -c."""
+    if cpus is None:
+        return fn(*args)
+    old = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        return fn(*args)
+    finally:
+        os.sched_setaffinity(0, old)
+
+
+def thread_cpu_s(pid):
+    """CPU seconds of each of PID's threads, summed by thread name (covey-ks's
+    loop is "covey-ks", its workers "covey-ks-work")."""
+    out = {}
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{t}/stat") as f:
+                s = f.read()
+        except FileNotFoundError:
+            continue
+        name = s[s.index("(") + 1:s.rindex(")")]
+        fields = s.rsplit(")", 1)[1].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def run_cores(ks_bin, swarm_bin, workdir, port, members, concurrency, timeout_s, bound):
+    """The same gm-swarm load (DH group 19, MEMBERS, CONCURRENCY in flight) on
+    covey-ks allowed CPU 0, then CPUs 0 and 1; covey-ks's default worker count
+    follows its affinity (1, then 2). gm-swarm must not take the CPUs being
+    compared: with 3 or more CPUs it is pinned to the others; on a 2-core
+    machine there are no others and it runs unpinned in both runs, so with
+    two cores covey-ks shares them with gm-swarm's own crypto. The bound of
+    each run, from the raw crypto of one registration (t_ks, t_gm in us):
+      one core:  min(1/t_ks, G/(t_gm))            G = gm-swarm's CPUs
+      two cores: min(2/t_ks, G/t_gm)               (3+ CPUs)
+      one core:  min(1/t_ks, 2/(t_ks + t_gm))      (2 CPUs: all shared)
+      two cores: 2/(t_ks + t_gm)
+    so on 2 CPUs with t_gm close to t_ks the ratio's bound is near 1, not 2."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        print("== cores: fewer than 2 CPUs available, skipped")
+        return {"error": "fewer than 2 CPUs"}
+    ks_one, ks_two = {cpus[0]}, {cpus[0], cpus[1]}
+    swarm_cpus = set(cpus[2:]) or None
+    result = {"members": members, "concurrency": concurrency, "ks_cpus_one": sorted(ks_one),
+              "ks_cpus_two": sorted(ks_two), "swarm_cpus": sorted(swarm_cpus) if swarm_cpus else "unpinned"}
+    for name, ks_cpus in (("one", ks_one), ("two", ks_two)):
+        print(f"== cores: covey-ks on CPUs {sorted(ks_cpus)}, gm-swarm on {result['swarm_cpus']}: "
+              f"{members} members, DH group 19, {concurrency} in flight")
+        ks = KeyServer(ks_bin, workdir, port)
+        pinned(ks_cpus, ks.__enter__)  # covey-ks starts with the affinity, and sizes its pool by it
+        try:
+            time.sleep(0.2)
+            cpu0, load0 = proc_cpu_s(ks.pid), loadavg()
+            r = pinned(swarm_cpus, swarm, swarm_bin, port, 19, members, concurrency, "127.1.0.1",
+                       pathlib.Path(workdir) / f"swarm-cores-{name}.json", timeout_s)
+            ks_cpu = proc_cpu_s(ks.pid) - cpu0
+            threads = len(os.listdir(f"/proc/{ks.pid}/task"))
+            per_thread = thread_cpu_s(ks.pid)
+        finally:
+            ks.__exit__(None, None, None)
+        result[name] = {"registrations_per_s": r["registrations_per_s"], "registered": r["registered"],
+                        "latency_ms": r.get("latency_ms"), "ks_cpu_s": ks_cpu, "gm_cpu_s": r.get("gm_cpu_s"),
+                        "ks_threads": threads, "ks_cpu_s_by_thread": per_thread,
+                        "loadavg_1m_before": load0, "loadavg_1m_after": loadavg()}
+        print(f"   {r['registrations_per_s']:.0f} registrations/s; KS CPU {ks_cpu:.2f} s over {threads} threads; "
+              f"load average {load0:.2f}")
+    b = bound.get("19")
+    if b:
+        ks_us, gm_us = b["ks_us"], b["gm_us"]
+        if swarm_cpus:
+            g = len(swarm_cpus)
+            one, two = min(1e6 / ks_us, g * 1e6 / gm_us), min(2e6 / ks_us, g * 1e6 / gm_us)
+        else:
+            one, two = min(1e6 / ks_us, 2e6 / (ks_us + gm_us)), 2e6 / (ks_us + gm_us)
+        result["bound_one_per_s"], result["bound_two_per_s"] = one, two
+        result["bound_ratio"] = two / one
+    # What covey-ks alone could do with two cores rather than one, from where
+    # its CPU went in the two-core run: the loop's share runs on one thread,
+    # the workers' on any core. Load-independent (CPU time, not wall time).
+    t, n = result["two"]["ks_cpu_s_by_thread"], result["two"]["registered"]
+    loop, work = t.get("covey-ks", 0.0), t.get("covey-ks-work", 0.0)
+    if n and loop + work:
+        result["ks_loop_ms_per_registration"] = loop * 1000 / n
+        result["ks_workers_ms_per_registration"] = work * 1000 / n
+        result["ks_alone_two_to_one_core_ratio"] = min(1 / loop, 2 / (loop + work)) * (loop + work)
+    if result["one"]["registrations_per_s"]:
+        result["ratio"] = result["two"]["registrations_per_s"] / result["one"]["registrations_per_s"]
+    print(f"   two cores / one core: {result.get('ratio', 0):.2f} (the raw crypto allows "
+          f"{result.get('bound_ratio', 0):.2f} here); covey-ks's CPU per registration: loop "
+          f"{result.get('ks_loop_ms_per_registration', 0):.3f} ms, workers {result.get('ks_workers_ms_per_registration', 0):.3f} ms: "
+          f"alone it would do {result.get('ks_alone_two_to_one_core_ratio', 0):.2f}x on two cores")
     return result
 
 
@@ -485,11 +587,38 @@ def crypto_bound(build, out):
                 "gm_us": gm, "ks_us": ks,
                 # Two cores, each busy with crypto only.
                 "registrations_per_s_2_cores": 2e6 / (gm + ks),
-                # covey-ks is one thread: its own crypto alone caps it here.
+                # covey-ks on one core: its own crypto alone caps it here.
                 "registrations_per_s_ks_one_core": 1e6 / ks,
                 "source": str(path) + (" (this run)" if fresh else " (run now)"),
             }
     return bound
+
+
+def cores_section(result, ks_bin, swarm_bin, workdir, port, args):
+    c = run_cores(ks_bin, swarm_bin, workdir, port, args.cores_members, args.concurrency, args.timeout,
+                  result["bound"])
+    result["cores_dh19"] = c
+    if c.get("ratio") is not None:
+        result["dh19_one_core_to_two_cores_ratio"] = c["ratio"]
+
+
+def main_cores(args, build, out, ks_bin, swarm_bin):
+    """--only-cores: the cores section alone, into registration.json beside
+    what the last full run wrote."""
+    path = out / "registration.json"
+    result = json.loads(path.read_text()) if path.exists() else {"cores": os.cpu_count()}
+    try:
+        result["bound"] = result.get("bound") or crypto_bound(build, out)
+        with tempfile.TemporaryDirectory(prefix="covey-regbench-") as workdir:
+            subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+                            "-out", f"{workdir}/ks-rekey.pem"], check=True, capture_output=True)
+            os.chmod(f"{workdir}/ks-rekey.pem", 0o600)
+            cores_section(result, ks_bin, swarm_bin, workdir, pick_port(), args)
+    except (RuntimeError, subprocess.CalledProcessError, OSError) as e:
+        print(f"registration bench could not run: {e}", file=sys.stderr)
+        return 1
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
 
 
 def main():
@@ -518,6 +647,9 @@ def main():
     ap.add_argument("--settle", type=float, default=0, help="seconds to wait, then read VmRSS again (35 covers "
                     "the KS's 30 s exchange timeouts)")
     ap.add_argument("--ks-binary", help="another covey-ks to measure (default: the build's)")
+    ap.add_argument("--cores-members", type=int, default=3000, help="one core versus two cores runs (0: skip)")
+    ap.add_argument("--only-cores", action="store_true", help="run only the one core versus two cores section and "
+                    "update registration.json's dh19_one_core_to_two_cores_ratio")
     args = ap.parse_args()
 
     build = pathlib.Path(args.build)
@@ -529,6 +661,9 @@ def main():
         if not b.exists():
             print(f"registration bench: {b} is missing; build first (make build)", file=sys.stderr)
             return 1
+
+    if args.only_cores:
+        return main_cores(args, build, out, ks_bin, swarm_bin)
 
     stale = out / "registration.json"
     if stale.exists():
@@ -557,6 +692,8 @@ def main():
             if args.storm_members:
                 result["storm"] = run_storm(ks_bin, swarm_bin, workdir, port, args.storm_members, args.storm_window,
                                             args.storm_concurrency, max(args.timeout, 900))
+            if args.cores_members:
+                cores_section(result, ks_bin, swarm_bin, workdir, port, args)
     except (RuntimeError, subprocess.CalledProcessError, OSError) as e:
         print(f"registration bench could not run: {e}", file=sys.stderr)
         return 1

@@ -5,6 +5,7 @@ daemons' Prometheus endpoints pass `promtool check metrics`, and a real
 Prometheus scrapes them and counts the two registrations."""
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -112,6 +113,9 @@ class RegistrationTest(unittest.TestCase):
         for gm, address in GM_ADDRESS.items():
             self.assertRegex(self.lab.log("ks"), f"Registration of GM {address} complete for group GET_VPN",
                              self.lab.logs("ks"))
+        # Their Main Mode crypto ran on [server] workers' default: one thread per CPU it may run on.
+        self.assertIn(f"{len(os.sched_getaffinity(0))} worker threads for Main Mode", self.lab.log("ks"),
+                      self.lab.logs("ks"))
 
     def test_key_server_filters_streams_and_counts_members(self):
         """coveyctl ks members --prefix/--since/--count/--json against the two real members:

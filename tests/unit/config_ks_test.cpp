@@ -241,6 +241,7 @@ TEST_F(KsConfigTest, EveryOptionalKeyHasItsDefault) {
   EXPECT_EQ(c.server.port, 848);
   EXPECT_FALSE(c.server.address);
   EXPECT_EQ(c.server.max_half_open, 1024u);
+  EXPECT_FALSE(c.server.workers);  // one per CPU the daemon may run on
   EXPECT_EQ(c.server.state_dir, "/var/lib/covey");
   EXPECT_EQ(c.server.control_socket, "/run/covey/ks.sock");
   EXPECT_EQ(c.server.keylog, "");
@@ -287,7 +288,7 @@ TEST_F(KsConfigTest, EveryOptionSet) {
   std::string text = base();
   text = replace(text, "port = 848\n",
                  "port = 1848\nlisten = [\"10.1.12.1\", \"2001:db8::1\"]\naddress = \"10.1.12.1\"\n"
-                 "max_half_open = 64\nstate_dir = \"state\"\ncontrol_socket = \"/run/k.sock\"\nuser = \"covey\"\n");
+                 "max_half_open = 64\nworkers = 0\nstate_dir = \"state\"\ncontrol_socket = \"/run/k.sock\"\nuser = \"covey\"\n");
   text = replace(text, "pre_shared_key = \"lab\"\n",
                  "pre_shared_key = \"lab\"\nencryption = [\"aes 128\"]\nhash = [\"sha\", \"sha384\"]\n"
                  "dh_group = [14]\nlifetime = 28800\n"
@@ -307,6 +308,7 @@ TEST_F(KsConfigTest, EveryOptionSet) {
   EXPECT_EQ(c.server.port, 1848);
   EXPECT_EQ(c.server.listen.size(), 2u);
   EXPECT_EQ(c.server.max_half_open, 64u);
+  EXPECT_EQ(c.server.workers, 0u);
   EXPECT_EQ(c.server.user, "covey");
   EXPECT_EQ(c.server.state_dir, (dir_ / "state").string());  // relative to the config's folder
   EXPECT_EQ(c.isakmp.encryption, std::vector{crypto::CipherAlgorithm::Aes128Cbc});
@@ -412,6 +414,7 @@ TEST_F(KsConfigTest, EachMistakeIsReportedOnItsLine) {
       {"wrong type", "port = 848", "port = \"848\"", "port",
        "[server] port must be an integer, e.g. port = 848"},
       {"out of range", "port = 848", "port = 70000", "port", "out of range 1..65535"},
+      {"workers out of range", "port = 848", "port = 848\nworkers = -1", "workers", "out of range 0..1024"},
       {"empty listen", "port = 848", "listen = []", "listen", "listen is empty"},
       {"bad listen address", "port = 848", "listen = [\"10.1.12.300\"]", "listen",
        "not an IPv4 or IPv6 address"},

@@ -230,10 +230,12 @@ TEST_F(KeyServerTest, ReloadAppliesAPolicyChangeWholeOrNothing) {
 
   // A change that needs a restart refuses the whole file: the ACL in it is not taken either.
   const auto acl_now = ks->groups().find(134)->policy().acl;
-  write_config("permit ip 172.16.0.0/12 172.16.0.0/12", "max_half_open = 7\n");
+  write_config("permit ip 172.16.0.0/12 172.16.0.0/12", "max_half_open = 7\nworkers = 3\n");
   auto refused = ks->reload(kT0 + 2000);
   EXPECT_EQ(refused["ok"], false) << refused.dump();
   EXPECT_NE(refused["error"].get<std::string>().find("[server] max_half_open changed"), std::string::npos)
+      << refused.dump();
+  EXPECT_NE(refused["error"].get<std::string>().find("[server] workers changed from one per CPU to 3"), std::string::npos)
       << refused.dump();
   EXPECT_EQ(ks->groups().find(134)->policy().acl, acl_now);
   EXPECT_EQ(ks->groups().find(134)->seq(), 1u);

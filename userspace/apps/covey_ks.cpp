@@ -108,6 +108,7 @@ int main(int argc, char** argv) {
   for (const Address& a : core.config().server.listen) options.listen.push_back(Endpoint{a, core.config().server.port});
   if (!keylog.empty()) options.keylog_path = keylog;
   options.address = core.address();
+  options.workers = core.config().server.workers.value_or(static_cast<std::uint32_t>(ks::cpus_available()));
 
   boost::asio::io_context io;
   ks::Server server(io, options, core);

@@ -41,6 +41,7 @@ void read_server(const toml::table& t, const std::string& folder, Diagnostics& d
   s.address = detail::read_address(r, "address", "address = \"10.1.12.1\"");
   if (auto v = r.integer("max_half_open", 1, 1'000'000, "max_half_open = 1024"))
     s.max_half_open = static_cast<std::uint32_t>(*v);
+  if (auto v = r.integer("workers", 0, 1024, "workers = 2")) s.workers = static_cast<std::uint32_t>(*v);
   detail::read_daemon_files(r, folder, s.state_dir, s.control_socket, s.keylog, "ks");
   if (auto v = r.string("user", "user = \"covey\"")) {
     if (v->empty())

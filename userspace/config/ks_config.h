@@ -28,6 +28,9 @@ struct KsServerConfig {
   // Main Mode exchanges in progress, past which new ones are refused: the
   // bound on what a flood of spoofed first messages can make the KS hold.
   std::uint32_t max_half_open = 1024;
+  // Threads for Main Mode's Diffie-Hellman and authentication (ks/workers.h).
+  // nullopt: one per CPU the daemon may run on; 0: the event loop does them.
+  std::optional<std::uint32_t> workers;
   std::string state_dir = "/var/lib/covey";
   std::string control_socket = "/run/covey/ks.sock";
   std::string keylog;  // empty: off

@@ -129,11 +129,15 @@ crypto::Result<Bytes> MainMode::start() {
   return d;
 }
 
+bool MainMode::repeats_last(ByteView datagram) const {
+  return !last_received_.empty() &&
+         std::equal(datagram.begin(), datagram.end(), last_received_.begin(), last_received_.end());
+}
+
 Step MainMode::receive(ByteView datagram, std::int64_t now) {
   // The peer missed our reply (message 6 included: a finished exchange is
   // kept a while by its owner for exactly this).
-  if (!last_received_.empty() && std::equal(datagram.begin(), datagram.end(), last_received_.begin(), last_received_.end()))
-    return reply(last_sent_);
+  if (repeats_last(datagram)) return reply(last_sent_);
   if (state_ == State::Done || state_ == State::Failed) return Step{};
   auto h = decode_header(datagram);
   if (!h) return fail(NotifyType::PayloadMalformed, h.error().message(), false);

@@ -80,6 +80,9 @@ class MainMode {
   // received is answered with the last message sent, without new work.
   Step receive(ByteView datagram, std::int64_t now);
 
+  // Whether `datagram` repeats the last message received: receive() then
+  // only sends the last reply again, without new work.
+  bool repeats_last(ByteView datagram) const;
   // The last datagram sent, for the caller's retransmit timer.
   const Bytes& last_sent() const { return last_sent_; }
   bool done() const { return state_ == State::Done || state_ == State::Failed; }

@@ -87,15 +87,17 @@ std::vector<Outgoing> Dispatcher::main_mode(const Header& h, const Endpoint& fro
   if (is_zero(h.responder_cookie)) {
     auto seen = by_initiator_cookie_.find(h.initiator_cookie);
     if (seen != by_initiator_cookie_.end() && half_open_.count(seen->second) &&
-        half_open_.at(seen->second).exchange.peer() == from) {
+        half_open_.at(seen->second).peer == from) {
       it = half_open_.find(seen->second);  // a retransmitted message 1
     } else {
-      // Bounded state: the oldest half-open exchange makes room.
+      // Bounded state: the oldest half-open exchange makes room (one whose
+      // job is out too: its result is then discarded).
       while (half_open_.size() >= options_.half_open_cap && !ages_.empty()) {
         ++counters_.half_open_evicted;
         drop_half_open(half_open_.find(ages_.front()));
       }
       // covey's Vendor ID answers a covey member's (and is ignored by others).
+      // Message 1 costs no Diffie-Hellman: it stays on this thread.
       auto mm = ike::MainMode::responder(options_.phase1, options_.credentials, from, local, {gdoi::covey_vendor_id()});
       ike::Step s = mm.receive(datagram, now);
       if (s.failure) {
@@ -108,7 +110,7 @@ std::vector<Outgoing> Dispatcher::main_mode(const Header& h, const Endpoint& fro
       CookiePair key{mm.initiator_cookie(), mm.responder_cookie()};
       ages_.push_back(key);
       auto age = std::prev(ages_.end());
-      half_open_.emplace(key, HalfOpen{std::move(mm), now, age});
+      half_open_.emplace(key, HalfOpen{std::move(mm), now, age, from, false});
       by_initiator_cookie_[key.first] = key;
       if (s.send) return {Outgoing{from, *s.send}};
       return {};
@@ -130,19 +132,74 @@ std::vector<Outgoing> Dispatcher::main_mode(const Header& h, const Endpoint& fro
     }
   }
   HalfOpen& ho = it->second;
-  if (!(ho.exchange.peer() == from)) {
+  if (!(ho.peer == from)) {
     ++counters_.dropped;
-    log(Severity::Warning, "dropped Main Mode message for " + ho.exchange.peer().str() + " arriving from " + from.str());
+    log(Severity::Warning, "dropped Main Mode message for " + ho.peer.str() + " arriving from " + from.str());
+    return {};
+  }
+  // Its job is out: the exchange is not here to answer. The peer
+  // retransmits, and the retransmission after the commit is answered from
+  // the exchange's last reply, without new work.
+  if (ho.busy) {
+    ++counters_.busy_dropped;
+    if (logs(Severity::Debug)) log(Severity::Debug, "dropped Main Mode message from " + from.str() + ": its exchange is being computed");
+    return {};
+  }
+  // A retransmission costs nothing (the last reply again), so it is
+  // answered here; so is everything when no thread waits for jobs.
+  const bool here = !offload_ || ho.exchange.repeats_last(datagram);
+  if (!here && jobs_out() >= options_.half_open_cap) {
+    ++counters_.busy_dropped;
+    if (logs(Severity::Debug)) log(Severity::Debug, "dropped Main Mode message from " + from.str() + ": " + std::to_string(jobs_out()) + " exchanges being computed");
     return {};
   }
   // Counted before receive(): a failed exchange no longer knows where it was.
   const int received = ho.exchange.message_number() + 1;
-  ike::Step s = ho.exchange.receive(datagram, now);
+  auto job = std::make_unique<MainModeJob>(
+      MainModeJob{std::move(ho.exchange), from, local, Bytes(datagram.begin(), datagram.end()), now, received, 0, {}});
+  ho.busy = true;
+  if (here) {
+    job->run();
+    return apply(*job);
+  }
+  job->seq = next_seq_++;
+  jobs_.push_back(std::move(job));
+  return {};
+}
+
+std::vector<Committed> Dispatcher::commit(std::unique_ptr<MainModeJob> job) {
+  returned_.emplace(job->seq, std::move(job));
+  std::vector<Committed> out;
+  // Submission order, whichever thread finished first.
+  while (!returned_.empty() && returned_.begin()->first == next_commit_) {
+    std::unique_ptr<MainModeJob> next = std::move(returned_.begin()->second);
+    returned_.erase(returned_.begin());
+    ++next_commit_;
+    std::vector<Outgoing> replies = apply(*next);
+    if (!replies.empty()) out.push_back(Committed{next->local, std::move(replies)});
+  }
+  return out;
+}
+
+std::vector<Outgoing> Dispatcher::apply(MainModeJob& job) {
+  const CookiePair key{job.exchange.initiator_cookie(), job.exchange.responder_cookie()};
+  auto it = half_open_.find(key);
+  if (it == half_open_.end() || !it->second.busy) {
+    // Evicted by newer exchanges or expired while its job was out.
+    ++counters_.results_discarded;
+    if (logs(Severity::Debug)) log(Severity::Debug, "discarded Main Mode message " + std::to_string(job.received) + " from " + job.from.str() + ": its exchange ended while being computed");
+    return {};
+  }
+  HalfOpen& ho = it->second;
+  ho.exchange = std::move(job.exchange);
+  ho.busy = false;
+  const Endpoint& from = job.from;
+  ike::Step& s = job.step;
   std::vector<Outgoing> out;
   if (s.send) out.push_back(Outgoing{from, *s.send});
   if (s.failure) {
     ++counters_.phase1_failed[notify_name(s.failure->notify)];
-    log(Severity::Warning, "Main Mode with " + from.str() + " failed at message " + std::to_string(received) +
+    log(Severity::Warning, "Main Mode with " + from.str() + " failed at message " + std::to_string(job.received) +
                                ": " + s.failure->reason + " (sent " + notify_name(s.failure->notify) + ")");
     drop_half_open(it);
     return out;
@@ -158,10 +215,9 @@ std::vector<Outgoing> Dispatcher::main_mode(const Header& h, const Endpoint& fro
     // A member has one phase-1 SA with us at a time: a new one from the
     // same address and port replaces the old (it restarted).
     if (auto old = sa_by_peer_.find(from); old != sa_by_peer_.end()) sas_.erase(old->second);
-    CookiePair key = it->first;
     sa_by_peer_[from] = key;
     // Idle until its first GROUPKEY-PULL: ends as a stalled exchange would.
-    Sa entry{std::move(sa), local, std::move(ho.exchange), {}, now + options_.exchange_timeout_s};
+    Sa entry{std::move(sa), job.local, std::move(ho.exchange), {}, job.now + options_.exchange_timeout_s};
     drop_half_open(it);
     sas_.insert_or_assign(key, std::move(entry));
   }

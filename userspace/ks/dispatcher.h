@@ -5,6 +5,13 @@
 // Flood resistance (issue: registration): message 1 of Main Mode costs a
 // proposal check and a cookie, no Diffie-Hellman; half-open exchanges are
 // capped, the oldest dropped first, and expire after `half_open_timeout_s`.
+//
+// Threads (docs/ARCHITECTURE.md, "Threading model"): the expensive steps of
+// Main Mode (messages 3 and 5: Diffie-Hellman, keys, authentication) can be
+// handed out as MainModeJobs to run on any thread; commit() takes them back
+// in the order they were handed out, so what the dispatcher decides never
+// depends on which thread finished first. Everything else, and every
+// commit, happens on the caller's one thread.
 #pragma once
 
 #include <cstdint>
@@ -50,12 +57,39 @@ struct Counters {
   std::map<std::string, std::uint64_t> phase1_failed;
   std::uint64_t registrations = 0, registrations_refused = 0;
   std::uint64_t push_acks = 0;  // exchange 35 datagrams handed to the rekeyer
+  // Main Mode datagrams dropped because their exchange's expensive step was
+  // still being computed (a retransmission: the next one is answered), and
+  // results whose exchange had ended meanwhile (evicted or expired).
+  std::uint64_t busy_dropped = 0, results_discarded = 0;
 };
 
 // A phase-1 SA's key material, for the keylog (Wireshark's IKEv1 table).
 struct KeylogEntry {
   wire::Cookie initiator_cookie;
   Bytes encryption_key;
+};
+
+// One expensive Main Mode step, self-contained: the half-open exchange moved
+// out of the dispatcher, the datagram and the time. run() is the pure
+// crypto and touches nothing else, so any thread may call it; the
+// dispatcher's commit() applies its outcome.
+struct MainModeJob {
+  ike::MainMode exchange;
+  Endpoint from;
+  Address local;
+  Bytes datagram;
+  std::int64_t now = 0;
+  int received = 0;        // which message of six this is, for the log
+  std::uint64_t seq = 0;   // submission order: commits follow it
+  ike::Step step;          // run()'s result
+  void run() { step = exchange.receive(datagram, now); }
+};
+
+// The replies a commit produced, with the address the exchange's datagram
+// arrived on: they leave from it.
+struct Committed {
+  Address local;
+  std::vector<Outgoing> replies;
 };
 
 class Rekeyer;
@@ -78,6 +112,18 @@ class Dispatcher {
   // Ends exchanges and SAs whose time is up.
   void expire(std::int64_t now);
 
+  // Off (the default): receive() runs Main Mode's expensive steps itself.
+  // On: it hands them out instead (take_jobs()), each exchange counting
+  // against the half-open cap while its job is out, and the caller gives
+  // every job back to commit() once run. At most `half_open_cap` jobs are
+  // out at a time; past that, the datagram is dropped as a retransmission.
+  void set_offload(bool on) { offload_ = on; }
+  std::vector<std::unique_ptr<MainModeJob>> take_jobs() { return std::exchange(jobs_, {}); }
+  // A job that has run, in any order: it and every job handed out before
+  // it that is back are applied, in the order they were handed out.
+  std::vector<Committed> commit(std::unique_ptr<MainModeJob> job);
+  std::size_t jobs_out() const { return static_cast<std::size_t>(next_seq_ - next_commit_); }
+
   std::vector<Event> take_events() { return std::exchange(events_, {}); }
   std::vector<KeylogEntry> take_keylog() { return std::exchange(keylog_, {}); }
   const Counters& counters() const { return counters_; }
@@ -90,9 +136,11 @@ class Dispatcher {
  private:
   using CookiePair = std::pair<wire::Cookie, wire::Cookie>;
   struct HalfOpen {
-    ike::MainMode exchange;
+    ike::MainMode exchange;  // moved out into a job while `busy`
     std::int64_t started_at;
     std::list<CookiePair>::iterator age;
+    Endpoint peer;
+    bool busy = false;  // its job is out: datagrams for it are dropped
   };
   struct Pull {
     gdoi::PullResponder responder;
@@ -118,6 +166,9 @@ class Dispatcher {
     if (logs(s)) events_.push_back(Event{s, std::move(text), std::move(fields)});
   }
   void drop_half_open(std::map<CookiePair, HalfOpen>::iterator it);
+  // The rest of main_mode() once the exchange's step has run: counters,
+  // log, the half-open table and the SA table.
+  std::vector<Outgoing> apply(MainModeJob& job);
 
   DispatcherOptions options_;
   Groups& groups_;
@@ -132,6 +183,10 @@ class Dispatcher {
   Counters counters_;
   Severity min_severity_ = Severity::Debug;
   Rekeyer* rekeyer_ = nullptr;
+  bool offload_ = false;
+  std::vector<std::unique_ptr<MainModeJob>> jobs_;  // handed out, not yet taken
+  std::uint64_t next_seq_ = 0, next_commit_ = 0;
+  std::map<std::uint64_t, std::unique_ptr<MainModeJob>> returned_;  // back early, waiting for their turn
 };
 
 }  // namespace covey::ks

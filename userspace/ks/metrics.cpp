@@ -40,8 +40,9 @@ void dispatcher_metrics(Exposition& x, const Dispatcher& d) {
   counter(x, "covey_ks_datagrams_received_total", "UDP datagrams received on the GDOI port.", c.datagrams);
   counter<C>(x, "covey_ks_datagrams_dropped_total",
              "Datagrams dropped unanswered: malformed (no ISAKMP header), unexpected (no exchange or SA for its "
-             "cookies, another peer's, unencrypted phase 2, an exchange type covey-ks does not serve).",
-             c, "reason", {{"malformed", &C::malformed}, {"unexpected", &C::dropped}});
+             "cookies, another peer's, unencrypted phase 2, an exchange type covey-ks does not serve), busy (a Main "
+             "Mode retransmission while a worker computes its exchange; the next one is answered).",
+             c, "reason", {{"malformed", &C::malformed}, {"unexpected", &C::dropped}, {"busy", &C::busy_dropped}});
   counter(x, "covey_ks_phase1_started_total", "Main Mode exchanges begun (message 1 accepted).", c.phase1_started);
   counter(x, "covey_ks_phase1_established_total", "Main Mode exchanges that established a phase-1 SA.", c.phase1_completed);
   x.family("covey_ks_phase1_failures_total", Type::Counter,

@@ -50,6 +50,7 @@ std::vector<std::string> reload_problems(const config::KsConfig& running, const 
   server("port", std::to_string(a.port), std::to_string(b.port));
   server("address", or_none(a.address), or_none(b.address));
   server("max_half_open", std::to_string(a.max_half_open), std::to_string(b.max_half_open));
+  server("workers", a.workers ? std::to_string(*a.workers) : "one per CPU", b.workers ? std::to_string(*b.workers) : "one per CPU");
   server("state_dir", a.state_dir, b.state_dir);
   server("control_socket", a.control_socket, b.control_socket);
   server("user", a.user.empty() ? "none" : a.user, b.user.empty() ? "none" : b.user);

@@ -74,7 +74,10 @@ void set_multicast_interface(int fd, const Address& a) {
 Server::Server(boost::asio::io_context& io, ServerOptions options, KeyServer& core)
     : io_(io), options_(std::move(options)), core_(core), clock_(io), buffers_(16, Bytes(65536)) {}
 
-Server::~Server() { core_.set_wakeup({}); }
+Server::~Server() {
+  workers_.reset();  // no job comes back after this
+  core_.set_wakeup({});
+}
 
 bool Server::start(std::string* error) {
   // A cluster's store wakes the loop from its own thread when another key
@@ -88,6 +91,21 @@ bool Server::start(std::string* error) {
   // Events the log would discard are not built at all.
   core_.set_min_severity(severity(log_level()));
   if (options_.keylog_path && !keylog_.open(*options_.keylog_path, error)) return false;
+  if (options_.workers > 0) {
+    workers_ = std::make_unique<Workers>(options_.workers, [this](std::unique_ptr<MainModeJob> job) {
+      // From a worker thread: the first job to finish since the loop last
+      // looked wakes it; the others join the same wakeup.
+      bool wake = false;
+      {
+        std::lock_guard<std::mutex> lock(finished_mutex_);
+        wake = finished_.empty();
+        finished_.push_back(std::move(job));
+      }
+      if (wake) boost::asio::post(io_, [this] { commit_finished(); });
+    });
+    core_.dispatcher().set_offload(true);
+    log(LogLevel::Info, std::to_string(options_.workers) + " worker threads for Main Mode's Diffie-Hellman and authentication");
+  }
   for (const Endpoint& e : options_.listen) {
     auto s = UdpSocket::bind(e, error);
     if (!s) return false;
@@ -147,7 +165,46 @@ void Server::drain(Listener& l) {
     failed_.clear();
     l.socket.send_many(outbound_, &failed_);
     for (std::size_t k : failed_) log(LogLevel::Warning, "could not send to " + replies_[k].to.str());
+    submit_jobs();
     if (n < buffers_.size()) break;  // the socket is empty
+  }
+  flush();
+}
+
+void Server::submit_jobs() {
+  if (!workers_) return;
+  for (auto& job : core_.dispatcher().take_jobs()) workers_->submit(std::move(job));
+}
+
+Server::Listener* Server::listener_for(const Address& local) {
+  Listener* wildcard = nullptr;
+  for (auto& l : listeners_) {
+    if (l->bound.address.family != local.family) continue;
+    if (l->bound.address == local) return l.get();
+    if (!wildcard && unspecified(l->bound.address)) wildcard = l.get();
+  }
+  return wildcard;
+}
+
+void Server::commit_finished() {
+  {
+    std::lock_guard<std::mutex> lock(finished_mutex_);
+    std::swap(committing_, finished_);
+  }
+  // Per listener, in commit order, from the address each exchange's
+  // datagram arrived on (as drain() replies).
+  std::map<Listener*, std::vector<UdpSocket::Outbound>> batches;
+  std::vector<Committed> committed;
+  for (auto& job : committing_)
+    for (Committed& c : core_.dispatcher().commit(std::move(job))) committed.push_back(std::move(c));
+  committing_.clear();
+  for (const Committed& c : committed)
+    if (Listener* l = listener_for(c.local))
+      for (const Outgoing& o : c.replies) batches[l].push_back(UdpSocket::Outbound{o.to, c.local, o.datagram});
+  for (auto& [l, outbound] : batches) {
+    failed_.clear();
+    l->socket.send_many(outbound, &failed_);
+    for (std::size_t k : failed_) log(LogLevel::Warning, "could not send to " + outbound[k].to.str());
   }
   flush();
 }

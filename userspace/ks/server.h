@@ -1,6 +1,7 @@
 // covey-ks's event loop: UDP sockets, the one-second clock, the keylog and
 // the log, around the key server's core (ks/key_server.h). One thread, one
-// io_context.
+// io_context, for sockets and state; Main Mode's expensive steps run on
+// worker threads (ks/workers.h) and come back to it to be committed.
 #pragma once
 
 #include <utility>  // before Asio: Boost 1.74 uses std::exchange without it under C++20
@@ -8,6 +9,7 @@
 #include <boost/asio.hpp>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -15,6 +17,7 @@
 #include "common/keylog.h"
 #include "common/udp.h"
 #include "ks/key_server.h"
+#include "ks/workers.h"
 
 namespace covey::ks {
 
@@ -24,6 +27,9 @@ struct ServerOptions {
   // The key server's own address: the interface multicast rekeys leave by
   // (IP_MULTICAST_IF). Unset or unspecified: the kernel's choice.
   std::optional<Address> address;
+  // Threads for Main Mode's Diffie-Hellman and authentication ([server]
+  // workers); 0: the event loop does them itself.
+  std::size_t workers = 0;
 };
 
 class Server {
@@ -52,6 +58,11 @@ class Server {
   void send_pushes();
   Listener* listener_for(const PushDatagram& d);
   bool set_multicast_ttl(Listener& l, std::uint8_t ttl);
+  // Hands the jobs the core made to the workers; on the loop again, a
+  // finished job is committed and its replies (and those it released) sent.
+  void submit_jobs();
+  void commit_finished();
+  Listener* listener_for(const Address& local);
 
   boost::asio::io_context& io_;
   ServerOptions options_;
@@ -72,6 +83,11 @@ class Server {
   // acknowledgements coming back, and waits for a full socket to drain.
   std::deque<PushDatagram> push_queue_;
   bool push_turn_pending_ = false;
+  // Jobs the workers finished, for the loop to commit: one wakeup of the
+  // loop takes all that finished meanwhile, their replies sent together.
+  std::mutex finished_mutex_;
+  std::vector<std::unique_ptr<MainModeJob>> finished_, committing_;
+  std::unique_ptr<Workers> workers_;  // last: its threads stop before the rest goes
 };
 
 }  // namespace covey::ks
