@@ -65,7 +65,11 @@ bool send_to_journal(LogLevel level, std::string_view text, const LogFields& fie
   std::memcpy(a.sun_path, path, sizeof path);
   // An entry larger than a datagram is rare (a log line); the plain line
   // then carries it rather than a memfd, which this daemon has no need of.
-  return ::sendto(fd, d.data(), d.size(), MSG_NOSIGNAL, reinterpret_cast<const sockaddr*>(&a), sizeof a) ==
+  // Never waits: a journal that is behind (its socket queue full) must not
+  // stall the event loop that serves UDP 848 and the watchdog; the plain
+  // line on stderr, which journald reads as a stream, carries the entry.
+  return ::sendto(fd, d.data(), d.size(), MSG_NOSIGNAL | MSG_DONTWAIT, reinterpret_cast<const sockaddr*>(&a),
+                  sizeof a) ==
          static_cast<ssize_t>(d.size());
 }
 
