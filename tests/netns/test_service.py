@@ -15,6 +15,7 @@ import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 import unittest
 
@@ -60,14 +61,27 @@ class Listener:
 
     def __init__(self, sock):
         self.sock, self.got = sock, []
-        sock.setblocking(False)
+        # Read all the time, as journald and systemd do: a unix datagram
+        # socket queues only net.unix.max_dgram_qlen (10) datagrams, and a
+        # daemon's entries beyond that would go to its stderr instead.
+        self.lock = threading.Lock()
+        sock.settimeout(0.2)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        while self.sock.fileno() >= 0:
+            try:
+                d = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                return  # closed at cleanup
+            with self.lock:
+                self.got.append((time.monotonic(), d))
 
     def drain(self):
-        while True:
-            try:
-                self.got.append((time.monotonic(), self.sock.recv(65536)))
-            except BlockingIOError:
-                return self.got
+        with self.lock:
+            return list(self.got)
 
     def wait(self, predicate, timeout, what, proc=None, log=""):
         deadline = time.monotonic() + timeout
