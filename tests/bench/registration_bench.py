@@ -240,6 +240,16 @@ def control(sock_path, request):
     return json.loads(reply)
 
 
+def wait_following(p):
+    """Echoes gm-swarm's output until its members are registered and follow rekeys."""
+    for line in p.stdout:
+        sys.stdout.write(line)
+        if "following" in line:
+            return
+    p.wait()
+    raise RuntimeError(f"gm-swarm ended before its members were registered (exit {p.returncode})")
+
+
 def run_rekey(ks_bin, swarm_bin, workdir, port, members, concurrency, timeout_s):
     """Unicast rekey of MEMBERS gm-swarm members: each registers, then follows one
     operator rekey; the time from the first push a member received to the last
@@ -252,13 +262,7 @@ def run_rekey(ks_bin, swarm_bin, workdir, port, members, concurrency, timeout_s)
                "--source-base", "127.1.0.1", "--timeout", str(timeout_s), "--json", str(out_json),
                "--follow-rekeys", "1"]
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-        for line in p.stdout:
-            sys.stdout.write(line)
-            if "following" in line:
-                break
-        else:
-            p.wait()
-            raise RuntimeError(f"gm-swarm ended before its members were registered (exit {p.returncode})")
+        wait_following(p)
         cpu0 = proc_cpu_s(ks.pid)
         reply = control(ks.dir / "ks.sock", {"cmd": "ks.rekey", "group": "SWARM"})
         if not reply.get("ok"):
@@ -363,13 +367,7 @@ def run_at_scale(ks_bin, swarm_bin, workdir, port, members, concurrency, timeout
     result = {"members": members, "loadavg_1m_start": loadavg()}
     with KeyServer(ks_bin, workdir, port, SCALE_GROUP) as ks:
         p = start_swarm(swarm_bin, port, members, concurrency, out_json, timeout_s, ["--follow-rekeys", "1"])
-        for line in p.stdout:
-            sys.stdout.write(line)
-            if "following" in line:
-                break
-        else:
-            p.wait()
-            raise RuntimeError(f"gm-swarm ended before its members were registered (exit {p.returncode})")
+        wait_following(p)
         time.sleep(1.5)  # the lazy member save (at least 1 s apart) catches up
         result.update({
             "ks_rss_kb_registered": proc_status(ks.pid, "VmRSS"),
