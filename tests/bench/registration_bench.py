@@ -366,9 +366,13 @@ def run_at_scale(ks_bin, swarm_bin, workdir, port, members, concurrency, timeout
     out_json = pathlib.Path(workdir) / "swarm-scale.json"
     result = {"members": members, "loadavg_1m_start": loadavg()}
     with KeyServer(ks_bin, workdir, port, SCALE_GROUP) as ks:
+        reg_cpu0 = proc_cpu_s(ks.pid)
         p = start_swarm(swarm_bin, port, members, concurrency, out_json, timeout_s, ["--follow-rekeys", "1"])
         wait_following(p)
         time.sleep(1.5)  # the lazy member save (at least 1 s apart) catches up
+        # With the lazy saves: CPU per registration, to set beside the
+        # 10,000-member run's (it must not grow with the member count).
+        result["ks_cpu_ms_per_registration"] = (proc_cpu_s(ks.pid) - reg_cpu0) * 1000.0 / members
         result.update({
             "ks_rss_kb_registered": proc_status(ks.pid, "VmRSS"),
             "ks_hwm_kb_registered": proc_status(ks.pid, "VmHWM"),
@@ -460,6 +464,9 @@ def run_storm(ks_bin, swarm_bin, workdir, port, members, window_s, concurrency, 
           f"{r['retransmissions']} retransmissions; last start {r['last_start_s']:.1f} s after the first; "
           f"KS peak VmRSS {result['ks_rss_kb_peak'] / 1024:.1f} MB, CPU {result['ks_cpu_s']:.1f} s, gm-swarm "
           f"{r['gm_cpu_s']:.1f} s; UDP drops {result['udp_drops']}; load average {load0:.2f}")
+    return result
+
+
 def pinned(cpus, fn, *args):
     """fn(*args) with this process's CPU affinity set to `cpus` (None: left as
     is): a process started inside inherits it, threads and all, as under
