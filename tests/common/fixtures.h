@@ -42,4 +42,15 @@ inline gdoi::GroupPolicy group_policy() {
   return p;
 }
 
+// A key server's group by name and identity, its rekeys signed with ECDSA
+// P-256 (cheap keys for tests that make many groups).
+inline gdoi::GroupPolicy ecdsa_group(std::string name, std::uint32_t identity) {
+  gdoi::GroupPolicy p;
+  p.name = std::move(name);
+  p.identity = identity;
+  p.kek.signature = gdoi::KekPolicy::Signature::EcdsaP256;
+  p.kek.signature_key_bits = 256;
+  return p;
+}
+
 }  // namespace covey::fixtures

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "fixtures.h"
 #include "ks/status.h"
 
 using namespace covey;
@@ -15,20 +16,11 @@ using Json = nlohmann::json;
 
 namespace {
 
-gdoi::GroupPolicy policy(std::string name, std::uint32_t identity) {
-  gdoi::GroupPolicy p;
-  p.name = std::move(name);
-  p.identity = identity;
-  p.kek.signature = gdoi::KekPolicy::Signature::EcdsaP256;
-  p.kek.signature_key_bits = 256;
-  return p;
-}
-
 class KsMembers : public ::testing::Test {
  protected:
   void SetUp() override {
     for (auto [name, identity] : {std::pair<const char*, std::uint32_t>{"GET_VPN", 134}, {"VOICE", 200}}) {
-      auto g = ks::Group::create(policy(name, identity), ks::Authorization{},
+      auto g = ks::Group::create(fixtures::ecdsa_group(name, identity), ks::Authorization{},
                                  crypto::PrivateKey::generate_ec(crypto::EcCurve::P256).value(),
                                  *Address::parse("10.1.12.1"), 1000);
       ASSERT_TRUE(g.ok()) << g.error();

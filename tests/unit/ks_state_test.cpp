@@ -37,15 +37,6 @@ const crypto::PrivateKey& signing_key() {
 
 crypto::PrivateKey clone(const crypto::PrivateKey& k) { return crypto::PrivateKey::from_pem(*k.to_pem()).value(); }
 
-gdoi::GroupPolicy policy(std::string name, std::uint32_t identity) {
-  gdoi::GroupPolicy p;
-  p.name = std::move(name);
-  p.identity = identity;
-  p.kek.signature = gdoi::KekPolicy::Signature::EcdsaP256;
-  p.kek.signature_key_bits = 256;
-  return p;
-}
-
 // The groups a config names, with fresh keys, as covey-ks makes them at startup.
 std::unique_ptr<ks::Groups> make_groups(std::vector<gdoi::GroupPolicy> policies,
                                         const crypto::PrivateKey& key = signing_key(), std::int64_t now = 1000) {
@@ -59,7 +50,9 @@ std::unique_ptr<ks::Groups> make_groups(std::vector<gdoi::GroupPolicy> policies,
   return groups;
 }
 
-std::vector<gdoi::GroupPolicy> lab_config() { return {policy("GET_VPN", 134), policy("VOICE", 200)}; }
+std::vector<gdoi::GroupPolicy> lab_config() {
+  return {fixtures::ecdsa_group("GET_VPN", 134), fixtures::ecdsa_group("VOICE", 200)};
+}
 
 std::vector<std::uint32_t> admit(ks::Groups& groups, std::uint32_t group, const char* addr, std::uint16_t sids = 1) {
   ike::Phase1Sa sa;
@@ -200,13 +193,13 @@ TEST_F(KsState, RoundTripKeepsKeysSpisSidsSeqAndMembers) {
 // reserves none, so that the 16-bit SID space does not refuse its 65,536th
 // registration (gm-swarm's 100,000 members met "SID space exhausted").
 TEST_F(KsState, SidsOnlyForGroupsThatNeedThem) {
-  gdoi::GroupPolicy plain = policy("PLAIN", 134);
+  gdoi::GroupPolicy plain = fixtures::ecdsa_group("PLAIN", 134);
   plain.tbar_window_ms = std::nullopt;
-  gdoi::GroupPolicy gcm = policy("GCM", 300);
+  gdoi::GroupPolicy gcm = fixtures::ecdsa_group("GCM", 300);
   gcm.tbar_window_ms = std::nullopt;
   gcm.tek.cipher = gdoi::TekTransform::Cipher::AesGcm256;
   gcm.tek.integrity = gdoi::TekTransform::Integrity::None;
-  auto groups = make_groups({plain, policy("TBAR", 200), gcm});
+  auto groups = make_groups({plain, fixtures::ecdsa_group("TBAR", 200), gcm});
   int writes = 0;
   groups->set_write_now([&]() -> crypto::Result<void> {
     ++writes;
@@ -402,7 +395,7 @@ TEST_F(KsState, BadFilesAreRefusedByName) {
   auto other_identity = lab_config();
   other_identity[1].identity = 201;
   auto more = lab_config();
-  more.push_back(policy("DATA", 300));
+  more.push_back(fixtures::ecdsa_group("DATA", 300));
   auto fewer = lab_config();
   fewer.pop_back();
   const std::vector<BadFile> rows = {
