@@ -250,6 +250,16 @@ def wait_following(p):
     raise RuntimeError(f"gm-swarm ended before its members were registered (exit {p.returncode})")
 
 
+def operator_rekey(ks, p, timeout_s):
+    """`ks.rekey` of the bench's group, then gm-swarm P's output until its members have followed it."""
+    reply = control(ks.dir / "ks.sock", {"cmd": "ks.rekey", "group": "SWARM"})
+    if not reply.get("ok"):
+        p.kill()
+        raise RuntimeError(f"ks.rekey refused: {reply}")
+    sys.stdout.write(p.stdout.read())
+    p.wait(timeout=timeout_s)
+
+
 def run_rekey(ks_bin, swarm_bin, workdir, port, members, concurrency, timeout_s):
     """Unicast rekey of MEMBERS gm-swarm members: each registers, then follows one
     operator rekey; the time from the first push a member received to the last
@@ -264,12 +274,7 @@ def run_rekey(ks_bin, swarm_bin, workdir, port, members, concurrency, timeout_s)
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         wait_following(p)
         cpu0 = proc_cpu_s(ks.pid)
-        reply = control(ks.dir / "ks.sock", {"cmd": "ks.rekey", "group": "SWARM"})
-        if not reply.get("ok"):
-            p.kill()
-            raise RuntimeError(f"ks.rekey refused: {reply}")
-        sys.stdout.write(p.stdout.read())
-        p.wait(timeout=timeout_s)
+        operator_rekey(ks, p, timeout_s)
         ks_cpu = proc_cpu_s(ks.pid) - cpu0
         group = control(ks.dir / "ks.sock", {"cmd": "ks.group", "group": "SWARM"})["groups"][0]
     r = json.loads(out_json.read_text())
@@ -379,12 +384,7 @@ def run_at_scale(ks_bin, swarm_bin, workdir, port, members, concurrency, timeout
             "loadavg_1m_rekey": loadavg(),
         })
         snmp0, cpu0, ks_drops0 = udp_snmp(), proc_cpu_s(ks.pid), socket_drops(ks.pid)
-        reply = control(ks.dir / "ks.sock", {"cmd": "ks.rekey", "group": "SWARM"})
-        if not reply.get("ok"):
-            p.kill()
-            raise RuntimeError(f"ks.rekey refused: {reply}")
-        sys.stdout.write(p.stdout.read())
-        p.wait(timeout=timeout_s)
+        operator_rekey(ks, p, timeout_s)
         result["ks_cpu_s_for_rekey"] = proc_cpu_s(ks.pid) - cpu0
         result["udp_drops_during_rekey"] = udp_drops(snmp0, udp_snmp())
         # The rest of RcvbufErrors were gm-swarm's (or another process's on the host).
