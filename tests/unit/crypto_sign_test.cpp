@@ -5,7 +5,10 @@
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 
+#include <atomic>
 #include <memory>
+#include <thread>
+#include <vector>
 
 #include "crypto/sign.h"
 
@@ -253,6 +256,49 @@ TEST_F(CryptoSignTest, PemAndDerRoundTrips) {
   auto sig = sign_hash(*reloaded, SignatureScheme::EcdsaP256, HashAlgorithm::Sha256, hash);
   ASSERT_TRUE(sig);
   EXPECT_TRUE(verify_hash(public_of(*p256_), SignatureScheme::EcdsaP256, HashAlgorithm::Sha256, hash, *sig));
+}
+
+// from_der keeps the last key it parsed and hands it out again for the same
+// DER: that must never give one key's holder another's key, and the shared
+// key must verify from several threads at once (the key server's workers).
+TEST_F(CryptoSignTest, KeysFromDerAreSharedOnlyForTheSameDer) {
+  const Bytes hash = digest_of(HashAlgorithm::Sha256, "shared");
+  auto der_a = public_of(*rsa_).to_der();
+  auto der_b = public_of(*other_rsa_).to_der();
+  auto sig_a = sign_hash(*rsa_, SignatureScheme::RsaPkcs1Raw, HashAlgorithm::Sha256, hash);
+  auto sig_b = sign_hash(*other_rsa_, SignatureScheme::RsaPkcs1Raw, HashAlgorithm::Sha256, hash);
+  ASSERT_TRUE(der_a && der_b && sig_a && sig_b);
+  auto a1 = PublicKey::from_der(*der_a);
+  auto a2 = PublicKey::from_der(*der_a);
+  auto b = PublicKey::from_der(*der_b);
+  auto a3 = PublicKey::from_der(*der_a);
+  ASSERT_TRUE(a1 && a2 && b && a3);
+  for (const PublicKey* a : {&*a1, &*a2, &*a3}) {
+    EXPECT_TRUE(verify_hash(*a, SignatureScheme::RsaPkcs1Raw, HashAlgorithm::Sha256, hash, *sig_a));
+    EXPECT_FALSE(verify_hash(*a, SignatureScheme::RsaPkcs1Raw, HashAlgorithm::Sha256, hash, *sig_b));
+  }
+  EXPECT_TRUE(verify_hash(*b, SignatureScheme::RsaPkcs1Raw, HashAlgorithm::Sha256, hash, *sig_b));
+  EXPECT_FALSE(verify_hash(*b, SignatureScheme::RsaPkcs1Raw, HashAlgorithm::Sha256, hash, *sig_a));
+  // A prefix of the kept DER, or the kept DER with a byte more, is not the kept key.
+  EXPECT_FALSE(PublicKey::from_der(ByteView(*der_a).first(der_a->size() - 1)));
+  Bytes longer = *der_a;
+  longer.push_back(0);
+  EXPECT_FALSE(PublicKey::from_der(longer));
+
+  auto a4_parsed = PublicKey::from_der(*der_a);
+  ASSERT_TRUE(a4_parsed);
+  const PublicKey& a4 = *a4_parsed;
+  a1 = Error{"dropped"};  // the other holders' references go; a4's key stays whole
+  a2 = Error{"dropped"};
+  std::vector<std::thread> threads;
+  std::atomic<int> verified = 0;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&] {
+      for (int i = 0; i < 20; ++i)
+        if (verify_hash(a4, SignatureScheme::RsaPkcs1Raw, HashAlgorithm::Sha256, hash, *sig_a)) ++verified;
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(verified, 80);
 }
 
 TEST_F(CryptoSignTest, PublicKeyPem) {

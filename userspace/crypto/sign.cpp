@@ -5,7 +5,9 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
+#include <algorithm>
 #include <climits>
+#include <mutex>
 
 #include "crypto/openssl_util.h"
 
@@ -169,9 +171,36 @@ Result<PublicKey> PrivateKey::public_key() const {
   return PublicKey(std::move(*key));
 }
 
+// d2i_PUBKEY runs OpenSSL 3's decoder framework, about 100 us: six RSA-2048
+// verifications. The keys a process parses are nearly always one: its key
+// server's rekey signing key, sent again in every registration and every KEK
+// (covey-gm's groups and re-registrations, gm-swarm's 100,000 members). So the
+// last key parsed is kept and shared. An EVP_PKEY is not changed by use, and
+// OpenSSL sets its per-key caches (the RSA Montgomery form, about 30 us more
+// for a fresh key's first verification) under the key's own lock, so a shared
+// one may verify on several threads at once.
 Result<PublicKey> PublicKey::from_der(ByteView spki) {
+  // Never freed, like fetched_md's: freeing at exit could follow OpenSSL's own cleanup.
+  struct Last {
+    std::mutex mutex;
+    Bytes der;
+    EVP_PKEY* key = nullptr;
+  };
+  static Last* last = new Last;
+  {
+    std::lock_guard lock(last->mutex);
+    if (last->key && std::equal(spki.begin(), spki.end(), last->der.begin(), last->der.end()) &&
+        EVP_PKEY_up_ref(last->key) == 1)
+      return PublicKey(PkeyPtr(last->key));
+  }
   auto key = read_der_public_key(spki, "read DER public key");
   if (!key) return Error{key.error()};
+  std::lock_guard lock(last->mutex);
+  if (EVP_PKEY_up_ref(key->get()) == 1) {
+    EVP_PKEY_free(last->key);
+    last->key = key->get();
+    last->der.assign(spki.begin(), spki.end());
+  }
   return PublicKey(std::move(*key));
 }
 
