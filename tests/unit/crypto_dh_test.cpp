@@ -103,6 +103,20 @@ TEST(CryptoDhTest, GeneratedKeysAgreeInEveryGroup) {
   }
 }
 
+// A validated value carries its group: one of another group (a peer that
+// switched groups between messages) is refused, not fed to OpenSSL.
+TEST(CryptoDhTest, SharedSecretRefusesAPeerValueOfAnotherGroup) {
+  auto p256 = group(19).generate();
+  auto p384 = group(20).generate();
+  ASSERT_TRUE(p256 && p384);
+  auto peer = group(20).validate_peer_public_value(p384->public_value());
+  ASSERT_TRUE(peer) << peer.error();
+  auto s = p256->shared_secret(*peer);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error(), "ECP group 19: peer public value is of ECP group 20");
+  EXPECT_TRUE(p384->shared_secret(*peer));
+}
+
 TEST(CryptoDhTest, SizesFollowRfcs) {
   EXPECT_EQ(group(2).public_value_size(), 128u);   // 1024-bit Second Oakley Group
   EXPECT_EQ(group(5).public_value_size(), 192u);   // 1536-bit

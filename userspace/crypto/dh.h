@@ -15,6 +15,7 @@
 namespace covey::crypto {
 
 class DhKeyPair;
+class DhPeerValue;
 
 namespace detail {
 struct DhGroupSpec;
@@ -46,8 +47,10 @@ class DhGroup {
   // The checks applied to every peer KE before it is used. MODP: exact length and
   // 1 < y < p-1 (for these safe primes that excludes the only small subgroup).
   // ECP: exact length, each coordinate below the field prime, and on the curve
-  // (the x|y form cannot encode the point at infinity).
-  Result<void> validate_peer_public_value(ByteView public_value) const;
+  // (the x|y form cannot encode the point at infinity). The value that passed
+  // is returned ready for DhKeyPair::shared_secret, so it is checked and read
+  // once.
+  Result<DhPeerValue> validate_peer_public_value(ByteView public_value) const;
 
  private:
   explicit DhGroup(const detail::DhGroupSpec* spec) : spec_(spec) {}
@@ -63,9 +66,11 @@ class DhKeyPair {
   // g^x in KE payload form (see DhGroup::public_value_size).
   const Bytes& public_value() const { return public_value_; }
 
-  // g^xy after validate_peer_public_value(peer). MODP: zero-padded to the prime
-  // length; ECP: the x coordinate only (RFC 5903 section 7, which replaced RFC
-  // 4753's x|y).
+  // g^xy. MODP: zero-padded to the prime length; ECP: the x coordinate only
+  // (RFC 5903 section 7, which replaced RFC 4753's x|y). The peer's value must
+  // be of this pair's group.
+  Result<SecretBytes> shared_secret(const DhPeerValue& peer) const;
+  // The same from the KE payload's bytes, validated first.
   Result<SecretBytes> shared_secret(ByteView peer_public_value) const;
 
  private:
@@ -75,6 +80,19 @@ class DhKeyPair {
   detail::PkeyPtr key_;
   Bytes public_value_;
   friend class DhGroup;
+};
+
+// A peer's public value that passed DhGroup::validate_peer_public_value.
+class DhPeerValue {
+ public:
+  const DhGroup& group() const { return group_; }
+
+ private:
+  DhPeerValue(DhGroup group, detail::PkeyPtr key) : group_(group), key_(std::move(key)) {}
+  DhGroup group_;
+  detail::PkeyPtr key_;
+  friend class DhGroup;
+  friend class DhKeyPair;
 };
 
 }  // namespace covey::crypto

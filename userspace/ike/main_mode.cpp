@@ -312,8 +312,8 @@ Step MainMode::on_key_exchange(const Message& m) {
     return fail(NotifyType::PayloadMalformed, "nonce of " + std::to_string(nonce->data.size()) + " octets (8 to 256, RFC 2409 5)", !initiator_);
   auto group = crypto::DhGroup::from_id(chosen_.dh_group);
   if (!group) return fail(NotifyType::InvalidKeyInformation, group.error(), !initiator_);
-  if (auto ok = group->validate_peer_public_value(ke->data); !ok)
-    return fail(NotifyType::InvalidKeyInformation, ok.error(), !initiator_);
+  auto peer = group->validate_peer_public_value(ke->data);
+  if (!peer) return fail(NotifyType::InvalidKeyInformation, peer.error(), !initiator_);
   if (initiator_) {
     g_xr_ = ke->data;
     nr_b_ = nonce->data;
@@ -324,7 +324,7 @@ Step MainMode::on_key_exchange(const Message& m) {
     if (!msg) return fail(NotifyType::InvalidKeyInformation, msg.error());
     last_sent_ = std::move(*msg);
   }
-  auto gxy = dh_->shared_secret(initiator_ ? g_xr_ : g_xi_);
+  auto gxy = dh_->shared_secret(*peer);
   if (!gxy) return fail(NotifyType::InvalidKeyInformation, gxy.error(), !initiator_);
   g_xy_ = std::move(*gxy);
   if (auto ok = derive_keys(); !ok) return fail(NotifyType::AuthenticationFailed, ok.error(), !initiator_);
