@@ -260,14 +260,18 @@ def scale_rows(data):
             f"{a.get('registered')} registered, lazy saves included; dh19_ks_cpu_ms_per_registration is the same at 10,000")
         if a.get("ks_rss_kb_registered"):
             add(f"ks_rss_mb_at_{n}", a["ks_rss_kb_registered"] / 1024, "MB", f"{a.get('registered')} registered")
-        note = f"{a.get('members_acked')} of {a.get('registered')} acked, {a.get('ks_recorded_acks')} recorded by the KS"
+        procs = a.get("gm_swarm_processes", 1)
+        note = (f"{a.get('members_acked')} of {a.get('registered')} acked, {a.get('ks_recorded_acks')} recorded by the "
+                f"KS; members in {procs} gm-swarm process{'es' if procs != 1 else ''}")
         if a.get("members_acked") == a.get("registered"):
             add(f"rekey_unicast_{n}_first_push_to_last_ack_s", a.get("first_push_to_last_ack_s"), "s", f"{note}; {load}")
         else:
             add(f"rekey_unicast_{n}_members_acked", a.get("members_acked"), "", note + ": INCOMPLETE, misses the target")
         add(f"rekey_unicast_{n}_ks_cpu_s", a.get("ks_cpu_s_for_rekey"), "s", "covey-ks, first push to last ack")
+        per = a.get("gm_cpu_s_for_rekey_per_process") or []
         add(f"rekey_unicast_{n}_gm_swarm_cpu_s", a.get("gm_cpu_s_for_rekey"), "s",
-            "gm-swarm: every member verifies, decrypts and acks; the larger CPU is the bottleneck")
+            "gm-swarm: every member verifies, decrypts and acks; the larger CPU is the bottleneck"
+            + (f" (per process: {', '.join(f'{c:.2f}' for c in per if c is not None)})" if len(per) > 1 else ""))
         for counter, drops in (a.get("udp_drops_during_rekey") or {}).items():
             add(f"rekey_unicast_{n}_udp_{counter.lower()}", drops, "", "/proc/net/snmp Udp, whole host")
         add(f"rekey_unicast_{n}_ks_socket_drops", a.get("ks_socket_drops_during_rekey"), "",

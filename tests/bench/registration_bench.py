@@ -13,10 +13,13 @@ writes registration.json beside the Google Benchmark files:
   rekey_unicast  N members (default 10,000) register and follow one
             operator rekey (`ks.rekey`): first push received to last ack
             sent, push size and bytes per member (issue: rekey, < 2 s)
-  at_100000 (--scale-members, default 100,000; 0 skips it: ~3.5 min,
-            100,000 registrations at ~560/s with the load average at 7,
-            then ~20 s of rekey and restart) one KS, N members registered by
-            gm-swarm (KS VmRSS at N), one operator rekey to all of them
+  at_100000 (--scale-members, default 100,000; 0 skips it: ~1 min,
+            100,000 registrations at ~3,800/s, then ~10 s of rekey and
+            restart) one KS, N members registered by gm-swarm, split over
+            --scale-processes processes (default one per CPU: a real member
+            checks its push on its own CPU; one process checks 100,000 in
+            ~4 s, one after another) (KS VmRSS at N), one operator rekey to
+            all of them
             (first push to last ack, the KS's and gm-swarm's CPU for it,
             UDP drops from /proc/net/snmp around it), then the KS stopped
             with SIGTERM (it saves) and started again on the same state
@@ -42,6 +45,7 @@ Numbers are printed and recorded; the exit status is 0 whatever they are
 only when the bench could not run at all.
 """
 import argparse
+import ipaddress
 import json
 import os
 import pathlib
@@ -250,14 +254,17 @@ def wait_following(p):
     raise RuntimeError(f"gm-swarm ended before its members were registered (exit {p.returncode})")
 
 
-def operator_rekey(ks, p, timeout_s):
-    """`ks.rekey` of the bench's group, then gm-swarm P's output until its members have followed it."""
+def operator_rekey(ks, procs, timeout_s):
+    """`ks.rekey` of the bench's group, then the output of every gm-swarm in
+    PROCS until its members have followed it."""
     reply = control(ks.dir / "ks.sock", {"cmd": "ks.rekey", "group": "SWARM"})
     if not reply.get("ok"):
-        p.kill()
+        for p in procs:
+            p.kill()
         raise RuntimeError(f"ks.rekey refused: {reply}")
-    sys.stdout.write(p.stdout.read())
-    p.wait(timeout=timeout_s)
+    for p in procs:
+        sys.stdout.write(p.stdout.read())
+        p.wait(timeout=timeout_s)
 
 
 def run_rekey(ks_bin, swarm_bin, workdir, port, members, concurrency, timeout_s):
@@ -274,7 +281,7 @@ def run_rekey(ks_bin, swarm_bin, workdir, port, members, concurrency, timeout_s)
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         wait_following(p)
         cpu0 = proc_cpu_s(ks.pid)
-        operator_rekey(ks, p, timeout_s)
+        operator_rekey(ks, [p], timeout_s)
         ks_cpu = proc_cpu_s(ks.pid) - cpu0
         group = control(ks.dir / "ks.sock", {"cmd": "ks.group", "group": "SWARM"})["groups"][0]
     r = json.loads(out_json.read_text())
@@ -334,10 +341,10 @@ def socket_drops(pid):
 SCALE_GROUP = 'tbar_window = "off"'
 
 
-def start_swarm(swarm_bin, port, members, concurrency, out_json, timeout_s, extra=()):
+def start_swarm(swarm_bin, port, members, concurrency, out_json, timeout_s, extra=(), source_base="127.1.0.1"):
     cmd = [swarm_bin, "--ks", f"127.0.0.1:{port}", "--group", str(GROUP), "--psk", PSK,
            "--members", str(members), "--concurrency", str(concurrency), "--dh", "19",
-           "--source-base", "127.1.0.1", "--timeout", str(timeout_s), "--json", str(out_json), *extra]
+           "--source-base", source_base, "--timeout", str(timeout_s), "--json", str(out_json), *extra]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
 
 
@@ -364,16 +371,25 @@ def wait_until_serving(ks_bin, cfg, log, sock, members, timeout_s=60):
     raise RuntimeError(f"covey-ks did not serve {members} members within {timeout_s} s of a restart")
 
 
-def run_at_scale(ks_bin, swarm_bin, workdir, port, members, concurrency, timeout_s):
+def run_at_scale(ks_bin, swarm_bin, workdir, port, members, concurrency, timeout_s, processes=1):
     """MEMBERS members on one KS: its memory, one unicast rekey to all of
-    them, and a restart on the state they left (issue 14)."""
-    print(f"== at {members}: {members} members register ({concurrency} in flight), one operator rekey, a KS restart")
-    out_json = pathlib.Path(workdir) / "swarm-scale.json"
-    result = {"members": members, "loadavg_1m_start": loadavg()}
+    them, and a restart on the state they left (issue 14). The members are
+    split over PROCESSES gm-swarm processes (consecutive source addresses):
+    a real member checks its push on its own CPU, and one process checking
+    100,000 pushes one after another (~40 us each) would be what the rekey's
+    first push to last ack measured, not the key server."""
+    print(f"== at {members}: {members} members in {processes} gm-swarm processes register ({concurrency} in flight), "
+          "one operator rekey, a KS restart")
+    shares = [members // processes + (1 if i < members % processes else 0) for i in range(processes)]
+    bases = [str(ipaddress.IPv4Address("127.1.0.1") + sum(shares[:i])) for i in range(processes)]
+    out_jsons = [pathlib.Path(workdir) / f"swarm-scale-{i}.json" for i in range(processes)]
+    result = {"members": members, "gm_swarm_processes": processes, "loadavg_1m_start": loadavg()}
     with KeyServer(ks_bin, workdir, port, SCALE_GROUP) as ks:
         reg_cpu0 = proc_cpu_s(ks.pid)
-        p = start_swarm(swarm_bin, port, members, concurrency, out_json, timeout_s, ["--follow-rekeys", "1"])
-        wait_following(p)
+        procs = [start_swarm(swarm_bin, port, n, max(1, concurrency // processes), out, timeout_s,
+                             ["--follow-rekeys", "1"], base) for n, out, base in zip(shares, out_jsons, bases)]
+        for p in procs:
+            wait_following(p)
         time.sleep(1.5)  # the lazy member save (at least 1 s apart) catches up
         # With the lazy saves: CPU per registration, to set beside the
         # 10,000-member run's (it must not grow with the member count).
@@ -384,7 +400,7 @@ def run_at_scale(ks_bin, swarm_bin, workdir, port, members, concurrency, timeout
             "loadavg_1m_rekey": loadavg(),
         })
         snmp0, cpu0, ks_drops0 = udp_snmp(), proc_cpu_s(ks.pid), socket_drops(ks.pid)
-        operator_rekey(ks, p, timeout_s)
+        operator_rekey(ks, procs, timeout_s)
         result["ks_cpu_s_for_rekey"] = proc_cpu_s(ks.pid) - cpu0
         result["udp_drops_during_rekey"] = udp_drops(snmp0, udp_snmp())
         # The rest of RcvbufErrors were gm-swarm's (or another process's on the host).
@@ -397,32 +413,38 @@ def run_at_scale(ks_bin, swarm_bin, workdir, port, members, concurrency, timeout
         ks.proc.send_signal(signal.SIGTERM)
         ks.proc.wait(timeout=60)
         result["ks_stop_s"] = time.monotonic() - t0
-        registered = json.loads(out_json.read_text())["registered"]
+        rs = [json.loads(out.read_text()) for out in out_jsons]
+        registered = sum(r["registered"] for r in rs)
         result["ks_restore_s"], ks.proc = wait_until_serving(ks_bin, ks.dir / "ks.toml", ks.log, ks.dir / "ks.sock",
                                                              registered)
         result["ks_rss_kb_restored"] = proc_status(ks.pid, "VmRSS")
-    r = json.loads(out_json.read_text())
-    k = (r.get("rekeys") or [{}])[0]
+    ks_ = [(r.get("rekeys") or [{}])[0] for r in rs]
+    total = lambda key: sum(x.get(key) or 0 for x in rs)  # noqa: E731
+    # The processes ran side by side: the rekey spans the earliest first
+    # push to the latest last ack (CLOCK_MONOTONIC, shared by all).
+    followed = all(k.get("last_ack_monotonic_s") for k in ks_)
     result.update({
-        "registered": r["registered"],
-        "registrations_per_s": r["registrations_per_s"],
-        "gm_cpu_s_registering": r.get("gm_registering_cpu_s"),
-        "gm_max_rss_kb": r.get("gm_max_rss_kb"),
-        "gm_receive_buffer_bytes": r.get("gm_receive_buffer_bytes"),
-        "members_acked": k.get("members_acked"),
-        "first_push_to_last_ack_s": k.get("first_push_to_last_ack_s"),
-        "gm_cpu_s_for_rekey": k.get("gm_cpu_s"),
-        "push_bytes": k.get("push_bytes"),
-        "bytes_per_member": (k.get("bytes_received", 0) / r["registered"]) if r["registered"] else None,
-        "retransmissions_received": r.get("retransmissions"),
+        "registered": registered,
+        "registrations_per_s": total("registrations_per_s"),
+        "gm_cpu_s_registering": total("gm_registering_cpu_s"),
+        "gm_max_rss_kb": total("gm_max_rss_kb"),
+        "gm_receive_buffer_bytes": total("gm_receive_buffer_bytes"),
+        "members_acked": sum(k.get("members_acked") or 0 for k in ks_),
+        "first_push_to_last_ack_s": (max(k["last_ack_monotonic_s"] for k in ks_) -
+                                     min(k["first_push_monotonic_s"] for k in ks_)) if followed else None,
+        "gm_cpu_s_for_rekey": sum(k.get("gm_cpu_s") or 0 for k in ks_),
+        "gm_cpu_s_for_rekey_per_process": [k.get("gm_cpu_s") for k in ks_],
+        "push_bytes": ks_[0].get("push_bytes"),
+        "bytes_per_member": sum(k.get("bytes_received") or 0 for k in ks_) / registered if registered else None,
+        "retransmissions_received": total("retransmissions"),
         "loadavg_1m_end": loadavg(),
     })
     d = result["udp_drops_during_rekey"]
-    print(f"   KS VmRSS {result['ks_rss_kb_registered'] / 1024:.1f} MB with {r['registered']} members; rekey: "
+    print(f"   KS VmRSS {result['ks_rss_kb_registered'] / 1024:.1f} MB with {registered} members; rekey: "
           f"{result['members_acked']} acked ({result['ks_recorded_acks']} recorded by the KS), first push to last ack "
           f"{result['first_push_to_last_ack_s'] or 0:.3f} s, CPU KS {result['ks_cpu_s_for_rekey']:.2f} s, gm-swarm "
-          f"{result['gm_cpu_s_for_rekey'] or 0:.2f} s; UDP drops {d}, {result['ks_socket_drops_during_rekey']} at the "
-          f"KS's socket; restart: stop {result['ks_stop_s']:.2f} s, "
+          f"{result['gm_cpu_s_for_rekey'] or 0:.2f} s over {processes} processes; UDP drops {d}, "
+          f"{result['ks_socket_drops_during_rekey']} at the KS's socket; restart: stop {result['ks_stop_s']:.2f} s, "
           f"serving {registered} members {result['ks_restore_s']:.2f} s after exec; load average "
           f"{result['loadavg_1m_rekey']:.2f}")
     return result
@@ -637,6 +659,8 @@ def main():
     ap.add_argument("--scale-members", type=int, default=100000,
                     help="members at scale: memory, a unicast rekey, a restart (0: skip; ~3.5 min at 100,000)")
     ap.add_argument("--scale-concurrency", type=int, default=128, help="registrations in flight for --scale-members")
+    ap.add_argument("--scale-processes", type=int, default=os.cpu_count() or 1,
+                    help="gm-swarm processes the --scale-members members are split over (default: one per CPU)")
     ap.add_argument("--storm-members", type=int, default=100000,
                     help="registration storm (0: skip; ~3 min at 100,000)")
     ap.add_argument("--storm-window", type=float, default=60, help="seconds over which the storm's members arrive")
@@ -693,7 +717,8 @@ def main():
                                                     args.concurrency, args.timeout)
             if args.scale_members:
                 result["at_scale"] = run_at_scale(ks_bin, swarm_bin, workdir, port, args.scale_members,
-                                                  args.scale_concurrency, max(args.timeout, 900))
+                                                  args.scale_concurrency, max(args.timeout, 900),
+                                                  args.scale_processes)
             if args.storm_members:
                 result["storm"] = run_storm(ks_bin, swarm_bin, workdir, port, args.storm_members, args.storm_window,
                                             args.storm_concurrency, max(args.timeout, 900))

@@ -46,7 +46,9 @@ nlohmann::json to_json(const swarm::SwarmOptions& o, const swarm::SwarmResult& r
   nlohmann::json rekeys = nlohmann::json::array();
   for (const auto& k : r.rekeys)
     rekeys.push_back({{"seq", k.seq}, {"members_acked", k.members_acked}, {"members_refused", k.members_refused},
-                      {"first_push_to_last_ack_s", k.first_push_to_last_ack_s}, {"push_bytes", k.push_bytes},
+                      {"first_push_to_last_ack_s", k.first_push_to_last_ack_s},
+                      {"first_push_monotonic_s", k.first_push_monotonic_s}, {"last_ack_monotonic_s", k.last_ack_monotonic_s},
+                      {"push_bytes", k.push_bytes},
                       {"bytes_received", k.bytes_received}, {"gm_cpu_s", k.gm_cpu_s}});
   // As coveyctl gm status --show-keys shows them.
   auto keys_json = [](const std::map<swarm::SwarmResult::HeldKeys, std::size_t>& held) {

@@ -430,6 +430,9 @@ class Swarm {
     if (p.complete || p.result.members_acked + p.result.members_refused < followers_.size()) return;
     p.complete = true;
     p.result.first_push_to_last_ack_s = std::chrono::duration<double>(p.last_ack - p.first_push).count();
+    // steady_clock is CLOCK_MONOTONIC on Linux.
+    p.result.first_push_monotonic_s = std::chrono::duration<double>(p.first_push.time_since_epoch()).count();
+    p.result.last_ack_monotonic_s = std::chrono::duration<double>(p.last_ack.time_since_epoch()).count();
     p.result.gm_cpu_s = cpu_seconds() - p.cpu_at_first_push;
     ++rekeys_done_;
   }

@@ -58,6 +58,10 @@ struct RekeyResult {
   std::size_t members_acked = 0;     // members that accepted it and sent an ack
   std::size_t members_refused = 0;   // members that refused it (reason in SwarmResult::failures)
   double first_push_to_last_ack_s = 0;
+  // The same two moments on CLOCK_MONOTONIC, which every process on the host
+  // shares: a bench that splits the members over several gm-swarm processes
+  // takes the earliest first push and the latest last ack.
+  double first_push_monotonic_s = 0, last_ack_monotonic_s = 0;
   std::size_t push_bytes = 0;        // one datagram (UDP payload)
   std::uint64_t bytes_received = 0;  // pushes to all members, retransmissions included
   double gm_cpu_s = 0;  // gm-swarm's own CPU (user + system) from the first push to the last ack
