@@ -192,6 +192,13 @@ def registration_rows(folder):
         add(f"dh{dh}_ratio_to_bound", r.get("ratio_to_bound"), "", f"bound {bound:.0f}/s" if bound else "")
         add(f"dh{dh}_ratio_uncontended", r.get("ratio_to_bound_uncontended"), "", "",
             "from CPU time: the rate with a core each and no other load")
+        add(f"dh{dh}_ratio_ceiling_kernel", r.get("ratio_ceiling_kernel"), "", "",
+            f"the ratio if user space did nothing but the crypto: kernel CPU per registration KS "
+            f"{r.get('ks_system_cpu_ms_per_registration') or 0:.3f} ms + gm-swarm "
+            f"{r.get('gm_system_cpu_ms_per_registration') or 0:.3f} ms beside the crypto's "
+            f"{(b.get('gm_us', 0) + b.get('ks_us', 0)) / 1000:.3f} ms")
+        add(f"dh{dh}_crypto_share_of_cpu", r.get("crypto_share_of_cpu"), "", "",
+            "the raw crypto's part of both processes' CPU per registration")
         add(f"dh{dh}_latency_p50_ms", r.get("latency_ms", {}).get("p50"), "ms", "", f"{c} in flight")
         add(f"dh{dh}_latency_p99_ms", r.get("latency_ms", {}).get("p99"), "ms", "", f"{c} in flight")
         add(f"dh{dh}_ks_cpu_ms_per_registration", r.get("ks_cpu_ms_per_registration"), "ms")
