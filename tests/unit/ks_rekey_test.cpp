@@ -481,6 +481,34 @@ TEST_F(KsRekey, RetransmitsTheSameBytesThenCountsAMiss) {
   EXPECT_EQ(rekeyer->counters().retransmissions, 2u);
 }
 
+// The state file's journal appends the members recorded as changed. Sending
+// a push and retransmitting it change no member: at 100,000 members a rekey
+// that recorded them all rewrote the whole member list. Only the ack (the
+// member's last acknowledged SEQ) and the miss (its count) change one.
+TEST_F(KsRekey, SendingAndRetransmittingChangeNoMemberOnlyAcksAndMissesDo) {
+  join(kGm3);
+  join(kGm4);
+  group().clear_changed_members();
+  ASSERT_TRUE(rekeyer->rekey(group(), RekeyReason::Operator, ms(now)).ok());
+  auto out = sent();
+  ASSERT_EQ(out.size(), 2u);
+  rekeyer->tick(ms(now + 10));  // the first retransmission
+  ASSERT_EQ(sent().size(), 2u);
+  EXPECT_TRUE(group().changed_members().empty());
+
+  auto ack = receive(kGm3, *out[0].datagram);  // built once: every member's is the same
+  ASSERT_TRUE(ack);
+  rekeyer->receive_ack(Endpoint{kGm3, 848}, *ack, now + 11);
+  EXPECT_EQ(group().changed_members(), (std::set<Address>{kGm3}));
+  group().clear_changed_members();
+  rekeyer->tick(ms(now + 20));
+  EXPECT_EQ(sent().size(), 1u);
+  EXPECT_TRUE(group().changed_members().empty());
+  rekeyer->tick(ms(now + 30));  // kGm4's retransmissions are spent: a miss
+  EXPECT_EQ(group().changed_members(), (std::set<Address>{kGm4}));
+  EXPECT_EQ(group().members().at(kGm4).missed_rekeys, 1u);
+}
+
 // Pacing (issue 14): a rekey that none of 120 members acknowledges. Their
 // retransmissions are spread over the second half of the 10 s period, a
 // slice of 20 a tick from +5 s to +10 s, not one burst of 120 at +10 s;
