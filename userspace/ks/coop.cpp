@@ -475,7 +475,7 @@ void Coop::take_member(Group& g, const etcd::KeyValue& kv, const std::string& ad
     log(Severity::Warning, "group " + g.policy().name + ": member record ignored: " + m.error());
     return;
   }
-  if (const Member* held = g.find_member(m->address)) m->registered_seq = held->registered_seq;
+  if (const Member* held = g.member(m->address)) m->registered_seq = held->registered_seq;
   g.put_member(std::move(*m));
   sync.member_hash[*a] = h;
 }

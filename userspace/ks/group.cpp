@@ -89,6 +89,11 @@ Member* Group::find_member(const Address& a) {
   return &it->second;
 }
 
+const Member* Group::member(const Address& a) const {
+  auto it = members_.find(a);
+  return it == members_.end() ? nullptr : &it->second;
+}
+
 bool Group::remove_member(const Address& a) {
   if (members_.erase(a) == 0) return false;
   changed_members_.insert(a);

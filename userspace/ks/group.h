@@ -185,6 +185,8 @@ class Group {
   // A member found here may be changed by the caller: it is recorded as
   // changed, as are those admitted, put and removed.
   Member* find_member(const Address& a);
+  // The same to read only: not recorded, so not written to the state file.
+  const Member* member(const Address& a) const;
   bool remove_member(const Address& a);
   void put_member(Member m) {
     changed_members_.insert(m.address);

@@ -189,11 +189,11 @@ crypto::Result<std::uint32_t> Rekeyer::remove_member(const Address& member, cons
       if (!group->empty() && *end == '\0' && id <= 0xffffffffUL) g = groups_.find(static_cast<std::uint32_t>(id));
     }
     if (!g) return Error{"no group named " + *group};
-    if (!g->find_member(member)) return Error{"GM " + member.str() + " is not a member of group " + label(*g)};
+    if (!g->member(member)) return Error{"GM " + member.str() + " is not a member of group " + label(*g)};
   } else {
     std::vector<Group*> have;
     for (const auto& [id, owned] : groups_.all())
-      if (owned->find_member(member)) have.push_back(owned.get());
+      if (owned->member(member)) have.push_back(owned.get());
     if (have.empty()) return Error{"GM " + member.str() + " is not a member of any group"};
     if (have.size() > 1) {
       std::string names;
@@ -203,7 +203,7 @@ crypto::Result<std::uint32_t> Rekeyer::remove_member(const Address& member, cons
     g = have.front();
   }
   GroupState& st = state(g->policy().identity);
-  Member removed = *g->find_member(member);
+  Member removed = *g->member(member);
   g->remove_member(member);
   auto delivery = st.deliveries.find(member);
   std::optional<Delivery> kept;
@@ -429,7 +429,7 @@ void Rekeyer::deliver(Group& g, GroupState& st, const std::shared_ptr<SentPush>&
       older->second.outstanding = false;
       if (miss(g, st, addr, older->second.push->record.seq)) continue;
     }
-    const Member* m = g.find_member(addr);
+    const Member* m = g.member(addr);
     Delivery d;
     d.push = push;
     d.datagram = push->datagrams.at(m->traits);
@@ -530,7 +530,7 @@ void Rekeyer::retransmit(Group& g, GroupState& st, std::int64_t now) {
       ++it;
       continue;
     }
-    const Member* m = g.find_member(it->first);
+    const Member* m = g.member(it->first);
     if (!m) {  // removed or dropped meanwhile
       it = st.deliveries.erase(it);
       continue;
@@ -625,8 +625,7 @@ void Rekeyer::receive_ack(const Endpoint& from, ByteView datagram, std::int64_t 
   // they registered with).
   if (ack->member != from.address)
     return refuse(name, "its ID names " + ack->member.str() + ", not the address it came from");
-  Member* m = g->find_member(ack->member);
-  if (!m) return refuse(name, ack->member.str() + " is not a registered member (RFC 8263 3.4)");
+  if (!g->member(ack->member)) return refuse(name, ack->member.str() + " is not a registered member (RFC 8263 3.4)");
   const SentPush* acked = nullptr;
   for (const auto& p : st->recent)
     if (p->record.seq == ack->seq && p->ack_key.spi == spi) acked = p.get();
@@ -662,6 +661,7 @@ void Rekeyer::receive_ack(const Endpoint& from, ByteView datagram, std::int64_t 
   }
   dl.outstanding = false;
   ++dl.push->record.acked;
+  Member* m = g->find_member(ack->member);  // from here on it changes
   m->last_acked_seq = ack->seq;
   m->missed_rekeys = 0;
   groups_.mark_state_dirty();
