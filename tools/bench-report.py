@@ -266,7 +266,11 @@ def scale_rows(data):
         add(f"ks_cpu_ms_per_registration_at_{n}", a.get("ks_cpu_ms_per_registration"), "ms",
             f"{a.get('registered')} registered, lazy saves included; dh19_ks_cpu_ms_per_registration is the same at 10,000")
         if a.get("ks_rss_kb_registered"):
-            add(f"ks_rss_mb_at_{n}", a["ks_rss_kb_registered"] / 1024, "MB", f"{a.get('registered')} registered")
+            add(f"ks_rss_mb_at_{n}", a["ks_rss_kb_registered"] / 1024, "MB",
+                f"{a.get('registered')} registered, as the last registrations end (their phase-1 SAs still held)")
+        if a.get("ks_rss_kb_settled"):
+            add(f"ks_rss_mb_at_{n}_settled", a["ks_rss_kb_settled"] / 1024, "MB",
+                "11 s later, every phase-1 SA ended (glibc keeps freed memory)")
         procs = a.get("gm_swarm_processes", 1)
         note = (f"{a.get('members_acked')} of {a.get('registered')} acked, {a.get('ks_recorded_acks')} recorded by the "
                 f"KS; members in {procs} gm-swarm process{'es' if procs != 1 else ''}")
