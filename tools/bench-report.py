@@ -217,8 +217,11 @@ def registration_rows(folder):
     k = data.get("rekey_unicast", {})
     if k:
         note = f"{k.get('members_acked')} of {k.get('members')} members acked, {k.get('ks_recorded_acks')} recorded by the KS"
-        if k.get("members_acked") == k.get("members"):
-            add("rekey_unicast_first_push_to_last_ack_s", k.get("first_push_to_last_ack_s"), "s", "", note)
+        if k.get("first_push_to_last_ack_s") is not None:
+            add("rekey_unicast_first_push_to_last_ack_s", k["first_push_to_last_ack_s"], "s", "",
+                f"to the last ack the KS recorded (polled); {note}")
+            add("rekey_unicast_first_push_to_last_ack_sent_s", k.get("first_push_to_last_ack_sent_s"), "s", "",
+                "to the last ack a member sent, as gm-swarm timed it")
         else:  # no time to compare: the rekey never reached everyone
             add("rekey_unicast_members_acked", k.get("members_acked"), "", "", note + ": INCOMPLETE, misses the target")
         add("rekey_unicast_push_bytes", k.get("push_bytes"), "B", "", "one datagram, the same for every member")
@@ -274,8 +277,11 @@ def scale_rows(data):
         procs = a.get("gm_swarm_processes", 1)
         note = (f"{a.get('members_acked')} of {a.get('registered')} acked, {a.get('ks_recorded_acks')} recorded by the "
                 f"KS; members in {procs} gm-swarm process{'es' if procs != 1 else ''}")
-        if a.get("members_acked") == a.get("registered"):
-            add(f"rekey_unicast_{n}_first_push_to_last_ack_s", a.get("first_push_to_last_ack_s"), "s", f"{note}; {load}")
+        if a.get("first_push_to_last_ack_s") is not None:
+            add(f"rekey_unicast_{n}_first_push_to_last_ack_s", a["first_push_to_last_ack_s"], "s",
+                f"to the last ack the KS recorded (polled); {note}; {load}")
+            add(f"rekey_unicast_{n}_first_push_to_last_ack_sent_s", a.get("first_push_to_last_ack_sent_s"), "s",
+                "to the last ack a member sent, as gm-swarm timed it")
         else:
             add(f"rekey_unicast_{n}_members_acked", a.get("members_acked"), "", note + ": INCOMPLETE, misses the target")
         add(f"rekey_unicast_{n}_ks_cpu_s", a.get("ks_cpu_s_for_rekey"), "s", "covey-ks, first push to last ack")
