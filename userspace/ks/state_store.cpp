@@ -724,6 +724,30 @@ std::optional<SplitDocument> split_members(std::string_view doc) {
   return out;
 }
 
+// A snapshot or a journal record: nlohmann reads all but the groups'
+// "members" arrays, which MemberReader reads (members[i] is groups[i]'s)
+// when they read as write_member writes them; else nlohmann reads them too
+// (`members` empty). `doc` is discarded when the text is not JSON; the
+// caller wipes it.
+struct ParsedDocument {
+  json doc;
+  std::optional<std::vector<std::vector<Member>>> members;
+};
+void parse_document(std::string_view text, ParsedDocument& out) {
+  std::optional<SplitDocument> split = split_members(text);
+  out.doc = json::parse(split ? std::string_view(split->rest) : text, nullptr, false);
+  if (!split) return;
+  wipe(split->rest);
+  const json& d = out.doc;
+  if (!d.is_discarded() && d.contains("groups") && d["groups"].is_array() && d["groups"].size() == split->members.size()) {
+    out.members = std::move(split->members);
+    return;
+  }
+  // "members" outside the groups' objects: let nlohmann read it all.
+  wipe(out.doc);
+  out.doc = json::parse(text, nullptr, false);
+}
+
 // Applies the journal of `path` (if any) over the snapshot's `states`.
 // `clean`: every record was applied and the file may be appended to.
 crypto::Result<void> apply_journal(const std::string& path, ByteView snapshot_digest, const Groups& groups,
@@ -785,11 +809,15 @@ crypto::Result<void> apply_journal(const std::string& path, ByteView snapshot_di
       return refuse(rw + " does not match its SHA-256 and records follow it (corrupt)");
     }
     rest.remove_prefix(length + 1);
-    json doc = json::parse(payload, nullptr, false);
+    ParsedDocument parsed;
+    json& doc = parsed.doc;
     Wiped wipe_doc{doc};
+    parse_document(payload, parsed);
     if (doc.is_discarded()) return refuse(rw + " is not JSON, though its SHA-256 matches");
     try {
-      for (const json& gj : array(doc, "groups", rw)) {
+      const json& gs = array(doc, "groups", rw);
+      for (std::size_t gi = 0; gi < gs.size(); ++gi) {
+        const json& gj = gs[gi];
         const auto identity = number<std::uint32_t>(gj, "identity", rw);
         const std::string where = rw + " group " + std::to_string(identity);
         auto s = states.find(identity);
@@ -812,6 +840,11 @@ crypto::Result<void> apply_journal(const std::string& path, ByteView snapshot_di
           Member m = parse_member(members[i], where + ".members[" + std::to_string(i) + "]");
           s->second.members[m.address] = std::move(m);
         }
+        if (parsed.members)
+          for (Member& m : (*parsed.members)[gi]) {
+            const Address a = m.address;
+            s->second.members.insert_or_assign(a, std::move(m));
+          }
         for (const json& r : array(gj, "removed", where)) {
           auto a = r.is_string() ? Address::parse(r.get<std::string>()) : std::nullopt;
           if (!a) throw FieldError{where + ".removed holds " + r.dump() + ", not an IP address"};
@@ -984,18 +1017,11 @@ crypto::Result<void> restore_state(const std::string& path, Groups& groups, Jour
   if (!got) return refuse("SHA-256: " + got.error());
   if (*got != want) return refuse("content does not match its SHA-256 (truncated or corrupt)");
 
-  // The members without a DOM when they read as save_state writes them.
-  std::optional<SplitDocument> split = split_members(rest);
-  json doc = json::parse(split ? std::string_view(split->rest) : rest, nullptr, false);
+  ParsedDocument parsed;
+  json& doc = parsed.doc;
   Wiped wipe_doc{doc};
-  if (split) wipe(split->rest);
+  parse_document(rest, parsed);
   if (doc.is_discarded()) return refuse("content is not JSON, though its SHA-256 matches");
-  if (split && (!doc.contains("groups") || !doc["groups"].is_array() || doc["groups"].size() != split->members.size())) {
-    // "members" outside the groups' objects: let nlohmann read it all.
-    split.reset();
-    doc = json::parse(rest, nullptr, false);
-    if (doc.is_discarded()) return refuse("content is not JSON, though its SHA-256 matches");
-  }
   std::map<std::uint32_t, Group::State> states;
   try {
     if (text(doc, "format", "document") != kMagic) return refuse("document format is not " + std::string(kMagic));
@@ -1016,8 +1042,8 @@ crypto::Result<void> restore_state(const std::string& path, Groups& groups, Jour
                       "\" in the config: the file belongs to another configuration (foreign state file)");
       if (auto why = policy_mismatch(gs[i], g->policy(), where)) return refuse(where + ": " + *why);
       Group::State s = parse_group(gs[i], where);
-      if (split)
-        for (Member& m : split->members[i]) {
+      if (parsed.members)
+        for (Member& m : (*parsed.members)[i]) {
           const Address a = m.address;
           s.members.insert_or_assign(a, std::move(m));
         }
