@@ -727,7 +727,7 @@ std::optional<SplitDocument> split_members(std::string_view doc) {
 // A snapshot or a journal record: nlohmann reads all but the groups'
 // "members" arrays, which MemberReader reads (members[i] is groups[i]'s)
 // when they read as write_member writes them; else nlohmann reads them too
-// (`members` empty). `doc` is discarded when the text is not JSON; the
+// (`members` unset). `doc` is discarded when the text is not JSON; the
 // caller wipes it.
 struct ParsedDocument {
   json doc;
