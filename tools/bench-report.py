@@ -70,6 +70,14 @@ def row(suite, name, value, unit="", peer="", note=""):
     return {"suite": suite, "name": name, "value": value, "unit": unit, "peer": peer, "note": note}
 
 
+def adder(out, suite):
+    """add(name, value, unit, note="", peer=""): a row of SUITE appended to OUT, unless value is None."""
+    def add(name, value, unit, note="", peer=""):
+        if value is not None:
+            out.append(row(suite, name, value, unit, peer, note))
+    return add
+
+
 def load(folder, name):
     path = pathlib.Path(folder) / name
     return json.loads(path.read_text()) if path.exists() else None
@@ -175,9 +183,7 @@ def registration_rows(folder):
         return []
     out = []
 
-    def add(name, value, unit, peer="", note=""):
-        if value is not None:
-            out.append(row("registration", name, value, unit, peer, note))
+    add = adder(out, "registration")
 
     for dh in ("19", "14"):
         r, b = data.get(f"dh{dh}", {}), data.get("bound", {}).get(dh, {})
@@ -185,50 +191,50 @@ def registration_rows(folder):
             continue
         c = r.get("concurrency")
         bound = b.get("registrations_per_s_2_cores")
-        add(f"dh{dh}_registrations_per_s", r.get("registrations_per_s"), "/s", "",
+        add(f"dh{dh}_registrations_per_s", r.get("registrations_per_s"), "/s",
             f"{r.get('registered')} of {r.get('members')} members, {c} in flight")
-        add(f"dh{dh}_raw_crypto_bound_per_s", bound, "/s", "",
+        add(f"dh{dh}_raw_crypto_bound_per_s", bound, "/s",
             f"2 cores; GM {b.get('gm_us', 0):.0f} us + KS {b.get('ks_us', 0):.0f} us")
-        add(f"dh{dh}_ratio_to_bound", r.get("ratio_to_bound"), "", f"bound {bound:.0f}/s" if bound else "")
-        add(f"dh{dh}_ratio_uncontended", r.get("ratio_to_bound_uncontended"), "", "",
+        add(f"dh{dh}_ratio_to_bound", r.get("ratio_to_bound"), "", peer=f"bound {bound:.0f}/s" if bound else "")
+        add(f"dh{dh}_ratio_uncontended", r.get("ratio_to_bound_uncontended"), "",
             "from CPU time: the rate with a core each and no other load")
-        add(f"dh{dh}_ratio_ceiling_kernel", r.get("ratio_ceiling_kernel"), "", "",
+        add(f"dh{dh}_ratio_ceiling_kernel", r.get("ratio_ceiling_kernel"), "",
             f"the ratio if user space did nothing but the crypto: kernel CPU per registration KS "
             f"{r.get('ks_system_cpu_ms_per_registration') or 0:.3f} ms + gm-swarm "
             f"{r.get('gm_system_cpu_ms_per_registration') or 0:.3f} ms beside the crypto's "
             f"{(b.get('gm_us', 0) + b.get('ks_us', 0)) / 1000:.3f} ms")
-        add(f"dh{dh}_crypto_share_of_cpu", r.get("crypto_share_of_cpu"), "", "",
+        add(f"dh{dh}_crypto_share_of_cpu", r.get("crypto_share_of_cpu"), "",
             "the raw crypto's part of both processes' CPU per registration")
-        add(f"dh{dh}_latency_p50_ms", r.get("latency_ms", {}).get("p50"), "ms", "", f"{c} in flight")
-        add(f"dh{dh}_latency_p99_ms", r.get("latency_ms", {}).get("p99"), "ms", "", f"{c} in flight")
+        add(f"dh{dh}_latency_p50_ms", r.get("latency_ms", {}).get("p50"), "ms", f"{c} in flight")
+        add(f"dh{dh}_latency_p99_ms", r.get("latency_ms", {}).get("p99"), "ms", f"{c} in flight")
         add(f"dh{dh}_ks_cpu_ms_per_registration", r.get("ks_cpu_ms_per_registration"), "ms")
     lat = data.get("latency", {}).get("latency_ms")
     if lat:
-        add("dh19_latency_p50_ms_unloaded", lat.get("p50"), "ms", "", "one in flight")
-        add("dh19_latency_p99_ms_unloaded", lat.get("p99"), "ms", "", "one in flight")
+        add("dh19_latency_p50_ms_unloaded", lat.get("p50"), "ms", "one in flight")
+        add("dh19_latency_p99_ms_unloaded", lat.get("p99"), "ms", "one in flight")
     r = data.get("dh19", {})
     if r.get("ks_rss_kb_per_1000") is not None:
         add("ks_rss_mb_per_1000_members", r["ks_rss_kb_per_1000"] / 1024, "MB")
     if r.get("registered") and r.get("ks_rss_kb_after"):
         # Scaled to exactly 10,000 when the run registered another number.
         base, per = r["ks_rss_kb_before"], (r["ks_rss_kb_after"] - r["ks_rss_kb_before"]) / r["registered"]
-        add("ks_rss_mb_at_10000", (base + per * 10000) / 1024, "MB", "",
+        add("ks_rss_mb_at_10000", (base + per * 10000) / 1024, "MB",
             f"measured with {r['registered']} members" + ("" if r["registered"] == 10000 else ", scaled"))
     k = data.get("rekey_unicast", {})
     if k:
         note = f"{k.get('members_acked')} of {k.get('members')} members acked, {k.get('ks_recorded_acks')} recorded by the KS"
         if k.get("first_push_to_last_ack_s") is not None:
-            add("rekey_unicast_first_push_to_last_ack_s", k["first_push_to_last_ack_s"], "s", "",
+            add("rekey_unicast_first_push_to_last_ack_s", k["first_push_to_last_ack_s"], "s",
                 f"to the last ack the KS recorded (polled); {note}")
-            add("rekey_unicast_first_push_to_last_ack_sent_s", k.get("first_push_to_last_ack_sent_s"), "s", "",
+            add("rekey_unicast_first_push_to_last_ack_sent_s", k.get("first_push_to_last_ack_sent_s"), "s",
                 "to the last ack a member sent, as gm-swarm timed it")
         else:  # no time to compare: the rekey never reached everyone
-            add("rekey_unicast_members_acked", k.get("members_acked"), "", "", note + ": INCOMPLETE, misses the target")
-        add("rekey_unicast_push_bytes", k.get("push_bytes"), "B", "", "one datagram, the same for every member")
-        add("rekey_unicast_bytes_per_member", k.get("bytes_per_member"), "B", "", "retransmissions included")
+            add("rekey_unicast_members_acked", k.get("members_acked"), "", note + ": INCOMPLETE, misses the target")
+        add("rekey_unicast_push_bytes", k.get("push_bytes"), "B", "one datagram, the same for every member")
+        add("rekey_unicast_bytes_per_member", k.get("bytes_per_member"), "B", "retransmissions included")
     load1 = data.get("loadavg_1m_start")
     if load1 is not None:
-        add("loadavg_1m_during_run", max(load1, data.get("loadavg_1m_end", 0)), "", "", f"{data.get('cores')} cores")
+        add("loadavg_1m_during_run", max(load1, data.get("loadavg_1m_end", 0)), "", f"{data.get('cores')} cores")
     out += cores_rows(data)
     out += scale_rows(data)
     return out
@@ -259,9 +265,7 @@ def scale_rows(data):
     """registration.json's at_scale and storm sections (issue 14), named by their member count."""
     out = []
 
-    def add(name, value, unit, note=""):
-        if value is not None:
-            out.append(row("registration_at_scale", name, value, unit, "", note))
+    add = adder(out, "registration_at_scale")
 
     a = data.get("at_scale", {})
     if a:
@@ -328,9 +332,7 @@ def coop_rows(folder):
         return []
     out = []
 
-    def add(name, value, unit, note=""):
-        if value is not None:
-            out.append(row("coop", name, value, unit, "", note))
+    add = adder(out, "coop")
 
     f = data.get("failover", {})
     if f:
